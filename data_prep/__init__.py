@@ -1,0 +1,1 @@
+"""Sources -> transforms -> Parquet shards + manifest.json, and the readers training uses."""

@@ -1,0 +1,84 @@
+"""manifest.json: the record that makes a dataset exist, and its verification before reading.
+
+Shards are written by Ray Data into a fresh `<write_id>/` folder (its writes are neither atomic
+nor idempotent); the manifest, written last and atomically, names the exact files to read. A
+dataset folder without a manifest is an unfinished write and is never read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from data_prep.errors import DataError
+from pipelines.storage import exists, filesystem, join, read_json, write_json_atomic
+
+MANIFEST = "manifest.json"
+
+
+class Shard(BaseModel):
+    path: str  # relative to the dataset folder
+    rows: int
+    bytes: int
+    sha256: str
+
+
+class Split(BaseModel):
+    rows: int
+    shards: list[Shard]
+
+
+class Manifest(BaseModel):
+    fingerprint: str
+    uri: str  # the dataset folder
+    code_version: str
+    created_at: str
+    image_shape: tuple[int, int, int]
+    num_classes: int
+    class_names: list[str]
+    schema_: dict[str, str]
+    splits: dict[str, Split]
+    rejects: dict[str, Any]
+    source: dict[str, Any]
+    prep_config: dict[str, Any]
+
+    def shard_uris(self, split: str) -> list[str]:
+        return [join(self.uri, shard.path) for shard in self.splits[split].shards]
+
+
+def dataset_uri(storage: str, fingerprint: str) -> str:
+    return join(storage, "datasets", fingerprint)
+
+
+def publish(manifest: Manifest) -> None:
+    write_json_atomic(join(manifest.uri, MANIFEST), manifest.model_dump(mode="json"))
+
+
+def find_manifest(storage: str, fingerprint: str) -> Manifest | None:
+    uri = join(dataset_uri(storage, fingerprint), MANIFEST)
+    if not exists(uri):
+        return None
+    return Manifest.model_validate(read_json(uri))
+
+
+def load_verified(uri: str) -> Manifest:
+    """The manifest of the dataset at `uri`, after checking every shard is there at its size.
+
+    Sizes, not hashes: cheap enough to run before every training, and they catch the common
+    faults (a missing, truncated or replaced file). `verify_checksums` does the full check.
+    """
+    manifest_uri = join(uri, MANIFEST)
+    if not exists(manifest_uri):
+        raise DataError(f"{manifest_uri}: no manifest; the dataset was never (fully) prepared")
+    manifest = Manifest.model_validate(read_json(manifest_uri))
+    fs, _ = filesystem(uri)
+    for split in manifest.splits:
+        for shard, shard_uri in zip(manifest.splits[split].shards, manifest.shard_uris(split), strict=True):
+            path = filesystem(shard_uri)[1]
+            if not fs.exists(path):
+                raise DataError(f"{shard_uri}: shard listed in the manifest is missing")
+            size = fs.size(path)
+            if size != shard.bytes:
+                raise DataError(f"{shard_uri}: {size} bytes, the manifest says {shard.bytes}")
+    return manifest

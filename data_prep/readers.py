@@ -1,0 +1,40 @@
+"""Reading a prepared dataset: verified manifest first, then Ray Data (training) or pyarrow
+(evaluation, small splits)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import ray.data
+
+from data_prep.images import from_bytes
+from data_prep.manifest import Manifest
+from pipelines.storage import filesystem, is_local
+
+
+def ray_dataset(manifest: Manifest, split: str) -> ray.data.Dataset:
+    """The split as a Ray Dataset of `image` (C, H, W) float32 arrays and int64 `label`s."""
+    uris = manifest.shard_uris(split)
+    if is_local(uris[0]):
+        dataset = ray.data.read_parquet(uris)
+    else:
+        fs, _ = filesystem(uris[0])
+        dataset = ray.data.read_parquet([filesystem(u)[1] for u in uris], filesystem=fs)
+    shape = tuple(manifest.image_shape)
+
+    def decode(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"image": from_bytes(batch["image"], shape), "label": batch["label"].astype(np.int64)}
+
+    return dataset.map_batches(decode, batch_format="numpy")
+
+
+def read_arrays(manifest: Manifest, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images (N, C, H, W) float32 in [-1, 1], labels (N,)) of a split, read with pyarrow."""
+    images, labels = [], []
+    for uri in manifest.shard_uris(split):
+        fs, path = filesystem(uri)
+        with fs.open(path, "rb") as handle:
+            table = pq.read_table(handle, columns=["image", "label"])
+        images.append(from_bytes(table.column("image").to_pylist(), tuple(manifest.image_shape)))
+        labels.append(table.column("label").to_numpy())
+    return np.concatenate(images), np.concatenate(labels)

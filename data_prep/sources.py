@@ -1,0 +1,132 @@
+"""Sources: each describes itself (for the fingerprint) and yields raw rows as a Ray Dataset.
+
+A raw row is `{key, label, pixels, height, width, error}`: `pixels` are float32 (C, H, W) bytes in
+[0, 1] and `error` is "" or the reason the record cannot be used (it becomes a reject, not a
+crash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import ray.data
+
+from data_prep.errors import DataError
+from data_prep.images import decode_image, to_bytes
+from pipelines.config import DigitsSource, ImageFolderSource, ParquetSource
+from pipelines.storage import filesystem
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+Source = DigitsSource | ImageFolderSource | ParquetSource
+
+
+def describe(source: Source) -> dict[str, Any]:
+    """What the data is, cheaply: file names, sizes and modification stamps, no contents."""
+    if isinstance(source, DigitsSource):
+        import sklearn
+
+        return {"kind": "digits", "sklearn": sklearn.__version__}
+    fs, root = filesystem(source.path)
+    listing = _list_files(source)
+    files = []
+    for path in listing:
+        info = fs.info(path)
+        stamp = info.get("mtime") or info.get("LastModified") or info.get("ETag") or ""
+        files.append([posixpath.relpath(path, root), info.get("size"), str(stamp)])
+    return {**source.model_dump(), "files": files}
+
+
+def class_names(source: Source) -> list[str]:
+    if isinstance(source, DigitsSource):
+        return [str(digit) for digit in range(10)]
+    if isinstance(source, ImageFolderSource):
+        _, root = filesystem(source.path)
+        return sorted({posixpath.relpath(p, root).split("/")[0] for p in _list_files(source)})
+    return []  # parquet: integer labels as they are
+
+
+def read(source: Source) -> ray.data.Dataset:
+    if isinstance(source, DigitsSource):
+        return _read_digits()
+    if isinstance(source, ImageFolderSource):
+        return _read_image_folder(source)
+    return _read_parquet(source)
+
+
+def _list_files(source: ImageFolderSource | ParquetSource) -> list[str]:
+    fs, root = filesystem(source.path)
+    if not fs.exists(root):
+        raise DataError(f"data.source.path: {source.path} does not exist")
+    suffixes = IMAGE_SUFFIXES if isinstance(source, ImageFolderSource) else (".parquet",)
+    if fs.isfile(root):
+        found = [root]
+    else:
+        found = sorted(p for p in fs.find(root) if p.lower().endswith(suffixes))
+    if isinstance(source, ImageFolderSource):
+        found = [p for p in found if "/" in posixpath.relpath(p, root)]  # labelled by a subfolder
+    if not found:
+        kinds = "/".join(suffixes)
+        raise DataError(f"data.source.path: no {kinds} files under {source.path}")
+    return found
+
+
+def raw_row(key: str, label: int, pixels: np.ndarray | None, error: str = "") -> dict[str, Any]:
+    height, width = pixels.shape[1:] if pixels is not None else (0, 0)
+    return {"key": key, "label": label, "pixels": b"" if pixels is None else to_bytes(pixels),
+            "height": height, "width": width, "error": error}
+
+
+def _read_digits() -> ray.data.Dataset:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)[:, None]  # (N, 1, 8, 8) in [0, 1]
+    table = pa.table({
+        "key": [f"digits/{i}" for i in range(len(images))],
+        "label": digits.target.astype(np.int64),
+        "pixels": [to_bytes(image) for image in images],
+        "height": [8] * len(images),
+        "width": [8] * len(images),
+        "error": [""] * len(images),
+    })
+    return ray.data.from_arrow(table)
+
+
+def _read_image_folder(source: ImageFolderSource) -> ray.data.Dataset:
+    _, root = filesystem(source.path)
+    names = class_names(source)
+    items = []
+    for path in _list_files(source):
+        relative = posixpath.relpath(path, root)
+        items.append({"key": relative, "path": path, "label": names.index(relative.split("/")[0])})
+    uri_prefix = source.path.split("://")[0] + "://" if "://" in source.path else ""
+
+    def load(row: dict[str, Any]) -> dict[str, Any]:
+        fs, _ = filesystem(uri_prefix + row["path"])
+        try:
+            with fs.open(row["path"], "rb") as handle:
+                decoded = decode_image(handle.read(), source.channels)
+        except Exception as exc:  # any unreadable file is a reject, with its reason
+            return raw_row(row["key"], row["label"], None, f"unreadable image: {type(exc).__name__}: {exc}")
+        return raw_row(row["key"], row["label"], decoded)
+
+    return ray.data.from_items(items).map(load)
+
+
+def _read_parquet(source: ParquetSource) -> ray.data.Dataset:
+    columns = [source.image_column] + ([source.label_column] if source.label_column else [])
+    dataset = ray.data.read_parquet(source.path, columns=columns, include_paths=True)
+
+    def load(row: dict[str, Any]) -> dict[str, Any]:
+        label = row.get(source.label_column, -1) if source.label_column else -1
+        key = f"{row['path']}#{hashlib.sha1(row[source.image_column] or b'').hexdigest()}"
+        try:
+            return raw_row(key, int(label), decode_image(row[source.image_column], source.channels))
+        except Exception as exc:  # a bad record is a reject, with its reason
+            return raw_row(key, -1, None, f"unreadable record: {type(exc).__name__}: {exc}")
+
+    return dataset.map(load)

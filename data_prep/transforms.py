@@ -1,0 +1,39 @@
+"""Row transforms applied by Ray Data between a source and the shards."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from data_prep.images import resize, to_bytes
+
+
+def split_of(key: str, seed: int, val_fraction: float) -> str:
+    """A seeded, order-independent train/val assignment: the same record always lands in the
+    same split, however the source is partitioned or re-read."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return "val" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
+
+
+def make_transform(channels: int, image_size: int | None, native_size: int | None, seed: int,
+                   val_fraction: float) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Resize to `image_size`, scale [0, 1] -> [-1, 1] and assign the split. Without a resize,
+    every image must be `native_size` square; one that is not becomes a reject."""
+
+    def transform(row: dict[str, Any]) -> dict[str, Any]:
+        out = {"key": row["key"], "label": int(row["label"]), "image": b"", "error": row["error"],
+               "split": split_of(row["key"], seed, val_fraction)}
+        if out["error"]:
+            return out
+        height, width = int(row["height"]), int(row["width"])
+        pixels = np.frombuffer(row["pixels"], dtype="<f4").reshape(channels, height, width)
+        if image_size is None and (height, width) != (native_size, native_size):
+            out["error"] = f"image is {height}x{width}, not {native_size}x{native_size}; set data.image_size"
+            return out
+        out["image"] = to_bytes(resize(pixels, image_size or height) * 2.0 - 1.0)
+        return out
+
+    return transform

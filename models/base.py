@@ -1,0 +1,62 @@
+"""The one interface every model family implements.
+
+The training loop, the evaluator and the registry only ever talk to a `GenerativeModel`, so adding
+a family means writing one module, not touching the pipeline. A family may own several networks
+(a GAN's generator and discriminator): the loop gives each its own DeepSpeed engine and optimizer
+and steps them in the order `networks()` lists them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+
+class ModelConfig(BaseModel):
+    """Hyper-parameters of one family; each family subclasses it with its own fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class GenerativeModel(nn.Module, ABC):
+    """A generative model: networks to train, a loss per network, and a sampler.
+
+    After DeepSpeed wraps a network, the loop calls `use_network(name, engine)` so the model's
+    forward passes go through the engine (ZeRO-3 gathers parameters there).
+    """
+
+    family: ClassVar[str]
+    config_class: ClassVar[type[ModelConfig]]
+    presets: ClassVar[dict[str, dict[str, Any]]]
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self._wrapped: dict[str, nn.Module] = {}
+
+    @abstractmethod
+    def networks(self) -> dict[str, nn.Module]:
+        """The trainable networks, in the order the loop steps them."""
+
+    def use_network(self, name: str, wrapped: nn.Module) -> None:
+        """Route calls to network `name` through `wrapped` (a DeepSpeed engine)."""
+        if name not in self.networks():
+            raise KeyError(f"{self.family} has no network named {name!r}")
+        self._wrapped[name] = wrapped
+
+    def net(self, name: str) -> nn.Module:
+        """The callable for network `name`: its engine when wrapped, else the bare module."""
+        return self._wrapped.get(name) or self.networks()[name]
+
+    @abstractmethod
+    def loss(self, network: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The scalar loss whose gradient steps network `network` on this batch."""
+
+    @abstractmethod
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`n` new samples (images in [-1, 1], shape (n, C, H, W) for image families)."""

@@ -1,0 +1,237 @@
+"""PipelineConfig: the YAML a user writes, validated by pydantic before anything starts.
+
+An invalid config becomes `ConfigError` whose lines each name a field (`train.batch_size: must be
+> 0`); the CLI prints them and exits 2 without starting Ray or MLflow.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+import models
+
+
+class ConfigError(ValueError):
+    """One or more problems with a config, each a line that starts with the field's path."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DigitsSource(Strict):
+    """scikit-learn's 8x8 handwritten digits (1,797 images, ships with the package)."""
+
+    kind: Literal["digits"] = "digits"
+
+
+class ImageFolderSource(Strict):
+    """PNG/JPEG files under `path`; the label is the name of the image's subfolder."""
+
+    kind: Literal["image_folder"]
+    path: str
+    channels: Literal[1, 3] = 1
+
+
+class ParquetSource(Strict):
+    """Parquet files with encoded images (PNG/JPEG bytes) and an optional label column."""
+
+    kind: Literal["parquet"]
+    path: str
+    image_column: str = "image"
+    label_column: str | None = "label"
+    channels: Literal[1, 3] = 1
+
+
+Source = Annotated[DigitsSource | ImageFolderSource | ParquetSource, Field(discriminator="kind")]
+
+
+class DataConfig(Strict):
+    source: Source = Field(default_factory=DigitsSource)
+    image_size: int | None = Field(None, gt=0, description="resize to a square of this size")
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    split_seed: int = 0
+    num_shards: int = Field(2, gt=0)
+    max_reject_fraction: float = Field(0.01, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _size_known(self) -> DataConfig:
+        if self.image_size is None and self.source.kind != "digits":
+            raise ValueError("image_size is required for image_folder and parquet sources")
+        return self
+
+
+class ModelSection(Strict):
+    family: str = "ddpm"
+    preset: str = "tiny"
+    params: dict[str, Any] = Field(default_factory=dict, description="overrides of the preset")
+
+    @model_validator(mode="after")
+    def _known_family_and_preset(self) -> ModelSection:
+        cls = models.family_class(self.family)
+        if self.preset not in cls.presets:
+            raise ValueError(f"preset {self.preset!r} is not one of {', '.join(cls.presets)}")
+        unknown = set(self.params) - set(cls.config_class.model_fields)
+        if unknown:
+            raise ValueError(f"params: unknown field(s) {', '.join(sorted(unknown))} for {self.family}")
+        return self
+
+
+class TrainConfig(Strict):
+    num_workers: int = Field(2, gt=0)
+    cpus_per_worker: float = Field(0.5, gt=0, description="fractional leaves CPUs for Ray Data")
+    use_gpu: bool | Literal["auto"] = "auto"
+    batch_size: int = Field(64, gt=0, description="per worker")
+    epochs: int = Field(1, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="stop after this many optimizer steps")
+    learning_rate: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    grad_clip: float = Field(1.0, ge=0)
+    zero_stage: int = Field(2, ge=0, le=3)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    checkpoint_every: int = Field(200, gt=0, description="optimizer steps between checkpoints")
+    log_every: int = Field(20, gt=0)
+    max_failures: int = Field(1, ge=-1, description="worker-group restarts; -1 means forever")
+    seed: int = 0
+
+
+class EvaluateConfig(Strict):
+    num_samples: int = Field(500, gt=1, description="generated images for classifier-FID")
+    grid_size: int = Field(64, gt=0)
+    classifier_epochs: int = Field(15, gt=0)
+    num_cpus: float = Field(2, gt=0)
+    seed: int = 0
+
+
+class RegisterConfig(Strict):
+    model_name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    alias: str = "champion"
+
+
+class PipelineConfig(Strict):
+    name: str = Field(min_length=1)
+    experiment: str | None = None
+    storage: str = "./.genpipe"
+    tracking_uri: str | None = None
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelSection = Field(default_factory=ModelSection)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    register: RegisterConfig
+
+    @property
+    def experiment_name(self) -> str:
+        return self.experiment or self.name
+
+
+BUILTIN_PACKAGE = "pipelines.configs"
+
+
+def builtin_configs() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files(BUILTIN_PACKAGE).iterdir() if p.name.endswith(".yaml"))
+
+
+def read_config_source(name_or_path: str) -> dict[str, Any]:
+    """The raw mapping from a YAML file, or from a built-in config of that name."""
+    path = Path(name_or_path)
+    if path.is_file():
+        text, origin = path.read_text(), str(path)
+    elif name_or_path in builtin_configs():
+        text = resources.files(BUILTIN_PACKAGE).joinpath(f"{name_or_path}.yaml").read_text()
+        origin = f"built-in {name_or_path}"
+    else:
+        raise ConfigError([f"CONFIG: {name_or_path!r} is neither a file nor a built-in config "
+                           f"({', '.join(builtin_configs())})"])
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"CONFIG: {origin} is not valid YAML: {exc}"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError([f"CONFIG: {origin} must hold a mapping at the top level"])
+    return raw
+
+
+def apply_overrides(raw: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
+    """`a.b=value` assignments; values are parsed as YAML (numbers, booleans, lists)."""
+    result = copy.deepcopy(raw)
+    problems = []
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key.strip():
+            problems.append(f"--set {assignment}: expected KEY.PATH=VALUE")
+            continue
+        *parents, leaf = key.strip().split(".")
+        node = result
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                problems.append(f"{key}: {part} is not a section")
+                break
+            node = child
+        else:
+            try:
+                node[leaf] = yaml.safe_load(value)
+            except yaml.YAMLError:
+                node[leaf] = value
+    if problems:
+        raise ConfigError(problems)
+    return result
+
+
+def _describe(error: dict[str, Any]) -> str:
+    ctx = error.get("ctx") or {}
+    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+    if error["type"] in bounds:
+        limit = next(iter(ctx.values()))
+        return f"must be {bounds[error['type']]} {limit}"
+    if error["type"] == "extra_forbidden":
+        return "unknown field"
+    if error["type"] == "missing":
+        return "required"
+    return error["msg"].removeprefix("Value error, ")
+
+
+def validate_config(raw: dict[str, Any]) -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            # Drop the union tag pydantic inserts for discriminated unions (data.source.digits.x).
+            loc = [str(p) for p in error["loc"] if not (isinstance(p, str) and p in _SOURCE_KINDS)]
+            problems.append(f"{'.'.join(loc) or 'config'}: {_describe(error)}")
+        raise ConfigError(problems) from None
+
+
+_SOURCE_KINDS = {"digits", "image_folder", "parquet"}
+
+
+def load_config(name_or_path: str, assignments: list[str] | None = None,
+                **top_level: str | None) -> PipelineConfig:
+    """Read, override (`--set`, then CLI options such as storage), validate."""
+    raw = apply_overrides(read_config_source(name_or_path), assignments or [])
+    raw.update({key: value for key, value in top_level.items() if value is not None})
+    return validate_config(raw)
+
+
+def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}: MLflow params are flat."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
