@@ -7,6 +7,8 @@ An invalid config becomes `ConfigError` whose lines each name a field (`train.ba
 from __future__ import annotations
 
 import copy
+import re
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -67,7 +69,7 @@ class DataConfig(Strict):
     @model_validator(mode="after")
     def _size_known(self) -> DataConfig:
         if self.image_size is None and self.source.kind != "digits":
-            raise ValueError("image_size is required for image_folder and parquet sources")
+            raise ValueError("image_size: required for image_folder and parquet sources")
         return self
 
 
@@ -84,6 +86,12 @@ class ModelSection(Strict):
         unknown = set(self.params) - set(cls.config_class.model_fields)
         if unknown:
             raise ValueError(f"params: unknown field(s) {', '.join(sorted(unknown))} for {self.family}")
+        placeholder = {"image_shape": (1, 8, 8)}  # the real shape comes from the prepared data
+        try:
+            cls.config_class(**{**cls.presets[self.preset], **placeholder, **self.params})
+        except ValidationError as exc:
+            problems = [f"params.{'.'.join(map(str, e['loc']))}: {_describe(e)}" for e in exc.errors()]
+            raise ValueError("; ".join(problems)) from None
         return self
 
 
@@ -117,6 +125,10 @@ class EvaluateConfig(Strict):
 class RegisterConfig(Strict):
     model_name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     alias: str = "champion"
+
+
+# `register` is the step's name in DESIGN.md; pydantic only warns that it hides ABCMeta.register.
+warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
 
 
 class PipelineConfig(Strict):
@@ -210,7 +222,11 @@ def validate_config(raw: dict[str, Any]) -> PipelineConfig:
         for error in exc.errors():
             # Drop the union tag pydantic inserts for discriminated unions (data.source.digits.x).
             loc = [str(p) for p in error["loc"] if not (isinstance(p, str) and p in _SOURCE_KINDS)]
-            problems.append(f"{'.'.join(loc) or 'config'}: {_describe(error)}")
+            message = _describe(error)
+            nested = re.match(r"^([\w.]+): (.*)$", message)  # a model validator naming a sub-field
+            if nested:
+                loc, message = [*loc, nested.group(1)], nested.group(2)
+            problems.append(f"{'.'.join(loc) or 'config'}: {message}")
         raise ConfigError(problems) from None
 
 

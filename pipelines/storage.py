@@ -68,3 +68,13 @@ def read_json(uri: str) -> Any:
 def exists(uri: str) -> bool:
     fs, path = filesystem(uri)
     return fs.exists(path)
+
+
+def local_copy(uri: str, destination: str) -> str:
+    """A local folder holding the contents of `uri`: the folder itself when it is local,
+    otherwise a download into `destination`."""
+    if is_local(uri):
+        return uri.removeprefix("file://")
+    fs, path = filesystem(uri)
+    fs.get(path.rstrip("/") + "/", destination.rstrip("/") + "/", recursive=True)
+    return destination

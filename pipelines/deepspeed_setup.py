@@ -1,0 +1,73 @@
+"""DeepSpeed engines for a model's networks, built from the `train:` section."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from pipelines.config import TrainConfig
+
+
+def use_bf16(config: TrainConfig, on_gpu: bool) -> bool:
+    """bf16 on GPUs by default; fp32 on CPU, where bf16 kernels are slow or missing."""
+    return config.precision == "bf16" or (config.precision == "auto" and on_gpu)
+
+
+def deepspeed_config(config: TrainConfig, on_gpu: bool) -> dict[str, Any]:
+    zero: dict[str, Any] = {"stage": config.zero_stage}
+    if config.zero_stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    return {
+        "train_micro_batch_size_per_gpu": config.batch_size,
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": config.grad_clip,
+        "zero_optimization": zero,
+        "bf16": {"enabled": use_bf16(config, on_gpu)},
+        # A torch optimizer is passed in (no `optimizer.type`): on CPU that spares the ~75 s JIT
+        # build of DeepSpeed's fused_adam; ZeRO wraps torch's AdamW as it is.
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int, floor: float = 0.1):
+    """LR multiplier: linear warm-up, then cosine decay to `floor` of the peak."""
+
+    def multiplier(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return multiplier
+
+
+def build_engine(network: nn.Module, config: TrainConfig, total_steps: int, on_gpu: bool):
+    import deepspeed
+
+    optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, config.warmup_steps))
+    engine, _, _, _ = deepspeed.initialize(model=network, optimizer=optimizer, lr_scheduler=scheduler,
+                                           config=deepspeed_config(config, on_gpu))
+    return engine
+
+
+def full_state_dict(model: nn.Module, zero_stage: int) -> dict[str, torch.Tensor]:
+    """The whole model's weights in fp32. Under ZeRO-3 each rank holds a slice of every
+    parameter, so they are gathered first (a collective: every rank must call this)."""
+    if zero_stage == 3:
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
+            return {k: _cpu_fp32(v) for k, v in model.state_dict().items()}
+    return {k: _cpu_fp32(v) for k, v in model.state_dict().items()}
+
+
+def _cpu_fp32(tensor: torch.Tensor) -> torch.Tensor:
+    tensor = tensor.detach().cpu()
+    return (tensor.float() if tensor.is_floating_point() else tensor).clone()

@@ -1,0 +1,54 @@
+"""PNG pictures for people: sample grids and the loss curve."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def save_grid(images: torch.Tensor, path: str | Path, scale: int | None = None) -> Path:
+    """(N, C, H, W) in [-1, 1] -> one PNG, as square a grid as N allows, upscaled for viewing."""
+    n, channels, height, width = images.shape
+    columns = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    scale = scale or max(1, 64 // height)
+    pad = 1
+    canvas = np.ones((rows * (height + pad) + pad, columns * (width + pad) + pad, channels), np.float32)
+    pixels = ((images.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
+    for index in range(n):
+        r, c = divmod(index, columns)
+        top, left = pad + r * (height + pad), pad + c * (width + pad)
+        canvas[top:top + height, left:left + width] = pixels[index]
+    array = (canvas * 255).round().astype(np.uint8)
+    image = Image.fromarray(array[..., 0] if channels == 1 else array)
+    image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def save_loss_curve(history: dict[str, list[tuple[int, float]]], path: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for name, points in history.items():
+        steps, values = zip(*points, strict=True) if points else ((), ())
+        axis.plot(steps, values, label=name)
+    axis.set_xlabel("step")
+    axis.set_ylabel("loss")
+    axis.set_yscale("log")
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

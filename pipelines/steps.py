@@ -1,0 +1,86 @@
+"""The workflow's steps: `step(config, inputs, context) -> result` (small, JSON-serialisable).
+
+Heavy artefacts (shards, checkpoints, weights) stay in storage; results only point at them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import models
+from data_prep.manifest import load_verified
+from pipelines import tracking
+from pipelines.config import PipelineConfig
+
+STEP_ORDER = ("prepare", "train", "evaluate", "register")
+
+
+@dataclass(frozen=True)
+class StepContext:
+    workflow_id: str
+    workflow_uri: str
+    tracking_uri: str
+    run_id: str
+
+
+Inputs = dict[str, dict[str, Any]]
+
+
+def prepare_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> dict[str, Any]:
+    from data_prep.manifest import MANIFEST
+    from data_prep.prepare import describe_result, prepare
+    from pipelines.storage import join
+
+    manifest, cache_hit = prepare(config.data, config.storage)
+    tracking.log_dataset(context.tracking_uri, context.run_id, join(manifest.uri, MANIFEST), manifest.fingerprint)
+    return describe_result(manifest, cache_hit)
+
+
+def train_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> dict[str, Any]:
+    from pipelines.training import run_training
+
+    manifest = load_verified(inputs["prepare"]["dataset_uri"])
+    model_config = models.resolve_config(config.model.family, config.model.preset, config.model.params,
+                                         {"image_shape": manifest.image_shape})
+    return run_training(config, manifest, model_config.model_dump(mode="json"), context.workflow_id,
+                        context.tracking_uri, context.run_id)
+
+
+def evaluate_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> dict[str, Any]:
+    from pipelines.evaluation import evaluate
+
+    manifest = load_verified(inputs["prepare"]["dataset_uri"])
+    return evaluate(config, manifest, inputs["train"]["model_uri"], context.workflow_uri,
+                    context.tracking_uri, context.run_id)
+
+
+def register_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> dict[str, Any]:
+    from pipelines.registry import register
+
+    tags = {"genpipe.workflow_id": context.workflow_id,
+            "genpipe.dataset.fingerprint": inputs["prepare"]["fingerprint"],
+            "genpipe.family": config.model.family, "genpipe.preset": config.model.preset,
+            **{k.replace("/", "."): v for k, v in inputs["evaluate"]["metrics"].items()}}
+    return register(inputs["train"]["model_uri"], config.register.model_name, config.register.alias,
+                    context.tracking_uri, context.run_id, tags)
+
+
+StepFunction = Callable[[PipelineConfig, Inputs, StepContext], dict[str, Any]]
+STEPS: dict[str, StepFunction] = {"prepare": prepare_step, "train": train_step,
+                                  "evaluate": evaluate_step, "register": register_step}
+
+
+def step_cpus(step: str, config: PipelineConfig) -> float:
+    """CPUs the step's own Ray task holds. prepare and train hold none: Ray Data's tasks and Ray
+    Train's workers ask for their own, and holding one here would starve them on a small node."""
+    return config.evaluate.num_cpus if step == "evaluate" else 0
+
+
+def run_step(step: str, config_json: dict[str, Any], inputs: Inputs, context: StepContext) -> dict[str, Any]:
+    """The body of a step's Ray task."""
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    return STEPS[step](PipelineConfig.model_validate(config_json), inputs, context)

@@ -1,0 +1,186 @@
+"""train: a Ray Train TorchTrainer whose workers step each network through its DeepSpeed engine.
+
+Fault tolerance is Ray Train's: a checkpoint (the DeepSpeed checkpoint of every network, every
+rank's shard merged into one folder) is reported every `train.checkpoint_every` steps; a restarted
+worker group, or the same workflow re-run after a crash (same run name and storage path), starts
+from the latest one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from typing import Any
+
+import torch
+
+from data_prep.manifest import Manifest
+from models import build_model
+from models.weights import save_model
+from pipelines import tracking
+from pipelines.config import PipelineConfig, TrainConfig
+from pipelines.deepspeed_setup import build_engine, full_state_dict
+from pipelines.storage import filesystem, is_local, join
+
+MODEL_DIR = "model"  # inside the final checkpoint: safetensors weights + config.json
+
+
+def _all_reduce(values: list[float], device: torch.device, op: str) -> list[float]:
+    import torch.distributed as dist
+
+    tensor = torch.tensor(values, dtype=torch.float64 if device.type == "cpu" else torch.float32,
+                          device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN if op == "min" else dist.ReduceOp.SUM)
+    return tensor.tolist()
+
+
+def _load_shard(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """This worker's share of the train split, read once through Ray Data and kept in memory.
+
+    The image datasets of the foundation are small; re-streaming them every epoch would cost
+    more in Ray Data start-up than the epoch itself.
+    """
+    import ray.train
+
+    images, labels = [], []
+    for batch in ray.train.get_dataset_shard("train").iter_batches(batch_size=1024, batch_format="numpy"):
+        images.append(torch.from_numpy(batch["image"]))
+        labels.append(torch.from_numpy(batch["label"]))
+    return torch.cat(images).to(device), torch.cat(labels).to(device)
+
+
+def _plan(config: TrainConfig, local_rows: int, device: torch.device) -> tuple[int, int]:
+    """(steps per epoch, total steps), equal on every rank so no collective waits forever."""
+    fewest_rows = int(_all_reduce([float(local_rows)], device, "min")[0])
+    steps_per_epoch = fewest_rows // config.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"train.batch_size: {config.batch_size} is more than a worker's {fewest_rows} rows")
+    total = steps_per_epoch * config.epochs
+    return steps_per_epoch, min(total, config.max_steps or total)
+
+
+def _save_checkpoint(engines: dict, model, config: TrainConfig, step: int, metrics: dict[str, float],
+                     final: bool) -> None:
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as folder:
+        for name, engine in engines.items():
+            engine.save_checkpoint(os.path.join(folder, name), tag=f"step{step}", client_state={"step": step})
+        if final:
+            weights = full_state_dict(model, config.zero_stage)
+            if ray.train.get_context().get_world_rank() == 0:
+                save_model(model, os.path.join(folder, MODEL_DIR), weights)
+        ray.train.report({**metrics, "step": step}, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+
+def train_loop(loop_config: dict[str, Any]) -> None:
+    """Runs on every Ray Train worker."""
+    import ray.train
+    import ray.train.torch
+
+    config = PipelineConfig.model_validate(loop_config["pipeline"])
+    train = config.train
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+    torch.set_num_threads(max(1, math.floor(train.cpus_per_worker)))
+    torch.manual_seed(train.seed * 1000 + rank)
+    device = ray.train.torch.get_device()
+    on_gpu = device.type == "cuda"
+
+    model = build_model(config.model.family, loop_config["model_config"]).to(device)
+    images, labels = _load_shard(device)
+    steps_per_epoch, total_steps = _plan(train, len(images), device)
+    engines = {name: build_engine(net, train, total_steps, on_gpu) for name, net in model.networks().items()}
+    for name, engine in engines.items():
+        model.use_network(name, engine)
+
+    step = 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            for name, engine in engines.items():
+                _, client_state = engine.load_checkpoint(os.path.join(folder, name))
+                step = client_state["step"]
+        if rank == 0:
+            print(f"[train] resumed from step {step}")
+
+    uri, run_id = loop_config["tracking_uri"], loop_config["run_id"]
+    sums = dict.fromkeys(engines, 0.0)
+    window_start, window_steps, last_metrics = time.perf_counter(), 0, {}
+    while step < total_steps:
+        epoch = step // steps_per_epoch
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(
+            train.seed + 7919 * epoch + rank)).to(device)
+        for index in range(step % steps_per_epoch, steps_per_epoch):
+            rows = order[index * train.batch_size:(index + 1) * train.batch_size]
+            batch = {"image": images[rows], "label": labels[rows]}
+            for name, engine in engines.items():
+                loss = model.loss(name, batch)
+                engine.backward(loss)
+                engine.step()
+                sums[name] += loss.item()
+            step += 1
+            window_steps += 1
+            last = step == total_steps
+            if step % train.log_every == 0 or last:
+                means = _all_reduce(list(sums.values()), device, "sum")
+                world = context.get_world_size()
+                elapsed = time.perf_counter() - window_start
+                metrics = {f"train/{name}_loss": total / (world * window_steps)
+                           for name, total in zip(sums, means, strict=True)}
+                metrics["train/samples_per_s"] = window_steps * train.batch_size * world / elapsed
+                metrics["train/lr"] = next(iter(engines.values())).get_lr()[0]
+                metrics["train/epoch"] = epoch
+                if rank == 0:
+                    tracking.log_metrics(uri, run_id, metrics, step)
+                    shown = ", ".join(f"{k.removeprefix('train/')}={v:.4g}" for k, v in metrics.items())
+                    print(f"[train] step {step}/{total_steps} {shown}", flush=True)
+                sums = dict.fromkeys(engines, 0.0)
+                window_start, window_steps = time.perf_counter(), 0
+                last_metrics = metrics
+            if step % train.checkpoint_every == 0 or last:
+                _save_checkpoint(engines, model, train, step, last_metrics, final=last)
+            if last:
+                return
+
+
+def run_training(config: PipelineConfig, manifest: Manifest, model_config: dict[str, Any],
+                 workflow_id: str, tracking_uri: str, run_id: str) -> dict[str, Any]:
+    """Fit the model on the prepared dataset; returns where the final checkpoint and weights are."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from data_prep.readers import ray_dataset
+
+    train = config.train
+    use_gpu = ray.cluster_resources().get("GPU", 0) > 0 if train.use_gpu == "auto" else train.use_gpu
+    resources = {"CPU": train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
+    storage_path, storage_fs = join(config.storage, "checkpoints"), None
+    if not is_local(config.storage):
+        import pyarrow.fs
+
+        fs, storage_path = filesystem(storage_path)
+        storage_fs = pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={"pipeline": config.model_dump(mode="json"), "model_config": model_config,
+                           "tracking_uri": tracking_uri, "run_id": run_id},
+        scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=use_gpu,
+                                     resources_per_worker=resources),
+        run_config=RunConfig(
+            name=f"{workflow_id}-train", storage_path=storage_path, storage_filesystem=storage_fs,
+            failure_config=FailureConfig(max_failures=train.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+        datasets={"train": ray_dataset(manifest, "train")},
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+    )
+    result = trainer.fit()
+    checkpoint_uri = result.checkpoint.path
+    if not is_local(config.storage):
+        checkpoint_uri = f"{config.storage.split('://')[0]}://{checkpoint_uri}"
+    return {"checkpoint_uri": checkpoint_uri, "model_uri": join(checkpoint_uri, MODEL_DIR),
+            "metrics": {k: v for k, v in result.metrics.items() if isinstance(v, int | float)}}
