@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 a failed run, 2 bad usage or an invalid config (nothing
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 from typing import Any
@@ -153,7 +154,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     import models
 
     for family, cls in models.FAMILIES.items():
-        _say(f"{family}: {cls.__doc__.strip().splitlines()[0]}")
+        summary = (inspect.getdoc(cls) or "").splitlines()
+        _say(f"{family}: {summary[0] if summary else ''}")
         for preset, params in cls.presets.items():
             _say(f"  {preset}: {', '.join(f'{k}={v}' for k, v in params.items())}")
     return EXIT_OK

@@ -63,9 +63,15 @@ class Workflow:
         return PipelineConfig.model_validate(self.meta()["config"])
 
     def create(self, config: PipelineConfig, tracking_uri: str, steps: tuple[str, ...]) -> dict[str, Any]:
-        """Write workflow.json with a new MLflow run, or return the existing one (re-runs reuse it)."""
+        """Write workflow.json with a new MLflow run. An existing workflow keeps its run and config
+        and takes on any of `steps` it did not have (`genpipe prepare` then `genpipe run`)."""
         if self.exists():
-            return self.meta()
+            meta = self.meta()
+            wanted = [s for s in STEP_ORDER if s in meta["steps"] or s in steps]
+            if wanted != meta["steps"]:
+                meta["steps"] = wanted
+                write_json_atomic(self.meta_uri, meta)
+            return meta
         run_id, run_url = tracking.start_workflow_run(config, tracking_uri, self.id)
         meta = {"id": self.id, "created_at": _now(), "config": config.model_dump(mode="json"),
                 "tracking_uri": tracking_uri, "run_id": run_id, "run_url": run_url, "steps": list(steps)}
