@@ -43,10 +43,25 @@ def register(model_uri: str, model_name: str, alias: str, tracking_uri: str, run
             "model_uri": f"models:/{model_name}/{version.version}"}
 
 
+def resolve_version(model_uri: str, tracking_uri: str):
+    """`models:/NAME@ALIAS` or `models:/NAME/VERSION` -> the ModelVersion, looked up in the registry
+    at `tracking_uri` (never in a process-global default)."""
+    reference = model_uri.removeprefix("models:/")
+    if reference == model_uri:
+        raise ValueError(f"MODEL_URI: expected models:/NAME@ALIAS or models:/NAME/VERSION, got {model_uri!r}")
+    mlflow_client = tracking.client(tracking_uri)
+    if "@" in reference:
+        name, alias = reference.split("@", 1)
+        return mlflow_client.get_model_version_by_alias(name, alias)
+    name, _, version = reference.rpartition("/")
+    return mlflow_client.get_model_version(name, version)
+
+
 def download(model_uri: str, tracking_uri: str, destination: str) -> str:
-    """A registered model (`models:/NAME@ALIAS`, `models:/NAME/VERSION`) or a run/artifact URI,
-    downloaded to a local folder."""
+    """A registered model's files (safetensors weights + config.json) in a local folder."""
     import mlflow.artifacts
 
-    return mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=destination,
+    version = resolve_version(model_uri, tracking_uri)
+    source = tracking.client(tracking_uri).get_model_version_download_uri(version.name, version.version)
+    return mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=destination,
                                                tracking_uri=tracking_uri)

@@ -1,0 +1,39 @@
+# The two commands of the README. Each builds .venv first when it is missing or stale.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.genpipe-installed
+# Without a GPU, torch is pinned to the CPU build (a plain `torch` would pull a multi-GB CUDA
+# build). With a GPU, the range in pyproject.toml takes the CUDA build.
+CPU_TORCH ?= torch==2.13.0
+
+.PHONY: quickstart test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+		echo "GPU found: torch comes from the range in pyproject.toml"; \
+	else \
+		$(BIN)/python -m pip install --quiet "$(CPU_TORCH)"; \
+	fi
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pipelines.warmup
+	touch $(STAMP)
+
+quickstart: $(STAMP)
+	$(BIN)/genpipe run quickstart
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check . || true
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/quickstart_bench.py --record
+
+clean:
+	rm -rf $(VENV) .genpipe .pytest_cache .ruff_cache
