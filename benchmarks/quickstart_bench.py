@@ -18,6 +18,7 @@ What it measures, in one run on this machine:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -50,10 +51,8 @@ class TreeMemory(threading.Thread):
             except psutil.NoSuchProcess:
                 break
             for process in processes:
-                try:
+                with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                     total += process.memory_full_info().pss
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    pass
             self.peak = max(self.peak, total)
             self._stop.wait(self.interval)
 
@@ -106,7 +105,6 @@ def training_throughput(storage: Path, workflow_id: str) -> dict:
 def bare_pytorch_baseline(steps: int, global_batch: int) -> dict:
     """The same tiny DDPM and optimizer steps in one process: what the hardware gives alone."""
     import torch
-
     from sklearn.datasets import load_digits
 
     import models

@@ -62,10 +62,7 @@ def _list_files(source: ImageFolderSource | ParquetSource) -> list[str]:
     if not fs.exists(root):
         raise DataError(f"data.source.path: {source.path} does not exist")
     suffixes = IMAGE_SUFFIXES if isinstance(source, ImageFolderSource) else (".parquet",)
-    if fs.isfile(root):
-        found = [root]
-    else:
-        found = sorted(p for p in fs.find(root) if p.lower().endswith(suffixes))
+    found = [root] if fs.isfile(root) else sorted(p for p in fs.find(root) if p.lower().endswith(suffixes))
     if isinstance(source, ImageFolderSource):
         found = [p for p in found if "/" in posixpath.relpath(p, root)]  # labelled by a subfolder
     if not found:

@@ -103,10 +103,11 @@ def train_loop(loop_config: dict[str, Any]) -> None:
             for name, engine in engines.items():
                 _, client_state = engine.load_checkpoint(os.path.join(folder, name))
                 step = client_state["step"]
-        if rank == 0:
-            print(f"[train] resumed from step {step}")
 
     uri, run_id = loop_config["tracking_uri"], loop_config["run_id"]
+    if checkpoint and rank == 0:
+        print(f"[train] resumed from the checkpoint at step {step}", flush=True)
+        tracking.log_metrics(uri, run_id, {"train/resumed_from_step": step}, step)
     sums = dict.fromkeys(engines, 0.0)
     window_start, window_steps, last_metrics = time.perf_counter(), 0, {}
     while step < total_steps:

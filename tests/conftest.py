@@ -48,21 +48,22 @@ def mlflow_server(tmp_path_factory):
     """A real `mlflow server` subprocess (sqlite backend, local artifact root) on 127.0.0.1."""
     root = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
+    log = (root / "server.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
          "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1"],
-        stdout=open(root / "server.log", "wb"), stderr=subprocess.STDOUT)
+        stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
         try:
             urllib.request.urlopen(f"{url}/health", timeout=2)
             break
-        except OSError:
+        except OSError as exc:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
+                raise RuntimeError(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}") from exc
             time.sleep(0.5)
     yield url
     process.terminate()
@@ -70,3 +71,4 @@ def mlflow_server(tmp_path_factory):
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
+    log.close()

@@ -24,7 +24,8 @@ def test_digits_manifest_describes_the_shards(ray_session, tmp_path):
     assert manifest.image_shape == (1, 8, 8) and manifest.num_classes == 10
     for split in ("train", "val"):
         for shard, uri in zip(manifest.splits[split].shards, manifest.shard_uris(split), strict=True):
-            data = open(uri, "rb").read()
+            with open(uri, "rb") as handle:
+                data = handle.read()
             assert hashlib.sha256(data).hexdigest() == shard.sha256 and len(data) == shard.bytes
     written = json.loads((tmp_path / "datasets" / manifest.fingerprint / MANIFEST).read_text())
     assert written["fingerprint"] == manifest.fingerprint and written["rejects"]["count"] == 0
@@ -60,7 +61,8 @@ def test_corrupt_image_is_rejected_with_its_reason(ray_session, tmp_path):
     manifest, _ = prepare(config, str(tmp_path / "store"))
     assert manifest.rejects["count"] == 1 and manifest.class_names == ["cat", "dog"]
     assert manifest.splits["train"].rows + manifest.splits["val"].rows == 20
-    rejects = [json.loads(line) for line in open(manifest.rejects["uri"])]
+    with open(manifest.rejects["uri"]) as handle:
+        rejects = [json.loads(line) for line in handle]
     assert rejects[0]["key"] == "dog/broken0.png"
     assert "unreadable image" in rejects[0]["reason"]
 

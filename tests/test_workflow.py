@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO, TINY
 from PIL import Image
 
-from conftest import REPO, TINY
 from pipelines import cli, tracking
 from pipelines.registry import register
 from pipelines.workflow import Workflow
