@@ -51,39 +51,39 @@ def _build(config: DataConfig, storage: str, key: str) -> Manifest:
     transform = make_transform(channels, config.image_size, native, config.split_seed, config.val_fraction)
     rows = sources.read(config.source).map(transform).materialize()
 
-    total = rows.count()
-    rejected = rows.filter(lambda row: bool(row["error"]))
-    reject_rows = rejected.select_columns(["key", "error"]).take_all()
+    # One pass over the small columns answers every count below without re-running the pipeline.
+    index = rows.select_columns(["key", "label", "split", "error"]).to_pandas()
+    total, rejected = len(index), index[index["error"] != ""]
     rejects_uri = join(uri, write_id, "rejects", "rejects.jsonl")
-    if reject_rows:
-        lines = "".join(json.dumps({"key": r["key"], "reason": r["error"]}) + "\n" for r in reject_rows)
+    if len(rejected):
+        pairs = zip(rejected["key"], rejected["error"], strict=True)
+        lines = "".join(json.dumps({"key": key, "reason": reason}) + "\n" for key, reason in pairs)
         write_bytes_atomic(rejects_uri, lines.encode())
-    fraction = len(reject_rows) / max(total, 1)
+    fraction = len(rejected) / max(total, 1)
     if fraction > config.max_reject_fraction:
         raise DataError(
-            f"{len(reject_rows)} of {total} records rejected ({fraction:.1%}), above "
+            f"{len(rejected)} of {total} records rejected ({fraction:.1%}), above "
             f"data.max_reject_fraction={config.max_reject_fraction}; reasons in {rejects_uri}")
 
-    kept = rows.filter(lambda row: not row["error"])
+    kept = index[index["error"] == ""]
     splits = {}
     for split, shard_count in (("train", config.num_shards), ("val", 1)):
-        part = kept.filter(lambda row, s=split: row["split"] == s).select_columns(["key", "label", "image"])
-        if part.count() == 0:
+        if not (kept["split"] == split).any():
             raise DataError(f"data.val_fraction: the {split} split is empty ({total} records in all)")
+        part = rows.filter(lambda row, s=split: row["split"] == s and not row["error"])
         folder = join(uri, write_id, split)
-        _write_parquet(part.repartition(shard_count), folder)
+        _write_parquet(part.select_columns(["key", "label", "image"]).repartition(shard_count), folder)
         splits[split] = _describe_split(uri, folder)
 
     size = config.image_size or DIGITS_SIZE
     names = sources.class_names(config.source)
-    labels = kept.unique("label")
     manifest = Manifest(
         fingerprint=key, uri=uri, code_version=PREP_CODE_VERSION,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        image_shape=(channels, size, size), num_classes=max(len(names), max(labels) + 1),
+        image_shape=(channels, size, size), num_classes=max(len(names), int(kept["label"].max()) + 1),
         class_names=names, schema_={"key": "string", "label": "int64", "image": "binary (float32 C,H,W)"},
         splits=splits,
-        rejects={"count": len(reject_rows), "uri": rejects_uri if reject_rows else None},
+        rejects={"count": len(rejected), "uri": rejects_uri if len(rejected) else None},
         source=sources.describe(config.source), prep_config=config.model_dump(mode="json"),
     )
     publish(manifest)
