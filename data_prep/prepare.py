@@ -17,10 +17,10 @@ import pyarrow.parquet as pq
 import ray.data
 
 from data_prep import sources
+from data_prep.config import DataConfig, DigitsSource
 from data_prep.errors import DataError
 from data_prep.manifest import Manifest, Shard, Split, dataset_uri, find_manifest, publish
 from data_prep.transforms import make_transform
-from pipelines.config import DataConfig, DigitsSource
 from pipelines.storage import filesystem, is_local, join, write_bytes_atomic
 
 # Bump when a change here alters the shards' content: it invalidates every cached dataset.

@@ -15,9 +15,9 @@ import numpy as np
 import pyarrow as pa
 import ray.data
 
+from data_prep.config import DigitsSource, ImageFolderSource, ParquetSource
 from data_prep.errors import DataError
 from data_prep.images import decode_image, to_bytes
-from pipelines.config import DigitsSource, ImageFolderSource, ParquetSource
 from pipelines.storage import filesystem
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

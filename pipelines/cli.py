@@ -130,13 +130,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     import torch
 
     from models.weights import load_model
+    from pipelines import tracking
     from pipelines.grids import save_grid
     from pipelines.registry import download
 
     if args.n <= 0:
         raise UsageError("-n: must be > 0")
     storage = normalize(args.storage or DEFAULT_STORAGE)
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{storage}/mlflow.db"
+    uri = args.tracking_uri or tracking.default_tracking_uri(storage)
     with tempfile.TemporaryDirectory() as folder:
         try:
             local = download(args.model_uri, uri, folder)

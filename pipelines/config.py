@@ -11,12 +11,16 @@ import re
 import warnings
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 import models
+from data_prep.config import DataConfig, DigitsSource, ImageFolderSource, ParquetSource, Strict
+
+__all__ = ["ConfigError", "DataConfig", "DigitsSource", "ImageFolderSource", "ParquetSource", "PipelineConfig",
+           "load_config"]
 
 
 class ConfigError(ValueError):
@@ -25,52 +29,6 @@ class ConfigError(ValueError):
     def __init__(self, problems: list[str]):
         super().__init__("\n".join(problems))
         self.problems = problems
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class DigitsSource(Strict):
-    """scikit-learn's 8x8 handwritten digits (1,797 images, ships with the package)."""
-
-    kind: Literal["digits"] = "digits"
-
-
-class ImageFolderSource(Strict):
-    """PNG/JPEG files under `path`; the label is the name of the image's subfolder."""
-
-    kind: Literal["image_folder"]
-    path: str
-    channels: Literal[1, 3] = 1
-
-
-class ParquetSource(Strict):
-    """Parquet files with encoded images (PNG/JPEG bytes) and an optional label column."""
-
-    kind: Literal["parquet"]
-    path: str
-    image_column: str = "image"
-    label_column: str | None = "label"
-    channels: Literal[1, 3] = 1
-
-
-Source = Annotated[DigitsSource | ImageFolderSource | ParquetSource, Field(discriminator="kind")]
-
-
-class DataConfig(Strict):
-    source: Source = Field(default_factory=DigitsSource)
-    image_size: int | None = Field(None, gt=0, description="resize to a square of this size")
-    val_fraction: float = Field(0.2, gt=0, lt=1)
-    split_seed: int = 0
-    num_shards: int = Field(2, gt=0)
-    max_reject_fraction: float = Field(0.01, ge=0, le=1)
-
-    @model_validator(mode="after")
-    def _size_known(self) -> DataConfig:
-        if self.image_size is None and self.source.kind != "digits":
-            raise ValueError("image_size: required for image_folder and parquet sources")
-        return self
 
 
 class ModelSection(Strict):

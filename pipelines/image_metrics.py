@@ -19,7 +19,7 @@ from torch import nn
 
 from data_prep.manifest import Manifest
 from data_prep.readers import read_arrays
-from pipelines.storage import exists, filesystem, join
+from pipelines.storage import exists, filesystem, join, write_bytes_atomic
 
 CLASSIFIER_VERSION = "1"
 FEATURE_DIM = 64
@@ -74,8 +74,6 @@ def load_or_train_classifier(manifest: Manifest, epochs: int, seed: int = 0) -> 
     with tempfile.TemporaryDirectory() as folder:
         local = Path(folder) / "c.safetensors"
         save_file(classifier.state_dict(), local)
-        from pipelines.storage import write_bytes_atomic
-
         write_bytes_atomic(uri, local.read_bytes())
     return classifier, False
 

@@ -6,6 +6,7 @@ Steps and Ray Train workers log through `MlflowClient` with an explicit run id r
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -20,11 +21,17 @@ MAX_PARAM_LENGTH = 6000  # MLflow 3's limit for a param value
 
 
 def tracking_uri(config: PipelineConfig) -> str:
-    """The configured server, or an embedded sqlite database beside the local storage."""
-    if config.tracking_uri:
-        return config.tracking_uri
-    if is_local(config.storage):
-        return f"sqlite:///{join(config.storage, 'mlflow.db')}"
+    """The configured server, or the embedded default for the config's storage."""
+    return config.tracking_uri or default_tracking_uri(config.storage)
+
+
+def default_tracking_uri(storage: str) -> str:
+    """MLFLOW_TRACKING_URI when set, else an sqlite database beside local storage (or in
+    ./.genpipe when the storage is remote: sqlite cannot live in an object store)."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    if is_local(storage):
+        return f"sqlite:///{join(storage, 'mlflow.db')}"
     return f"sqlite:///{Path('.genpipe').resolve() / 'mlflow.db'}"
 
 

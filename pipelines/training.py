@@ -46,8 +46,8 @@ def _load_shard(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
 
     images, labels = [], []
     for batch in ray.train.get_dataset_shard("train").iter_batches(batch_size=1024, batch_format="numpy"):
-        images.append(torch.from_numpy(batch["image"]))
-        labels.append(torch.from_numpy(batch["label"]))
+        images.append(torch.from_numpy(batch["image"].copy()))  # Arrow buffers are read-only
+        labels.append(torch.from_numpy(batch["label"].copy()))
     return torch.cat(images).to(device), torch.cat(labels).to(device)
 
 

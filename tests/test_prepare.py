@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from data_prep.config import DataConfig, ImageFolderSource
 from data_prep.errors import DataError
 from data_prep.manifest import MANIFEST, load_verified
 from data_prep.prepare import fingerprint, prepare
 from data_prep.readers import read_arrays
-from pipelines.config import DataConfig, ImageFolderSource
 
 
 def test_digits_manifest_describes_the_shards(ray_session, tmp_path):
@@ -93,3 +93,31 @@ def test_readers_refuse_a_damaged_dataset(ray_session, tmp_path):
     (tmp_path / "datasets" / manifest.fingerprint / MANIFEST).unlink()
     with pytest.raises(DataError, match="no manifest"):
         load_verified(manifest.uri)
+
+
+def test_parquet_source_decodes_images_and_rejects_bad_records(ray_session, tmp_path):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(3)
+    encoded, labels = [], []
+    for i in range(30):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(buffer, format="PNG")
+        encoded.append(buffer.getvalue())
+        labels.append(i % 3)
+    encoded[5] = b"\x89PNG truncated"
+    (tmp_path / "src").mkdir()
+    pq.write_table(pa.table({"picture": encoded, "digit": labels}), tmp_path / "src" / "part-0.parquet")
+    config = DataConfig.model_validate({
+        "source": {"kind": "parquet", "path": str(tmp_path / "src"), "image_column": "picture",
+                   "label_column": "digit"},
+        "image_size": 8, "max_reject_fraction": 0.05})
+    manifest, _ = prepare(config, str(tmp_path / "store"))
+    assert manifest.rejects["count"] == 1 and manifest.image_shape == (1, 8, 8)
+    assert manifest.num_classes == 3
+    images, labels_read = read_arrays(manifest, "train")
+    assert images.shape[1:] == (1, 8, 8) and set(labels_read) <= {0, 1, 2}
+    assert manifest.splits["train"].rows + manifest.splits["val"].rows == 29
