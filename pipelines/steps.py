@@ -5,6 +5,7 @@ Heavy artefacts (shards, checkpoints, weights) stay in storage; results only poi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -83,4 +84,5 @@ def run_step(step: str, config_json: dict[str, Any], inputs: Inputs, context: St
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     return STEPS[step](PipelineConfig.model_validate(config_json), inputs, context)

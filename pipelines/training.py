@@ -8,10 +8,12 @@ from the latest one.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -24,7 +26,10 @@ from pipelines.config import PipelineConfig, TrainConfig
 from pipelines.deepspeed_setup import build_engine, full_state_dict
 from pipelines.storage import filesystem, is_local, join
 
-MODEL_DIR = "model"  # inside the final checkpoint: safetensors weights + config.json
+MODEL_DIR = "model"
+# Ray Train V2 sends a worker's print() both to stdout and to its logger (each line twice on the
+# console); a logger line appears once.
+log = logging.getLogger("genpipe.train")  # inside the final checkpoint: safetensors weights + config.json
 
 
 def _all_reduce(values: list[float], device: torch.device, op: str) -> list[float]:
@@ -75,11 +80,21 @@ def _save_checkpoint(engines: dict, model, config: TrainConfig, step: int, metri
         ray.train.report({**metrics, "step": step}, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
 
+def _quiet_worker_logs() -> None:
+    """Keep the console to genpipe's own progress lines: Ray Train's per-checkpoint INFO lines
+    and DeepSpeed's deprecation chatter are still in the Ray session logs."""
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # skips the "could not detect" warning
+
+
 def train_loop(loop_config: dict[str, Any]) -> None:
     """Runs on every Ray Train worker."""
     import ray.train
     import ray.train.torch
 
+    _quiet_worker_logs()
     config = PipelineConfig.model_validate(loop_config["pipeline"])
     train = config.train
     context = ray.train.get_context()
@@ -106,7 +121,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
 
     uri, run_id = loop_config["tracking_uri"], loop_config["run_id"]
     if checkpoint and rank == 0:
-        print(f"[train] resumed from the checkpoint at step {step}", flush=True)
+        log.info("[train] resumed from the checkpoint at step %d", step)
         tracking.log_metrics(uri, run_id, {"train/resumed_from_step": step}, step)
     sums = dict.fromkeys(engines, 0.0)
     window_start, window_steps, last_metrics = time.perf_counter(), 0, {}
@@ -137,7 +152,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
                 if rank == 0:
                     tracking.log_metrics(uri, run_id, metrics, step)
                     shown = ", ".join(f"{k.removeprefix('train/')}={v:.4g}" for k, v in metrics.items())
-                    print(f"[train] step {step}/{total_steps} {shown}", flush=True)
+                    log.info("[train] step %d/%d %s", step, total_steps, shown)
                 sums = dict.fromkeys(engines, 0.0)
                 window_start, window_steps = time.perf_counter(), 0
                 last_metrics = metrics
