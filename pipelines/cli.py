@@ -9,6 +9,8 @@ import argparse
 import inspect
 import os
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 from pipelines.config import ConfigError, PipelineConfig, load_config
@@ -49,11 +51,30 @@ def _run_workflow(args: argparse.Namespace, steps: tuple[str, ...]) -> int:
     workflow = Workflow(config.storage, args.workflow_id or new_workflow_id(config.name))
     if args.workflow_id and workflow.exists():
         config = workflow.config()  # a workflow keeps the config it was started with
+    if args.when == "data-changed":
+        unchanged = _data_unchanged(config)
+        if unchanged:
+            workflow.skip(config, f"data unchanged: {unchanged}")
+            _say(f"workflow {workflow.id} skipped: data unchanged: {unchanged}")
+            return EXIT_OK
     connect_ray(args.address)
     meta = workflow.create(config, tracking.tracking_uri(config), steps)
     _say(f"workflow {workflow.id}")
     _say(f"mlflow run {meta['run_id']}: {meta['run_url']}")
     return _execute(workflow, steps)
+
+
+def _data_unchanged(config: PipelineConfig) -> str | None:
+    """Why training can be skipped: the champion was trained on exactly this dataset."""
+    from data_prep.prepare import fingerprint
+    from pipelines import tracking
+    from pipelines.registry import aliased_version
+
+    champion = aliased_version(tracking.tracking_uri(config), config.register.model_name, config.register.alias)
+    key = fingerprint(config.data)
+    if champion is not None and champion.tags.get("genpipe.dataset.fingerprint") == key:
+        return f"dataset {key} is already in {champion.name} version {champion.version} (@{config.register.alias})"
+    return None
 
 
 def _execute(workflow, steps: tuple[str, ...]) -> int:
@@ -80,8 +101,8 @@ def _summarise(workflow, results: dict[str, dict[str, Any]]) -> None:
         _say(f"sample grid: {results['evaluate']['grid_uri']}")
     if "register" in results:
         reg = results["register"]
-        _say(f"registered {reg['model_name']} version {reg['version']} "
-             f"(@{reg['alias']} -> version {reg['alias_version']}): {reg['model_uri']}")
+        _say(f"registered {reg['model_name']} version {reg['version']}: {reg['model_uri']}")
+        _say(f"gate: {reg['decision']}: {reg['reason']}; @{reg['alias']} -> version {reg['alias_version']}")
     _say(f"workflow {workflow.id} succeeded")
 
 
@@ -108,8 +129,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not workflows:
         _say(f"no workflows in {storage}")
     for workflow in workflows:
+        meta = workflow.meta()
+        if meta.get("skipped"):
+            _say(f"{workflow.id}  skipped: {meta['skipped']}")
+            continue
         states = workflow.step_states()
-        steps = workflow.meta()["steps"]
+        steps = meta["steps"]
         shown = "  ".join(f"{step}:{states[step]}" for step in steps)
         _say(f"{workflow.id}  {shown}")
         if args.workflow_id:
@@ -130,14 +155,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
     import torch
 
     from models.weights import load_model
-    from pipelines import tracking
     from pipelines.grids import save_grid
     from pipelines.registry import download
 
     if args.n <= 0:
         raise UsageError("-n: must be > 0")
-    storage = normalize(args.storage or DEFAULT_STORAGE)
-    uri = args.tracking_uri or tracking.default_tracking_uri(storage)
+    uri = _registry_uri(args)
     with tempfile.TemporaryDirectory() as folder:
         try:
             local = download(args.model_uri, uri, folder)
@@ -151,7 +174,140 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _schedules(args: argparse.Namespace):
+    from pipelines.schedule import ScheduleStore
+
+    return ScheduleStore(normalize(args.storage or DEFAULT_STORAGE))
+
+
+def cmd_schedule_add(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from pipelines.schedule import Schedule
+
+    store = _schedules(args)
+    load_config(args.config, args.set)  # a broken config is refused now, not at 3 a.m.
+    config = str(Path(args.config).resolve()) if Path(args.config).is_file() else args.config
+    try:
+        schedule = Schedule(name=args.name, config=config, sets=args.set, cron=args.cron, timezone=args.timezone,
+                            when=args.when, overlap=args.overlap, created_at=time.time())
+    except ValidationError as exc:
+        raise ConfigError([f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+                           for e in exc.errors()]) from None
+    if args.name in store.names():
+        raise UsageError(f"NAME: a schedule named {args.name!r} exists; remove it first")
+    store.put(schedule)
+    _say(f"schedule {args.name}: {args.cron} ({args.timezone}), next {_when(schedule.next_slot(time.time()))}")
+    return EXIT_OK
+
+
+def _when(epoch: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch)) if epoch else "-"
+
+
+def cmd_schedule_list(args: argparse.Namespace) -> int:
+    store = _schedules(args)
+    names = store.names()
+    if not names:
+        _say(f"no schedules in {store.storage}")
+    now = time.time()
+    for name in names:
+        schedule, state = store.get(name), store.state(name)
+        nxt = "paused" if schedule.paused else f"next {_when(schedule.next_slot(now))}"
+        running = f", running {state.running.workflow_id}" if state.running else ""
+        _say(f"{name}  '{schedule.cron}' {schedule.timezone}  {nxt}  when={schedule.when}{running}")
+        _say(f"  last: {state.last_outcome or 'never fired'}"
+             + (f" ({state.last_workflow_id})" if state.last_workflow_id else ""))
+    return EXIT_OK
+
+
+def cmd_schedule_toggle(args: argparse.Namespace) -> int:
+    store = _schedules(args)
+    try:
+        schedule = store.get(args.name)
+    except KeyError as exc:
+        raise UsageError(f"NAME: {exc.args[0]}") from None
+    store.put(schedule.model_copy(update={"paused": args.schedule_command == "pause"}))
+    _say(f"schedule {args.name} {'paused' if args.schedule_command == 'pause' else 'resumed'}")
+    return EXIT_OK
+
+
+def cmd_schedule_remove(args: argparse.Namespace) -> int:
+    try:
+        _schedules(args).remove(args.name)
+    except KeyError as exc:
+        raise UsageError(f"NAME: {exc.args[0]}") from None
+    _say(f"schedule {args.name} removed")
+    return EXIT_OK
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    import signal
+    import socket
+    import threading
+    import uuid
+
+    from pipelines.schedule import Scheduler
+    from pipelines.schedule_runner import ProcessLauncher
+
+    store = _schedules(args)
+    holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+    scheduler = Scheduler(store, ProcessLauncher(store.storage), holder, echo=_say)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    _say(f"[scheduler] {holder} watching {store.root} every {args.tick}s")
+    while not stop.is_set():
+        scheduler.tick(time.time())
+        stop.wait(args.tick)
+    scheduler.shutdown(time.time())
+    _say("[scheduler] stopped")
+    return EXIT_OK
+
+
+def _registry_uri(args: argparse.Namespace) -> str:
+    from pipelines import tracking
+
+    return args.tracking_uri or tracking.default_tracking_uri(normalize(args.storage or DEFAULT_STORAGE))
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from mlflow.exceptions import MlflowException
+
+    from pipelines.registry import promote
+
+    try:
+        previous = promote(_registry_uri(args), args.name, args.version, args.alias)
+    except MlflowException as exc:
+        raise UsageError(f"NAME/VERSION: {args.name} version {args.version}: {exc.message}") from None
+    _say(f"{args.name}@{args.alias}: version {previous} -> version {args.version}")
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from mlflow.exceptions import MlflowException
+
+    from pipelines.registry import history
+
+    try:
+        rows = history(_registry_uri(args), args.name)
+    except MlflowException as exc:
+        raise UsageError(f"NAME: {exc.message}") from None
+    for row in rows:
+        created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(row["created"] / 1000))
+        scores = " ".join(f"{k.removeprefix('eval/')}={v:.4g}" for k, v in sorted(row["metrics"].items()))
+        marker = f"@{row['alias']}" if row["alias"] else ""
+        _say(f"v{row['version']:<3} {marker:<10} {created}  {row['decision'] or '-':<9} {scores}  "
+             f"data={row['dataset']} workflow={row['workflow']}")
+        if row["reason"]:
+            _say(f"      {row['reason']}")
+    return EXIT_OK
+
+
 def cmd_models(args: argparse.Namespace) -> int:
+    if getattr(args, "history_name", None):
+        args.name = args.history_name
+        return cmd_history(args)
     import models
 
     for family, cls in models.FAMILIES.items():
@@ -169,11 +325,18 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     _add_cluster_options(parser)
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite in the storage)")
     parser.add_argument("--workflow-id", help="continue or name this workflow")
+    parser.add_argument("--when", choices=["always", "data-changed"], default="always",
+                        help="data-changed: skip (exit 0) when the champion was trained on the same dataset")
 
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
     parser.add_argument("--storage", help=f"fsspec URI for shards, checkpoints, records (default {DEFAULT_STORAGE})")
+
+
+def _add_registry_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", help=f"where the embedded MLflow lives (default {DEFAULT_STORAGE})")
+    parser.add_argument("--tracking-uri", help="MLflow tracking/registry URI")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,11 +364,46 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("-n", type=int, default=16, help="number of samples")
     sample.add_argument("--out", default="samples.png")
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--storage")
-    sample.add_argument("--tracking-uri")
+    _add_registry_options(sample)
     sample.set_defaults(handler=cmd_sample)
-    zoo = commands.add_parser("models", help="list the model zoo with its presets")
+    schedule = commands.add_parser("schedule", help="recurring runs: add, list, pause, resume, remove")
+    schedule_commands = schedule.add_subparsers(dest="schedule_command", required=True)
+    add = schedule_commands.add_parser("add", help="run CONFIG on a cron schedule")
+    add.add_argument("name")
+    add.add_argument("config")
+    add.add_argument("--cron", required=True, help="5 fields, or 6 with seconds first: '*/10 * * * * *'")
+    add.add_argument("--timezone", default="UTC", help="IANA zone the cron expression is read in")
+    add.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    add.add_argument("--when", choices=["always", "data-changed"], default="always")
+    add.add_argument("--overlap", choices=["skip", "queue"], default="skip",
+                     help="when a slot comes while the previous run goes on")
+    add.add_argument("--storage")
+    add.set_defaults(handler=cmd_schedule_add)
+    listing = schedule_commands.add_parser("list", help="schedules, next fire time, last outcome")
+    listing.add_argument("--storage")
+    listing.set_defaults(handler=cmd_schedule_list)
+    for verb, handler in (("pause", cmd_schedule_toggle), ("resume", cmd_schedule_toggle),
+                          ("remove", cmd_schedule_remove)):
+        one = schedule_commands.add_parser(verb, help=f"{verb} a schedule")
+        one.add_argument("name")
+        one.add_argument("--storage")
+        one.set_defaults(handler=handler)
+    service = commands.add_parser("scheduler", help="fire due schedules until SIGTERM")
+    service.add_argument("--storage")
+    service.add_argument("--tick", type=float, default=5.0, help="seconds between passes")
+    service.set_defaults(handler=cmd_scheduler)
+    zoo = commands.add_parser("models", help="the model zoo with its presets; `models history NAME`")
+    zoo_commands = zoo.add_subparsers(dest="models_command")
+    past = zoo_commands.add_parser("history", help="a registered model's versions, scores and gate decisions")
+    past.add_argument("history_name", metavar="NAME")
+    _add_registry_options(past)
     zoo.set_defaults(handler=cmd_models)
+    promote = commands.add_parser("promote", help="move the champion alias to a version (override, rollback)")
+    promote.add_argument("name")
+    promote.add_argument("version", type=int)
+    promote.add_argument("--alias", default="champion")
+    _add_registry_options(promote)
+    promote.set_defaults(handler=cmd_promote)
     return parser
 
 

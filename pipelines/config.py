@@ -80,9 +80,19 @@ class EvaluateConfig(Strict):
     seed: int = 0
 
 
+class GateConfig(Strict):
+    """When a new version may take the alias from the current champion: it must beat it on
+    `metric`, evaluated on the same split, by more than `min_improvement`."""
+
+    metric: str = "eval/classifier_fid"
+    mode: Literal["min", "max"] = "min"
+    min_improvement: float = Field(0.0, ge=0)
+
+
 class RegisterConfig(Strict):
     model_name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     alias: str = "champion"
+    gate: GateConfig = Field(default_factory=GateConfig)
 
 
 # `register` is the step's name in DESIGN.md; pydantic only warns that it hides ABCMeta.register.

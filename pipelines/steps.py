@@ -62,10 +62,9 @@ def register_step(config: PipelineConfig, inputs: Inputs, context: StepContext) 
 
     tags = {"genpipe.workflow_id": context.workflow_id,
             "genpipe.dataset.fingerprint": inputs["prepare"]["fingerprint"],
-            "genpipe.family": config.model.family, "genpipe.preset": config.model.preset,
-            **{k.replace("/", "."): v for k, v in inputs["evaluate"]["metrics"].items()}}
-    return register(inputs["train"]["model_uri"], config.register.model_name, config.register.alias,
-                    context.tracking_uri, context.run_id, tags)
+            "genpipe.family": config.model.family, "genpipe.preset": config.model.preset}
+    return register(inputs["train"]["model_uri"], config.register, context.tracking_uri, context.run_id,
+                    inputs["evaluate"], tags)
 
 
 StepFunction = Callable[[PipelineConfig, Inputs, StepContext], dict[str, Any]]

@@ -78,3 +78,31 @@ def local_copy(uri: str, destination: str) -> str:
     fs, path = filesystem(uri)
     fs.get(path.rstrip("/") + "/", destination.rstrip("/") + "/", recursive=True)
     return destination
+
+
+def create_exclusive(uri: str, payload: Any) -> bool:
+    """Create `uri` holding `payload` as JSON unless it exists; True if this call created it.
+
+    The claim is the creation itself (O_EXCL locally, a conditional PUT where the object store's
+    fsspec driver offers mode "xb"), so racing callers cannot both win.
+    """
+    data = json.dumps(payload).encode()
+    fs, path = filesystem(uri)
+    if isinstance(fs, LocalFileSystem):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        return True
+    try:
+        with fs.open(path, "xb") as handle:
+            handle.write(data)
+    except FileExistsError:
+        return False
+    except (ValueError, NotImplementedError) as exc:
+        raise RuntimeError(f"{uri}: this storage cannot create a file exclusively ({exc}); "
+                           "run a single scheduler on it") from exc
+    return True

@@ -78,6 +78,11 @@ class Workflow:
         write_json_atomic(self.meta_uri, meta)
         return meta
 
+    def skip(self, config: PipelineConfig, reason: str) -> None:
+        """Record a workflow that decided not to run (e.g. its data has not changed)."""
+        write_json_atomic(self.meta_uri, {"id": self.id, "created_at": _now(), "config": config.model_dump(mode="json"),
+                                          "steps": [], "skipped": reason})
+
     def record(self, step: str) -> dict[str, Any] | None:
         uri = self.record_uri(step)
         return read_json(uri) if exists(uri) else None
