@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO, TINY
 from PIL import Image
 
-from pipelines import cli, tracking
+from pipelines import cli, registry, tracking
 from pipelines.registry import register
 from pipelines.workflow import Workflow
 
@@ -89,11 +89,13 @@ def test_registered_model_samples_in_a_fresh_process(finished, tmp_path):
 def test_registering_twice_makes_one_version(finished):
     _, workflow, _ = finished
     meta, result = workflow.meta(), workflow.record("register")["result"]
-    again = register(workflow.record("train")["result"]["model_uri"], "quickstart-ddpm", "champion",
-                     meta["tracking_uri"], meta["run_id"], {})
+    mlflow_client = tracking.client(meta["tracking_uri"])
+    before = len(mlflow_client.search_model_versions("name = 'quickstart-ddpm'"))
+    again = register(workflow.record("train")["result"]["model_uri"], workflow.config().register,
+                     meta["tracking_uri"], meta["run_id"], workflow.record("evaluate")["result"], {})
     assert again["version"] == result["version"] and not again["created"]
-    versions = tracking.client(meta["tracking_uri"]).search_model_versions("name = 'quickstart-ddpm'")
-    assert len(versions) == 1
+    assert again["decision"] == result["decision"] == "promoted"
+    assert len(mlflow_client.search_model_versions("name = 'quickstart-ddpm'")) == before
 
 
 def test_register_with_a_real_mlflow_server(finished, mlflow_server, tmp_path):
@@ -101,10 +103,61 @@ def test_register_with_a_real_mlflow_server(finished, mlflow_server, tmp_path):
     config = workflow.config()
     run_id, url = tracking.start_workflow_run(config, mlflow_server, "wf-server")
     assert url.startswith(mlflow_server)
-    result = register(workflow.record("train")["result"]["model_uri"], "server-ddpm", "champion",
-                      mlflow_server, run_id, {"genpipe.workflow_id": "wf-server"})
+    settings = config.register.model_copy(update={"model_name": "server-ddpm"})
+    result = register(workflow.record("train")["result"]["model_uri"], settings, mlflow_server, run_id,
+                      workflow.record("evaluate")["result"], {"genpipe.workflow_id": "wf-server"})
     assert result["version"] == 1 and result["alias_version"] == 1
     out = tmp_path / "s.png"
     assert cli.main(["sample", "models:/server-ddpm@champion", "-n", "4", "--out", str(out),
                      "--tracking-uri", mlflow_server]) == 0
     assert out.exists()
+
+
+def test_unchanged_data_skips_training(finished, capsys):
+    storage, workflow, _ = finished
+    options = [item for setting in TINY for item in ("--set", setting)]
+    code = cli.main(["run", "quickstart", "--storage", str(storage), "--workflow-id", "wf-same",
+                     "--when", "data-changed", *options])
+    assert code == 0
+    fingerprint = workflow.record("prepare")["result"]["fingerprint"]
+    assert f"skipped: data unchanged: dataset {fingerprint} is already in quickstart-ddpm" in capsys.readouterr().out
+    assert Workflow(str(storage), "wf-same").step_states() == dict.fromkeys(
+        ["prepare", "train", "evaluate", "register"], "pending")
+    assert cli.main(["status", "--storage", str(storage)]) == 0
+    assert "wf-same  skipped: data unchanged" in capsys.readouterr().out
+
+
+def test_the_gate_keeps_a_worse_model_out_and_promote_rolls_back(finished, capsys):
+    storage, workflow, _ = finished
+    options = [item for setting in TINY for item in ("--set", setting)]
+    uri = workflow.meta()["tracking_uri"]
+    champion = registry.aliased_version(uri, "quickstart-ddpm", "champion")
+
+    # One optimizer step: registered, scored against the champion on the same split, kept out.
+    assert cli.main(["run", "quickstart", "--storage", str(storage), "--workflow-id", "wf-worse",
+                     *options, "--set", "train.max_steps=1"]) == 0
+    worse = Workflow(str(storage), "wf-worse").record("register")["result"]
+    assert worse["decision"] == "rejected" and worse["alias_version"] == int(champion.version)
+    evaluated = Workflow(str(storage), "wf-worse").record("evaluate")["result"]
+    assert evaluated["champion"]["version"] == int(champion.version)
+    assert not evaluated["champion"]["rescored"]  # same data, same evaluation: its tags are reused
+    version = tracking.client(uri).get_model_version("quickstart-ddpm", str(worse["version"]))
+    assert version.tags["genpipe.gate.decision"] == "rejected"
+    assert float(version.tags["genpipe.gate.challenger_score"]) > float(version.tags["genpipe.gate.champion_score"])
+    run_tags = tracking.client(uri).get_run(Workflow(str(storage), "wf-worse").meta()["run_id"]).data.tags
+    assert run_tags["genpipe.gate.reason"] == version.tags["genpipe.gate.reason"]
+
+    # A manual override makes the worse one champion; then a properly trained one takes it back.
+    assert cli.main(["promote", "quickstart-ddpm", str(worse["version"]), "--storage", str(storage)]) == 0
+    assert cli.main(["run", "quickstart", "--storage", str(storage), "--workflow-id", "wf-better", *options]) == 0
+    better = Workflow(str(storage), "wf-better").record("register")["result"]
+    assert better["decision"] == "promoted" and better["alias_version"] == better["version"]
+
+    # Roll back to the original champion by hand; history shows all three and who holds the alias.
+    assert cli.main(["promote", "quickstart-ddpm", str(champion.version), "--storage", str(storage)]) == 0
+    assert registry.aliased_version(uri, "quickstart-ddpm", "champion").version == champion.version
+    capsys.readouterr()
+    assert cli.main(["models", "history", "quickstart-ddpm", "--storage", str(storage)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("v")]
+    assert len(lines) >= 3 and "@champion" in lines[int(champion.version) - 1]
+    assert "rejected" in lines[worse["version"] - 1]
