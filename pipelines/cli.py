@@ -190,7 +190,7 @@ def cmd_schedule_add(args: argparse.Namespace) -> int:
     config = str(Path(args.config).resolve()) if Path(args.config).is_file() else args.config
     try:
         schedule = Schedule(name=args.name, config=config, sets=args.set, cron=args.cron, timezone=args.timezone,
-                            when=args.when, overlap=args.overlap, created_at=time.time())
+                            address=args.address, when=args.when, overlap=args.overlap, created_at=time.time())
     except ValidationError as exc:
         raise ConfigError([f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
                            for e in exc.errors()]) from None
@@ -215,7 +215,8 @@ def cmd_schedule_list(args: argparse.Namespace) -> int:
         schedule, state = store.get(name), store.state(name)
         nxt = "paused" if schedule.paused else f"next {_when(schedule.next_slot(now))}"
         running = f", running {state.running.workflow_id}" if state.running else ""
-        _say(f"{name}  '{schedule.cron}' {schedule.timezone}  {nxt}  when={schedule.when}{running}")
+        where = f"  on {schedule.address}" if schedule.address else ""
+        _say(f"{name}  '{schedule.cron}' {schedule.timezone}  {nxt}  when={schedule.when}{where}{running}")
         _say(f"  last: {state.last_outcome or 'never fired'}"
              + (f" ({state.last_workflow_id})" if state.last_workflow_id else ""))
     return EXIT_OK
@@ -248,11 +249,11 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     import uuid
 
     from pipelines.schedule import Scheduler
-    from pipelines.schedule_runner import ProcessLauncher
+    from pipelines.schedule_runner import Launchers
 
     store = _schedules(args)
     holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
-    scheduler = Scheduler(store, ProcessLauncher(store.storage), holder, echo=_say)
+    scheduler = Scheduler(store, Launchers(store.storage), holder, echo=_say)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -375,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--timezone", default="UTC", help="IANA zone the cron expression is read in")
     add.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     add.add_argument("--when", choices=["always", "data-changed"], default="always")
+    add.add_argument("--address", help="Ray dashboard address (http://HOST:8265): fire as Ray jobs there")
     add.add_argument("--overlap", choices=["skip", "queue"], default="skip",
                      help="when a slot comes while the previous run goes on")
     add.add_argument("--storage")

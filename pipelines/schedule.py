@@ -39,6 +39,7 @@ class Schedule(BaseModel):
     sets: list[str] = Field(default_factory=list)
     cron: str
     timezone: str = "UTC"
+    address: str | None = Field(None, description="Ray dashboard address: fire as a Ray job there")
     when: Literal["always", "data-changed"] = "always"
     overlap: Literal["skip", "queue"] = "skip"
     paused: bool = False
