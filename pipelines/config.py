@@ -70,6 +70,7 @@ class TrainConfig(Strict):
     log_every: int = Field(20, gt=0)
     max_failures: int = Field(1, ge=-1, description="worker-group restarts; -1 means forever")
     seed: int = 0
+    warm_start: bool = Field(False, description="start from the registered champion's weights")
 
 
 class EvaluateConfig(Strict):

@@ -3,6 +3,7 @@ pickle), idempotently per workflow run; the alias goes to it when the model has 
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from typing import Any
@@ -92,6 +93,21 @@ def history(tracking_uri: str, model_name: str) -> list[dict[str, Any]]:
                      "reason": version.tags.get("genpipe.gate.reason"),
                      "metrics": {k: float(v) for k, v in version.tags.items() if k.startswith("eval/")}})
     return rows
+
+
+def read_model_spec(model_uri: str, tracking_uri: str) -> dict[str, Any]:
+    """A registered model's config.json (family + model config), without its weights."""
+    import mlflow.artifacts
+
+    from models.weights import CONFIG_FILE
+
+    version = resolve_version(model_uri, tracking_uri)
+    source = tracking.client(tracking_uri).get_model_version_download_uri(version.name, version.version)
+    with tempfile.TemporaryDirectory() as folder:
+        path = mlflow.artifacts.download_artifacts(artifact_uri=f"{source}/{CONFIG_FILE}", dst_path=folder,
+                                                   tracking_uri=tracking_uri)
+        with open(path) as handle:
+            return json.load(handle)
 
 
 def resolve_version(model_uri: str, tracking_uri: str):

@@ -44,9 +44,28 @@ def train_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> 
 
     manifest = load_verified(inputs["prepare"]["dataset_uri"])
     model_config = models.resolve_config(config.model.family, config.model.preset, config.model.params,
-                                         {"image_shape": manifest.image_shape})
-    return run_training(config, manifest, model_config.model_dump(mode="json"), context.workflow_id,
-                        context.tracking_uri, context.run_id)
+                                         {"image_shape": manifest.image_shape}).model_dump(mode="json")
+    warm_start = _warm_start_uri(config, model_config, context) if config.train.warm_start else None
+    result = run_training(config, manifest, model_config, context.workflow_id, context.tracking_uri,
+                          context.run_id, warm_start)
+    return {**result, "warm_start": warm_start}
+
+
+def _warm_start_uri(config: PipelineConfig, model_config: dict[str, Any], context: StepContext) -> str | None:
+    """The champion to start from, after checking it has this very architecture."""
+    from pipelines.registry import aliased_version, read_model_spec
+
+    champion = aliased_version(context.tracking_uri, config.register.model_name, config.register.alias)
+    if champion is None:
+        return None  # nothing to start from yet: the first model trains from scratch
+    uri = f"models:/{champion.name}/{champion.version}"
+    spec = read_model_spec(uri, context.tracking_uri)
+    differing = sorted(k for k in {*spec["config"], *model_config} if spec["config"].get(k) != model_config.get(k))
+    if spec["family"] != config.model.family or differing:
+        raise ValueError(f"train.warm_start: {uri} is a different model ({', '.join(differing) or 'family'} "
+                         "differ); train from scratch or match its model.params")
+    tracking.client(context.tracking_uri).set_tag(context.run_id, "genpipe.warm_start", uri)
+    return uri
 
 
 def evaluate_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> dict[str, Any]:

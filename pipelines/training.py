@@ -56,6 +56,17 @@ def _load_shard(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(images).to(device), torch.cat(labels).to(device)
 
 
+def _load_registered_weights(model, model_uri: str, tracking_uri: str) -> None:
+    from safetensors.torch import load_file
+
+    from models.weights import WEIGHTS_FILE
+    from pipelines.registry import download
+
+    with tempfile.TemporaryDirectory() as folder:
+        model.load_state_dict(load_file(os.path.join(download(model_uri, tracking_uri, folder), WEIGHTS_FILE)))
+    log.info("[train] warm start from %s", model_uri)
+
+
 def _plan(config: TrainConfig, local_rows: int, device: torch.device) -> tuple[int, int]:
     """(steps per epoch, total steps), equal on every rank so no collective waits forever."""
     fewest_rows = int(_all_reduce([float(local_rows)], device, "min")[0])
@@ -104,7 +115,10 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     on_gpu = device.type == "cuda"
 
-    model = build_model(config.model.family, loop_config["model_config"]).to(device)
+    model = build_model(config.model.family, loop_config["model_config"])
+    if loop_config.get("warm_start"):
+        _load_registered_weights(model, loop_config["warm_start"], loop_config["tracking_uri"])
+    model = model.to(device)
     images, labels = _load_shard(device)
     steps_per_epoch, total_steps = _plan(train, len(images), device)
     engines = {name: build_engine(net, train, total_steps, on_gpu) for name, net in model.networks().items()}
@@ -163,7 +177,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
 
 
 def run_training(config: PipelineConfig, manifest: Manifest, model_config: dict[str, Any],
-                 workflow_id: str, tracking_uri: str, run_id: str) -> dict[str, Any]:
+                 workflow_id: str, tracking_uri: str, run_id: str, warm_start: str | None = None) -> dict[str, Any]:
     """Fit the model on the prepared dataset; returns where the final checkpoint and weights are."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -183,7 +197,7 @@ def run_training(config: PipelineConfig, manifest: Manifest, model_config: dict[
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"pipeline": config.model_dump(mode="json"), "model_config": model_config,
-                           "tracking_uri": tracking_uri, "run_id": run_id},
+                           "tracking_uri": tracking_uri, "run_id": run_id, "warm_start": warm_start},
         scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=use_gpu,
                                      resources_per_worker=resources),
         run_config=RunConfig(

@@ -4,9 +4,11 @@ authentication on, as Ray 2.60 ships it) and its outcome comes back from the job
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -23,14 +25,18 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def ray_head(tmp_path, monkeypatch):
-    """A Ray head node in its own process group (`--block`), stopped by its id, never `ray stop`."""
+    """A Ray head node in its own process group (`--block`), stopped by its id, never `ray stop`.
+
+    Its own --temp-dir keeps its `ray_current_cluster` file out of /tmp/ray, where a later plain
+    `ray.init()` on this machine would find it and try to join a cluster that is gone."""
     port, dashboard = free_port(), free_port()
+    temp_dir = tempfile.mkdtemp(prefix="rayhead-", dir="/tmp")  # short: Ray's socket paths must fit
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("RAY_ADDRESS", None)
     head = subprocess.Popen(
         [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--port", str(port),
          "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
-         "--num-cpus", "2", "--include-dashboard", "true"],
+         "--num-cpus", "2", "--include-dashboard", "true", "--temp-dir", temp_dir],
         env=env, stdout=(tmp_path / "head.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     address = f"http://127.0.0.1:{dashboard}"
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
@@ -52,6 +58,7 @@ def ray_head(tmp_path, monkeypatch):
         head.wait(timeout=60)
     except subprocess.TimeoutExpired:
         os.killpg(head.pid, signal.SIGKILL)
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_schedule_with_an_address_runs_as_a_ray_job(ray_head, tmp_path):

@@ -149,7 +149,10 @@ def test_the_gate_keeps_a_worse_model_out_and_promote_rolls_back(finished, capsy
 
     # A manual override makes the worse one champion; then a properly trained one takes it back.
     assert cli.main(["promote", "quickstart-ddpm", str(worse["version"]), "--storage", str(storage)]) == 0
-    assert cli.main(["run", "quickstart", "--storage", str(storage), "--workflow-id", "wf-better", *options]) == 0
+    assert cli.main(["run", "quickstart", "--storage", str(storage), "--workflow-id", "wf-better", *options,
+                     "--set", "train.warm_start=true"]) == 0
+    assert Workflow(str(storage), "wf-better").record("train")["result"]["warm_start"] == (
+        f"models:/quickstart-ddpm/{worse['version']}")  # it started from the champion of that moment
     better = Workflow(str(storage), "wf-better").record("register")["result"]
     assert better["decision"] == "promoted" and better["alias_version"] == better["version"]
 
@@ -161,3 +164,13 @@ def test_the_gate_keeps_a_worse_model_out_and_promote_rolls_back(finished, capsy
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("v")]
     assert len(lines) >= 3 and "@champion" in lines[int(champion.version) - 1]
     assert "rejected" in lines[worse["version"] - 1]
+
+
+def test_warm_start_refuses_a_champion_of_another_shape(finished, capsys):
+    storage, _, _ = finished
+    options = [item for setting in TINY for item in ("--set", setting)]
+    assert cli.main(["run", "quickstart", "--storage", str(storage), "--workflow-id", "wf-shape", *options,
+                     "--set", "train.warm_start=true", "--set", "model.params.base_channels=16"]) == 1
+    out = capsys.readouterr().out
+    assert "step train failed: ValueError: train.warm_start: models:/quickstart-ddpm/" in out
+    assert "(base_channels differ)" in out
