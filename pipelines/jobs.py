@@ -8,10 +8,12 @@ RAY_AUTH_TOKEN_PATH, default ~/.ray/auth_token) in the environment; it is never 
 from __future__ import annotations
 
 import shlex
+import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Nothing a job needs, and some of it large: environments, caches, local outputs.
+AGENT_WAIT_SECONDS = 90
 WORKING_DIR_EXCLUDES = [".venv/", ".git/", ".genpipe/", "mlruns/", "mlflow.db", "benchmarks/out/",
                         "__pycache__/", ".pytest_cache/", ".ruff_cache/", "*.png", "*.egg-info/"]
 
@@ -27,5 +29,14 @@ def submit(address: str, arguments: list[str], submission_id: str, env_vars: dic
     entrypoint = shlex.join(["python", "-m", "pipelines.cli", *arguments])
     runtime_env = {"working_dir": str(REPO_ROOT), "excludes": WORKING_DIR_EXCLUDES,
                    "env_vars": env_vars or {}}
-    return client(address).submit_job(entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id,
-                                      metadata={"genpipe": "1"})
+    job_client = client(address)
+    deadline = time.monotonic() + AGENT_WAIT_SECONDS
+    while True:
+        try:
+            return job_client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env,
+                                         submission_id=submission_id, metadata={"genpipe": "1"})
+        except RuntimeError as exc:
+            # A head node that has just started serves its dashboard before its job agent is up.
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
