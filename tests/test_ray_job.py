@@ -36,7 +36,12 @@ def ray_head(tmp_path, monkeypatch):
     head = subprocess.Popen(
         [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--port", str(port),
          "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
-         "--num-cpus", "2", "--include-dashboard", "true", "--temp-dir", temp_dir],
+         "--num-cpus", "2", "--include-dashboard", "true", "--temp-dir", temp_dir,
+         # Fixed default ports (agent 52365, ...) are taken when the test session's own Ray runs:
+         # without free ones the head has no job agent and refuses every submission.
+         "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
+         "--runtime-env-agent-port", str(free_port()), "--metrics-export-port", str(free_port()),
+         "--ray-client-server-port", str(free_port())],
         env=env, stdout=(tmp_path / "head.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     address = f"http://127.0.0.1:{dashboard}"
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
