@@ -51,7 +51,7 @@ def _run_workflow(args: argparse.Namespace, steps: tuple[str, ...]) -> int:
     workflow = Workflow(config.storage, args.workflow_id or new_workflow_id(config.name))
     if args.workflow_id and workflow.exists():
         config = workflow.config()  # a workflow keeps the config it was started with
-    if args.when == "data-changed":
+    if args.when == "data-changed" and not workflow.exists():  # a started workflow is not re-decided
         unchanged = _data_unchanged(config)
         if unchanged:
             workflow.skip(config, f"data unchanged: {unchanged}")
