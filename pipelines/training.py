@@ -25,6 +25,7 @@ from pipelines import tracking
 from pipelines.config import PipelineConfig, TrainConfig
 from pipelines.deepspeed_setup import build_engine, full_state_dict
 from pipelines.storage import filesystem, is_local, join
+from pipelines.warmup import use_environment_extension_cache
 
 MODEL_DIR = "model"
 # Ray Train V2 sends a worker's print() both to stdout and to its logger (each line twice on the
@@ -98,6 +99,7 @@ def _quiet_worker_logs() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # skips the "could not detect" warning
+        use_environment_extension_cache()  # the op `make` pre-built (pipelines/warmup.py)
 
 
 def train_loop(loop_config: dict[str, Any]) -> None:

@@ -4,14 +4,27 @@ On a machine without a GPU, DeepSpeed JIT-compiles `deepspeed_shm_comm` the firs
 process initialises its communication backend (about a minute on 2 cores). Building it here,
 into the torch extensions cache, keeps that minute out of a new user's first run. genpipe passes
 a torch optimizer to DeepSpeed, so the `fused_adam` op is never needed.
+
+The build cache is kept inside the Python environment: torch's default cache is shared by every
+environment of the user, and its key includes the sources' path, so two environments on one
+machine would keep rebuilding each other's op (a minute each time).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+from pathlib import Path
+
+
+def use_environment_extension_cache() -> None:
+    """Point torch's JIT extension cache at this environment's own folder (unless set)."""
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))
 
 
 def main() -> None:
+    use_environment_extension_cache()
     import torch
 
     if torch.cuda.is_available():
