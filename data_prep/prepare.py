@@ -8,6 +8,7 @@ pipeline with the same inputs finds the manifest and reuses the shards.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import uuid
 from datetime import UTC, datetime
@@ -105,8 +106,7 @@ def _describe_split(dataset_root: str, folder: str) -> Split:
     for file in sorted(f for f in fs.find(path) if f.endswith(".parquet")):
         with fs.open(file, "rb") as handle:
             data = handle.read()
-        with fs.open(file, "rb") as handle:
-            rows = pq.ParquetFile(handle).metadata.num_rows
+        rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows  # one read serves hash and row count
         shards.append(Shard(path=file[len(root_path.rstrip("/")) + 1:], rows=rows, bytes=len(data),
                             sha256=hashlib.sha256(data).hexdigest()))
     return Split(rows=sum(s.rows for s in shards), shards=shards)

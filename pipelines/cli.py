@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import ConfigError, PipelineConfig, load_config
-from pipelines.storage import normalize
+from pipelines.storage import normalize, read_json
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_STORAGE = "./.genpipe"
@@ -143,8 +143,6 @@ def cmd_status(args: argparse.Namespace) -> int:
                 if record:
                     _say(f"  {step}: {record['duration_s']}s {record['result']}")
                 elif states[step] == "failed":
-                    from pipelines.storage import read_json
-
                     _say(f"  {step}: {read_json(workflow.error_uri(step))['error']}")
     return EXIT_OK
 
