@@ -15,6 +15,8 @@ from data_prep.errors import DataError
 from pipelines.storage import exists, filesystem, join, read_json, write_json_atomic
 
 MANIFEST = "manifest.json"
+# Bump when a change to data_prep alters the shards' content: it invalidates every cached dataset.
+PREP_CODE_VERSION = "1"
 
 
 class Shard(BaseModel):
@@ -29,19 +31,44 @@ class Split(BaseModel):
     shards: list[Shard]
 
 
+class TextInfo(BaseModel):
+    """What a text dataset's blocks are: the tokenizer and the counts bits-per-byte needs."""
+
+    seq_len: int  # each block holds seq_len + 1 tokens (inputs and shifted targets)
+    vocab_size: int
+    eot_id: int
+    tokenizer: str  # relative to the dataset folder
+    tokenizer_sha256: str
+    documents: dict[str, int]
+    tokens: dict[str, int]  # every token of the split's documents
+    utf8_bytes: dict[str, int]
+    tokens_in_blocks: dict[str, int]  # what training sees; the tail of a pack does not fill a block
+
+    def bytes_per_token(self, split: str) -> float:
+        return self.utf8_bytes[split] / max(1, self.tokens[split])
+
+
 class Manifest(BaseModel):
     fingerprint: str
     uri: str  # the dataset folder
     code_version: str
     created_at: str
-    image_shape: tuple[int, int, int]
-    num_classes: int
-    class_names: list[str]
+    modality: str = "image"
+    image_shape: tuple[int, int, int] | None = None
+    num_classes: int = 0
+    class_names: list[str] = []
+    text: TextInfo | None = None
     schema_: dict[str, str]
     splits: dict[str, Split]
     rejects: dict[str, Any]
     source: dict[str, Any]
     prep_config: dict[str, Any]
+
+    @property
+    def tokenizer_uri(self) -> str:
+        if self.text is None:
+            raise DataError(f"{self.uri}: an image dataset has no tokenizer")
+        return join(self.uri, self.text.tokenizer)
 
     def shard_uris(self, split: str) -> list[str]:
         return [join(self.uri, shard.path) for shard in self.splits[split].shards]

@@ -8,30 +8,28 @@ pipeline with the same inputs finds the manifest and reuses the shards.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import pyarrow.parquet as pq
-import ray.data
-
-from data_prep import sources
+from data_prep import sources, text_sources
 from data_prep.config import DataConfig, DigitsSource
 from data_prep.errors import DataError
-from data_prep.manifest import Manifest, Shard, Split, dataset_uri, find_manifest, publish
+from data_prep.manifest import PREP_CODE_VERSION, Manifest, dataset_uri, find_manifest, publish
+from data_prep.shards import new_write_id, record_rejects, write_split
 from data_prep.transforms import make_transform
-from pipelines.storage import filesystem, is_local, join, write_bytes_atomic
+from pipelines.storage import join
 
-# Bump when a change here alters the shards' content: it invalidates every cached dataset.
-PREP_CODE_VERSION = "1"
 DIGITS_SIZE = 8
 
 
 def fingerprint(config: DataConfig) -> str:
-    prep = config.model_dump(mode="json", exclude={"source", "max_reject_fraction"})
-    material = {"source": sources.describe(config.source), "prep": prep, "code": PREP_CODE_VERSION}
+    # Only the fields that shape this modality's shards: an image dataset's fingerprint does not
+    # change when a text-only default does.
+    unused = {"seq_len", "tokenizer"} if config.modality == "image" else {"image_size"}
+    prep = config.model_dump(mode="json", exclude={"source", "max_reject_fraction", *unused})
+    describe = text_sources.describe if config.modality == "text" else sources.describe
+    material = {"source": describe(config.source), "prep": prep, "code": PREP_CODE_VERSION}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -45,8 +43,16 @@ def prepare(config: DataConfig, storage: str) -> tuple[Manifest, bool]:
 
 
 def _build(config: DataConfig, storage: str, key: str) -> Manifest:
+    if config.modality == "text":
+        from data_prep.text_prepare import build_text
+
+        return build_text(config, storage, key)
+    return _build_images(config, storage, key)
+
+
+def _build_images(config: DataConfig, storage: str, key: str) -> Manifest:
     uri = dataset_uri(storage, key)
-    write_id = f"write-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    write_id = new_write_id()
     channels = 1 if isinstance(config.source, DigitsSource) else config.source.channels
     native = DIGITS_SIZE if isinstance(config.source, DigitsSource) else None
     transform = make_transform(channels, config.image_size, native, config.split_seed, config.val_fraction)
@@ -54,27 +60,17 @@ def _build(config: DataConfig, storage: str, key: str) -> Manifest:
 
     # One pass over the small columns answers every count below without re-running the pipeline.
     index = rows.select_columns(["key", "label", "split", "error"]).to_pandas()
-    total, rejected = len(index), index[index["error"] != ""]
     rejects_uri = join(uri, write_id, "rejects", "rejects.jsonl")
-    if len(rejected):
-        pairs = zip(rejected["key"], rejected["error"], strict=True)
-        lines = "".join(json.dumps({"key": key, "reason": reason}) + "\n" for key, reason in pairs)
-        write_bytes_atomic(rejects_uri, lines.encode())
-    fraction = len(rejected) / max(total, 1)
-    if fraction > config.max_reject_fraction:
-        raise DataError(
-            f"{len(rejected)} of {total} records rejected ({fraction:.1%}), above "
-            f"data.max_reject_fraction={config.max_reject_fraction}; reasons in {rejects_uri}")
+    rejected = record_rejects(index, rejects_uri, config.max_reject_fraction)
 
     kept = index[index["error"] == ""]
     splits = {}
     for split, shard_count in (("train", config.num_shards), ("val", 1)):
         if not (kept["split"] == split).any():
-            raise DataError(f"data.val_fraction: the {split} split is empty ({total} records in all)")
+            raise DataError(f"data.val_fraction: the {split} split is empty ({len(index)} records in all)")
         part = rows.filter(lambda row, s=split: row["split"] == s and not row["error"])
-        folder = join(uri, write_id, split)
-        _write_parquet(part.select_columns(["key", "label", "image"]).repartition(shard_count), folder)
-        splits[split] = _describe_split(uri, folder)
+        columns = part.select_columns(["key", "label", "image"]).repartition(shard_count)
+        splits[split] = write_split(columns, uri, join(uri, write_id, split))
 
     size = config.image_size or DIGITS_SIZE
     names = sources.class_names(config.source)
@@ -84,37 +80,18 @@ def _build(config: DataConfig, storage: str, key: str) -> Manifest:
         image_shape=(channels, size, size), num_classes=max(len(names), int(kept["label"].max()) + 1),
         class_names=names, schema_={"key": "string", "label": "int64", "image": "binary (float32 C,H,W)"},
         splits=splits,
-        rejects={"count": len(rejected), "uri": rejects_uri if len(rejected) else None},
+        rejects={"count": rejected, "uri": rejects_uri if rejected else None},
         source=sources.describe(config.source), prep_config=config.model_dump(mode="json"),
     )
     publish(manifest)
     return manifest
 
 
-def _write_parquet(dataset: ray.data.Dataset, folder: str) -> None:
-    if is_local(folder):
-        dataset.write_parquet(folder, compression="zstd")
-    else:
-        fs, path = filesystem(folder)
-        dataset.write_parquet(path, filesystem=fs, compression="zstd")
-
-
-def _describe_split(dataset_root: str, folder: str) -> Split:
-    fs, path = filesystem(folder)
-    _, root_path = filesystem(dataset_root)
-    shards = []
-    for file in sorted(f for f in fs.find(path) if f.endswith(".parquet")):
-        with fs.open(file, "rb") as handle:
-            data = handle.read()
-        rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows  # one read serves hash and row count
-        shards.append(Shard(path=file[len(root_path.rstrip("/")) + 1:], rows=rows, bytes=len(data),
-                            sha256=hashlib.sha256(data).hexdigest()))
-    return Split(rows=sum(s.rows for s in shards), shards=shards)
-
-
 def describe_result(manifest: Manifest, cache_hit: bool) -> dict[str, Any]:
     """The prepare step's JSON-serialisable result."""
-    return {"dataset_uri": manifest.uri, "fingerprint": manifest.fingerprint, "cache_hit": cache_hit,
-            "rows": {name: split.rows for name, split in manifest.splits.items()},
-            "rejects": manifest.rejects["count"], "image_shape": list(manifest.image_shape),
-            "num_classes": manifest.num_classes}
+    result = {"dataset_uri": manifest.uri, "fingerprint": manifest.fingerprint, "cache_hit": cache_hit,
+              "rows": {name: split.rows for name, split in manifest.splits.items()},
+              "rejects": manifest.rejects["count"]}
+    if manifest.text:
+        return {**result, "tokens": manifest.text.tokens_in_blocks, "vocab_size": manifest.text.vocab_size}
+    return {**result, "image_shape": list(manifest.image_shape), "num_classes": manifest.num_classes}

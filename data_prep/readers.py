@@ -12,14 +12,26 @@ from data_prep.manifest import Manifest
 from pipelines.storage import filesystem, is_local
 
 
+def decode_tokens(column: list[bytes] | np.ndarray, block_tokens: int) -> np.ndarray:
+    """A column of token blocks -> one (N, seq_len + 1) int32 array."""
+    if len(column) == 0:
+        return np.zeros((0, block_tokens), dtype=np.int32)
+    return np.frombuffer(b"".join(column), dtype="<i4").reshape(-1, block_tokens).astype(np.int32)
+
+
 def ray_dataset(manifest: Manifest, split: str) -> ray.data.Dataset:
-    """The split as a Ray Dataset of `image` (C, H, W) float32 arrays and int64 `label`s."""
+    """The split as a Ray Dataset: `image` (C, H, W) float32 arrays and int64 `label`s, or, for
+    text, `tokens` blocks of seq_len + 1 int32 ids."""
     uris = manifest.shard_uris(split)
     if is_local(uris[0]):
         dataset = ray.data.read_parquet(uris)
     else:
         fs, _ = filesystem(uris[0])
         dataset = ray.data.read_parquet([filesystem(u)[1] for u in uris], filesystem=fs)
+    if manifest.text is not None:
+        block_tokens = manifest.text.seq_len + 1
+        return dataset.map_batches(lambda batch: {"tokens": decode_tokens(batch["tokens"], block_tokens)},
+                                   batch_format="numpy")
     shape = tuple(manifest.image_shape)
 
     def decode(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -38,3 +50,14 @@ def read_arrays(manifest: Manifest, split: str) -> tuple[np.ndarray, np.ndarray]
         images.append(from_bytes(table.column("image").to_pylist(), tuple(manifest.image_shape)))
         labels.append(table.column("label").to_numpy())
     return np.concatenate(images), np.concatenate(labels)
+
+
+def read_tokens(manifest: Manifest, split: str) -> np.ndarray:
+    """(N, seq_len + 1) int32 token blocks of a text split, read with pyarrow."""
+    blocks = []
+    for uri in manifest.shard_uris(split):
+        fs, path = filesystem(uri)
+        with fs.open(path, "rb") as handle:
+            table = pq.read_table(handle, columns=["tokens"])
+        blocks.append(decode_tokens(table.column("tokens").to_pylist(), manifest.text.seq_len + 1))
+    return np.concatenate(blocks)

@@ -31,13 +31,17 @@ def describe(source: Source) -> dict[str, Any]:
 
         return {"kind": "digits", "sklearn": sklearn.__version__}
     fs, root = filesystem(source.path)
-    listing = _list_files(source)
+    return {**source.model_dump(), "files": file_stamps(fs, root, _list_files(source))}
+
+
+def file_stamps(fs, root: str, paths: list[str]) -> list[list[Any]]:
+    """[relative path, size, modification stamp] per file: changes when any file does."""
     files = []
-    for path in listing:
+    for path in paths:
         info = fs.info(path)
         stamp = info.get("mtime") or info.get("LastModified") or info.get("ETag") or ""
         files.append([posixpath.relpath(path, root), info.get("size"), str(stamp)])
-    return {**source.model_dump(), "files": files}
+    return files
 
 
 def class_names(source: Source) -> list[str]:

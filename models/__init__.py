@@ -6,8 +6,9 @@ from typing import Any
 
 from models.base import GenerativeModel, ModelConfig
 from models.ddpm import DDPM
+from models.gpt import GPT
 
-FAMILIES: dict[str, type[GenerativeModel]] = {cls.family: cls for cls in (DDPM,)}
+FAMILIES: dict[str, type[GenerativeModel]] = {cls.family: cls for cls in (DDPM, GPT)}
 
 
 def family_class(family: str) -> type[GenerativeModel]:

@@ -32,6 +32,7 @@ class GenerativeModel(nn.Module, ABC):
     family: ClassVar[str]
     config_class: ClassVar[type[ModelConfig]]
     presets: ClassVar[dict[str, dict[str, Any]]]
+    modality: ClassVar[str] = "image"  # what the family reads and writes: "image" or "text"
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -51,6 +52,11 @@ class GenerativeModel(nn.Module, ABC):
     def net(self, name: str) -> nn.Module:
         """The callable for network `name`: its engine when wrapped, else the bare module."""
         return self._wrapped.get(name) or self.networks()[name]
+
+    def set_activation_checkpointing(self, enabled: bool) -> None:
+        """Recompute activations in the backward pass; only families with deep stacks offer it."""
+        if enabled:
+            raise ValueError(f"train.activation_checkpointing: the {self.family} family does not support it")
 
     @abstractmethod
     def loss(self, network: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -98,7 +98,7 @@ def _summarise(workflow, results: dict[str, dict[str, Any]]) -> None:
     if "evaluate" in results:
         shown = ", ".join(f"{k.removeprefix('eval/')}={v:.3g}" for k, v in results["evaluate"]["metrics"].items())
         _say(f"evaluation: {shown}")
-        _say(f"sample grid: {results['evaluate']['grid_uri']}")
+        _say(f"samples: {results['evaluate']['samples_uri']}")
     if "register" in results:
         reg = results["register"]
         _say(f"registered {reg['model_name']} version {reg['version']}: {reg['model_uri']}")
@@ -150,13 +150,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     import tempfile
 
-    import torch
-
     from models.weights import load_model
-    from pipelines.grids import save_grid
     from pipelines.registry import download
 
-    if args.n <= 0:
+    if args.n is not None and args.n <= 0:
         raise UsageError("-n: must be > 0")
     uri = _registry_uri(args)
     with tempfile.TemporaryDirectory() as folder:
@@ -166,9 +163,50 @@ def cmd_sample(args: argparse.Namespace) -> int:
             _say(f"MODEL_URI: cannot load {args.model_uri} from {uri}: {exc}".splitlines()[0])
             return EXIT_FAILED
         model = load_model(local)
-    samples = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed))
+        if model.modality == "text":
+            return _sample_text(model, Path(local), args)
+    if args.prompt is not None:
+        raise UsageError(f"--prompt: {args.model_uri} is a {model.family} model; it takes no prompt")
+    return _sample_images(model, args)
+
+
+def _sample_images(model, args: argparse.Namespace) -> int:
+    import torch
+
+    from pipelines.grids import save_grid
+
+    count = args.n or 16
+    samples = model.sample(count, generator=torch.Generator().manual_seed(args.seed))
     path = save_grid(samples, args.out)
-    _say(f"wrote {args.n} samples from {args.model_uri} to {path}")
+    _say(f"wrote {count} samples from {args.model_uri} to {path}")
+    return EXIT_OK
+
+
+def _sample_text(model, folder: Path, args: argparse.Namespace) -> int:
+    """Print completions of --prompt; a prompt longer than the context is cut with a warning."""
+    import warnings
+
+    import torch
+
+    from data_prep.text_tokenizer import TOKENIZER_FILE, TextTokenizer
+    from pipelines.text_metrics import complete
+
+    if args.max_new_tokens <= 0:
+        raise UsageError("--max-new-tokens: must be > 0")
+    if args.top_k is not None and args.top_k <= 0:
+        raise UsageError("--top-k: must be > 0")
+    tokenizer = TextTokenizer.from_json((folder / TOKENIZER_FILE).read_text(), str(folder / TOKENIZER_FILE))
+    generator = torch.Generator().manual_seed(args.seed)
+    for index in range(args.n or 1):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            text = complete(model, tokenizer, args.prompt or "", args.max_new_tokens, args.temperature, args.top_k,
+                            generator)
+        for warning in caught:
+            print(f"warning: {warning.message}", file=sys.stderr)
+        if index:
+            _say("-" * 40)
+        _say(text)
     return EXIT_OK
 
 
@@ -358,11 +396,15 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("workflow_id", nargs="?")
     status.add_argument("--storage")
     status.set_defaults(handler=cmd_status)
-    sample = commands.add_parser("sample", help="sample a registered model into a PNG grid")
+    sample = commands.add_parser("sample", help="images from a registered model into a PNG grid, or text")
     sample.add_argument("model_uri", help="e.g. models:/quickstart-ddpm@champion")
-    sample.add_argument("-n", type=int, default=16, help="number of samples")
-    sample.add_argument("--out", default="samples.png")
+    sample.add_argument("-n", type=int, default=None, help="images in the grid (16), or text completions (1)")
+    sample.add_argument("--out", default="samples.png", help="image models: the PNG to write")
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--prompt", help="language models: the text to continue")
+    sample.add_argument("--max-new-tokens", type=int, default=200)
+    sample.add_argument("--temperature", type=float, default=0.8, help="0 picks the likeliest token")
+    sample.add_argument("--top-k", type=int, default=50)
     _add_registry_options(sample)
     sample.set_defaults(handler=cmd_sample)
     schedule = commands.add_parser("schedule", help="recurring runs: add, list, pause, resume, remove")

@@ -44,7 +44,8 @@ class ModelSection(Strict):
         unknown = set(self.params) - set(cls.config_class.model_fields)
         if unknown:
             raise ValueError(f"params: unknown field(s) {', '.join(sorted(unknown))} for {self.family}")
-        placeholder = {"image_shape": (1, 8, 8)}  # the real shape comes from the prepared data
+        from_data = {"image_shape": (1, 8, 8), "vocab_size": 257}  # placeholders: the data has the real ones
+        placeholder = {k: v for k, v in from_data.items() if k in cls.config_class.model_fields}
         try:
             cls.config_class(**{**cls.presets[self.preset], **placeholder, **self.params})
         except ValidationError as exc:
@@ -61,7 +62,8 @@ class TrainConfig(Strict):
     epochs: int = Field(1, gt=0)
     max_steps: int | None = Field(None, gt=0, description="stop after this many optimizer steps")
     learning_rate: float = Field(2e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, description="on weight matrices only")
+    adam_beta2: float = Field(0.999, gt=0, lt=1)
     warmup_steps: int = Field(0, ge=0)
     grad_clip: float = Field(1.0, ge=0)
     zero_stage: int = Field(2, ge=0, le=3)
@@ -71,14 +73,36 @@ class TrainConfig(Strict):
     max_failures: int = Field(1, ge=-1, description="worker-group restarts; -1 means forever")
     seed: int = 0
     warm_start: bool = Field(False, description="start from the registered champion's weights")
+    grad_accum_steps: int = Field(1, gt=0, description="micro-batches per optimizer step")
+    offload_optimizer: bool = Field(False, description="ZeRO-Offload: optimizer state in CPU memory (GPU)")
+    offload_params: bool = Field(False, description="ZeRO-Infinity: parameters in CPU memory (stage 3, GPU)")
+    activation_checkpointing: bool = Field(False, description="recompute activations in backward")
+    compile: bool = Field(False, description="torch.compile each network through DeepSpeed")
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_SPREAD"] = Field(
+        "PACK", description="how Ray places the workers on nodes; STRICT_SPREAD: one per node")
+    peak_tflops: float | None = Field(None, gt=0, description="device peak for MFU; known GPUs are looked up")
+
+    @model_validator(mode="after")
+    def _offload_needs_zero(self) -> TrainConfig:
+        if self.offload_params and self.zero_stage != 3:
+            raise ValueError(f"offload_params: needs zero_stage 3, not {self.zero_stage}")
+        if self.offload_optimizer and self.zero_stage == 0:
+            raise ValueError("offload_optimizer: needs zero_stage 1, 2 or 3")
+        return self
 
 
 class EvaluateConfig(Strict):
-    num_samples: int = Field(500, gt=1, description="generated images for classifier-FID")
+    num_samples: int = Field(500, gt=1, description="images: generated for classifier-FID; text: val blocks scored")
     grid_size: int = Field(64, gt=0)
     classifier_epochs: int = Field(15, gt=0)
     num_cpus: float = Field(2, gt=0)
+    num_gpus: float = Field(0, ge=0, description="evaluate on a GPU when the cluster has one")
     seed: int = 0
+    prompts: list[str] = Field(default_factory=lambda: ["def ", "import ", "class "],
+                               description="text: prompts whose completions become an artifact")
+    max_new_tokens: int = Field(200, gt=0)
+    temperature: float = Field(0.8, ge=0)
+    top_k: int | None = Field(50, gt=0)
 
 
 class GateConfig(Strict):
@@ -110,6 +134,20 @@ class PipelineConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     register: RegisterConfig
+
+    @model_validator(mode="after")
+    def _model_fits_data(self) -> PipelineConfig:
+        cls = models.family_class(self.model.family)
+        if cls.modality != self.data.modality:
+            raise ValueError(f"model.family: {self.model.family} learns {cls.modality}, but data.source "
+                             f"{self.data.source.kind} is {self.data.modality} data")
+        block_size = {**cls.presets[self.model.preset], **self.model.params}.get("block_size")
+        if self.data.modality == "text" and block_size is not None and self.data.seq_len > block_size:
+            raise ValueError(f"data.seq_len: {self.data.seq_len} tokens do not fit the model's block_size "
+                             f"{block_size}; lower data.seq_len or raise model.params.block_size")
+        if self.train.activation_checkpointing and "set_activation_checkpointing" not in vars(cls):
+            raise ValueError(f"train.activation_checkpointing: the {self.model.family} family does not support it")
+        return self
 
     @property
     def experiment_name(self) -> str:
@@ -199,7 +237,7 @@ def validate_config(raw: dict[str, Any]) -> PipelineConfig:
         raise ConfigError(problems) from None
 
 
-_SOURCE_KINDS = {"digits", "image_folder", "parquet"}
+_SOURCE_KINDS = {"digits", "image_folder", "parquet", "python_stdlib", "text_files"}
 
 
 def load_config(name_or_path: str, assignments: list[str] | None = None,

@@ -20,9 +20,13 @@ def deepspeed_config(config: TrainConfig, on_gpu: bool) -> dict[str, Any]:
     zero: dict[str, Any] = {"stage": config.zero_stage}
     if config.zero_stage == 3:
         zero["stage3_gather_16bit_weights_on_model_save"] = True
+    if config.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": on_gpu}
+    if config.offload_params:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": on_gpu}
     return {
         "train_micro_batch_size_per_gpu": config.batch_size,
-        "gradient_accumulation_steps": 1,
+        "gradient_accumulation_steps": config.grad_accum_steps,
         "gradient_clipping": config.grad_clip,
         "zero_optimization": zero,
         "bf16": {"enabled": use_bf16(config, on_gpu)},
@@ -49,8 +53,19 @@ def warmup_cosine(total_steps: int, warmup_steps: int, floor: float = 0.1):
 def build_engine(network: nn.Module, config: TrainConfig, total_steps: int, on_gpu: bool):
     import deepspeed
 
-    optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate,
-                                  weight_decay=config.weight_decay)
+    # Decay matrices only: biases, norms' gains and the like stay undecayed (as in GPT-2).
+    trainable = [p for p in network.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trainable if p.dim() >= 2], "weight_decay": config.weight_decay},
+              {"params": [p for p in trainable if p.dim() < 2], "weight_decay": 0.0}]
+    if config.offload_optimizer:
+        # The optimizer step runs on the CPU: DeepSpeed's vectorised CPU Adam (built on first use)
+        # is the one ZeRO-Offload is made for; torch's AdamW there would be several times slower.
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        optimizer = DeepSpeedCPUAdam(groups, lr=config.learning_rate, betas=(0.9, config.adam_beta2), adamw_mode=True)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, config.adam_beta2),
+                                      fused=on_gpu)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, config.warmup_steps))
     engine, _, _, _ = deepspeed.initialize(model=network, optimizer=optimizer, lr_scheduler=scheduler,
                                            config=deepspeed_config(config, on_gpu))

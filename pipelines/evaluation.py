@@ -1,10 +1,15 @@
-"""evaluate: sample the trained model, score it with classifier-FID and class coverage, and log
-the sample grid and the loss curve to the workflow's MLflow run."""
+"""evaluate: score the trained model on the val split, log the scores and artifacts (sample grid
+or text completions, loss curve) to the workflow's MLflow run, and score the champion the same way.
+
+Images: classifier-FID and class coverage of generated samples. Text: val loss, perplexity and bits
+per byte, plus completions of fixed prompts.
+"""
 
 from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +17,22 @@ import ray
 import torch
 
 from data_prep.manifest import Manifest
-from data_prep.readers import read_arrays
+from data_prep.readers import read_arrays, read_tokens
+from data_prep.text_tokenizer import TextTokenizer
 from models.base import GenerativeModel
 from models.weights import load_model
 from pipelines import registry, tracking
 from pipelines.config import EvaluateConfig, PipelineConfig
 from pipelines.gate import evaluation_key
 from pipelines.grids import save_grid, save_loss_curve
-from pipelines.image_metrics import DigitClassifier, load_or_train_classifier, score_samples
+from pipelines.image_metrics import load_or_train_classifier, score_samples
 from pipelines.registry import EVAL_KEY_TAG
-from pipelines.storage import join, local_copy, write_bytes_atomic
+from pipelines.storage import join, local_copy, read_bytes, write_bytes_atomic
+from pipelines.text_metrics import complete, score_text
+
+# A scorer turns a model into metrics, and (for the model under evaluation) writes its artifacts
+# into a folder: the same function scores the champion, so both are judged alike.
+Scorer = Callable[[GenerativeModel, Path | None], dict[str, float]]
 
 
 def _threads(requested: float) -> int:
@@ -30,21 +41,56 @@ def _threads(requested: float) -> int:
     return max(1, math.floor(requested))
 
 
+def _device(settings: EvaluateConfig) -> torch.device:
+    return torch.device("cuda" if settings.num_gpus > 0 and torch.cuda.is_available() else "cpu")
+
+
 def loss_history(uri: str, run_id: str) -> dict[str, list[tuple[int, float]]]:
     mlflow_client = tracking.client(uri)
     keys = [k for k in mlflow_client.get_run(run_id).data.metrics if k.startswith("train/") and k.endswith("_loss")]
     return {k: [(m.step, m.value) for m in mlflow_client.get_metric_history(run_id, k)] for k in keys}
 
 
-def _score(model: GenerativeModel, classifier: DigitClassifier, val_images: torch.Tensor,
-           settings: EvaluateConfig) -> tuple[dict[str, float], torch.Tensor]:
-    """Sample with the evaluation's seed and score against the val split."""
-    samples = model.sample(settings.num_samples, generator=torch.Generator().manual_seed(settings.seed))
-    return {f"eval/{k}": v for k, v in score_samples(classifier, samples, val_images).items()}, samples
+def image_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, dict[str, Any]]:
+    classifier, cached = load_or_train_classifier(manifest, settings.classifier_epochs, settings.seed)
+    val_images = torch.from_numpy(read_arrays(manifest, "val")[0])
+
+    def score(model: GenerativeModel, artifacts: Path | None) -> dict[str, float]:
+        samples = model.sample(settings.num_samples, generator=torch.Generator().manual_seed(settings.seed)).cpu()
+        metrics = {f"eval/{k}": v for k, v in score_samples(classifier, samples, val_images).items()}
+        if artifacts is not None:
+            save_grid(samples[: settings.grid_size], artifacts / "samples.png")
+            # The floor to read the score against: real train images scored the same way.
+            train_images = torch.from_numpy(read_arrays(manifest, "train")[0][: settings.num_samples])
+            metrics["eval/classifier_fid_real_data"] = score_samples(classifier, train_images, val_images)[
+                "classifier_fid"]
+        return metrics
+
+    return score, {"classifier_cached": cached}
 
 
-def _champion(config: PipelineConfig, key: str, classifier: DigitClassifier, val_images: torch.Tensor,
-              tracking_uri: str, folder: str) -> dict[str, Any] | None:
+def text_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, dict[str, Any]]:
+    blocks = torch.from_numpy(read_tokens(manifest, "val")[: settings.num_samples])
+    tokenizer = TextTokenizer.from_json(read_bytes(manifest.tokenizer_uri).decode(), manifest.tokenizer_uri)
+    bytes_per_token = manifest.text.bytes_per_token("val")
+
+    def score(model: GenerativeModel, artifacts: Path | None) -> dict[str, float]:
+        metrics = {f"eval/{k}": v for k, v in score_text(model, blocks, bytes_per_token).items()}
+        if artifacts is not None:
+            generator = torch.Generator(next(model.parameters()).device).manual_seed(settings.seed)
+            sections = []
+            for prompt in settings.prompts:
+                text = complete(model, tokenizer, prompt, settings.max_new_tokens, settings.temperature,
+                                settings.top_k, generator)
+                sections.append(f"## {prompt!r}\n\n```\n{text}\n```\n")
+            (artifacts / "samples.md").write_text("\n".join(sections))
+        return metrics
+
+    return score, {"val_blocks": len(blocks)}
+
+
+def _champion(config: PipelineConfig, key: str, score: Scorer, tracking_uri: str, folder: str,
+              device: torch.device) -> dict[str, Any] | None:
     """The current champion's scores under this very evaluation: read from its tags when it was
     scored the same way (same evaluation key), else re-scored now."""
     version = registry.aliased_version(tracking_uri, config.register.model_name, config.register.alias)
@@ -54,36 +100,32 @@ def _champion(config: PipelineConfig, key: str, classifier: DigitClassifier, val
         metrics = {k: float(v) for k, v in version.tags.items() if k.startswith("eval/")}
         return {"version": int(version.version), "metrics": metrics, "rescored": False}
     model = load_model(registry.download(f"models:/{version.name}/{version.version}", tracking_uri,
-                                         f"{folder}/champion"))
-    metrics, _ = _score(model, classifier, val_images, config.evaluate)
-    return {"version": int(version.version), "metrics": metrics, "rescored": True}
+                                         f"{folder}/champion")).to(device)
+    return {"version": int(version.version), "metrics": score(model, None), "rescored": True}
 
 
 def evaluate(config: PipelineConfig, manifest: Manifest, model_uri: str, workflow_uri: str,
              tracking_uri: str, run_id: str) -> dict[str, Any]:
     settings = config.evaluate
     torch.set_num_threads(_threads(settings.num_cpus))
+    device = _device(settings)
     key = evaluation_key(manifest.fingerprint, settings)
     with tempfile.TemporaryDirectory() as folder:
-        model = load_model(local_copy(model_uri, f"{folder}/model"))
-        classifier, cached = load_or_train_classifier(manifest, settings.classifier_epochs, settings.seed)
-        val_images = torch.from_numpy(read_arrays(manifest, "val")[0])
-        metrics, samples = _score(model, classifier, val_images, settings)
-        # The floor to read the score against: real train images scored the same way.
-        train_images = torch.from_numpy(read_arrays(manifest, "train")[0][: settings.num_samples])
-        metrics["eval/classifier_fid_real_data"] = score_samples(classifier, train_images, val_images)[
-            "classifier_fid"]
-        champion = _champion(config, key, classifier, val_images, tracking_uri, folder)
+        artifacts = Path(folder) / "evaluation"
+        artifacts.mkdir()
+        model = load_model(local_copy(model_uri, f"{folder}/model")).to(device)
+        score, info = (text_scorer if manifest.text else image_scorer)(manifest, settings)
+        metrics = score(model, artifacts)
+        champion = _champion(config, key, score, tracking_uri, folder, device)
+        save_loss_curve(loss_history(tracking_uri, run_id), artifacts / "loss_curve.png")
 
-        grid = save_grid(samples[: settings.grid_size], Path(folder) / "samples.png")
-        curve = save_loss_curve(loss_history(tracking_uri, run_id), Path(folder) / "loss_curve.png")
-        grid_uri = join(workflow_uri, "samples.png")
-        write_bytes_atomic(grid_uri, grid.read_bytes())
+        sample_file = next(artifacts.glob("samples.*"))
+        samples_uri = join(workflow_uri, sample_file.name)
+        write_bytes_atomic(samples_uri, sample_file.read_bytes())
         logged = dict(metrics)
         if champion:
             logged.update({f"champion/{k}": v for k, v in champion["metrics"].items()})
         tracking.log_metrics(tracking_uri, run_id, logged)
-        tracking.log_artifact(tracking_uri, run_id, str(grid), "evaluation")
-        tracking.log_artifact(tracking_uri, run_id, str(curve), "evaluation")
-    return {"metrics": metrics, "grid_uri": grid_uri, "classifier_cached": cached, "evaluation_key": key,
-            "champion": champion}
+        for artifact in sorted(artifacts.iterdir()):
+            tracking.log_artifact(tracking_uri, run_id, str(artifact), "evaluation")
+    return {"metrics": metrics, "samples_uri": samples_uri, **info, "evaluation_key": key, "champion": champion}

@@ -13,7 +13,7 @@ from pipelines.image_metrics import CLASSIFIER_VERSION
 
 def evaluation_key(fingerprint: str, settings: EvaluateConfig) -> str:
     """Two scores are comparable only when this key is equal: same data, same evaluation."""
-    material = {"dataset": fingerprint, "evaluate": settings.model_dump(mode="json", exclude={"num_cpus"}),
+    material = {"dataset": fingerprint, "evaluate": settings.model_dump(mode="json", exclude={"num_cpus", "num_gpus"}),
                 "classifier": CLASSIFIER_VERSION}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 

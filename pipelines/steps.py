@@ -43,8 +43,9 @@ def train_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> 
     from pipelines.training import run_training
 
     manifest = load_verified(inputs["prepare"]["dataset_uri"])
+    from_data = {"vocab_size": manifest.text.vocab_size} if manifest.text else {"image_shape": manifest.image_shape}
     model_config = models.resolve_config(config.model.family, config.model.preset, config.model.params,
-                                         {"image_shape": manifest.image_shape}).model_dump(mode="json")
+                                         from_data).model_dump(mode="json")
     warm_start = _warm_start_uri(config, model_config, context) if config.train.warm_start else None
     result = run_training(config, manifest, model_config, context.workflow_id, context.tracking_uri,
                           context.run_id, warm_start)
@@ -91,10 +92,12 @@ STEPS: dict[str, StepFunction] = {"prepare": prepare_step, "train": train_step,
                                   "evaluate": evaluate_step, "register": register_step}
 
 
-def step_cpus(step: str, config: PipelineConfig) -> float:
-    """CPUs the step's own Ray task holds. prepare and train hold none: Ray Data's tasks and Ray
-    Train's workers ask for their own, and holding one here would starve them on a small node."""
-    return config.evaluate.num_cpus if step == "evaluate" else 0
+def step_resources(step: str, config: PipelineConfig) -> dict[str, float]:
+    """What the step's own Ray task holds. prepare and train hold nothing: Ray Data's tasks and Ray
+    Train's workers ask for their own, and holding a CPU here would starve them on a small node."""
+    if step == "evaluate":
+        return {"num_cpus": config.evaluate.num_cpus, "num_gpus": config.evaluate.num_gpus}
+    return {"num_cpus": 0}
 
 
 def run_step(step: str, config_json: dict[str, Any], inputs: Inputs, context: StepContext) -> dict[str, Any]:

@@ -59,10 +59,14 @@ def write_json_atomic(uri: str, payload: Any) -> None:
     write_bytes_atomic(uri, json.dumps(payload, indent=2, sort_keys=True).encode())
 
 
-def read_json(uri: str) -> Any:
+def read_bytes(uri: str) -> bytes:
     fs, path = filesystem(uri)
     with fs.open(path, "rb") as handle:
-        return json.loads(handle.read())
+        return handle.read()
+
+
+def read_json(uri: str) -> Any:
+    return json.loads(read_bytes(uri))
 
 
 def exists(uri: str) -> bool:

@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from pipelines.config import PipelineConfig, flatten
@@ -81,6 +81,10 @@ def log_metrics(uri: str, run_id: str, metrics: dict[str, float], step: int | No
     stamp = int(time.time() * 1000)
     entries = [Metric(key, float(value), stamp, step or 0) for key, value in metrics.items()]
     client(uri).log_batch(run_id, metrics=entries)
+
+
+def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
+    client(uri).log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
 
 
 def log_artifact(uri: str, run_id: str, local_path: str, artifact_path: str | None = None) -> None:

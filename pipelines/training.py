@@ -19,12 +19,14 @@ from typing import Any
 import torch
 
 from data_prep.manifest import Manifest
+from data_prep.text_tokenizer import TOKENIZER_FILE
 from models import build_model
 from models.weights import save_model
 from pipelines import tracking
 from pipelines.config import PipelineConfig, TrainConfig
 from pipelines.deepspeed_setup import build_engine, full_state_dict
-from pipelines.storage import filesystem, is_local, join
+from pipelines.hardware import peak_flops
+from pipelines.storage import filesystem, is_local, join, read_bytes
 from pipelines.warmup import use_environment_extension_cache
 
 MODEL_DIR = "model"
@@ -42,19 +44,20 @@ def _all_reduce(values: list[float], device: torch.device, op: str) -> list[floa
     return tensor.tolist()
 
 
-def _load_shard(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _load_shard(device: torch.device) -> dict[str, torch.Tensor]:
     """This worker's share of the train split, read once through Ray Data and kept in memory.
 
-    The image datasets of the foundation are small; re-streaming them every epoch would cost
-    more in Ray Data start-up than the epoch itself.
+    The datasets of these families are small next to a worker's memory (the whole standard
+    library is ~26 MB of tokens); re-streaming them every epoch would cost more in Ray Data
+    start-up than the epoch itself.
     """
     import ray.train
 
-    images, labels = [], []
+    columns: dict[str, list[torch.Tensor]] = {}
     for batch in ray.train.get_dataset_shard("train").iter_batches(batch_size=1024, batch_format="numpy"):
-        images.append(torch.from_numpy(batch["image"].copy()))  # Arrow buffers are read-only
-        labels.append(torch.from_numpy(batch["label"].copy()))
-    return torch.cat(images).to(device), torch.cat(labels).to(device)
+        for name, values in batch.items():
+            columns.setdefault(name, []).append(torch.from_numpy(values.copy()))  # Arrow buffers are read-only
+    return {name: torch.cat(parts).to(device) for name, parts in columns.items()}
 
 
 def _load_registered_weights(model, model_uri: str, tracking_uri: str) -> None:
@@ -71,15 +74,19 @@ def _load_registered_weights(model, model_uri: str, tracking_uri: str) -> None:
 def _plan(config: TrainConfig, local_rows: int, device: torch.device) -> tuple[int, int]:
     """(steps per epoch, total steps), equal on every rank so no collective waits forever."""
     fewest_rows = int(_all_reduce([float(local_rows)], device, "min")[0])
-    steps_per_epoch = fewest_rows // config.batch_size
+    rows_per_step = config.batch_size * config.grad_accum_steps
+    steps_per_epoch = fewest_rows // rows_per_step
     if steps_per_epoch == 0:
-        raise ValueError(f"train.batch_size: {config.batch_size} is more than a worker's {fewest_rows} rows")
+        raise ValueError(f"train.batch_size: {config.batch_size} x train.grad_accum_steps {config.grad_accum_steps} "
+                         f"is more than a worker's {fewest_rows} rows")
     total = steps_per_epoch * config.epochs
     return steps_per_epoch, min(total, config.max_steps or total)
 
 
 def _save_checkpoint(engines: dict, model, config: TrainConfig, step: int, metrics: dict[str, float],
-                     final: bool) -> None:
+                     final: bool, extra_files: dict[str, str]) -> None:
+    """A DeepSpeed checkpoint of every network; the final one also holds the consolidated model
+    (one safetensors file, loadable without DeepSpeed) and `extra_files` (the tokenizer) beside it."""
     import ray.train
 
     with tempfile.TemporaryDirectory() as folder:
@@ -88,7 +95,9 @@ def _save_checkpoint(engines: dict, model, config: TrainConfig, step: int, metri
         if final:
             weights = full_state_dict(model, config.zero_stage)
             if ray.train.get_context().get_world_rank() == 0:
-                save_model(model, os.path.join(folder, MODEL_DIR), weights)
+                model_dir = save_model(model, os.path.join(folder, MODEL_DIR), weights)
+                for file_name, uri in extra_files.items():
+                    (model_dir / file_name).write_bytes(read_bytes(uri))
         ray.train.report({**metrics, "step": step}, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
 
@@ -102,6 +111,47 @@ def _quiet_worker_logs() -> None:
         use_environment_extension_cache()  # the op `make` pre-built (pipelines/warmup.py)
 
 
+class Throughput:
+    """Samples/s and, for language models, tokens/s and MFU over a logging window."""
+
+    def __init__(self, model, shard: dict[str, torch.Tensor], world: int, peak: float | None):
+        self.world, self.peak = world, peak
+        self.tokens_per_sample = shard["tokens"].shape[1] - 1 if "tokens" in shard else None
+        self.flops_per_token = model.flops_per_token(self.tokens_per_sample) if self.tokens_per_sample else None
+        self.restart()
+
+    def restart(self) -> None:
+        self.started, self.samples = time.perf_counter(), 0
+
+    def metrics(self) -> dict[str, float]:
+        samples_per_s = self.samples * self.world / (time.perf_counter() - self.started)
+        result = {"train/samples_per_s": samples_per_s}
+        if self.tokens_per_sample:
+            tokens_per_s = samples_per_s * self.tokens_per_sample
+            result["train/tokens_per_s"] = tokens_per_s
+            if self.peak:
+                result["train/mfu"] = self.flops_per_token * tokens_per_s / (self.world * self.peak)
+        return result
+
+
+def _log_placement(model, uri: str, run_id: str, zero_stage: int) -> None:
+    """Which node each rank runs on and what share of the parameters it holds (under ZeRO-3 each
+    rank keeps only its partition): tags and metrics on the workflow's run, from rank 0."""
+    import ray
+    import torch.distributed as dist
+
+    params = list(model.parameters())
+    full = sum(getattr(p, "ds_numel", p.numel()) for p in params)
+    held = sum(p.ds_tensor.numel() for p in params) if zero_stage == 3 else full
+    mine = {"node": ray.get_runtime_context().get_node_id(), "held": held, "full": full}
+    everyone: list[dict[str, Any]] = [{}] * dist.get_world_size()
+    dist.all_gather_object(everyone, mine)
+    if dist.get_rank() == 0:
+        tracking.set_tags(uri, run_id, {f"genpipe.train.rank{r}.node": info["node"] for r, info in enumerate(everyone)})
+        tracking.log_metrics(uri, run_id, {f"train/rank{r}_param_fraction": info["held"] / info["full"]
+                                           for r, info in enumerate(everyone)})
+
+
 def train_loop(loop_config: dict[str, Any]) -> None:
     """Runs on every Ray Train worker."""
     import ray.train
@@ -111,20 +161,26 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     config = PipelineConfig.model_validate(loop_config["pipeline"])
     train = config.train
     context = ray.train.get_context()
-    rank = context.get_world_rank()
+    rank, world = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(max(1, math.floor(train.cpus_per_worker)))
     torch.manual_seed(train.seed * 1000 + rank)
     device = ray.train.torch.get_device()
     on_gpu = device.type == "cuda"
+    if on_gpu:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
     model = build_model(config.model.family, loop_config["model_config"])
     if loop_config.get("warm_start"):
         _load_registered_weights(model, loop_config["warm_start"], loop_config["tracking_uri"])
+    model.set_activation_checkpointing(train.activation_checkpointing)
     model = model.to(device)
-    images, labels = _load_shard(device)
-    steps_per_epoch, total_steps = _plan(train, len(images), device)
+    shard = _load_shard(device)
+    rows_in_shard = len(next(iter(shard.values())))
+    steps_per_epoch, total_steps = _plan(train, rows_in_shard, device)
     engines = {name: build_engine(net, train, total_steps, on_gpu) for name, net in model.networks().items()}
     for name, engine in engines.items():
+        if train.compile:
+            engine.compile()
         model.use_network(name, engine)
 
     step = 0
@@ -136,33 +192,37 @@ def train_loop(loop_config: dict[str, Any]) -> None:
                 step = client_state["step"]
 
     uri, run_id = loop_config["tracking_uri"], loop_config["run_id"]
+    _log_placement(model, uri, run_id, train.zero_stage)
     if checkpoint and rank == 0:
         log.info("[train] resumed from the checkpoint at step %d", step)
         tracking.log_metrics(uri, run_id, {"train/resumed_from_step": step}, step)
     sums = dict.fromkeys(engines, 0.0)
-    window_start, window_steps, last_metrics = time.perf_counter(), 0, {}
+    throughput = Throughput(model, shard, world, peak_flops(device, train.peak_tflops))
+    window_steps, last_metrics = 0, {}
+    micro = train.batch_size
     while step < total_steps:
         epoch = step // steps_per_epoch
-        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(
+        order = torch.randperm(rows_in_shard, generator=torch.Generator().manual_seed(
             train.seed + 7919 * epoch + rank)).to(device)
         for index in range(step % steps_per_epoch, steps_per_epoch):
-            rows = order[index * train.batch_size:(index + 1) * train.batch_size]
-            batch = {"image": images[rows], "label": labels[rows]}
+            first = index * micro * train.grad_accum_steps
             for name, engine in engines.items():
-                loss = model.loss(name, batch)
-                engine.backward(loss)
-                engine.step()
-                sums[name] += loss.item()
+                # DeepSpeed counts the micro-batches and steps the optimizer on the last of them.
+                for accumulated in range(train.grad_accum_steps):
+                    rows = order[first + accumulated * micro: first + (accumulated + 1) * micro]
+                    loss = model.loss(name, {key: values[rows] for key, values in shard.items()})
+                    engine.backward(loss)
+                    engine.step()
+                    sums[name] += loss.item() / train.grad_accum_steps
             step += 1
             window_steps += 1
+            throughput.samples += micro * train.grad_accum_steps
             last = step == total_steps
             if step % train.log_every == 0 or last:
                 means = _all_reduce(list(sums.values()), device, "sum")
-                world = context.get_world_size()
-                elapsed = time.perf_counter() - window_start
                 metrics = {f"train/{name}_loss": total / (world * window_steps)
                            for name, total in zip(sums, means, strict=True)}
-                metrics["train/samples_per_s"] = window_steps * train.batch_size * world / elapsed
+                metrics.update(throughput.metrics())
                 metrics["train/lr"] = next(iter(engines.values())).get_lr()[0]
                 metrics["train/epoch"] = epoch
                 if rank == 0:
@@ -170,10 +230,12 @@ def train_loop(loop_config: dict[str, Any]) -> None:
                     shown = ", ".join(f"{k.removeprefix('train/')}={v:.4g}" for k, v in metrics.items())
                     log.info("[train] step %d/%d %s", step, total_steps, shown)
                 sums = dict.fromkeys(engines, 0.0)
-                window_start, window_steps = time.perf_counter(), 0
-                last_metrics = metrics
+                throughput.restart()
+                window_steps, last_metrics = 0, metrics
             if step % train.checkpoint_every == 0 or last:
-                _save_checkpoint(engines, model, train, step, last_metrics, final=last)
+                _save_checkpoint(engines, model, train, step, last_metrics, final=last,
+                                 extra_files=loop_config.get("model_files", {}))
+                throughput.restart()  # a checkpoint's time is not training throughput
             if last:
                 return
 
@@ -199,9 +261,10 @@ def run_training(config: PipelineConfig, manifest: Manifest, model_config: dict[
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"pipeline": config.model_dump(mode="json"), "model_config": model_config,
-                           "tracking_uri": tracking_uri, "run_id": run_id, "warm_start": warm_start},
+                           "tracking_uri": tracking_uri, "run_id": run_id, "warm_start": warm_start,
+                           "model_files": {TOKENIZER_FILE: manifest.tokenizer_uri} if manifest.text else {}},
         scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=use_gpu,
-                                     resources_per_worker=resources),
+                                     resources_per_worker=resources, placement_strategy=train.placement_strategy),
         run_config=RunConfig(
             name=f"{workflow_id}-train", storage_path=storage_path, storage_filesystem=storage_fs,
             failure_config=FailureConfig(max_failures=train.max_failures),

@@ -16,7 +16,7 @@ from typing import Any
 
 from pipelines import tracking
 from pipelines.config import PipelineConfig
-from pipelines.steps import STEP_ORDER, StepContext, run_step, step_cpus
+from pipelines.steps import STEP_ORDER, StepContext, run_step, step_resources
 from pipelines.storage import exists, filesystem, join, read_json, write_json_atomic
 
 Printer = Callable[[str], None]
@@ -114,7 +114,7 @@ class Workflow:
                 continue
             echo(f"> {step} ...")
             started = time.monotonic()
-            task = ray.remote(run_step).options(num_cpus=step_cpus(step, config), max_retries=0,
+            task = ray.remote(run_step).options(**step_resources(step, config), max_retries=0,
                                                 name=f"genpipe.{step}")
             try:
                 result = ray.get(task.remote(step, meta["config"], results, context))

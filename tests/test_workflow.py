@@ -71,7 +71,7 @@ def test_evaluation_logged_metrics_and_pictures(finished):
     assert metrics["eval/classifier_fid"] > 0 and 0 <= metrics["eval/class_coverage"] <= 10
     artifacts = {a.path for a in mlflow_client.list_artifacts(meta["run_id"], "evaluation")}
     assert artifacts == {"evaluation/samples.png", "evaluation/loss_curve.png"}
-    grid = Image.open(workflow.record("evaluate")["result"]["grid_uri"])
+    grid = Image.open(workflow.record("evaluate")["result"]["samples_uri"])
     assert grid.size[0] > 64
 
 

@@ -1,0 +1,107 @@
+"""Text sources: each describes itself (for the fingerprint) and yields documents as a Ray Dataset.
+
+A document row is `{key, text, error}`; `error` is "" or why the file cannot be used (a reject
+with its reason, e.g. bytes that are not UTF-8), never a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import sysconfig
+from pathlib import Path
+from typing import Any
+
+import ray.data
+
+from data_prep.config import ParquetSource, PythonStdlibSource, TextFilesSource
+from data_prep.errors import DataError
+from data_prep.sources import file_stamps
+from pipelines.storage import filesystem
+
+TextSource = PythonStdlibSource | TextFilesSource | ParquetSource
+THIRD_PARTY = {"site-packages", "dist-packages"}  # inside some stdlib folders; not the stdlib
+
+
+def stdlib_files(source: PythonStdlibSource) -> tuple[Path, list[Path]]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(p for p in root.glob(source.include)
+                   if p.is_file() and not THIRD_PARTY & set(p.relative_to(root).parts))
+    if source.max_files:
+        files = files[: source.max_files]
+    if not files:
+        raise DataError(f"data.source.include: no files match {source.include!r} under {root}")
+    return root, files
+
+
+def text_files(source: TextFilesSource) -> list[str]:
+    fs, pattern = filesystem(source.path)
+    found = sorted(p for p in fs.glob(pattern) if fs.isfile(p))
+    if not found:
+        raise DataError(f"data.source.path: no files match {source.path}")
+    return found
+
+
+def describe(source: TextSource) -> dict[str, Any]:
+    """What the corpus is, cheaply: file names, sizes and stamps (the stdlib: Python's version)."""
+    if isinstance(source, PythonStdlibSource):
+        root, files = stdlib_files(source)
+        return {**source.model_dump(), "python": sys.version, "root": str(root), "files": len(files)}
+    if isinstance(source, TextFilesSource):
+        fs, pattern = filesystem(source.path)
+        root = pattern.split("*", 1)[0].rsplit("/", 1)[0]
+        return {**source.model_dump(), "files": file_stamps(fs, root, text_files(source))}
+    fs, root = filesystem(source.path)
+    parquet = [root] if fs.isfile(root) else sorted(p for p in fs.find(root) if p.endswith(".parquet"))
+    if not parquet:
+        raise DataError(f"data.source.path: no .parquet files under {source.path}")
+    return {**source.model_dump(), "files": file_stamps(fs, root, parquet)}
+
+
+def document(key: str, data: bytes | str | None) -> dict[str, Any]:
+    if isinstance(data, str):
+        return {"key": key, "text": data, "error": ""}
+    if data is None:
+        return {"key": key, "text": "", "error": "no text (null)"}
+    try:
+        return {"key": key, "text": data.decode("utf-8"), "error": ""}
+    except UnicodeDecodeError as exc:
+        return {"key": key, "text": "", "error": f"not UTF-8: {exc}"}
+
+
+def read(source: TextSource) -> ray.data.Dataset:
+    if isinstance(source, ParquetSource):
+        return _read_parquet(source)
+    if isinstance(source, PythonStdlibSource):
+        root, files = stdlib_files(source)
+        items = [{"key": str(p.relative_to(root)), "path": str(p)} for p in files]
+        prefix = ""
+    else:
+        fs, pattern = filesystem(source.path)
+        root = pattern.split("*", 1)[0].rsplit("/", 1)[0]
+        items = [{"key": p[len(root):].lstrip("/"), "path": p} for p in text_files(source)]
+        prefix = source.path.split("://")[0] + "://" if "://" in source.path else ""
+
+    def load(row: dict[str, Any]) -> dict[str, Any]:
+        fs, path = filesystem(prefix + row["path"])
+        try:
+            with fs.open(path, "rb") as handle:
+                return document(row["key"], handle.read())
+        except OSError as exc:
+            return {"key": row["key"], "text": "", "error": f"unreadable: {type(exc).__name__}: {exc}"}
+
+    return ray.data.from_items(items).map(load)
+
+
+def _read_parquet(source: ParquetSource) -> ray.data.Dataset:
+    fs, root = filesystem(source.path)
+    dataset = ray.data.read_parquet(root, filesystem=None if "://" not in source.path else fs,
+                                    columns=[source.text_column], include_paths=True)
+    column = source.text_column
+
+    def load(row: dict[str, Any]) -> dict[str, Any]:
+        value = row[column]
+        digest = hashlib.sha1(value.encode() if isinstance(value, str) else (value or b"")).hexdigest()
+        return document(f"{row['path']}#{digest}", value)
+
+    return dataset.map(load)

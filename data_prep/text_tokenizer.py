@@ -1,0 +1,80 @@
+"""Tokenizers for text datasets: byte-level (256 bytes + end-of-text) or BPE trained locally.
+
+BPE is the Hugging Face `tokenizers` library's byte-level BPE, trained on the train split only;
+nothing is downloaded. The tokenizer is saved beside the shards (and later beside the model) as
+one JSON file, so a registered model carries the exact tokenizer it was trained with.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+
+from data_prep.config import TokenizerConfig
+from data_prep.errors import DataError
+
+TOKENIZER_FILE = "tokenizer.json"
+END_OF_TEXT = "<|endoftext|>"
+BYTE_KIND = {"genpipe_tokenizer": "byte"}
+
+
+class TextTokenizer:
+    """encode/decode plus the id that separates documents."""
+
+    def __init__(self, bpe=None):
+        self._bpe = bpe  # a tokenizers.Tokenizer, or None for bytes
+
+    @property
+    def vocab_size(self) -> int:
+        return 257 if self._bpe is None else self._bpe.get_vocab_size()
+
+    @property
+    def eot_id(self) -> int:
+        return 256 if self._bpe is None else self._bpe.token_to_id(END_OF_TEXT)
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8")) if self._bpe is None else self._bpe.encode(text).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        if self._bpe is None:
+            return [self.encode(text) for text in texts]
+        return [encoding.ids for encoding in self._bpe.encode_batch(texts)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        ids = [int(i) for i in ids if int(i) != self.eot_id]
+        if self._bpe is None:
+            return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
+        return self._bpe.decode(ids)
+
+    def to_json(self) -> str:
+        return json.dumps(BYTE_KIND) if self._bpe is None else self._bpe.to_str()
+
+    @classmethod
+    def from_json(cls, text: str, origin: str = TOKENIZER_FILE) -> TextTokenizer:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{origin}: not a tokenizer file: {exc}") from None
+        if data == BYTE_KIND:
+            return cls()
+        from tokenizers import Tokenizer
+
+        try:
+            return cls(Tokenizer.from_str(text))
+        except Exception as exc:  # the library's own message says what is wrong
+            raise DataError(f"{origin}: not a tokenizer file: {exc}") from None
+
+
+def train_tokenizer(config: TokenizerConfig, texts: Iterator[str]) -> TextTokenizer:
+    """The tokenizer the config asks for; BPE learns its merges from `texts`."""
+    if config.kind == "byte":
+        return TextTokenizer()
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=config.vocab_size, special_tokens=[END_OF_TEXT],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    bpe.train_from_iterator(texts, trainer=trainer)
+    return TextTokenizer(bpe)
