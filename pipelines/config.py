@@ -38,9 +38,12 @@ class ModelSection(Strict):
 
     @model_validator(mode="after")
     def _known_family_and_preset(self) -> ModelSection:
-        cls = models.family_class(self.family)
+        try:
+            cls = models.family_class(self.family)
+        except ValueError as exc:
+            raise ValueError(f"family: {exc}") from None
         if self.preset not in cls.presets:
-            raise ValueError(f"preset {self.preset!r} is not one of {', '.join(cls.presets)}")
+            raise ValueError(f"preset: {self.preset!r} is not one of {', '.join(cls.presets)}")
         unknown = set(self.params) - set(cls.config_class.model_fields)
         if unknown:
             raise ValueError(f"params: unknown field(s) {', '.join(sorted(unknown))} for {self.family}")

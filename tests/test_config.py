@@ -30,14 +30,14 @@ def test_each_problem_is_a_line_naming_its_field():
         "train.zero_stage: must be <= 3",
         "bogus: unknown field",
         "model.params.base_channels: must be > 0",
-        "data.image_size: required for image_folder and parquet sources",
+        "data.image_size: required for image_folder and parquet image sources",
     }
 
 
 def test_unknown_preset_and_family_are_named():
     with pytest.raises(ConfigError) as caught:
         load_config("quickstart", ["model.preset=huge"])
-    assert caught.value.problems[0].startswith("model: preset 'huge'")
+    assert caught.value.problems[0].startswith("model.preset: 'huge' is not one of")
     with pytest.raises(ConfigError) as caught:
         load_config("quickstart", ["model.family=nope"])
     assert "unknown model family 'nope'" in caught.value.problems[0]
