@@ -32,7 +32,8 @@ def ray_session():
     import ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    ray.init(num_cpus=2, logging_level="WARNING")
+    # address="local": never join a cluster another test started (ray_current_cluster in /tmp/ray).
+    ray.init(address="local", num_cpus=2, logging_level="WARNING")
     yield ray
     ray.shutdown()
 
