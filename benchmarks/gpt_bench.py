@@ -150,7 +150,9 @@ def bare_loop(network: torch.nn.Module, train: torch.Tensor, val: torch.Tensor, 
 
 
 def cpu_benchmarks(work: Path, steps: int) -> list[str]:
-    threads = 2
+    # One thread on each side: the worker holds one of the 2 cores (torch threads = its CPUs), and
+    # Ray Data needs the other to stream the shards in.
+    threads = 1
     torch.set_num_threads(threads)
     overrides = ["train.num_workers=1", f"train.cpus_per_worker={threads}", f"train.max_steps={steps}",
                  "train.log_every=10", "train.checkpoint_every=100000", "evaluate.num_samples=16",
@@ -163,7 +165,7 @@ def cpu_benchmarks(work: Path, steps: int) -> list[str]:
     in_pipeline = steady(pipeline["train/tokens_per_s"])
     return [
         f"- pipeline vs bare ({steps} steps, batch {batch} x {block} tokens, {threads} threads): genpipe run "
-        f"(Ray Train + DeepSpeed ZeRO-2, 1 worker) {in_pipeline:,.0f} tokens/s, bare PyTorch loop "
+        f"(Ray Train + DeepSpeed, 1 worker, so ZeRO stage 0) {in_pipeline:,.0f} tokens/s, bare PyTorch loop "
         f"{ours['tokens_per_s']:,.0f} tokens/s: ratio **{in_pipeline / ours['tokens_per_s']:.3f}** (target >= 0.97)",
         f"- genpipe GPT vs HF GPT2LMHeadModel (tiny shape, same bare loop, {steps} steps): "
         f"{ours['tokens_per_s']:,.0f} vs {theirs['tokens_per_s']:,.0f} tokens/s: ratio "
@@ -172,18 +174,20 @@ def cpu_benchmarks(work: Path, steps: int) -> list[str]:
     ]
 
 
-def gpu_benchmarks(work: Path, steps: int, presets: list[str]) -> list[str]:
+def gpu_benchmarks(work: Path, steps: int, presets: list[str], extra: list[str], compare: bool) -> list[str]:
     lines = []
     for preset in presets:
         storage = work / f"store-{preset}"
         overrides = [f"model.preset={preset}", f"train.max_steps={steps}", "train.checkpoint_every=100000",
-                     "evaluate.num_samples=64", "evaluate.max_new_tokens=64"]
+                     "evaluate.num_samples=64", "evaluate.max_new_tokens=64", *extra]
         metrics = run_pipeline("gpt-code-medium", storage, overrides)
         mfu, tokens = metrics["train/mfu"], metrics["train/tokens_per_s"]
-        lines.append(f"- {preset}: whole pipeline (genpipe run, 1 H100 worker, bf16, ZeRO-1, torch.compile, T=1024, "
-                     f"64 x 1024 tokens per step, {steps} steps): **MFU {steady(mfu):.1%}** (best window "
+        lines.append(f"- {preset}: whole pipeline (genpipe run gpt-code-medium, 1 H100 worker, T=1024, {steps} steps, "
+                     f"overrides {extra or 'none'}): **MFU {steady(mfu):.1%}** (best window "
                      f"{max(mfu[1:] or mfu):.1%}), {steady(tokens):,.0f} tokens/s; val bits/byte "
                      f"{metrics['eval/bits_per_byte'][-1]:.3f}")
+    if not compare:
+        return lines
     train, val, bytes_per_token = prepared_blocks("gpt-code-medium", work / f"store-{presets[0]}")
     block, batch = train.shape[1] - 1, 16
     vocab = int(max(train.max(), val.max())) + 1
@@ -198,11 +202,41 @@ def gpu_benchmarks(work: Path, steps: int, presets: list[str]) -> list[str]:
     return lines
 
 
+def profile_step(preset: str, batch: int) -> list[str]:
+    """The CUDA kernels of a compiled bf16 training step of `preset`, by total time: what limits MFU."""
+    from torch.profiler import ProfilerActivity, profile
+
+    network = genpipe_gpt(preset, 16384, 1024).cuda()
+    step_fn = torch.compile(network)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4, fused=True)
+    tokens = torch.randint(0, 16384, (batch, 1025), device="cuda")
+
+    def step() -> None:
+        with torch.autocast("cuda", torch.bfloat16):
+            logits = step_fn(tokens[:, :-1])
+        F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1)).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(8):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as profiler:
+        for _ in range(4):
+            step()
+        torch.cuda.synchronize()
+    table = profiler.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=70)
+    return [f"- profile of a compiled {preset} step, batch {batch} x 1024 (4 steps):", "", "```", table, "```"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--presets", default="small,medium")
+    parser.add_argument("--set", action="append", default=[], help="gpu: config overrides for the pipeline runs")
+    parser.add_argument("--no-compare", action="store_true", help="gpu: skip the Hugging Face comparison")
+    parser.add_argument("--profile", help="gpu: profile a bare training step of this preset")
     parser.add_argument("--record", action="store_true", help="append the results to benchmarks/RESULTS.md")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
@@ -210,7 +244,10 @@ def main() -> None:
             lines = cpu_benchmarks(Path(folder), args.steps or 150)
             machine = f"{platform.node()} ({os.cpu_count()} cores, CPU only), torch {torch.__version__}"
         else:
-            lines = gpu_benchmarks(Path(folder), args.steps or 60, args.presets.split(","))
+            lines = gpu_benchmarks(Path(folder), args.steps or 60, [p for p in args.presets.split(",") if p],
+                                   args.set, not args.no_compare)
+            if args.profile:
+                lines += profile_step(args.profile, 16)
             machine = f"{torch.cuda.get_device_name()} , torch {torch.__version__}"
     report = [f"### GPT benchmark ({args.mode}), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine}", "", *lines, ""]
     print("\n".join(report))

@@ -169,9 +169,10 @@ class GPT(GenerativeModel):
         self.transformer.activation_checkpointing = enabled
 
     def num_parameters(self, include_embedding: bool = True) -> int:
-        count = sum(p.numel() for p in self.transformer.parameters())  # tied weights count once
+        # Tied weights count once; under ZeRO-3 a parameter's full size is `ds_numel` (its tensor is a shard).
+        count = sum(getattr(p, "ds_numel", p.numel()) for p in self.transformer.parameters())
         if not include_embedding and self.transformer.wpe is not None:
-            count -= self.transformer.wpe.weight.numel()
+            count -= getattr(self.transformer.wpe.weight, "ds_numel", self.transformer.wpe.weight.numel())
         return count
 
     def flops_per_token(self, seq_len: int) -> float:

@@ -24,7 +24,7 @@ from models import build_model
 from models.weights import save_model
 from pipelines import tracking
 from pipelines.config import PipelineConfig, TrainConfig
-from pipelines.deepspeed_setup import build_engine, full_state_dict
+from pipelines.deepspeed_setup import build_engine, for_world_size, full_state_dict
 from pipelines.hardware import peak_flops
 from pipelines.storage import filesystem, is_local, join, read_bytes
 from pipelines.warmup import use_environment_extension_cache
@@ -159,9 +159,9 @@ def train_loop(loop_config: dict[str, Any]) -> None:
 
     _quiet_worker_logs()
     config = PipelineConfig.model_validate(loop_config["pipeline"])
-    train = config.train
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
+    train = for_world_size(config.train, world)
     torch.set_num_threads(max(1, math.floor(train.cpus_per_worker)))
     torch.manual_seed(train.seed * 1000 + rank)
     device = ray.train.torch.get_device()
@@ -177,6 +177,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     shard = _load_shard(device)
     rows_in_shard = len(next(iter(shard.values())))
     steps_per_epoch, total_steps = _plan(train, rows_in_shard, device)
+    throughput = Throughput(model, shard, world, peak_flops(device, train.peak_tflops))  # before ZeRO-3 shards it
     engines = {name: build_engine(net, train, total_steps, on_gpu) for name, net in model.networks().items()}
     for name, engine in engines.items():
         if train.compile:
@@ -197,7 +198,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         log.info("[train] resumed from the checkpoint at step %d", step)
         tracking.log_metrics(uri, run_id, {"train/resumed_from_step": step}, step)
     sums = dict.fromkeys(engines, 0.0)
-    throughput = Throughput(model, shard, world, peak_flops(device, train.peak_tflops))
+    throughput.restart()
     window_steps, last_metrics = 0, {}
     micro = train.batch_size
     while step < total_steps:

@@ -45,7 +45,7 @@ def test_text_files_become_token_blocks_with_rejects(ray_session, tmp_path):
         assert blocks.shape == (manifest.splits[split].rows, 65) and blocks.dtype == np.int32
         assert text.tokens_in_blocks[split] == blocks.size
         assert text.tokens[split] - 64 * 4 <= blocks.size <= text.tokens[split] + text.documents[split]
-    rejects = [json.loads(line) for line in open(manifest.rejects["uri"])]
+    rejects = [json.loads(line) for line in read_bytes(manifest.rejects["uri"]).decode().splitlines()]
     assert rejects == [{"key": "latin_0.py", "reason": rejects[0]["reason"]}]
     assert rejects[0]["reason"].startswith("not UTF-8")
     tokenizer = TextTokenizer.from_json(read_bytes(manifest.tokenizer_uri).decode())
