@@ -113,3 +113,18 @@ def test_bad_gpt_config_exits_2_naming_the_field(override, field, capsys, tmp_pa
 def test_a_family_fed_the_wrong_kind_of_data_is_named(capsys, tmp_path):
     assert cli.main(["run", "quickstart", "--storage", str(tmp_path), "--set", "data.source.kind=python_stdlib"]) == 2
     assert "model.family: ddpm learns image, but data.source python_stdlib is text data" in capsys.readouterr().err
+
+
+def test_deepspeed_settings_follow_the_train_section():
+    from pipelines.config import TrainConfig
+    from pipelines.deepspeed_setup import deepspeed_config, for_world_size
+
+    settings = TrainConfig(zero_stage=3, grad_accum_steps=4, offload_optimizer=True, offload_params=True)
+    ds = deepspeed_config(settings, on_gpu=True)
+    assert ds["gradient_accumulation_steps"] == 4 and ds["bf16"]["enabled"]
+    assert ds["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+    assert ds["zero_optimization"]["offload_param"]["device"] == "cpu"
+    # One worker has nothing to shard, unless it offloads.
+    assert for_world_size(TrainConfig(zero_stage=2), 1).zero_stage == 0
+    assert for_world_size(TrainConfig(zero_stage=2), 2).zero_stage == 2
+    assert for_world_size(settings, 1).zero_stage == 3
