@@ -23,34 +23,35 @@ from pipelines.storage import join
 DIGITS_SIZE = 8
 
 
-def fingerprint(config: DataConfig) -> str:
+def describe_source(config: DataConfig) -> dict[str, Any]:
+    """The source's description (file names, sizes, stamps): one listing of the files."""
+    return (text_sources.describe if config.modality == "text" else sources.describe)(config.source)
+
+
+def fingerprint(config: DataConfig, source_description: dict[str, Any] | None = None) -> str:
     # Only the fields that shape this modality's shards: an image dataset's fingerprint does not
     # change when a text-only default does.
     unused = {"seq_len", "tokenizer"} if config.modality == "image" else {"image_size"}
     prep = config.model_dump(mode="json", exclude={"source", "max_reject_fraction", *unused})
-    describe = text_sources.describe if config.modality == "text" else sources.describe
-    material = {"source": describe(config.source), "prep": prep, "code": PREP_CODE_VERSION}
+    material = {"source": source_description or describe_source(config), "prep": prep, "code": PREP_CODE_VERSION}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def prepare(config: DataConfig, storage: str) -> tuple[Manifest, bool]:
     """The dataset for `config`, prepared now or found in storage; returns (manifest, cache_hit)."""
-    key = fingerprint(config)
+    description = describe_source(config)  # listed once: for the fingerprint and the manifest
+    key = fingerprint(config, description)
     cached = find_manifest(storage, key)
     if cached is not None:
         return cached, True
-    return _build(config, storage, key), False
-
-
-def _build(config: DataConfig, storage: str, key: str) -> Manifest:
     if config.modality == "text":
         from data_prep.text_prepare import build_text
 
-        return build_text(config, storage, key)
-    return _build_images(config, storage, key)
+        return build_text(config, storage, key, description), False
+    return _build_images(config, storage, key, description), False
 
 
-def _build_images(config: DataConfig, storage: str, key: str) -> Manifest:
+def _build_images(config: DataConfig, storage: str, key: str, description: dict[str, Any]) -> Manifest:
     uri = dataset_uri(storage, key)
     write_id = new_write_id()
     channels = 1 if isinstance(config.source, DigitsSource) else config.source.channels
@@ -81,7 +82,7 @@ def _build_images(config: DataConfig, storage: str, key: str) -> Manifest:
         class_names=names, schema_={"key": "string", "label": "int64", "image": "binary (float32 C,H,W)"},
         splits=splits,
         rejects={"count": rejected, "uri": rejects_uri if rejected else None},
-        source=sources.describe(config.source), prep_config=config.model_dump(mode="json"),
+        source=description, prep_config=config.model_dump(mode="json"),
     )
     publish(manifest)
     return manifest

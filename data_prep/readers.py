@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import ray.data
 
@@ -40,24 +41,24 @@ def ray_dataset(manifest: Manifest, split: str) -> ray.data.Dataset:
     return dataset.map_batches(decode, batch_format="numpy")
 
 
-def read_arrays(manifest: Manifest, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(images (N, C, H, W) float32 in [-1, 1], labels (N,)) of a split, read with pyarrow."""
-    images, labels = [], []
+def _read_tables(manifest: Manifest, split: str, columns: list[str]) -> list[pa.Table]:
+    tables = []
     for uri in manifest.shard_uris(split):
         fs, path = filesystem(uri)
         with fs.open(path, "rb") as handle:
-            table = pq.read_table(handle, columns=["image", "label"])
-        images.append(from_bytes(table.column("image").to_pylist(), tuple(manifest.image_shape)))
-        labels.append(table.column("label").to_numpy())
-    return np.concatenate(images), np.concatenate(labels)
+            tables.append(pq.read_table(handle, columns=columns))
+    return tables
+
+
+def read_arrays(manifest: Manifest, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images (N, C, H, W) float32 in [-1, 1], labels (N,)) of a split, read with pyarrow."""
+    tables = _read_tables(manifest, split, ["image", "label"])
+    images = [from_bytes(table.column("image").to_pylist(), tuple(manifest.image_shape)) for table in tables]
+    return np.concatenate(images), np.concatenate([table.column("label").to_numpy() for table in tables])
 
 
 def read_tokens(manifest: Manifest, split: str) -> np.ndarray:
     """(N, seq_len + 1) int32 token blocks of a text split, read with pyarrow."""
-    blocks = []
-    for uri in manifest.shard_uris(split):
-        fs, path = filesystem(uri)
-        with fs.open(path, "rb") as handle:
-            table = pq.read_table(handle, columns=["tokens"])
-        blocks.append(decode_tokens(table.column("tokens").to_pylist(), manifest.text.seq_len + 1))
-    return np.concatenate(blocks)
+    block_tokens = manifest.text.seq_len + 1
+    tables = _read_tables(manifest, split, ["tokens"])
+    return np.concatenate([decode_tokens(table.column("tokens").to_pylist(), block_tokens) for table in tables])

@@ -55,7 +55,7 @@ def pack_batch(block_tokens: int, eot_id: int):
     return pack
 
 
-def build_text(config: DataConfig, storage: str, key: str) -> Manifest:
+def build_text(config: DataConfig, storage: str, key: str, description: dict[str, Any]) -> Manifest:
     uri, write_id = dataset_uri(storage, key), new_write_id()
     seed, fraction = config.split_seed, config.val_fraction
     documents = text_sources.read(config.source).map(
@@ -105,6 +105,6 @@ def build_text(config: DataConfig, storage: str, key: str) -> Manifest:
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         schema_={"tokens": f"binary (int32 little-endian x {block_tokens})"}, splits=splits,
         rejects={"count": rejected, "uri": rejects_uri if rejected else None}, text=text,
-        source=text_sources.describe(config.source), prep_config=config.model_dump(mode="json"))
+        source=description, prep_config=config.model_dump(mode="json"))
     publish(manifest)
     return manifest

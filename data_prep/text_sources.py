@@ -14,6 +14,7 @@ from typing import Any
 
 import ray.data
 
+from data_prep import sources
 from data_prep.config import ParquetSource, PythonStdlibSource, TextFilesSource
 from data_prep.errors import DataError
 from data_prep.sources import file_stamps
@@ -34,6 +35,11 @@ def stdlib_files(source: PythonStdlibSource) -> tuple[Path, list[Path]]:
     return root, files
 
 
+def glob_root(pattern: str) -> str:
+    """The folder a glob starts from: the keys of its files are relative to it."""
+    return pattern.split("*", 1)[0].rsplit("/", 1)[0]
+
+
 def text_files(source: TextFilesSource) -> list[str]:
     fs, pattern = filesystem(source.path)
     found = sorted(p for p in fs.glob(pattern) if fs.isfile(p))
@@ -49,13 +55,8 @@ def describe(source: TextSource) -> dict[str, Any]:
         return {**source.model_dump(), "python": sys.version, "root": str(root), "files": len(files)}
     if isinstance(source, TextFilesSource):
         fs, pattern = filesystem(source.path)
-        root = pattern.split("*", 1)[0].rsplit("/", 1)[0]
-        return {**source.model_dump(), "files": file_stamps(fs, root, text_files(source))}
-    fs, root = filesystem(source.path)
-    parquet = [root] if fs.isfile(root) else sorted(p for p in fs.find(root) if p.endswith(".parquet"))
-    if not parquet:
-        raise DataError(f"data.source.path: no .parquet files under {source.path}")
-    return {**source.model_dump(), "files": file_stamps(fs, root, parquet)}
+        return {**source.model_dump(), "files": file_stamps(fs, glob_root(pattern), text_files(source))}
+    return sources.describe(source)  # Parquet files are listed and stamped alike for text and images
 
 
 def document(key: str, data: bytes | str | None) -> dict[str, Any]:
@@ -77,8 +78,7 @@ def read(source: TextSource) -> ray.data.Dataset:
         items = [{"key": str(p.relative_to(root)), "path": str(p)} for p in files]
         prefix = ""
     else:
-        fs, pattern = filesystem(source.path)
-        root = pattern.split("*", 1)[0].rsplit("/", 1)[0]
+        root = glob_root(filesystem(source.path)[1])
         items = [{"key": p[len(root):].lstrip("/"), "path": p} for p in text_files(source)]
         prefix = source.path.split("://")[0] + "://" if "://" in source.path else ""
 

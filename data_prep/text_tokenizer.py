@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 
 from data_prep.config import TokenizerConfig
 from data_prep.errors import DataError
+from pipelines.storage import read_bytes
 
 TOKENIZER_FILE = "tokenizer.json"
 END_OF_TEXT = "<|endoftext|>"
@@ -48,6 +49,11 @@ class TextTokenizer:
 
     def to_json(self) -> str:
         return json.dumps(BYTE_KIND) if self._bpe is None else self._bpe.to_str()
+
+    @classmethod
+    def load(cls, uri: str) -> TextTokenizer:
+        """The tokenizer saved at `uri` (a dataset's or a model folder's tokenizer.json)."""
+        return cls.from_json(read_bytes(uri).decode(), uri)
 
     @classmethod
     def from_json(cls, text: str, origin: str = TOKENIZER_FILE) -> TextTokenizer:

@@ -9,11 +9,18 @@ and steps them in the order `networks()` lists them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
+
+
+def parameter_count(parameters: Iterable[nn.Parameter]) -> int:
+    """Elements in `parameters` at full size: under ZeRO-3 a parameter's tensor is an empty shard
+    and DeepSpeed keeps its size in `ds_numel`."""
+    return sum(getattr(p, "ds_numel", p.numel()) for p in parameters)
 
 
 class ModelConfig(BaseModel):

@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from models.base import GenerativeModel, ModelConfig
+from models.base import GenerativeModel, ModelConfig, parameter_count
 
 VOCAB_MULTIPLE = 64  # pad the embedding so the head's matmul has tensor-core friendly shapes
 
@@ -169,10 +169,9 @@ class GPT(GenerativeModel):
         self.transformer.activation_checkpointing = enabled
 
     def num_parameters(self, include_embedding: bool = True) -> int:
-        # Tied weights count once; under ZeRO-3 a parameter's full size is `ds_numel` (its tensor is a shard).
-        count = sum(getattr(p, "ds_numel", p.numel()) for p in self.transformer.parameters())
+        count = parameter_count(self.transformer.parameters())  # tied weights count once
         if not include_embedding and self.transformer.wpe is not None:
-            count -= getattr(self.transformer.wpe.weight, "ds_numel", self.transformer.wpe.weight.numel())
+            count -= parameter_count([self.transformer.wpe.weight])
         return count
 
     def flops_per_token(self, seq_len: int) -> float:

@@ -195,7 +195,7 @@ def _sample_text(model, folder: Path, args: argparse.Namespace) -> int:
         raise UsageError("--max-new-tokens: must be > 0")
     if args.top_k is not None and args.top_k <= 0:
         raise UsageError("--top-k: must be > 0")
-    tokenizer = TextTokenizer.from_json((folder / TOKENIZER_FILE).read_text(), str(folder / TOKENIZER_FILE))
+    tokenizer = TextTokenizer.load(str(folder / TOKENIZER_FILE))
     generator = torch.Generator().manual_seed(args.seed)
     for index in range(args.n or 1):
         with warnings.catch_warnings(record=True) as caught:

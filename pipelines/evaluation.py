@@ -27,7 +27,7 @@ from pipelines.gate import evaluation_key
 from pipelines.grids import save_grid, save_loss_curve
 from pipelines.image_metrics import load_or_train_classifier, score_samples
 from pipelines.registry import EVAL_KEY_TAG
-from pipelines.storage import join, local_copy, read_bytes, write_bytes_atomic
+from pipelines.storage import join, local_copy, write_bytes_atomic
 from pipelines.text_metrics import complete, score_text
 
 # A scorer turns a model into metrics, and (for the model under evaluation) writes its artifacts
@@ -71,7 +71,7 @@ def image_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, 
 
 def text_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, dict[str, Any]]:
     blocks = torch.from_numpy(read_tokens(manifest, "val")[: settings.num_samples])
-    tokenizer = TextTokenizer.from_json(read_bytes(manifest.tokenizer_uri).decode(), manifest.tokenizer_uri)
+    tokenizer = TextTokenizer.load(manifest.tokenizer_uri)
     bytes_per_token = manifest.text.bytes_per_token("val")
 
     def score(model: GenerativeModel, artifacts: Path | None) -> dict[str, float]:

@@ -21,6 +21,7 @@ import torch
 from data_prep.manifest import Manifest
 from data_prep.text_tokenizer import TOKENIZER_FILE
 from models import build_model
+from models.base import parameter_count
 from models.weights import save_model
 from pipelines import tracking
 from pipelines.config import PipelineConfig, TrainConfig
@@ -141,7 +142,7 @@ def _log_placement(model, uri: str, run_id: str, zero_stage: int) -> None:
     import torch.distributed as dist
 
     params = list(model.parameters())
-    full = sum(getattr(p, "ds_numel", p.numel()) for p in params)
+    full = parameter_count(params)
     held = sum(p.ds_tensor.numel() for p in params) if zero_stage == 3 else full
     mine = {"node": ray.get_runtime_context().get_node_id(), "held": held, "full": full}
     everyone: list[dict[str, Any]] = [{}] * dist.get_world_size()
@@ -214,13 +215,13 @@ def train_loop(loop_config: dict[str, Any]) -> None:
                     loss = model.loss(name, {key: values[rows] for key, values in shard.items()})
                     engine.backward(loss)
                     engine.step()
-                    sums[name] += loss.item() / train.grad_accum_steps
+                    sums[name] = sums[name] + loss.detach() / train.grad_accum_steps  # read at log time
             step += 1
             window_steps += 1
             throughput.samples += micro * train.grad_accum_steps
             last = step == total_steps
             if step % train.log_every == 0 or last:
-                means = _all_reduce(list(sums.values()), device, "sum")
+                means = _all_reduce([float(total) for total in sums.values()], device, "sum")
                 metrics = {f"train/{name}_loss": total / (world * window_steps)
                            for name, total in zip(sums, means, strict=True)}
                 metrics.update(throughput.metrics())
