@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from models.autoencoders import AUTOENCODER_FAMILIES
 from models.base import GenerativeModel, ModelConfig
 from models.ddpm import DDPM
+from models.gan import GAN_FAMILIES
 from models.gpt import GPT
 
-FAMILIES: dict[str, type[GenerativeModel]] = {cls.family: cls for cls in (DDPM, GPT)}
+FAMILIES: dict[str, type[GenerativeModel]] = {
+    cls.family: cls for cls in (DDPM, GPT, *GAN_FAMILIES, *AUTOENCODER_FAMILIES)}
 
 
 def family_class(family: str) -> type[GenerativeModel]:

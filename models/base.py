@@ -45,6 +45,7 @@ class GenerativeModel(nn.Module, ABC):
         super().__init__()
         self.config = config
         self._wrapped: dict[str, nn.Module] = {}
+        self.global_step = 0
 
     @abstractmethod
     def networks(self) -> dict[str, nn.Module]:
@@ -59,6 +60,22 @@ class GenerativeModel(nn.Module, ABC):
     def net(self, name: str) -> nn.Module:
         """The callable for network `name`: its engine when wrapped, else the bare module."""
         return self._wrapped.get(name) or self.networks()[name]
+
+    def updates_per_step(self, network: str) -> int:
+        """Optimizer updates of `network` per training step (a WGAN critic takes several)."""
+        return 1
+
+    def start_step(self, step: int) -> None:
+        """Told the optimizer step about to run, for losses that change with it (KL warm-up)."""
+        self.global_step = step
+
+    def run_network(self, name: str, *inputs: torch.Tensor) -> torch.Tensor:
+        """Network `name` on `inputs` cast to its parameters' dtype (bf16 under DeepSpeed bf16);
+        the output comes back in fp32 for the loss."""
+        net = self.net(name)
+        dtype = next(net.parameters()).dtype
+        output = net(*(x.to(dtype) if x.is_floating_point() else x for x in inputs))
+        return output.float()
 
     def set_activation_checkpointing(self, enabled: bool) -> None:
         """Recompute activations in the backward pass; only families with deep stacks offer it."""

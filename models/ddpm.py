@@ -69,9 +69,7 @@ class DDPM(GenerativeModel):
         return F.mse_loss(predicted.float(), noise)
 
     def _predict_noise(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        net = self.net("unet")
-        dtype = next(net.parameters()).dtype  # bf16 under DeepSpeed bf16
-        return net(x.to(dtype), t).float()
+        return self.run_network("unet", x, t)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -43,13 +43,20 @@ def train_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> 
     from pipelines.training import run_training
 
     manifest = load_verified(inputs["prepare"]["dataset_uri"])
-    from_data = {"vocab_size": manifest.text.vocab_size} if manifest.text else {"image_shape": manifest.image_shape}
+    from_data = data_shape(manifest)
     model_config = models.resolve_config(config.model.family, config.model.preset, config.model.params,
                                          from_data).model_dump(mode="json")
     warm_start = _warm_start_uri(config, model_config, context) if config.train.warm_start else None
     result = run_training(config, manifest, model_config, context.workflow_id, context.tracking_uri,
                           context.run_id, warm_start)
     return {**result, "warm_start": warm_start}
+
+
+def data_shape(manifest) -> dict[str, Any]:
+    """What a model takes from its data: the vocabulary, or the image shape and the classes."""
+    if manifest.text:
+        return {"vocab_size": manifest.text.vocab_size}
+    return {"image_shape": manifest.image_shape, "num_classes": manifest.num_classes}
 
 
 def _warm_start_uri(config: PipelineConfig, model_config: dict[str, Any], context: StepContext) -> str | None:

@@ -22,18 +22,17 @@ from data_prep.manifest import Manifest
 from data_prep.text_tokenizer import TOKENIZER_FILE
 from models import build_model
 from models.base import parameter_count
-from models.weights import save_model
 from pipelines import tracking
 from pipelines.config import PipelineConfig, TrainConfig
-from pipelines.deepspeed_setup import build_engine, for_world_size, full_state_dict
+from pipelines.deepspeed_setup import for_world_size
+from pipelines.fitting import MODEL_DIR, Fit, LossWindow, build_engines, restore, write_checkpoint
 from pipelines.hardware import peak_flops
-from pipelines.storage import filesystem, is_local, join, read_bytes
+from pipelines.storage import filesystem, is_local, join
 from pipelines.warmup import use_environment_extension_cache
 
-MODEL_DIR = "model"
 # Ray Train V2 sends a worker's print() both to stdout and to its logger (each line twice on the
 # console); a logger line appears once.
-log = logging.getLogger("genpipe.train")  # inside the final checkpoint: safetensors weights + config.json
+log = logging.getLogger("genpipe.train")
 
 
 def _all_reduce(values: list[float], device: torch.device, op: str) -> list[float]:
@@ -84,21 +83,13 @@ def _plan(config: TrainConfig, local_rows: int, device: torch.device) -> tuple[i
     return steps_per_epoch, min(total, config.max_steps or total)
 
 
-def _save_checkpoint(engines: dict, model, config: TrainConfig, step: int, metrics: dict[str, float],
-                     final: bool, extra_files: dict[str, str]) -> None:
-    """A DeepSpeed checkpoint of every network; the final one also holds the consolidated model
-    (one safetensors file, loadable without DeepSpeed) and `extra_files` (the tokenizer) beside it."""
+def _report_checkpoint(fit: Fit, step: int, metrics: dict[str, float], final: bool,
+                       extra_files: dict[str, str]) -> None:
+    """Every network's DeepSpeed checkpoint (the final one with the consolidated model) to Ray Train."""
     import ray.train
 
     with tempfile.TemporaryDirectory() as folder:
-        for name, engine in engines.items():
-            engine.save_checkpoint(os.path.join(folder, name), tag=f"step{step}", client_state={"step": step})
-        if final:
-            weights = full_state_dict(model, config.zero_stage)
-            if ray.train.get_context().get_world_rank() == 0:
-                model_dir = save_model(model, os.path.join(folder, MODEL_DIR), weights)
-                for file_name, uri in extra_files.items():
-                    (model_dir / file_name).write_bytes(read_bytes(uri))
+        write_checkpoint(folder, fit, step, with_model=final, extra_files=extra_files)
         ray.train.report({**metrics, "step": step}, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
 
@@ -179,67 +170,42 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     rows_in_shard = len(next(iter(shard.values())))
     steps_per_epoch, total_steps = _plan(train, rows_in_shard, device)
     throughput = Throughput(model, shard, world, peak_flops(device, train.peak_tflops))  # before ZeRO-3 shards it
-    engines = {name: build_engine(net, train, total_steps, on_gpu) for name, net in model.networks().items()}
-    for name, engine in engines.items():
-        if train.compile:
-            engine.compile()
-        model.use_network(name, engine)
+    fit = Fit(model, build_engines(model, train, total_steps, on_gpu), shard, train, rank, steps_per_epoch)
 
-    step = 0
+    start_step = 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
-            for name, engine in engines.items():
-                _, client_state = engine.load_checkpoint(os.path.join(folder, name))
-                step = client_state["step"]
+            start_step = restore(fit.engines, folder)
 
     uri, run_id = loop_config["tracking_uri"], loop_config["run_id"]
     _log_placement(model, uri, run_id, train.zero_stage)
     if checkpoint and rank == 0:
-        log.info("[train] resumed from the checkpoint at step %d", step)
-        tracking.log_metrics(uri, run_id, {"train/resumed_from_step": step}, step)
-    sums = dict.fromkeys(engines, 0.0)
+        log.info("[train] resumed from the checkpoint at step %d", start_step)
+        tracking.log_metrics(uri, run_id, {"train/resumed_from_step": start_step}, start_step)
+    window = LossWindow(list(fit.engines))
     throughput.restart()
-    window_steps, last_metrics = 0, {}
-    micro = train.batch_size
-    while step < total_steps:
-        epoch = step // steps_per_epoch
-        order = torch.randperm(rows_in_shard, generator=torch.Generator().manual_seed(
-            train.seed + 7919 * epoch + rank)).to(device)
-        for index in range(step % steps_per_epoch, steps_per_epoch):
-            first = index * micro * train.grad_accum_steps
-            for name, engine in engines.items():
-                # DeepSpeed counts the micro-batches and steps the optimizer on the last of them.
-                for accumulated in range(train.grad_accum_steps):
-                    rows = order[first + accumulated * micro: first + (accumulated + 1) * micro]
-                    loss = model.loss(name, {key: values[rows] for key, values in shard.items()})
-                    engine.backward(loss)
-                    engine.step()
-                    sums[name] = sums[name] + loss.detach() / train.grad_accum_steps  # read at log time
-            step += 1
-            window_steps += 1
-            throughput.samples += micro * train.grad_accum_steps
-            last = step == total_steps
-            if step % train.log_every == 0 or last:
-                means = _all_reduce([float(total) for total in sums.values()], device, "sum")
-                metrics = {f"train/{name}_loss": total / (world * window_steps)
-                           for name, total in zip(sums, means, strict=True)}
-                metrics.update(throughput.metrics())
-                metrics["train/lr"] = next(iter(engines.values())).get_lr()[0]
-                metrics["train/epoch"] = epoch
-                if rank == 0:
-                    tracking.log_metrics(uri, run_id, metrics, step)
-                    shown = ", ".join(f"{k.removeprefix('train/')}={v:.4g}" for k, v in metrics.items())
-                    log.info("[train] step %d/%d %s", step, total_steps, shown)
-                sums = dict.fromkeys(engines, 0.0)
-                throughput.restart()
-                window_steps, last_metrics = 0, metrics
-            if step % train.checkpoint_every == 0 or last:
-                _save_checkpoint(engines, model, train, step, last_metrics, final=last,
-                                 extra_files=loop_config.get("model_files", {}))
-                throughput.restart()  # a checkpoint's time is not training throughput
-            if last:
-                return
+    last_metrics: dict[str, float] = {}
+    for step in fit.steps(start_step, total_steps, window):
+        throughput.samples += train.batch_size * train.grad_accum_steps
+        last = step == total_steps
+        if step % train.log_every == 0 or last:
+            totals = _all_reduce(window.totals(), device, "sum")
+            metrics = {f"train/{name}_loss": total / (world * window.steps)
+                       for name, total in zip(window.names, totals, strict=True)}
+            metrics.update(throughput.metrics())
+            metrics["train/lr"] = next(iter(fit.engines.values())).get_lr()[0]
+            metrics["train/epoch"] = (step - 1) // steps_per_epoch
+            if rank == 0:
+                tracking.log_metrics(uri, run_id, metrics, step)
+                shown = ", ".join(f"{k.removeprefix('train/')}={v:.4g}" for k, v in metrics.items())
+                log.info("[train] step %d/%d %s", step, total_steps, shown)
+            window.reset()
+            throughput.restart()
+            last_metrics = metrics
+        if step % train.checkpoint_every == 0 or last:
+            _report_checkpoint(fit, step, last_metrics, final=last, extra_files=loop_config.get("model_files", {}))
+            throughput.restart()  # a checkpoint's time is not training throughput
 
 
 def run_training(config: PipelineConfig, manifest: Manifest, model_config: dict[str, Any],
