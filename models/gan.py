@@ -153,10 +153,12 @@ class GAN(GenerativeModel):
         return self.decode(z)
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Images for latent codes (balanced labels for a conditional model)."""
-        labels = (self.balanced_labels(len(z), z.device),) if self.conditional else ()
-        return self.generator(z, *labels).float()
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images for latent codes; a conditional model draws `labels` (default: balanced)."""
+        if not self.conditional:
+            return self.generator(z).float()
+        labels = self.balanced_labels(len(z), z.device) if labels is None else labels
+        return self.generator(z, labels).float()
 
 
 class DCGAN(GAN):

@@ -101,6 +101,7 @@ class EvaluateConfig(Strict):
     num_cpus: float = Field(2, gt=0)
     num_gpus: float = Field(0, ge=0, description="evaluate on a GPU when the cluster has one")
     seed: int = 0
+    iw_samples: int = Field(50, gt=0, description="VAEs: posterior samples per image for the NLL estimate")
     prompts: list[str] = Field(default_factory=lambda: ["def ", "import ", "class "],
                                description="text: prompts whose completions become an artifact")
     max_new_tokens: int = Field(200, gt=0)

@@ -10,10 +10,11 @@ import torch
 from PIL import Image
 
 
-def save_grid(images: torch.Tensor, path: str | Path, scale: int | None = None) -> Path:
-    """(N, C, H, W) in [-1, 1] -> one PNG, as square a grid as N allows, upscaled for viewing."""
+def save_grid(images: torch.Tensor, path: str | Path, scale: int | None = None, columns: int | None = None) -> Path:
+    """(N, C, H, W) in [-1, 1] -> one PNG, `columns` wide (else as square as N allows), upscaled
+    for viewing."""
     n, channels, height, width = images.shape
-    columns = math.ceil(math.sqrt(n))
+    columns = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
     scale = scale or max(1, 64 // height)
     pad = 1

@@ -88,6 +88,11 @@ def features_and_predictions(classifier: DigitClassifier, images: torch.Tensor) 
     return torch.cat(feats).double().numpy(), torch.cat(probs).numpy()
 
 
+def predict(classifier: DigitClassifier, images: torch.Tensor) -> torch.Tensor:
+    """The classifier's label for each image."""
+    return torch.from_numpy(features_and_predictions(classifier, images)[1].argmax(1))
+
+
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2), as in Heusel et al. (FID)."""
     mu_a, mu_b = a.mean(0), b.mean(0)
