@@ -69,10 +69,12 @@ class GenerativeModel(nn.Module, ABC):
         """Told the optimizer step about to run, for losses that change with it (KL warm-up)."""
         self.global_step = step
 
-    def run_network(self, name: str, *inputs: torch.Tensor) -> torch.Tensor:
+    def run_network(self, name: str, *inputs: torch.Tensor, bare: bool = False) -> torch.Tensor:
         """Network `name` on `inputs` cast to its parameters' dtype (bf16 under DeepSpeed bf16);
-        the output comes back in fp32 for the loss."""
-        net = self.net(name)
+        the output comes back in fp32 for the loss. `bare` skips the network's engine: for a
+        forward pass whose backward belongs to another network's engine (DeepSpeed hooks every
+        engine's outputs and takes any backward through them for its own)."""
+        net = self.networks()[name] if bare else self.net(name)
         dtype = next(net.parameters()).dtype
         output = net(*(x.to(dtype) if x.is_floating_point() else x for x in inputs))
         return output.float()

@@ -81,7 +81,7 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, labels: tor
 @contextmanager
 def frozen(module: nn.Module) -> Iterator[None]:
     """No gradient reaches `module`'s parameters: the generator's loss flows through the
-    discriminator without touching the discriminator's DeepSpeed gradient buffers."""
+    discriminator without filling the discriminator's gradients."""
     flags = [p.requires_grad for p in module.parameters()]
     module.requires_grad_(False)
     try:
@@ -131,13 +131,15 @@ class GAN(GenerativeModel):
             real_score = self.run_network("discriminator", real, *labels)
             fake_score = self.run_network("discriminator", fake, *labels)
             if self.objective == "wasserstein-gp":
-                penalty = gradient_penalty(lambda x, *y: self.run_network("discriminator", x, *y),
+                # autograd.grad is a backward of its own: not through the engine (see run_network).
+                penalty = gradient_penalty(lambda x, *y: self.run_network("discriminator", x, *y, bare=True),
                                            real, fake, *labels)
                 return fake_score.mean() - real_score.mean() + self.config.gp_weight * penalty
             return (F.binary_cross_entropy_with_logits(real_score, torch.ones_like(real_score))
                     + F.binary_cross_entropy_with_logits(fake_score, torch.zeros_like(fake_score)))
         with frozen(self.discriminator):
-            score = self.run_network("discriminator", self.run_network("generator", z, *labels), *labels)
+            fake = self.run_network("generator", z, *labels)
+            score = self.run_network("discriminator", fake, *labels, bare=True)
         if self.objective == "wasserstein-gp":
             return -score.mean()
         return F.binary_cross_entropy_with_logits(score, torch.ones_like(score))  # non-saturating

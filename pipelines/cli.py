@@ -48,6 +48,9 @@ def _run_workflow(args: argparse.Namespace, steps: tuple[str, ...]) -> int:
     from pipelines.workflow import Workflow, new_workflow_id
 
     config = _load(args)  # validated before anything starts
+    if "tune" in steps and config.tune is None:
+        raise ConfigError(["tune: missing: genpipe tune needs a tune: section with a space "
+                           "(see the built-in gan-sweep-digits)"])
     workflow = Workflow(config.storage, args.workflow_id or new_workflow_id(config.name))
     if args.workflow_id and workflow.exists():
         config = workflow.config()  # a workflow keeps the config it was started with
@@ -95,6 +98,10 @@ def _summarise(workflow, results: dict[str, dict[str, Any]]) -> None:
         prep = results["prepare"]
         _say(f"dataset {prep['fingerprint']} ({'cache hit' if prep['cache_hit'] else 'prepared'}): "
              f"{prep['rows']} rows, {prep['rejects']} rejected")
+    if "tune" in results:
+        sweep = results["tune"]
+        _say(f"sweep: {sweep['trials']} trials, {sweep['stopped_early']} stopped early; best {sweep['best_trial']} "
+             f"({sweep['family']}): {sweep['best_params']}")
     if "evaluate" in results:
         shown = ", ".join(f"{k.removeprefix('eval/')}={v:.3g}" for k, v in results["evaluate"]["metrics"].items())
         _say(f"evaluation: {shown}")
@@ -376,18 +383,28 @@ def _add_registry_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", help="MLflow tracking/registry URI")
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from pipelines.steps import SWEEP_STEPS
+
+    return _run_workflow(args, SWEEP_STEPS)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from pipelines.steps import STEP_ORDER
+    from pipelines.steps import RUN_STEPS
 
     parser = argparse.ArgumentParser(prog="genpipe", description="Train generative models as workflows on Ray.")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the whole workflow")
     _add_run_options(run)
-    run.set_defaults(handler=lambda a: _run_workflow(a, STEP_ORDER))
-    for index, step in enumerate(STEP_ORDER[:-1]):
+    run.set_defaults(handler=lambda a: _run_workflow(a, RUN_STEPS))
+    for index, step in enumerate(RUN_STEPS[:-1]):
         single = commands.add_parser(step, help=f"run {step} (and any earlier step not yet done)")
         _add_run_options(single)
-        single.set_defaults(handler=lambda a, i=index: _run_workflow(a, STEP_ORDER[: i + 1]))
+        single.set_defaults(handler=lambda a, i=index: _run_workflow(a, RUN_STEPS[: i + 1]))
+    tune = commands.add_parser("tune", help="sweep the config's tune.space with Ray Tune; the best trial "
+                                            "is evaluated and registered")
+    _add_run_options(tune)
+    tune.set_defaults(handler=cmd_tune)
     resume = commands.add_parser("resume", help="re-run a workflow, skipping its finished steps")
     resume.add_argument("workflow_id")
     _add_cluster_options(resume)

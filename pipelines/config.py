@@ -18,6 +18,8 @@ from pydantic import Field, ValidationError, model_validator
 
 import models
 from data_prep.config import DataConfig, DigitsSource, ImageFolderSource, ParquetSource, Strict
+from pipelines.family_metrics import metric_names
+from pipelines.sweep_config import TuneSection
 
 __all__ = ["ConfigError", "DataConfig", "DigitsSource", "ImageFolderSource", "ParquetSource", "PipelineConfig",
            "load_config"]
@@ -66,6 +68,7 @@ class TrainConfig(Strict):
     max_steps: int | None = Field(None, gt=0, description="stop after this many optimizer steps")
     learning_rate: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0, description="on weight matrices only")
+    adam_beta1: float = Field(0.9, ge=0, lt=1, description="GANs: 0.5 (DCGAN) or 0 (WGAN-GP)")
     adam_beta2: float = Field(0.999, gt=0, lt=1)
     warmup_steps: int = Field(0, ge=0)
     grad_clip: float = Field(1.0, ge=0)
@@ -138,6 +141,32 @@ class PipelineConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     register: RegisterConfig
+    tune: TuneSection | None = Field(None, description="`genpipe tune`: the sweep")
+
+    @model_validator(mode="after")
+    def _sweep_is_valid(self) -> PipelineConfig:
+        if self.tune is None:
+            return self
+        if self.data.modality != "image":
+            raise ValueError("tune: sweeps are for image families (GANs, autoencoders, diffusion), "
+                             f"not {self.data.modality} data")
+        base = self.model_dump(mode="json", exclude={"tune"})
+        for path, assignments in self.tune.candidate_assignments():
+            try:
+                PipelineConfig.model_validate(assign(base, assignments))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"] if p not in _SOURCE_KINDS)
+                shown = ", ".join(f"{k}={v!r}" for k, v in assignments.items())
+                raise ValueError(f"tune.space.{path}: {shown} gives an invalid config: "
+                                 f"{where + ': ' if where else ''}{_describe(first)}") from None
+        families = ([models.family_class(f) for f in self.tune.space["model.family"].choice or []]
+                    if "model.family" in self.tune.space else [models.family_class(self.model.family)])
+        for family in families:
+            if self.tune.metric not in metric_names(family):
+                raise ValueError(f"tune.metric: {self.tune.metric!r} is not reported by {family.family} trials; "
+                                 f"they report {', '.join(metric_names(family))}")
+        return self
 
     @model_validator(mode="after")
     def _model_fits_data(self) -> PipelineConfig:
@@ -183,6 +212,18 @@ def read_config_source(name_or_path: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError([f"CONFIG: {origin} must hold a mapping at the top level"])
     return raw
+
+
+def assign(raw: dict[str, Any], assignments: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `raw` with each dotted path set to its value (a sweep trial's config)."""
+    result = copy.deepcopy(raw)
+    for path, value in assignments.items():
+        *parents, leaf = path.split(".")
+        node = result
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return result
 
 
 def apply_overrides(raw: dict[str, Any], assignments: list[str]) -> dict[str, Any]:

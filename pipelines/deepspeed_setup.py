@@ -71,9 +71,9 @@ def build_engine(network: nn.Module, config: TrainConfig, total_steps: int, on_g
         # is the one ZeRO-Offload is made for; torch's AdamW there would be several times slower.
         from deepspeed.ops.adam import DeepSpeedCPUAdam
 
-        optimizer = DeepSpeedCPUAdam(groups, lr=config.learning_rate, betas=(0.9, config.adam_beta2), adamw_mode=True)
+        optimizer = DeepSpeedCPUAdam(groups, lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2), adamw_mode=True)
     else:
-        optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, config.adam_beta2),
+        optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
                                       fused=on_gpu)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, config.warmup_steps))
     engine, _, _, _ = deepspeed.initialize(model=network, optimizer=optimizer, lr_scheduler=scheduler,

@@ -125,7 +125,9 @@ def evaluate(config: PipelineConfig, manifest: Manifest, model_uri: str, workflo
         score, info = (text_scorer if manifest.text else image_scorer)(manifest, settings)
         metrics = score(model, artifacts)
         champion = _champion(config, key, score, tracking_uri, folder, device)
-        save_loss_curve(loss_history(tracking_uri, run_id), artifacts / "loss_curve.png")
+        # A sweep's losses are on its best trial's child run.
+        curve_run = tracking.client(tracking_uri).get_run(run_id).data.tags.get("genpipe.tune.best_run_id") or run_id
+        save_loss_curve(loss_history(tracking_uri, curve_run), artifacts / "loss_curve.png")
 
         sample_file = next(artifacts.glob("samples.*"))
         samples_uri = join(workflow_uri, sample_file.name)

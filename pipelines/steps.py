@@ -15,7 +15,9 @@ from data_prep.manifest import load_verified
 from pipelines import tracking
 from pipelines.config import PipelineConfig
 
-STEP_ORDER = ("prepare", "train", "evaluate", "register")
+STEP_ORDER = ("prepare", "train", "tune", "evaluate", "register")
+RUN_STEPS = ("prepare", "train", "evaluate", "register")    # genpipe run
+SWEEP_STEPS = ("prepare", "tune", "evaluate", "register")   # genpipe tune: the best trial goes on
 
 
 @dataclass(frozen=True)
@@ -76,26 +78,41 @@ def _warm_start_uri(config: PipelineConfig, model_config: dict[str, Any], contex
     return uri
 
 
+def tune_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> dict[str, Any]:
+    from pipelines.sweep import run_sweep
+
+    manifest = load_verified(inputs["prepare"]["dataset_uri"])
+    return run_sweep(config, manifest, context.workflow_id, context.tracking_uri, context.run_id)
+
+
+def fitted(inputs: Inputs) -> dict[str, Any]:
+    """The result of whichever step produced the model: train, or the sweep's best trial."""
+    return inputs["tune"] if "tune" in inputs else inputs["train"]
+
+
 def evaluate_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> dict[str, Any]:
     from pipelines.evaluation import evaluate
 
     manifest = load_verified(inputs["prepare"]["dataset_uri"])
-    return evaluate(config, manifest, inputs["train"]["model_uri"], context.workflow_uri,
+    return evaluate(config, manifest, fitted(inputs)["model_uri"], context.workflow_uri,
                     context.tracking_uri, context.run_id)
 
 
 def register_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> dict[str, Any]:
     from pipelines.registry import register
 
+    model = fitted(inputs)
     tags = {"genpipe.workflow_id": context.workflow_id,
             "genpipe.dataset.fingerprint": inputs["prepare"]["fingerprint"],
-            "genpipe.family": config.model.family, "genpipe.preset": config.model.preset}
-    return register(inputs["train"]["model_uri"], config.register, context.tracking_uri, context.run_id,
+            "genpipe.family": model.get("family", config.model.family), "genpipe.preset": config.model.preset}
+    if "best_trial" in model:
+        tags["genpipe.tune.best_trial"] = model["best_trial"]
+    return register(model["model_uri"], config.register, context.tracking_uri, context.run_id,
                     inputs["evaluate"], tags)
 
 
 StepFunction = Callable[[PipelineConfig, Inputs, StepContext], dict[str, Any]]
-STEPS: dict[str, StepFunction] = {"prepare": prepare_step, "train": train_step,
+STEPS: dict[str, StepFunction] = {"prepare": prepare_step, "train": train_step, "tune": tune_step,
                                   "evaluate": evaluate_step, "register": register_step}
 
 

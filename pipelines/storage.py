@@ -110,3 +110,19 @@ def create_exclusive(uri: str, payload: Any) -> bool:
         raise RuntimeError(f"{uri}: this storage cannot create a file exclusively ({exc}); "
                            "run a single scheduler on it") from exc
     return True
+
+
+def ray_storage(uri: str) -> tuple[str, Any]:
+    """(storage_path, storage_filesystem) for Ray Train's and Ray Tune's RunConfig: a local path as
+    it is, an object-store URI as its bucket path plus a pyarrow wrapper of the fsspec filesystem."""
+    if is_local(uri):
+        return uri, None
+    import pyarrow.fs
+
+    fs, path = filesystem(uri)
+    return path, pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
+
+
+def storage_uri(storage: str, ray_path: str) -> str:
+    """A path Ray returned (a checkpoint's) as a URI again: object stores get their scheme back."""
+    return ray_path if is_local(storage) else f"{storage.split('://')[0]}://{ray_path}"

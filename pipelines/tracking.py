@@ -71,6 +71,29 @@ def start_workflow_run(config: PipelineConfig, uri: str, workflow_id: str) -> tu
     return run.info.run_id, run_url(uri, experiment_id, run.info.run_id)
 
 
+def child_run(uri: str, parent_run_id: str, key: str, params: dict[str, object]) -> str:
+    """The run nested under `parent_run_id` for `key` (a sweep trial): found again when a
+    restored trial comes back, else created with `params`."""
+    mlflow_client = client(uri)
+    parent = mlflow_client.get_run(parent_run_id)
+    found = mlflow_client.search_runs([parent.info.experiment_id], max_results=1, filter_string=(
+        f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.`genpipe.trial_id` = '{key}'"))
+    if found:
+        return found[0].info.run_id
+    run = mlflow_client.create_run(parent.info.experiment_id, run_name=key, tags={
+        "mlflow.parentRunId": parent_run_id, "genpipe.trial_id": key,
+        "genpipe.workflow_id": parent.data.tags.get("genpipe.workflow_id", "")})
+    mlflow_client.log_batch(run.info.run_id, params=[Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()])
+    return run.info.run_id
+
+
+def child_runs(uri: str, parent_run_id: str) -> list:
+    mlflow_client = client(uri)
+    experiment_id = mlflow_client.get_run(parent_run_id).info.experiment_id
+    return mlflow_client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+                                     max_results=1000)
+
+
 def run_url(uri: str, experiment_id: str, run_id: str) -> str:
     if uri.startswith(("http://", "https://")):
         return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"

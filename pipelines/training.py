@@ -27,7 +27,7 @@ from pipelines.config import PipelineConfig, TrainConfig
 from pipelines.deepspeed_setup import for_world_size
 from pipelines.fitting import MODEL_DIR, Fit, LossWindow, build_engines, restore, write_checkpoint
 from pipelines.hardware import peak_flops
-from pipelines.storage import filesystem, is_local, join
+from pipelines.storage import join, ray_storage, storage_uri
 from pipelines.warmup import use_environment_extension_cache
 
 # Ray Train V2 sends a worker's print() both to stdout and to its logger (each line twice on the
@@ -93,7 +93,7 @@ def _report_checkpoint(fit: Fit, step: int, metrics: dict[str, float], final: bo
         ray.train.report({**metrics, "step": step}, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
 
-def _quiet_worker_logs() -> None:
+def quiet_worker_logs() -> None:
     """Keep the console to genpipe's own progress lines: Ray Train's per-checkpoint INFO lines
     and DeepSpeed's deprecation chatter are still in the Ray session logs."""
     logging.getLogger("ray.train").setLevel(logging.WARNING)
@@ -149,7 +149,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
-    _quiet_worker_logs()
+    quiet_worker_logs()
     config = PipelineConfig.model_validate(loop_config["pipeline"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -220,12 +220,7 @@ def run_training(config: PipelineConfig, manifest: Manifest, model_config: dict[
     train = config.train
     use_gpu = ray.cluster_resources().get("GPU", 0) > 0 if train.use_gpu == "auto" else train.use_gpu
     resources = {"CPU": train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
-    storage_path, storage_fs = join(config.storage, "checkpoints"), None
-    if not is_local(config.storage):
-        import pyarrow.fs
-
-        fs, storage_path = filesystem(storage_path)
-        storage_fs = pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
+    storage_path, storage_fs = ray_storage(join(config.storage, "checkpoints"))
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"pipeline": config.model_dump(mode="json"), "model_config": model_config,
@@ -242,8 +237,6 @@ def run_training(config: PipelineConfig, manifest: Manifest, model_config: dict[
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
     )
     result = trainer.fit()
-    checkpoint_uri = result.checkpoint.path
-    if not is_local(config.storage):
-        checkpoint_uri = f"{config.storage.split('://')[0]}://{checkpoint_uri}"
+    checkpoint_uri = storage_uri(config.storage, result.checkpoint.path)
     return {"checkpoint_uri": checkpoint_uri, "model_uri": join(checkpoint_uri, MODEL_DIR),
             "metrics": {k: v for k, v in result.metrics.items() if isinstance(v, int | float)}}

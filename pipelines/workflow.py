@@ -16,7 +16,7 @@ from typing import Any
 
 from pipelines import tracking
 from pipelines.config import PipelineConfig
-from pipelines.steps import STEP_ORDER, StepContext, run_step, step_resources
+from pipelines.steps import RUN_STEPS, STEP_ORDER, StepContext, run_step, step_resources
 from pipelines.storage import exists, filesystem, join, read_json, write_json_atomic
 
 Printer = Callable[[str], None]
@@ -98,7 +98,7 @@ class Workflow:
                 states[step] = "pending"
         return states
 
-    def run(self, steps: tuple[str, ...] = STEP_ORDER, echo: Printer = print) -> dict[str, dict[str, Any]]:
+    def run(self, steps: tuple[str, ...] = RUN_STEPS, echo: Printer = print) -> dict[str, dict[str, Any]]:
         """Run `steps` in order as Ray tasks, skipping those already recorded."""
         import ray
 
