@@ -156,8 +156,8 @@ class VAE(Autoencoding):
     @torch.no_grad()
     def importance_weighted_nll(self, images: torch.Tensor, k: int,
                                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """-log p(x) per image estimated with k posterior samples (Burda et al. 2016): tighter than
-        -ELBO as k grows, equal to it at k = 1."""
+        """-log p(x) per image estimated with k posterior samples (Burda et al. 2016): at k = 1 a
+        one-sample estimate of -ELBO, an ever tighter upper bound on the NLL as k grows."""
         mean, log_var = self.posterior(images)
         noise = torch.randn((k, *mean.shape), generator=generator, device=images.device)
         z = mean + (0.5 * log_var).exp() * noise                                  # (k, N, D)
