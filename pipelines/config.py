@@ -155,11 +155,9 @@ class PipelineConfig(Strict):
             try:
                 PipelineConfig.model_validate(assign(base, assignments))
             except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"] if p not in _SOURCE_KINDS)
                 shown = ", ".join(f"{k}={v!r}" for k, v in assignments.items())
                 raise ValueError(f"tune.space.{path}: {shown} gives an invalid config: "
-                                 f"{where + ': ' if where else ''}{_describe(first)}") from None
+                                 f"{_problem(exc.errors()[0])}") from None
         families = ([models.family_class(f) for f in self.tune.space["model.family"].choice or []]
                     if "model.family" in self.tune.space else [models.family_class(self.model.family)])
         for family in families:
@@ -270,16 +268,18 @@ def validate_config(raw: dict[str, Any]) -> PipelineConfig:
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            # Drop the union tag pydantic inserts for discriminated unions (data.source.digits.x).
-            loc = [str(p) for p in error["loc"] if not (isinstance(p, str) and p in _SOURCE_KINDS)]
-            message = _describe(error)
-            nested = re.match(r"^([\w.]+): (.*)$", message)  # a model validator naming a sub-field
-            if nested:
-                loc, message = [*loc, nested.group(1)], nested.group(2)
-            problems.append(f"{'.'.join(loc) or 'config'}: {message}")
-        raise ConfigError(problems) from None
+        raise ConfigError([_problem(error) for error in exc.errors()]) from None
+
+
+def _problem(error: dict[str, Any]) -> str:
+    """One pydantic error as `field.path: message`."""
+    # Drop the union tag pydantic inserts for discriminated unions (data.source.digits.x).
+    loc = [str(p) for p in error["loc"] if not (isinstance(p, str) and p in _SOURCE_KINDS)]
+    message = _describe(error)
+    nested = re.match(r"^([\w.]+): (.*)$", message)  # a model validator naming a sub-field
+    if nested:
+        loc, message = [*loc, nested.group(1)], nested.group(2)
+    return f"{'.'.join(loc) or 'config'}: {message}"
 
 
 _SOURCE_KINDS = {"digits", "image_folder", "parquet", "python_stdlib", "text_files"}

@@ -66,14 +66,15 @@ def build_engine(network: nn.Module, config: TrainConfig, total_steps: int, on_g
     trainable = [p for p in network.parameters() if p.requires_grad]
     groups = [{"params": [p for p in trainable if p.dim() >= 2], "weight_decay": config.weight_decay},
               {"params": [p for p in trainable if p.dim() < 2], "weight_decay": 0.0}]
+    betas = (config.adam_beta1, config.adam_beta2)
     if config.offload_optimizer:
         # The optimizer step runs on the CPU: DeepSpeed's vectorised CPU Adam (built on first use)
         # is the one ZeRO-Offload is made for; torch's AdamW there would be several times slower.
         from deepspeed.ops.adam import DeepSpeedCPUAdam
 
-        optimizer = DeepSpeedCPUAdam(groups, lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2), adamw_mode=True)
+        optimizer = DeepSpeedCPUAdam(groups, lr=config.learning_rate, betas=betas, adamw_mode=True)
     else:
-        optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
+        optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, betas=betas,
                                       fused=on_gpu)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, config.warmup_steps))
     engine, _, _, _ = deepspeed.initialize(model=network, optimizer=optimizer, lr_scheduler=scheduler,

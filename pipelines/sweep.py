@@ -120,10 +120,12 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
             model.train()
             epoch = step // steps_per_epoch
             tracking.log_metrics(setup.tracking_uri, run_id, metrics, epoch)
+            if step == total_steps:
+                # Before the report: at max_t, ASHA stops the actor as soon as the report is in.
+                tracking.client(setup.tracking_uri).set_terminated(run_id, "FINISHED")
             with tempfile.TemporaryDirectory() as folder:
                 write_checkpoint(folder, fit, step, with_model=True)
                 tune.report({**metrics, "epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(folder))
-    tracking.client(setup.tracking_uri).set_terminated(run_id, "FINISHED")
 
 
 def _search(config: PipelineConfig):
@@ -149,7 +151,9 @@ def _scheduler(config: PipelineConfig):
 
 
 def _tuner(config: PipelineConfig, setup: TrialSetup, workflow_id: str):
-    """A new Tuner, or the one a killed sweep left (finished trials are not run again)."""
+    """A new Tuner, or the one a killed sweep left (finished trials are not run again). Ray keeps
+    the search algorithm's state across a restore but not ASHA's rungs: trials that resume are
+    compared only with results reported after the restore."""
     from ray import tune
 
     settings = config.tune
@@ -164,8 +168,7 @@ def _tuner(config: PipelineConfig, setup: TrialSetup, workflow_id: str):
         trainable,
         param_space={path: distribution.to_tune() for path, distribution in settings.space.items()},
         tune_config=tune.TuneConfig(metric=settings.metric, mode=settings.mode, search_alg=_search(config),
-                                    scheduler=_scheduler(config), num_samples=settings.num_samples,
-                                    max_concurrent_trials=settings.max_concurrent),
+                                    scheduler=_scheduler(config), num_samples=settings.num_samples),
         run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage_path, storage_filesystem=storage_fs,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=0),
     )
