@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from ray.tune.stopper import Stopper
 
 import models
 from data_prep.manifest import Manifest, load_verified
@@ -150,6 +151,21 @@ def _scheduler(config: PipelineConfig):
     return FIFOScheduler()
 
 
+class TrialEpochBudget(Stopper):
+    """Stops the whole sweep once its trials have run `budget` epochs between them (the budget
+    ASHA and plain random search are compared on in benchmarks/sweep_bench.py)."""
+
+    def __init__(self, budget: int):
+        self.budget, self.spent = budget, 0
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        self.spent += 1
+        return False
+
+    def stop_all(self) -> bool:
+        return self.spent >= self.budget
+
+
 def _tuner(config: PipelineConfig, setup: TrialSetup, workflow_id: str):
     """A new Tuner, or the one a killed sweep left (finished trials are not run again). Ray keeps
     the search algorithm's state across a restore but not ASHA's rungs: trials that resume are
@@ -164,13 +180,15 @@ def _tuner(config: PipelineConfig, setup: TrialSetup, workflow_id: str):
     if tune.Tuner.can_restore(experiment, storage_filesystem=storage_fs):
         log.info("[tune] resuming the sweep in %s", experiment)
         return tune.Tuner.restore(experiment, trainable, resume_errored=True, storage_filesystem=storage_fs)
+    budget = TrialEpochBudget(settings.max_trial_epochs) if settings.max_trial_epochs else None
     return tune.Tuner(
         trainable,
         param_space={path: distribution.to_tune() for path, distribution in settings.space.items()},
         tune_config=tune.TuneConfig(metric=settings.metric, mode=settings.mode, search_alg=_search(config),
                                     scheduler=_scheduler(config), num_samples=settings.num_samples),
         run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage_path, storage_filesystem=storage_fs,
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=0),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=0,
+                                  stop=budget),
     )
 
 

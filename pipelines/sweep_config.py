@@ -72,6 +72,8 @@ class TuneSection(Strict):
     reduction_factor: float = Field(2.0, gt=1, description="ASHA: 1/this of the trials go on at each rung")
     search: Literal["random", "optuna"] = "random"
     seed: int = 0
+    max_trial_epochs: int | None = Field(None, gt=0, description="budget: stop the sweep after this many "
+                                                                   "epochs summed over all trials")
 
     @model_validator(mode="after")
     def _space_paths(self) -> TuneSection:
