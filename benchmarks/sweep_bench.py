@@ -1,0 +1,101 @@
+"""ASHA vs random search with the same budget of trial-epochs, in one run on this machine.
+
+Run: `python benchmarks/sweep_bench.py [--config gan-sweep-digits] [--budget 120] [--target 350] [--record]`.
+
+Both arms sweep the config's own space with the same seed and the same budget (epochs summed over
+all trials, `tune.max_trial_epochs`), one after the other through `genpipe tune`:
+- random: no early stopping, so the budget buys budget / train.epochs full-length trials;
+- ASHA: as many trials as the budget allows (`--asha-trials` drawn), the poor ones stopped at the
+  rungs, so the same budget explores more of the space.
+For each arm: wall time and trial-epochs spent until the first report at or below `--target`
+(classifier-FID), the best score reached, the trials run. `--record` appends to RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "RESULTS.md"
+
+
+def run_arm(name: str, config: str, storage: Path, settings: list[str]) -> dict:
+    options = [item for setting in settings for item in ("--set", setting)]
+    command = [sys.executable, "-m", "pipelines.cli", "tune", config, "--storage", str(storage),
+               "--workflow-id", name, *options]
+    subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={**os.environ, "RAY_DEDUP_LOGS": "1"})
+    rows = []
+    for result_file in (storage / "tune" / name / "sweep").glob("*/result.json"):
+        rows += [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+    return {"rows": rows, "record": json.loads((storage / "workflows" / name / "tune.json").read_text())}
+
+
+def summarise(arm: dict, metric: str, target: float) -> dict:
+    """Reports in the order they happened: when (seconds from the sweep's first trial start) and
+    after how many trial-epochs the target was first reached."""
+    rows = sorted(arm["rows"], key=lambda r: (r["timestamp"], r["time_total_s"]))
+    start = min(r["timestamp"] - r["time_total_s"] for r in rows)
+    reached = next(((index + 1, row["timestamp"] - start) for index, row in enumerate(rows)
+                    if row[metric] <= target), (None, None))
+    best = min(rows, key=lambda r: r[metric])
+    return {"trials": len({r["trial_id"] for r in rows}), "trial_epochs": len(rows),
+            "stopped_early": arm["record"]["result"]["stopped_early"],
+            "epochs_to_target": reached[0], "seconds_to_target": reached[1],
+            "best": round(best[metric], 1), "best_coverage": best.get("eval/class_coverage"),
+            "best_params": arm["record"]["result"]["best_params"],
+            "sweep_s": arm["record"]["duration_s"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="gan-sweep-digits")
+    parser.add_argument("--budget", type=int, default=120, help="trial-epochs per arm")
+    parser.add_argument("--epochs", type=int, default=30, help="max epochs per trial (ASHA's max_t)")
+    parser.add_argument("--asha-trials", type=int, default=16)
+    parser.add_argument("--target", type=float, default=350.0, help="classifier-FID to reach")
+    parser.add_argument("--record", action="store_true")
+    args = parser.parse_args()
+    metric = "eval/classifier_fid"
+    common = [f"train.epochs={args.epochs}", f"tune.max_trial_epochs={args.budget}", "tune.seed=0",
+              f"tune.metric={metric}", "tune.mode=min"]
+    arms = {"random": [*common, "tune.scheduler=none", f"tune.num_samples={args.budget // args.epochs}"],
+            "asha": [*common, "tune.scheduler=asha", f"tune.num_samples={args.asha_trials}"]}
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, settings in arms.items():
+            results[name] = summarise(run_arm(name, args.config, Path(folder), settings), metric, args.target)
+            print(name, json.dumps(results[name]), flush=True)
+    result = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "machine": f"{platform.node()}, {os.cpu_count()} CPUs",
+              "config": args.config, "budget": args.budget, "epochs": args.epochs, "target": args.target, **results}
+    if args.record:
+        record(result)
+
+
+def record(result: dict) -> None:
+    lines = [f"\n### Sweep: ASHA vs random search, {result['date']} — {result['machine']}\n",
+             f"`{result['config']}`, budget {result['budget']} trial-epochs per arm, trials up to "
+             f"{result['epochs']} epochs, target classifier-FID ≤ {result['target']}.\n",
+             "| arm | trials | trial-epochs | stopped early | trial-epochs to target | s to target | best FID "
+             "(coverage) | sweep s |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for arm in ("random", "asha"):
+        r = result[arm]
+        lines.append(f"| {arm} | {r['trials']} | {r['trial_epochs']} | {r['stopped_early']} | "
+                     f"{r['epochs_to_target'] or 'not reached'} | {r['seconds_to_target'] or '-'} | "
+                     f"{r['best']} ({r['best_coverage']}) | {r['sweep_s']} |")
+    lines.append(f"\nBest trials: random {result['random']['best_params']}; ASHA {result['asha']['best_params']}.\n")
+    with RESULTS.open("a") as handle:
+        handle.write("\n".join(lines))
+    print(f"recorded in {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
