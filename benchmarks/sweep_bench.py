@@ -1,14 +1,15 @@
 """ASHA vs random search with the same budget of trial-epochs, in one run on this machine.
 
-Run: `python benchmarks/sweep_bench.py [--config gan-sweep-digits] [--budget 120] [--target 350] [--record]`.
+Run: `python benchmarks/sweep_bench.py [--config gan-sweep-digits] [--budget 120] [--targets 300 150 100] [--record]`.
 
 Both arms sweep the config's own space with the same seed and the same budget (epochs summed over
 all trials, `tune.max_trial_epochs`), one after the other through `genpipe tune`:
 - random: no early stopping, so the budget buys budget / train.epochs full-length trials;
 - ASHA: as many trials as the budget allows (`--asha-trials` drawn), the poor ones stopped at the
   rungs, so the same budget explores more of the space.
-For each arm: wall time and trial-epochs spent until the first report at or below `--target`
-(classifier-FID), the best score reached, the trials run. `--record` appends to RESULTS.md.
+For each arm: wall time and trial-epochs spent until the first report at or below each of
+`--targets` (classifier-FID), the best score per family, the trials run. `--record` appends to
+RESULTS.md.
 """
 
 from __future__ import annotations
@@ -39,20 +40,26 @@ def run_arm(name: str, config: str, storage: Path, settings: list[str]) -> dict:
     return {"rows": rows, "record": json.loads((storage / "workflows" / name / "tune.json").read_text())}
 
 
-def summarise(arm: dict, metric: str, target: float) -> dict:
-    """Reports in the order they happened: when (seconds from the sweep's first trial start) and
-    after how many trial-epochs the target was first reached."""
+def summarise(arm: dict, metric: str, targets: list[float]) -> dict:
+    """Reports in the order they happened: after how many trial-epochs and when (seconds from the
+    sweep's first trial start) each target was first reached; the best score of each family."""
     rows = sorted(arm["rows"], key=lambda r: (r["timestamp"], r["time_total_s"]))
     start = min(r["timestamp"] - r["time_total_s"] for r in rows)
-    reached = next(((index + 1, row["timestamp"] - start) for index, row in enumerate(rows)
-                    if row[metric] <= target), (None, None))
-    best = min(rows, key=lambda r: r[metric])
+    reached = {}
+    for target in targets:
+        hit = next(((index + 1, row["timestamp"] - start) for index, row in enumerate(rows)
+                    if row[metric] <= target), None)
+        reached[str(target)] = hit and {"trial_epochs": hit[0], "seconds": round(hit[1])}
+    families = {}
+    for row in rows:
+        family = row["config"].get("model.family", "-")
+        if family not in families or row[metric] < families[family][metric]:
+            families[family] = row
     return {"trials": len({r["trial_id"] for r in rows}), "trial_epochs": len(rows),
-            "stopped_early": arm["record"]["result"]["stopped_early"],
-            "epochs_to_target": reached[0], "seconds_to_target": reached[1],
-            "best": round(best[metric], 1), "best_coverage": best.get("eval/class_coverage"),
-            "best_params": arm["record"]["result"]["best_params"],
-            "sweep_s": arm["record"]["duration_s"]}
+            "stopped_early": arm["record"]["result"]["stopped_early"], "reached": reached,
+            "best_by_family": {f: {"fid": round(r[metric], 1), "coverage": r.get("eval/class_coverage"),
+                                   "epoch": r["training_iteration"]} for f, r in families.items()},
+            "best_params": arm["record"]["result"]["best_params"], "sweep_s": arm["record"]["duration_s"]}
 
 
 def main() -> None:
@@ -61,7 +68,8 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=120, help="trial-epochs per arm")
     parser.add_argument("--epochs", type=int, default=30, help="max epochs per trial (ASHA's max_t)")
     parser.add_argument("--asha-trials", type=int, default=16)
-    parser.add_argument("--target", type=float, default=350.0, help="classifier-FID to reach")
+    parser.add_argument("--targets", type=float, nargs="+", default=[300.0, 150.0, 100.0],
+                        help="classifier-FIDs to reach")
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
     metric = "eval/classifier_fid"
@@ -72,25 +80,30 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         for name, settings in arms.items():
-            results[name] = summarise(run_arm(name, args.config, Path(folder), settings), metric, args.target)
+            results[name] = summarise(run_arm(name, args.config, Path(folder), settings), metric, args.targets)
             print(name, json.dumps(results[name]), flush=True)
     result = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "machine": f"{platform.node()}, {os.cpu_count()} CPUs",
-              "config": args.config, "budget": args.budget, "epochs": args.epochs, "target": args.target, **results}
+              "config": args.config, "budget": args.budget, "epochs": args.epochs, "targets": args.targets, **results}
     if args.record:
         record(result)
 
 
 def record(result: dict) -> None:
+    targets = [str(t) for t in result["targets"]]
     lines = [f"\n### Sweep: ASHA vs random search, {result['date']} — {result['machine']}\n",
-             f"`{result['config']}`, budget {result['budget']} trial-epochs per arm, trials up to "
-             f"{result['epochs']} epochs, target classifier-FID ≤ {result['target']}.\n",
-             "| arm | trials | trial-epochs | stopped early | trial-epochs to target | s to target | best FID "
-             "(coverage) | sweep s |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"`{result['config']}`, same seed and space, budget {result['budget']} trial-epochs per arm, trials "
+             f"up to {result['epochs']} epochs. Cells: trial-epochs (seconds) until the first report at or "
+             "below the classifier-FID.\n",
+             "| arm | trials | trial-epochs | stopped early | " + " | ".join(f"FID ≤ {t}" for t in targets)
+             + " | best FID by family (coverage) | sweep s |",
+             "| --- " * (6 + len(targets)) + "|"]
     for arm in ("random", "asha"):
         r = result[arm]
+        cells = [f"{hit['trial_epochs']} ({hit['seconds']} s)" if hit else "not reached"
+                 for hit in (r["reached"][t] for t in targets)]
+        families = ", ".join(f"{f} {b['fid']} ({b['coverage']})" for f, b in sorted(r["best_by_family"].items()))
         lines.append(f"| {arm} | {r['trials']} | {r['trial_epochs']} | {r['stopped_early']} | "
-                     f"{r['epochs_to_target'] or 'not reached'} | {r['seconds_to_target'] or '-'} | "
-                     f"{r['best']} ({r['best_coverage']}) | {r['sweep_s']} |")
+                     + " | ".join(cells) + f" | {families} | {r['sweep_s']} |")
     lines.append(f"\nBest trials: random {result['random']['best_params']}; ASHA {result['asha']['best_params']}.\n")
     with RESULTS.open("a") as handle:
         handle.write("\n".join(lines))

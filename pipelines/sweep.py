@@ -223,13 +223,15 @@ def _record_trials(results, best, config: PipelineConfig, tracking_uri: str, run
     settings = config.tune
     children = {run.data.tags.get("genpipe.trial_id"): run for run in tracking.child_runs(tracking_uri, run_id)}
     mlflow_client = tracking.client(tracking_uri)
-    stopped_early = 0
+    stopped_early = ran = 0
     for result in results:
-        trial_id = result.metrics.get("trial_id") if result.metrics else None
         epochs = int(result.metrics.get("training_iteration", 0)) if result.metrics else 0
+        if not epochs:
+            continue  # never started: a budget (tune.max_trial_epochs) ran out first
+        ran += 1
         early = not result.error and epochs < config.train.epochs
         stopped_early += early
-        child = children.get(trial_id)
+        child = children.get(result.metrics["trial_id"])
         if child is not None:
             mlflow_client.set_tag(child.info.run_id, "genpipe.tune.epochs", str(epochs))
             mlflow_client.set_tag(child.info.run_id, "genpipe.tune.stopped_early", str(early).lower())
@@ -242,12 +244,12 @@ def _record_trials(results, best, config: PipelineConfig, tracking_uri: str, run
         "genpipe.tune.best_trial": best_id, "genpipe.tune.best_run_id": children[best_id].info.run_id
         if best_id in children else "", "genpipe.family": family})
     tracking.log_metrics(tracking_uri, run_id, {
-        f"best/{settings.metric}": best.metrics[settings.metric], "tune/trials": len(results),
+        f"best/{settings.metric}": best.metrics[settings.metric], "tune/trials": ran,
         "tune/stopped_early": stopped_early, "tune/trial_epochs": sum(
             int(r.metrics.get("training_iteration", 0)) for r in results if r.metrics)})
     with tempfile.TemporaryDirectory() as folder:
         table = results.get_dataframe()
         table.to_csv(f"{folder}/trials.csv", index=False)
         tracking.log_artifact(tracking_uri, run_id, f"{folder}/trials.csv", "tune")
-    return {"best_trial": best_id, "best_params": best_params, "family": family, "trials": len(results),
+    return {"best_trial": best_id, "best_params": best_params, "family": family, "trials": ran,
             "stopped_early": stopped_early}

@@ -92,3 +92,19 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(ray_session, mlf
     for trial_id, epochs in before.items():
         assert after[trial_id] == epochs, f"{trial_id} was trained again after the resume"
     assert workflow.step_states()["register"] == "succeeded"
+
+
+def test_optuna_sweep_of_autoencoders_ranks_by_the_iw_nll(ray_session, mlflow_server, tmp_path):
+    storage = str(tmp_path / "store")
+    settings = ["tune.num_samples=3", "train.epochs=2", "tune.grace_period=1", "evaluate.num_samples=100",
+                "evaluate.classifier_epochs=2", "evaluate.iw_samples=4"]
+    assert cli.main(["tune", "vae-sweep-digits", "--storage", storage, "--tracking-uri", mlflow_server,
+                     "--workflow-id", "tpe", *[item for s in settings for item in ("--set", s)]]) == 0
+    workflow = Workflow(storage, "tpe")
+    result = workflow.record("tune")["result"]
+    children = tracking.child_runs(mlflow_server, workflow.meta()["run_id"])
+    assert result["trials"] == 3 and len(children) == 3
+    scores = {run.data.tags["genpipe.trial_id"]: run.data.metrics["eval/nll_iw"] for run in children}
+    assert scores[result["best_trial"]] == min(scores.values())  # the lowest last-reported NLL
+    assert result["family"] in {"vae", "conv-vae", "beta-vae"}
+    assert workflow.record("evaluate")["result"]["metrics"]["eval/nll_iw"] > 0
