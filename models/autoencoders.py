@@ -184,6 +184,8 @@ class VAE(Autoencoding):
 
 
 class ConvVAE(VAE):
+    """The VAE with a strided-conv encoder and a transposed-conv decoder."""
+
     family = "conv-vae"
     arch = "conv"
     presets = {"tiny": {"latent_dim": 16, "width": 32, "depth": 2},
@@ -198,9 +200,11 @@ class BetaVAE(ConvVAE):
 
 
 class Autoencoder(Autoencoding):
-    """A deterministic autoencoder (denoising and/or sparse). It has no prior to sample from, so
-    it keeps running moments of its training codes and samples by decoding draws from that
-    diagonal Gaussian: crude, but it lets classifier-FID compare it with the other generators."""
+    """The denoising autoencoder: reconstruct clean images from noisy ones (noise_std).
+
+    A deterministic autoencoder has no prior to sample from, so it keeps running moments of its
+    training codes and samples by decoding draws from that diagonal Gaussian: crude, but it lets
+    classifier-FID compare it with the other generators."""
 
     family = "dae"
     config_class = AEConfig
@@ -269,6 +273,8 @@ class Autoencoder(Autoencoding):
 
 
 class SparseAutoencoder(Autoencoder):
+    """An autoencoder whose code is pushed to sparsity: L1 on ReLU codes, or KL to a target rate."""
+
     family = "sparse-ae"
     presets = {"tiny": {"latent_dim": 64, "width": 256, "depth": 2, "sparsity": "l1", "sparsity_weight": 1e-2},
                "small": {"latent_dim": 128, "width": 512, "depth": 3, "sparsity": "l1", "sparsity_weight": 1e-2}}

@@ -181,8 +181,9 @@ class ConditionalGAN(GAN):
 
 
 class WGANGP(GAN):
-    """The DCGAN shape scored by a critic without batch norm (it would break the per-sample
-    gradient penalty), trained `n_critic` times per generator step."""
+    """The DCGAN shape, a critic with a gradient penalty, n_critic critic steps per generator step.
+
+    The critic has no batch norm: it would mix samples and break the per-sample penalty."""
 
     family = "wgan-gp"
     arch = "conv"
