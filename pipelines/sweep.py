@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.stopper import Stopper
 
 import models
@@ -28,7 +30,7 @@ from pipelines import tracking
 from pipelines.config import PipelineConfig, assign
 from pipelines.deepspeed_setup import for_world_size
 from pipelines.fitting import MODEL_DIR, Fit, LossWindow, build_engines, restore, write_checkpoint
-from pipelines.storage import join, ray_storage, storage_uri
+from pipelines.storage import exists, join, ray_storage, read_bytes, storage_uri, write_bytes_atomic
 
 log = logging.getLogger("genpipe.tune")
 EXPERIMENT = "sweep"
@@ -141,12 +143,32 @@ def _search(config: PipelineConfig):
     return BasicVariantGenerator(random_state=settings.seed)
 
 
-def _scheduler(config: PipelineConfig):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+class ResumableASHA(ASHAScheduler):
+    """ASHA whose rungs survive a killed sweep. A restored Tuner gets its search algorithm's state
+    back but its scheduler as it was pickled at the start (empty rungs), so resumed trials would be
+    judged only against each other. This one writes its state (what Ray's own `save` writes) to
+    `state_uri` after every result, and reads it back when the restored Tuner unpickles it."""
 
+    def __init__(self, state_uri: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.state_uri = state_uri
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        decision = super().on_trial_result(tune_controller, trial, result)
+        write_bytes_atomic(self.state_uri, pickle.dumps(self.__dict__))
+        return decision
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if exists(self.state_uri):  # written by this sweep's own driver, beside Tune's tuner.pkl
+            self.__dict__.update(pickle.loads(read_bytes(self.state_uri)))
+
+
+def _scheduler(config: PipelineConfig, sweep_uri: str):
     settings = config.tune
     if settings.scheduler == "asha":
-        return ASHAScheduler(max_t=config.train.epochs, grace_period=min(settings.grace_period, config.train.epochs),
+        return ResumableASHA(join(sweep_uri, "asha-state.pkl"), max_t=config.train.epochs,
+                             grace_period=min(settings.grace_period, config.train.epochs),
                              reduction_factor=settings.reduction_factor)
     return FIFOScheduler()
 
@@ -167,15 +189,15 @@ class TrialEpochBudget(Stopper):
 
 
 def _tuner(config: PipelineConfig, setup: TrialSetup, workflow_id: str):
-    """A new Tuner, or the one a killed sweep left (finished trials are not run again). Ray keeps
-    the search algorithm's state across a restore but not ASHA's rungs: trials that resume are
-    compared only with results reported after the restore."""
+    """A new Tuner, or the one a killed sweep left: finished trials are not run again, the search
+    algorithm and ASHA's rungs (`ResumableASHA`) go on where they were."""
     from ray import tune
 
     settings = config.tune
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup), resources)
-    storage_path, storage_fs = ray_storage(join(config.storage, "tune", workflow_id))
+    sweep_uri = join(config.storage, "tune", workflow_id)
+    storage_path, storage_fs = ray_storage(sweep_uri)
     experiment = f"{storage_path.rstrip('/')}/{EXPERIMENT}"
     if tune.Tuner.can_restore(experiment, storage_filesystem=storage_fs):
         log.info("[tune] resuming the sweep in %s", experiment)
@@ -185,7 +207,7 @@ def _tuner(config: PipelineConfig, setup: TrialSetup, workflow_id: str):
         trainable,
         param_space={path: distribution.to_tune() for path, distribution in settings.space.items()},
         tune_config=tune.TuneConfig(metric=settings.metric, mode=settings.mode, search_alg=_search(config),
-                                    scheduler=_scheduler(config), num_samples=settings.num_samples),
+                                    scheduler=_scheduler(config, sweep_uri), num_samples=settings.num_samples),
         run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage_path, storage_filesystem=storage_fs,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=0,
                                   stop=budget),
