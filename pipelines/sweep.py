@@ -143,6 +143,9 @@ def _search(config: PipelineConfig):
     return BasicVariantGenerator(random_state=settings.seed)
 
 
+SEARCH_PROPERTIES = ("_metric", "_mode", "_metric_op")
+
+
 class ResumableASHA(ASHAScheduler):
     """ASHA whose rungs survive a killed sweep. A restored Tuner gets its search algorithm's state
     back but its scheduler as it was pickled at the start (empty rungs), so resumed trials would be
@@ -161,7 +164,10 @@ class ResumableASHA(ASHAScheduler):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         if exists(self.state_uri):  # written by this sweep's own driver, beside Tune's tuner.pkl
-            self.__dict__.update(pickle.loads(read_bytes(self.state_uri)))
+            saved = pickle.loads(read_bytes(self.state_uri))
+            # The metric and mode stay unset: the restored Tuner sets them, and refuses a scheduler
+            # that already has them.
+            self.__dict__.update({k: v for k, v in saved.items() if k not in SEARCH_PROPERTIES})
 
 
 def _scheduler(config: PipelineConfig, sweep_uri: str):

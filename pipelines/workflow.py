@@ -88,8 +88,10 @@ class Workflow:
         return read_json(uri) if exists(uri) else None
 
     def step_states(self) -> dict[str, str]:
+        """Each of the workflow's steps (a run's or a sweep's; a skipped workflow's are the run's,
+        all pending): succeeded, failed or pending."""
         states = {}
-        for step in STEP_ORDER:
+        for step in self.meta()["steps"] or RUN_STEPS:
             if exists(self.record_uri(step)):
                 states[step] = "succeeded"
             elif exists(self.error_uri(step)):
