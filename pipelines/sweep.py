@@ -132,15 +132,17 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
 
 
 def _search(config: PipelineConfig):
-    from ray.tune.search import BasicVariantGenerator
+    """The search algorithm with the concurrency limit built in (Tune ignores
+    `max_concurrent_trials` for a search algorithm passed in that is not a `Searcher`)."""
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
     settings = config.tune
     if settings.search == "optuna":
         from optuna.samplers import TPESampler
         from ray.tune.search.optuna import OptunaSearch
 
-        return OptunaSearch(sampler=TPESampler(seed=settings.seed))
-    return BasicVariantGenerator(random_state=settings.seed)
+        return ConcurrencyLimiter(OptunaSearch(sampler=TPESampler(seed=settings.seed)), settings.max_concurrent)
+    return BasicVariantGenerator(random_state=settings.seed, max_concurrent=settings.max_concurrent)
 
 
 SEARCH_PROPERTIES = ("_metric", "_mode", "_metric_op")
