@@ -5,11 +5,13 @@ model; a sweep whose driver is killed after its first trial finished is complete
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from itertools import pairwise
 
 import pytest
 from conftest import REPO
@@ -62,6 +64,14 @@ def test_asha_sweep_stops_hopeless_trials_and_registers_the_best(ray_session, ml
     registered = workflow.record("register")["result"]
     version = tracking.client(mlflow_server).get_model_version(registered["model_name"], registered["version"])
     assert version.tags["genpipe.tune.best_trial"] == result["best_trial"] and version.tags["genpipe.family"] == "gan"
+    spans = sorted(trial_span(path) for path in (tmp_path / "store" / "tune" / "asha" / "sweep").glob("*/result.json"))
+    assert all(later[0] >= earlier[1] - 1.5 for earlier, later in pairwise(spans)), spans  # max_concurrent 1
+
+
+def trial_span(result_file) -> tuple[float, float]:
+    """(start, end) of a trial in seconds, from its Tune results (whole-second timestamps)."""
+    rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+    return rows[0]["timestamp"] - rows[0]["time_total_s"], rows[-1]["timestamp"]
 
 
 def test_killed_sweep_resumes_without_rerunning_finished_trials(ray_session, mlflow_server, tmp_path):
