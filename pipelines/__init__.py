@@ -1,0 +1,9 @@
+"""genpipe's pipelines: config, workflow steps, training, sweeps, evaluation, registry, CLI."""
+
+import os
+
+# MLflow 3's telemetry thread sets and unsets _MLFLOW_TELEMETRY_SESSION_ID in os.environ while other
+# threads iterate os.environ (requests reads proxies from it on every call): a KeyError that fails
+# an MLflow request now and then (seen in CI: runs/create). Off unless the user turns it on; set
+# before MLflow is imported, and inherited by the Ray processes started from here.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
