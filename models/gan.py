@@ -188,8 +188,7 @@ class WGANGP(GAN):
     family = "wgan-gp"
     arch = "conv"
     objective = "wasserstein-gp"
-    presets = {"tiny": {"latent_dim": 32, "width": 32, "depth": 2, "n_critic": 5, "gp_weight": 10.0},
-               "small": {"latent_dim": 100, "width": 64, "depth": 3, "n_critic": 5, "gp_weight": 10.0}}
+    presets = {name: {**preset, "n_critic": 5, "gp_weight": 10.0} for name, preset in DCGAN.presets.items()}
 
 
 GAN_FAMILIES: tuple[type[GAN], ...] = (GAN, DCGAN, ConditionalGAN, WGANGP)

@@ -23,10 +23,10 @@ from models.base import GenerativeModel
 from models.weights import load_model
 from pipelines import registry, tracking
 from pipelines.config import EvaluateConfig, PipelineConfig
-from pipelines.family_metrics import class_accuracy, is_conditional, latent_metrics, save_latent_pictures
+from pipelines.family_metrics import is_conditional, latent_metrics, save_latent_pictures
 from pipelines.gate import evaluation_key
 from pipelines.grids import save_grid, save_loss_curve
-from pipelines.image_metrics import load_or_train_classifier, predict, score_samples
+from pipelines.image_metrics import load_or_train_classifier, score_samples
 from pipelines.registry import EVAL_KEY_TAG
 from pipelines.storage import join, local_copy, write_bytes_atomic
 from pipelines.text_metrics import complete, score_text
@@ -60,9 +60,9 @@ def image_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, 
         device = next(model.parameters()).device
         generator = torch.Generator(device).manual_seed(settings.seed)
         samples = model.sample(settings.num_samples, generator=generator).cpu()
-        metrics = {f"eval/{k}": v for k, v in score_samples(classifier, samples, val_images).items()}
-        if is_conditional(type(model)):
-            metrics["eval/class_accuracy"] = class_accuracy(predict(classifier, samples), model)
+        # A conditional model's sample() asks for balanced labels: score them against those.
+        requested = model.balanced_labels(len(samples), samples.device) if is_conditional(type(model)) else None
+        metrics = {f"eval/{k}": v for k, v in score_samples(classifier, samples, val_images, requested).items()}
         val_on_device = val_images[: settings.num_samples].to(device)
         metrics.update(latent_metrics(model, val_on_device, settings.iw_samples, generator))
         if artifacts is not None:

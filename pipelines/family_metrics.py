@@ -54,12 +54,6 @@ def _interpolate(decode, start: torch.Tensor, end: torch.Tensor, steps: int) -> 
     return decode((start[:, None] + weights * (end - start)[:, None]).flatten(0, 1))
 
 
-def class_accuracy(predicted: torch.Tensor, model: GAN) -> float:
-    """How often the classifier sees the class a conditional model was asked for."""
-    requested = model.balanced_labels(len(predicted), predicted.device)
-    return float((predicted == requested).float().mean())
-
-
 @torch.no_grad()
 def save_latent_pictures(model: GenerativeModel, images: torch.Tensor, folder: Path,
                          generator: torch.Generator, rows: int = 8, steps: int = 10) -> list[Path]:

@@ -88,11 +88,6 @@ def features_and_predictions(classifier: DigitClassifier, images: torch.Tensor) 
     return torch.cat(feats).double().numpy(), torch.cat(probs).numpy()
 
 
-def predict(classifier: DigitClassifier, images: torch.Tensor) -> torch.Tensor:
-    """The classifier's label for each image."""
-    return torch.from_numpy(features_and_predictions(classifier, images)[1].argmax(1))
-
-
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2), as in Heusel et al. (FID)."""
     mu_a, mu_b = a.mean(0), b.mean(0)
@@ -112,9 +107,14 @@ def class_coverage(probabilities: np.ndarray, confidence: float = 0.5, min_share
     return int((counts >= max(1, min_share * len(probabilities))).sum())
 
 
-def score_samples(classifier: DigitClassifier, samples: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
-    """classifier-FID of `samples` against `reference` (the val split) and class coverage."""
+def score_samples(classifier: DigitClassifier, samples: torch.Tensor, reference: torch.Tensor,
+                  requested: torch.Tensor | None = None) -> dict[str, float]:
+    """classifier-FID of `samples` against `reference` (the val split) and class coverage; with the
+    labels a conditional model was asked for, also how often the classifier sees them."""
     sample_feats, sample_probs = features_and_predictions(classifier, samples)
     reference_feats, _ = features_and_predictions(classifier, reference)
-    return {"classifier_fid": frechet_distance(sample_feats, reference_feats),
-            "class_coverage": class_coverage(sample_probs)}
+    scores = {"classifier_fid": frechet_distance(sample_feats, reference_feats),
+              "class_coverage": class_coverage(sample_probs)}
+    if requested is not None:
+        scores["class_accuracy"] = float((sample_probs.argmax(1) == requested.cpu().numpy()).mean())
+    return scores
