@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import ConfigError, PipelineConfig, load_config
+from pipelines.jobs import JobsError
 from pipelines.storage import normalize, read_json
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -54,6 +55,7 @@ def _run_workflow(args: argparse.Namespace, steps: tuple[str, ...]) -> int:
     workflow = Workflow(config.storage, args.workflow_id or new_workflow_id(config.name))
     if args.workflow_id and workflow.exists():
         config = workflow.config()  # a workflow keeps the config it was started with
+    _check_services(config, args.address)
     if args.when == "data-changed" and not workflow.exists():  # a started workflow is not re-decided
         unchanged = _data_unchanged(config)
         if unchanged:
@@ -65,6 +67,15 @@ def _run_workflow(args: argparse.Namespace, steps: tuple[str, ...]) -> int:
     _say(f"workflow {workflow.id}")
     _say(f"mlflow run {meta['run_id']}: {meta['run_url']}")
     return _execute(workflow, steps)
+
+
+def _check_services(config: PipelineConfig, address: str | None) -> None:
+    """Fail in seconds on a wrong bucket, refused credentials or a server that is not there."""
+    from pipelines import preflight, tracking
+
+    preflight.check_ray_address(address)
+    preflight.check_storage(config.storage)
+    preflight.check_tracking(tracking.tracking_uri(config))
 
 
 def _data_unchanged(config: PipelineConfig) -> str | None:
@@ -120,6 +131,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if not workflow.exists():
         raise UsageError(f"WORKFLOW_ID: no workflow {args.workflow_id!r} in {workflow.storage}")
     meta = workflow.meta()
+    _check_services(workflow.config(), args.address)
     connect_ray(args.address)
     _say(f"workflow {workflow.id} (resuming)")
     _say(f"mlflow run {meta['run_id']}: {meta['run_url']}")
@@ -463,6 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--alias", default="champion")
     _add_registry_options(promote)
     promote.set_defaults(handler=cmd_promote)
+    from pipelines import cluster_cli
+
+    cluster_cli.add_commands(commands)
     return parser
 
 
@@ -475,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
-    except UsageError as error:
+    except (UsageError, JobsError) as error:
         print(error, file=sys.stderr)
         return EXIT_USAGE
 

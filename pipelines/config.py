@@ -7,6 +7,7 @@ An invalid config becomes `ConfigError` whose lines each name a field (`train.ba
 from __future__ import annotations
 
 import copy
+import os
 import re
 import warnings
 from importlib import resources
@@ -14,10 +15,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 import models
 from data_prep.config import DataConfig, DigitsSource, ImageFolderSource, ParquetSource, Strict
+from pipelines.cluster_config import ClusterConfig, without_credentials
 from pipelines.family_metrics import metric_names
 from pipelines.sweep_config import TuneSection
 
@@ -142,6 +144,9 @@ class PipelineConfig(Strict):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     register: RegisterConfig
     tune: TuneSection | None = Field(None, description="`genpipe tune`: the sweep")
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="`genpipe submit`: the Ray job")
+
+    _no_credentials_in_uris = field_validator("storage", "tracking_uri")(without_credentials)
 
     @model_validator(mode="after")
     def _sweep_is_valid(self) -> PipelineConfig:
@@ -186,6 +191,7 @@ class PipelineConfig(Strict):
 
 
 BUILTIN_PACKAGE = "pipelines.configs"
+ENV_CONFIG_PREFIX = "env:"
 
 
 def builtin_configs() -> list[str]:
@@ -193,9 +199,15 @@ def builtin_configs() -> list[str]:
 
 
 def read_config_source(name_or_path: str) -> dict[str, Any]:
-    """The raw mapping from a YAML file, or from a built-in config of that name."""
+    """The raw mapping from a YAML file, a built-in config of that name, or `env:NAME`: the YAML
+    in environment variable NAME (how `genpipe submit` hands a job its config)."""
     path = Path(name_or_path)
-    if path.is_file():
+    if name_or_path.startswith(ENV_CONFIG_PREFIX):
+        variable = name_or_path.removeprefix(ENV_CONFIG_PREFIX)
+        if variable not in os.environ:
+            raise ConfigError([f"CONFIG: environment variable {variable} is not set"])
+        text, origin = os.environ[variable], name_or_path
+    elif path.is_file():
         text, origin = path.read_text(), str(path)
     elif name_or_path in builtin_configs():
         text = resources.files(BUILTIN_PACKAGE).joinpath(f"{name_or_path}.yaml").read_text()

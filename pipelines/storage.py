@@ -27,8 +27,24 @@ def join(uri: str, *parts: str) -> str:
     return "/".join([uri.rstrip("/"), *(p.strip("/") for p in parts)])
 
 
-def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    return fsspec.core.url_to_fs(uri)
+# Transient S3 errors (throttling, 5xx, dropped connections) are retried by botocore. Its
+# "standard" mode with 10 attempts replaces the legacy default of 5; AWS_RETRY_MODE and
+# AWS_MAX_ATTEMPTS in the environment (or ~/.aws/config) still decide when set.
+S3_RETRIES = {"mode": "standard", "total_max_attempts": 10}
+
+
+def _configure_s3_retries() -> None:
+    if os.environ.get("AWS_RETRY_MODE") or os.environ.get("AWS_MAX_ATTEMPTS"):
+        return
+    defaults = fsspec.config.conf.setdefault("s3", {})
+    defaults.setdefault("config_kwargs", {}).setdefault("retries", S3_RETRIES)
+
+
+_configure_s3_retries()
+
+
+def filesystem(uri: str, **storage_options: Any) -> tuple[fsspec.AbstractFileSystem, str]:
+    return fsspec.core.url_to_fs(uri, **storage_options)
 
 
 def write_bytes_atomic(uri: str, data: bytes) -> None:

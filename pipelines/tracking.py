@@ -35,6 +35,10 @@ def default_tracking_uri(storage: str) -> str:
     return f"sqlite:///{Path('.genpipe').resolve() / 'mlflow.db'}"
 
 
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://", "databricks"))
+
+
 def client(uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
@@ -57,7 +61,9 @@ def git_commit() -> str | None:
 def start_workflow_run(config: PipelineConfig, uri: str, workflow_id: str) -> tuple[str, str]:
     """Create the workflow's MLflow run with the flattened config as params; (run id, run URL)."""
     mlflow_client = client(uri)
-    artifact_root = join(config.storage, "mlartifacts") if is_local(config.storage) else None
+    # An MLflow server keeps artifacts where it is configured to (often proxied to S3); the
+    # embedded store keeps them in genpipe's storage, local or s3://, beside the shards.
+    artifact_root = None if is_server(uri) else join(config.storage, "mlartifacts")
     experiment_id = _experiment_id(mlflow_client, config.experiment_name, artifact_root)
     tags = {"genpipe.workflow_id": workflow_id, "mlflow.runName": f"{config.name}-{workflow_id}"}
     commit = git_commit()
