@@ -52,10 +52,10 @@ def _run_workflow(args: argparse.Namespace, steps: tuple[str, ...]) -> int:
     if "tune" in steps and config.tune is None:
         raise ConfigError(["tune: missing: genpipe tune needs a tune: section with a space "
                            "(see the built-in gan-sweep-digits)"])
+    _check_services(config, args.address)
     workflow = Workflow(config.storage, args.workflow_id or new_workflow_id(config.name))
     if args.workflow_id and workflow.exists():
         config = workflow.config()  # a workflow keeps the config it was started with
-    _check_services(config, args.address)
     if args.when == "data-changed" and not workflow.exists():  # a started workflow is not re-decided
         unchanged = _data_unchanged(config)
         if unchanged:

@@ -45,6 +45,7 @@ def use_token(token_file: str | None = None) -> None:
 
 def client(address: str):
     """A JobSubmissionClient; an unreachable or refusing server is a JobsError, in about a second."""
+    from ray.exceptions import AuthenticationError
     from ray.job_submission import JobSubmissionClient
 
     try:
@@ -52,11 +53,10 @@ def client(address: str):
     except ConnectionError as exc:
         raise JobsError(f"cannot reach the Ray job server at {address}: is the head node up, and is "
                         "this its dashboard address (http://HOST:8265)?") from exc
-    except RuntimeError as exc:
-        if "authentication" in str(exc).lower() or "token" in str(exc).lower():
-            raise JobsError(f"the Ray cluster at {address} requires its auth token: set RAY_AUTH_TOKEN or "
-                            "RAY_AUTH_TOKEN_PATH (or copy it to ~/.ray/auth_token)") from exc
-        raise
+    except AuthenticationError as exc:
+        reason = "refused the token" if "Invalid" in str(exc) else "requires its auth token"
+        raise JobsError(f"the Ray cluster at {address} {reason}: set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH "
+                        "(or pass --token-file) with the token of that cluster") from None
 
 
 def _git_ignored() -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import os
 import shutil
 import signal
@@ -46,14 +47,15 @@ class Server:
     extra: dict[str, str] = field(default_factory=dict)
 
     def running(self) -> bool:
+        _reap(self.pid)  # a child that exited stays a zombie, and "running", until reaped
         try:
             os.killpg(self.pid, 0)
         except (ProcessLookupError, PermissionError):
             return False
         return True
 
-    def stop(self, timeout: float = 60) -> None:
-        """SIGTERM the process group (a `ray start --block` stops its node's processes), then SIGKILL."""
+    def stop(self, timeout: float = 10) -> None:
+        """SIGTERM the process group, SIGKILL what is left after `timeout` (a Ray head lingers ~30 s)."""
         for signum in (signal.SIGTERM, signal.SIGKILL):
             try:
                 os.killpg(self.pid, signum)
@@ -61,7 +63,6 @@ class Server:
                 break
             deadline = time.monotonic() + timeout
             while self.running() and time.monotonic() < deadline:
-                _reap(self.pid)
                 time.sleep(0.2)
             if not self.running():
                 break
@@ -149,7 +150,8 @@ def start_mlflow(folder: Path, artifacts: str, *, env: dict[str, str] | None = N
                        "admin_username = admin\n"
                        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
         command += ["--app-name", "basic-auth"]
-        server_env.update(MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_AUTH_ADMIN_PASSWORD=admin_password)
+        server_env.update(MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_AUTH_ADMIN_PASSWORD=admin_password,
+                          MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16))  # CSRF protection
     pid, log = _spawn("mlflow", command, folder, server_env)
     url = f"http://{HOST}:{port}"
     return wait_until_up(Server("mlflow", pid, url, log), f"{url}/health")
@@ -193,12 +195,13 @@ def start_ray_worker(folder: Path, head: Server, num_cpus: int, env: dict[str, s
 def _ray_env(env: dict[str, str] | None) -> dict[str, str]:
     # The Ray processes (and the jobs they run) must find genpipe's own `python`, `ray`, `genpipe`.
     return {**(env or {}), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            "RAY_ADDRESS": "", "MLFLOW_DISABLE_TELEMETRY": "true"}
+            "RAY_ADDRESS": "", "RAY_AUTH_MODE": "token", "MLFLOW_DISABLE_TELEMETRY": "true"}
 
 
 def _wait_for_nodes(head: Server, worker: Server, expected: int) -> None:
     from pipelines import jobs
 
+    jobs.use_token()  # the head has written ~/.ray/auth_token by now
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         try:

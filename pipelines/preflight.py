@@ -31,7 +31,6 @@ def check_storage(uri: str, field: str = "storage") -> None:
     if uri.startswith(("s3://", "s3a://")):
         storage_options["config_kwargs"] = {"retries": {"max_attempts": 2}, "connect_timeout": PROBE_TIMEOUT_S,
                                             "read_timeout": PROBE_TIMEOUT_S}
-        storage_options["retries"] = 1  # s3fs's own retry loop, on top of botocore's
     fs, _ = filesystem(uri, **storage_options)
     probe = filesystem(join(uri, f".genpipe-probe-{uuid.uuid4().hex}"))[1]
     bucket = probe.split("/", 1)[0]

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from pipelines import local_cluster
 from pipelines.config import PipelineConfig, load_config
+from pipelines.local_cluster import Server
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,38 +35,18 @@ def ray_session():
     ray.shutdown()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """A real `mlflow server` subprocess (sqlite backend, local artifact root) on 127.0.0.1."""
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    log = (root / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
-         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2)
-            break
-        except OSError as exc:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}") from exc
-            time.sleep(0.5)
-    yield url
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    server = local_cluster.start_mlflow(root, str(root / "artifacts"))
+    yield server.url
+    server.stop(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory) -> Server:
+    """A real S3 API (moto) on 127.0.0.1 that accepts any credentials."""
+    server = local_cluster.start_moto(tmp_path_factory.mktemp("moto"))
+    yield server
+    server.stop(timeout=10)
