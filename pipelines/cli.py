@@ -9,6 +9,7 @@ import argparse
 import inspect
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,16 @@ def connect_ray(address: str | None) -> None:
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     ray.init(address=address, logging_level="WARNING", log_to_driver=True)
+
+
+def _leave_a_jobs_working_directory() -> None:
+    """A Ray job's driver starts inside the job's unpacked working_dir, which Ray may unpack again
+    in place while the job runs (seen on the second job of a cluster, a few seconds in): the
+    driver's current directory is then a deleted copy and every os.getcwd() fails (MLflow calls
+    it). Imports are unaffected (they go by path); genpipe's own paths are absolute. So a job's
+    driver works from the temp directory instead."""
+    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:  # set by Ray's job supervisor for the driver
+        os.chdir(tempfile.gettempdir())
 
 
 def _load(args: argparse.Namespace) -> PipelineConfig:
@@ -484,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = build_parser().parse_args(argv)
+    _leave_a_jobs_working_directory()
     try:
         return args.handler(args)
     except ConfigError as error:

@@ -1,4 +1,5 @@
-"""Shared fixtures: one real local Ray per test session, a real `mlflow server` on 127.0.0.1."""
+"""Shared fixtures: one real local Ray per test session; a real `mlflow server` and a moto S3
+server on 127.0.0.1, started by the same code as `genpipe local-cluster`."""
 
 from __future__ import annotations
 

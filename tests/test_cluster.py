@@ -199,3 +199,21 @@ def test_schedule_with_an_address_runs_as_a_ray_job(cluster, tmp_path, monkeypat
     log = (Path(storage) / "schedules" / "logs" / f"{fired[0]}.log").read_text()
     assert f"workflow {fired[0]} succeeded" in log
     scheduler.shutdown(time.time())
+
+
+def test_local_cluster_up_status_down_stops_what_it_started(tmp_path, capsys):
+    """`genpipe local-cluster` without S3 or workers: a head and an MLflow server, then gone."""
+    folder = str(tmp_path / "lc")
+    assert cli.main(["local-cluster", "up", "--dir", folder, "--workers", "0", "--cpus", "1", "--no-s3"]) == 0
+    servers = local_cluster.described(Path(folder))
+    try:
+        assert set(servers) == {"mlflow", "ray-head"} and all(s.running() for s in servers.values())
+        env = (Path(folder) / local_cluster.ENV_FILE).read_text()
+        assert f"MLFLOW_TRACKING_URI={servers['mlflow'].url}" in env and "GENPIPE_ADDRESS=http://127.0.0.1:" in env
+        assert cli.main(["local-cluster", "status", "--dir", folder]) == 0
+        assert capsys.readouterr().out.count("running") == 2
+        assert cli.main(["local-cluster", "up", "--dir", folder]) == 1  # one at a time per folder
+    finally:
+        assert cli.main(["local-cluster", "down", "--dir", folder]) == 0
+    assert not any(server.running() for server in servers.values())
+    assert local_cluster.described(Path(folder)) == {}

@@ -11,8 +11,9 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 import s3fs
+from conftest import tiny_config
 
-from pipelines import preflight, storage
+from pipelines import preflight, storage, tracking
 from pipelines.local_cluster import MOTO_REGION
 
 INTERNAL_ERROR = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
@@ -136,3 +137,14 @@ def test_preflight_names_an_unreachable_endpoint(s3_env):
     s3_env.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     with pytest.raises(preflight.PreflightError, match="cannot write a probe object.*AWS_ENDPOINT_URL"):
         preflight.check_storage("s3://any-bucket/runs")
+
+
+def test_embedded_mlflow_keeps_artifacts_beside_the_shards_on_s3(moto_server, s3_env, tmp_path):
+    s3_env.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    bucket = _bucket(moto_server.url, "embedded-artifacts")
+    config = tiny_config(f"s3://{bucket}/runs")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id, _ = tracking.start_workflow_run(config, uri, "w1")
+    tracking.client(uri).log_text(run_id, "hello", "notes/hello.txt")
+    keys = s3fs.S3FileSystem().find(f"{bucket}/runs/mlartifacts")
+    assert any(key.endswith(f"{run_id}/artifacts/notes/hello.txt") for key in keys), keys
