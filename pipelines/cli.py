@@ -136,9 +136,11 @@ def _summarise(workflow, results: dict[str, dict[str, Any]]) -> None:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from pipelines import preflight
     from pipelines.workflow import Workflow
 
     workflow = Workflow(normalize(args.storage or DEFAULT_STORAGE), args.workflow_id)
+    preflight.check_storage(workflow.storage)  # before reading the workflow's records from it
     if not workflow.exists():
         raise UsageError(f"WORKFLOW_ID: no workflow {args.workflow_id!r} in {workflow.storage}")
     meta = workflow.meta()

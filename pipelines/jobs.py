@@ -39,8 +39,13 @@ def use_token(token_file: str | None = None) -> None:
             raise JobsError(f"auth token file {path} does not exist")
         os.environ["RAY_AUTH_TOKEN_PATH"] = str(path)
     given = any(os.environ.get(variable) for variable in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"))
-    if given or DEFAULT_TOKEN_FILE.is_file():
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if (given or DEFAULT_TOKEN_FILE.is_file()) and "RAY_AUTH_MODE" not in os.environ:
+        os.environ["RAY_AUTH_MODE"] = "token"
+        # Ray caches the mode in its C++ config when it is imported: re-read the environment, as
+        # Ray's own token set-up does, or this process (and a later local ray.init) stays "disabled".
+        from ray._raylet import Config
+
+        Config.initialize("")
 
 
 def client(address: str):
