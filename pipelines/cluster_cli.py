@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from pipelines import jobs, local_cluster, preflight
-from pipelines.config import ConfigError, load_config
+from pipelines.config import ConfigError, PipelineConfig, load_config
 from pipelines.storage import is_local, normalize
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -53,9 +53,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if is_local(config.storage):
         _say(f"note: storage {config.storage} is a folder: the job writes it on the cluster's nodes")
     workflow_id = args.workflow_id or new_workflow_id(config.name)
-    document = yaml.safe_dump(config.model_dump(mode="json", exclude_none=True), sort_keys=False)
     arguments = ["run", f"env:{CONFIG_VARIABLE}", "--workflow-id", workflow_id]
-    job_id = jobs.submit(address, arguments, workflow_id, env_vars={CONFIG_VARIABLE: document},
+    job_id = jobs.submit(address, arguments, workflow_id, env_vars={CONFIG_VARIABLE: job_config(config)},
                          extra_runtime_env=config.cluster.runtime_env)
     _say(f"job {job_id} submitted to {address}")
     _say(f"  logs:   genpipe jobs logs {job_id} --address {address} --follow")
@@ -63,6 +62,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if not args.follow:
         return EXIT_OK
     return _follow(address, job_id)
+
+
+def job_config(config: PipelineConfig) -> str:
+    """The resolved config as the YAML the job reads back (`env:GENPIPE_CONFIG`): every value
+    explicit, so the job cannot fall back to a different default."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
 def _follow(address: str, job_id: str) -> int:

@@ -44,3 +44,12 @@ def test_a_config_can_come_from_an_environment_variable(monkeypatch):
     assert load_config("env:GENPIPE_TEST_CONFIG").name == "from-env"
     with pytest.raises(ConfigError, match="environment variable GENPIPE_UNSET is not set"):
         load_config("env:GENPIPE_UNSET")
+
+
+@pytest.mark.parametrize("name", ["quickstart", "gan-sweep-digits", "gpt-code-tiny"])
+def test_the_config_a_job_reads_back_is_the_submitted_one(name, monkeypatch):
+    from pipelines.cluster_cli import CONFIG_VARIABLE, job_config
+
+    config = load_config(name, ["evaluate.top_k=null", "cluster.runtime_env.pip=[einops]"], storage="s3://b/p")
+    monkeypatch.setenv(CONFIG_VARIABLE, job_config(config))
+    assert load_config(f"env:{CONFIG_VARIABLE}") == config
