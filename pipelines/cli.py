@@ -152,9 +152,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from pipelines import preflight
     from pipelines.workflow import Workflow, list_workflows
 
     storage = normalize(args.storage or DEFAULT_STORAGE)
+    preflight.check_storage(storage, field="--storage", write=False)
     workflows = [Workflow(storage, args.workflow_id)] if args.workflow_id else list_workflows(storage)
     if args.workflow_id and not workflows[0].exists():
         raise UsageError(f"WORKFLOW_ID: no workflow {args.workflow_id!r} in {storage}")

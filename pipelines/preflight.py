@@ -23,8 +23,9 @@ class PreflightError(ConfigError):
     """A service the run needs is missing, unreachable or refuses our credentials (exit 2)."""
 
 
-def check_storage(uri: str, field: str = "storage") -> None:
-    """Write and delete a probe object: proves the bucket exists and the credentials may write."""
+def check_storage(uri: str, field: str = "storage", write: bool = True) -> None:
+    """Write and delete a probe object: proves the bucket exists and the credentials may write.
+    `write=False` (commands that only read) lists the bucket instead."""
     if is_local(uri):
         return
     storage_options = {"skip_instance_cache": True}
@@ -35,15 +36,18 @@ def check_storage(uri: str, field: str = "storage") -> None:
     probe = filesystem(join(uri, f".genpipe-probe-{uuid.uuid4().hex}"))[1]
     bucket = probe.split("/", 1)[0]
     try:
-        fs.pipe_file(probe, b"genpipe can write here")
-        fs.rm_file(probe)
+        if write:
+            fs.pipe_file(probe, b"genpipe can write here")
+            fs.rm_file(probe)
+        else:
+            fs.ls(bucket)
     except FileNotFoundError:
         raise PreflightError([f"{field}: {uri}: bucket {bucket!r} does not exist"]) from None
     except PermissionError as exc:
         raise PreflightError([f"{field}: {uri}: the credentials were refused ({_first_line(exc)}); "
                               "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE"]) from None
     except Exception as exc:  # botocore, aiohttp and OS errors share no base class
-        raise PreflightError([f"{field}: {uri}: cannot write a probe object ({type(exc).__name__}: "
+        raise PreflightError([f"{field}: {uri}: cannot reach it ({type(exc).__name__}: "
                               f"{_first_line(exc)}); check the endpoint (AWS_ENDPOINT_URL) and network"]) from None
 
 

@@ -13,7 +13,7 @@ import pytest
 import s3fs
 from conftest import tiny_config
 
-from pipelines import preflight, storage, tracking
+from pipelines import cli, preflight, storage, tracking
 from pipelines.local_cluster import MOTO_REGION
 
 INTERNAL_ERROR = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
@@ -135,7 +135,7 @@ def test_preflight_names_a_missing_bucket(moto_server, s3_env):
 
 def test_preflight_names_an_unreachable_endpoint(s3_env):
     s3_env.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-    with pytest.raises(preflight.PreflightError, match="cannot write a probe object.*AWS_ENDPOINT_URL"):
+    with pytest.raises(preflight.PreflightError, match="cannot reach it.*AWS_ENDPOINT_URL"):
         preflight.check_storage("s3://any-bucket/runs")
 
 
@@ -148,3 +148,13 @@ def test_embedded_mlflow_keeps_artifacts_beside_the_shards_on_s3(moto_server, s3
     tracking.client(uri).log_text(run_id, "hello", "notes/hello.txt")
     keys = s3fs.S3FileSystem().find(f"{bucket}/runs/mlartifacts")
     assert any(key.endswith(f"{run_id}/artifacts/notes/hello.txt") for key in keys), keys
+
+
+def test_status_on_a_missing_bucket_is_one_line_not_a_traceback(moto_server, s3_env, capsys):
+    s3_env.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    assert cli.main(["status", "--storage", "s3://no-such-bucket/runs"]) == 2
+    expected = "--storage: s3://no-such-bucket/runs: bucket 'no-such-bucket' does not exist"
+    assert capsys.readouterr().err.strip() == expected
+    bucket = _bucket(moto_server.url, "status-ok")
+    assert cli.main(["status", "--storage", f"s3://{bucket}/runs"]) == 0
+    assert f"no workflows in s3://{bucket}/runs" in capsys.readouterr().out
