@@ -82,10 +82,16 @@ def _run_workflow(args: argparse.Namespace, steps: tuple[str, ...]) -> int:
 
 def _check_services(config: PipelineConfig, address: str | None) -> None:
     """Fail in seconds on a wrong bucket, refused credentials or a server that is not there."""
+    from pipelines import preflight
+
+    preflight.check_storage(config.storage)
+    _check_servers(config, address)
+
+
+def _check_servers(config: PipelineConfig, address: str | None) -> None:
     from pipelines import preflight, tracking
 
     preflight.check_ray_address(address)
-    preflight.check_storage(config.storage)
     preflight.check_tracking(tracking.tracking_uri(config))
 
 
@@ -144,7 +150,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if not workflow.exists():
         raise UsageError(f"WORKFLOW_ID: no workflow {args.workflow_id!r} in {workflow.storage}")
     meta = workflow.meta()
-    _check_services(workflow.config(), args.address)
+    _check_servers(workflow.config(), args.address)
     connect_ray(args.address)
     _say(f"workflow {workflow.id} (resuming)")
     _say(f"mlflow run {meta['run_id']}: {meta['run_url']}")

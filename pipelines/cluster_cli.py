@@ -14,16 +14,12 @@ from pathlib import Path
 import yaml
 
 from pipelines import jobs, local_cluster, preflight
+from pipelines.cli import EXIT_FAILED, EXIT_OK, _say
 from pipelines.config import ConfigError, PipelineConfig, load_config
 from pipelines.storage import is_local, normalize
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 CONFIG_VARIABLE = "GENPIPE_CONFIG"
 LOCAL_CLUSTER_DIR = ".genpipe/local-cluster"
-
-
-def _say(message: str) -> None:
-    print(message, flush=True)
 
 
 def _address(args: argparse.Namespace) -> str:

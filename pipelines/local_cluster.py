@@ -237,7 +237,7 @@ def up(folder: Path, workers: int = 1, num_cpus: int = 2, s3: bool = True) -> di
         if s3:
             servers["moto"] = start_moto(folder)
             env = s3_environment(servers["moto"])
-            _create_bucket(env, BUCKET)
+            create_bucket(env, BUCKET)
             artifacts = f"s3://{BUCKET}/mlartifacts"
         servers["mlflow"] = start_mlflow(folder, artifacts, env=env)
         servers["ray-head"] = start_ray_head(folder, num_cpus, env)
@@ -256,12 +256,14 @@ def up(folder: Path, workers: int = 1, num_cpus: int = 2, s3: bool = True) -> di
     return servers
 
 
-def _create_bucket(env: dict[str, str], bucket: str) -> None:
+def create_bucket(env: dict[str, str], bucket: str) -> str:
+    """Create `bucket` with the credentials and endpoint of `env` (see s3_environment); its name."""
     import boto3
 
     boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
                  aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
                  aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"]).create_bucket(Bucket=bucket)
+    return bucket
 
 
 def described(folder: Path) -> dict[str, Server]:

@@ -32,9 +32,9 @@ def check_storage(uri: str, field: str = "storage", write: bool = True) -> None:
     if uri.startswith(("s3://", "s3a://")):
         storage_options["config_kwargs"] = {"retries": {"max_attempts": 2}, "connect_timeout": PROBE_TIMEOUT_S,
                                             "read_timeout": PROBE_TIMEOUT_S}
-    fs, _ = filesystem(uri, **storage_options)
-    probe = filesystem(join(uri, f".genpipe-probe-{uuid.uuid4().hex}"))[1]
-    bucket = probe.split("/", 1)[0]
+    fs, path = filesystem(uri, **storage_options)
+    probe = join(path, f".genpipe-probe-{uuid.uuid4().hex}")
+    bucket = path.split("/", 1)[0]
     try:
         if write:
             fs.pipe_file(probe, b"genpipe can write here")

@@ -13,13 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-import boto3
 import pytest
 import s3fs
 from conftest import REPO, TINY
 
 from pipelines import cli, jobs, local_cluster, tracking
-from pipelines.local_cluster import MOTO_REGION, free_port
+from pipelines.local_cluster import free_port
 from pipelines.schedule import Schedule, Scheduler, ScheduleStore
 from pipelines.schedule_runner import Launchers
 
@@ -39,9 +38,7 @@ def cluster(tmp_path_factory):
         moto = local_cluster.start_moto(folder, authenticated=True)
         started.append(moto)
         s3_env = local_cluster.s3_environment(moto)
-        boto3.client("s3", endpoint_url=moto.url, region_name=MOTO_REGION,
-                     aws_access_key_id=s3_env["AWS_ACCESS_KEY_ID"],
-                     aws_secret_access_key=s3_env["AWS_SECRET_ACCESS_KEY"]).create_bucket(Bucket=BUCKET)
+        local_cluster.create_bucket(s3_env, BUCKET)
         password = secrets.token_urlsafe(18)
         mlflow = local_cluster.start_mlflow(folder, f"s3://{BUCKET}/mlartifacts", env=s3_env, admin_password=password)
         started.append(mlflow)

@@ -8,13 +8,12 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-import boto3
 import pytest
 import s3fs
 from conftest import tiny_config
 
 from pipelines import cli, preflight, storage, tracking
-from pipelines.local_cluster import MOTO_REGION
+from pipelines.local_cluster import MOTO_REGION, Server, create_bucket, s3_environment
 
 INTERNAL_ERROR = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
                   b"<Message>We encountered an internal error. Please try again.</Message></Error>")
@@ -88,11 +87,8 @@ def s3_env(moto_server, monkeypatch):
     s3fs.S3FileSystem.clear_instance_cache()
 
 
-def _bucket(moto_url: str, name: str) -> str:
-    client = boto3.client("s3", endpoint_url=moto_url, region_name=MOTO_REGION, aws_access_key_id="testing",
-                          aws_secret_access_key="testing")
-    client.create_bucket(Bucket=name)
-    return name
+def _bucket(moto: Server, name: str) -> str:
+    return create_bucket(s3_environment(moto), name)
 
 
 @pytest.fixture
@@ -107,7 +103,7 @@ def flaky(moto_server, s3_env):
 
 
 def test_transient_s3_errors_are_retried(moto_server, flaky):
-    bucket = _bucket(moto_server.url, "flaky-retried")
+    bucket = _bucket(moto_server, "flaky-retried")
     uri = f"s3://{bucket}/runs/workflows/w/train.json"
     for index in range(5):
         storage.write_json_atomic(uri, {"step": index})
@@ -117,7 +113,7 @@ def test_transient_s3_errors_are_retried(moto_server, flaky):
 
 def test_without_retries_the_same_errors_fail(moto_server, flaky):
     """The control: the proxy's 500s do reach the client, so the test above proves the retries."""
-    bucket = _bucket(moto_server.url, "flaky-control")
+    bucket = _bucket(moto_server, "flaky-control")
     fs, path = storage.filesystem(f"s3://{bucket}/x.json", skip_instance_cache=True,
                                   config_kwargs={"retries": {"total_max_attempts": 1}})
     with pytest.raises(OSError):
@@ -130,7 +126,7 @@ def test_preflight_names_a_missing_bucket(moto_server, s3_env):
     s3_env.setenv("AWS_ENDPOINT_URL", moto_server.url)
     with pytest.raises(preflight.PreflightError, match="bucket 'no-such-bucket' does not exist"):
         preflight.check_storage("s3://no-such-bucket/runs")
-    preflight.check_storage(f"s3://{_bucket(moto_server.url, 'preflight-ok')}/runs")  # writable: passes
+    preflight.check_storage(f"s3://{_bucket(moto_server, 'preflight-ok')}/runs")  # writable: passes
 
 
 def test_preflight_names_an_unreachable_endpoint(s3_env):
@@ -141,7 +137,7 @@ def test_preflight_names_an_unreachable_endpoint(s3_env):
 
 def test_embedded_mlflow_keeps_artifacts_beside_the_shards_on_s3(moto_server, s3_env, tmp_path):
     s3_env.setenv("AWS_ENDPOINT_URL", moto_server.url)
-    bucket = _bucket(moto_server.url, "embedded-artifacts")
+    bucket = _bucket(moto_server, "embedded-artifacts")
     config = tiny_config(f"s3://{bucket}/runs")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_id, _ = tracking.start_workflow_run(config, uri, "w1")
@@ -155,6 +151,6 @@ def test_status_on_a_missing_bucket_is_one_line_not_a_traceback(moto_server, s3_
     assert cli.main(["status", "--storage", "s3://no-such-bucket/runs"]) == 2
     expected = "--storage: s3://no-such-bucket/runs: bucket 'no-such-bucket' does not exist"
     assert capsys.readouterr().err.strip() == expected
-    bucket = _bucket(moto_server.url, "status-ok")
+    bucket = _bucket(moto_server, "status-ok")
     assert cli.main(["status", "--storage", f"s3://{bucket}/runs"]) == 0
     assert f"no workflows in s3://{bucket}/runs" in capsys.readouterr().out
