@@ -6,12 +6,12 @@ from typing import Any
 
 from models.autoencoders import AUTOENCODER_FAMILIES
 from models.base import GenerativeModel, ModelConfig
-from models.ddpm import DDPM
+from models.ddpm import DDPM, LatentDDPM
 from models.gan import GAN_FAMILIES
 from models.gpt import GPT
 
 FAMILIES: dict[str, type[GenerativeModel]] = {
-    cls.family: cls for cls in (DDPM, GPT, *GAN_FAMILIES, *AUTOENCODER_FAMILIES)}
+    cls.family: cls for cls in (DDPM, LatentDDPM, GPT, *GAN_FAMILIES, *AUTOENCODER_FAMILIES)}
 
 
 def family_class(family: str) -> type[GenerativeModel]:

@@ -69,6 +69,25 @@ class GenerativeModel(nn.Module, ABC):
         """Told the optimizer step about to run, for losses that change with it (KL warm-up)."""
         self.global_step = step
 
+    def after_update(self, network: str) -> None:
+        """Told each time `network`'s optimizer has stepped (a diffusion model updates its EMA)."""
+
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        """Training state outside the networks and their optimizers (an EMA), for checkpoints."""
+        return {}
+
+    def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Take back what `checkpoint_state` returned, when a run resumes."""
+
+    def exported_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The weights to save as the trained model, from the full `state` dict (a diffusion
+        model swaps in its EMA)."""
+        return state
+
+    def requested_labels(self, n: int, device: torch.device) -> torch.Tensor | None:
+        """The classes `sample(n)` asks a conditional model for; None when it is unconditional."""
+        return None
+
     def run_network(self, name: str, *inputs: torch.Tensor, bare: bool = False) -> torch.Tensor:
         """Network `name` on `inputs` cast to its parameters' dtype (bf16 under DeepSpeed bf16);
         the output comes back in fp32 for the loss. `bare` skips the network's engine: for a

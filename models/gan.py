@@ -144,9 +144,9 @@ class GAN(GenerativeModel):
             return -score.mean()
         return F.binary_cross_entropy_with_logits(score, torch.ones_like(score))  # non-saturating
 
-    def balanced_labels(self, n: int, device: torch.device) -> torch.Tensor:
+    def requested_labels(self, n: int, device: torch.device) -> torch.Tensor | None:
         """0, 1, ..., K-1, 0, 1, ...: what a conditional model is asked for when sampling."""
-        return torch.arange(n, device=device) % self.config.num_classes
+        return torch.arange(n, device=device) % self.config.num_classes if self.conditional else None
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -159,7 +159,7 @@ class GAN(GenerativeModel):
         """Images for latent codes; a conditional model draws `labels` (default: balanced)."""
         if not self.conditional:
             return self.generator(z).float()
-        labels = self.balanced_labels(len(z), z.device) if labels is None else labels
+        labels = self.requested_labels(len(z), z.device) if labels is None else labels
         return self.generator(z, labels).float()
 
 

@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 
 BetaSchedule = Literal["linear", "cosine"]
+Prediction = Literal["epsilon", "v"]
 
 
 def linear_betas(timesteps: int) -> torch.Tensor:
@@ -43,6 +44,7 @@ class NoiseSchedule:
         alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
         self.timesteps = timesteps
         self.betas = betas.float()
+        self.alpha_bar = alpha_bar.float()
         self.sqrt_alpha_bar = alpha_bar.sqrt().float()
         self.sqrt_one_minus_alpha_bar = (1 - alpha_bar).sqrt().float()
         self.sqrt_recip_alpha_bar = (1 / alpha_bar).sqrt().float()
@@ -54,6 +56,32 @@ class NoiseSchedule:
         )
         self.posterior_coef_x0 = (betas * alpha_bar_prev.sqrt() / (1 - alpha_bar)).float()
         self.posterior_coef_xt = ((1 - alpha_bar_prev) * alphas.sqrt() / (1 - alpha_bar)).float()
+
+
+def targets(schedule: NoiseSchedule, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
+            prediction: Prediction) -> torch.Tensor:
+    """What the network learns to output: the noise, or v = sqrt(ab) eps - sqrt(1 - ab) x0
+    (Salimans & Ho 2022), whose scale stays even across t."""
+    if prediction == "epsilon":
+        return noise
+    return gather(schedule.sqrt_alpha_bar, t, x0) * noise - gather(schedule.sqrt_one_minus_alpha_bar, t, x0) * x0
+
+
+def x0_and_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor, output: torch.Tensor,
+               prediction: Prediction) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's output read back as (x_0, epsilon) estimates."""
+    s = schedule
+    if prediction == "epsilon":
+        x0 = gather(s.sqrt_recip_alpha_bar, t, x_t) * x_t - gather(s.sqrt_recipm1_alpha_bar, t, x_t) * output
+        return x0, output
+    a, b = gather(s.sqrt_alpha_bar, t, x_t), gather(s.sqrt_one_minus_alpha_bar, t, x_t)
+    return a * x_t - b * output, b * x_t + a * output
+
+
+def eps_from_x0(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    """The noise that takes x0 to x_t: re-derived after x0 is clipped, as DDIM needs it consistent."""
+    s = schedule
+    return (gather(s.sqrt_recip_alpha_bar, t, x_t) * x_t - x0) / gather(s.sqrt_recipm1_alpha_bar, t, x_t)
 
 
 def gather(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -205,8 +205,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
         model = load_model(local)
         if model.modality == "text":
             return _sample_text(model, Path(local), args)
-    if args.prompt is not None:
-        raise UsageError(f"--prompt: {args.model_uri} is a {model.family} model; it takes no prompt")
     return _sample_images(model, args)
 
 
@@ -214,9 +212,14 @@ def _sample_images(model, args: argparse.Namespace) -> int:
     import torch
 
     from pipelines.grids import save_grid
+    from pipelines.image_sampling import sampling_options
 
     count = args.n or 16
-    samples = model.sample(count, generator=torch.Generator().manual_seed(args.seed))
+    try:
+        options = sampling_options(model, count, args.prompt, args.label, args.guidance, args.sampler, args.steps)
+    except ValueError as exc:
+        raise UsageError(f"{exc} ({args.model_uri})") from None
+    samples = model.sample(count, generator=torch.Generator().manual_seed(args.seed), **options)
     path = save_grid(samples, args.out)
     _say(f"wrote {count} samples from {args.model_uri} to {path}")
     return EXIT_OK
@@ -451,7 +454,11 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("-n", type=int, default=None, help="images in the grid (16), or text completions (1)")
     sample.add_argument("--out", default="samples.png", help="image models: the PNG to write")
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--prompt", help="language models: the text to continue")
+    sample.add_argument("--prompt", help="language models: the text to continue; text-to-image: what to draw")
+    sample.add_argument("--label", help="class-conditioned image models: a class, by index or name")
+    sample.add_argument("--guidance", type=float, help="classifier-free guidance scale (the model's default)")
+    sample.add_argument("--sampler", choices=["ancestral", "ddim"], help="diffusion: the model's default")
+    sample.add_argument("--steps", type=int, help="DDIM: timesteps to visit")
     sample.add_argument("--max-new-tokens", type=int, default=200)
     sample.add_argument("--temperature", type=float, default=0.8, help="0 picks the likeliest token")
     sample.add_argument("--top-k", type=int, default=50)

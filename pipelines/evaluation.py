@@ -23,7 +23,7 @@ from models.base import GenerativeModel
 from models.weights import load_model
 from pipelines import registry, tracking
 from pipelines.config import EvaluateConfig, PipelineConfig
-from pipelines.family_metrics import is_conditional, latent_metrics, save_latent_pictures
+from pipelines.family_metrics import latent_metrics, save_class_grids, save_latent_pictures
 from pipelines.gate import evaluation_key
 from pipelines.grids import save_grid, save_loss_curve
 from pipelines.image_metrics import load_or_train_classifier, score_samples
@@ -60,13 +60,15 @@ def image_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, 
         device = next(model.parameters()).device
         generator = torch.Generator(device).manual_seed(settings.seed)
         samples = model.sample(settings.num_samples, generator=generator).cpu()
-        # A conditional model's sample() asks for balanced labels: score them against those.
-        requested = model.balanced_labels(len(samples), samples.device) if is_conditional(type(model)) else None
+        # A conditional model's sample() asks for every class in turn: score them against those.
+        requested = model.requested_labels(len(samples), samples.device)
         metrics = {f"eval/{k}": v for k, v in score_samples(classifier, samples, val_images, requested).items()}
         val_on_device = val_images[: settings.num_samples].to(device)
         metrics.update(latent_metrics(model, val_on_device, settings.iw_samples, generator))
         if artifacts is not None:
             save_grid(samples[: settings.grid_size], artifacts / "samples.png")
+            if requested is not None:
+                save_class_grids(samples, requested, manifest.class_names, metrics, artifacts / "samples_by_class")
             save_latent_pictures(model, val_on_device, artifacts, generator)
             # The floor to read the score against: real train images scored the same way.
             train_images = torch.from_numpy(read_arrays(manifest, "train")[0][: settings.num_samples])

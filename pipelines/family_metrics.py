@@ -10,6 +10,7 @@ import torch
 
 from models.autoencoders import VAE, Autoencoding
 from models.base import GenerativeModel
+from models.captions import evaluation_prompt
 from models.gan import GAN
 from pipelines.grids import save_grid
 
@@ -30,6 +31,27 @@ def metric_names(family: type[GenerativeModel]) -> tuple[str, ...]:
     if issubclass(family, VAE):
         names += ["eval/elbo", "eval/elbo_per_pixel", "eval/nll_iw"]
     return tuple(names)
+
+
+def save_class_grids(samples: torch.Tensor, requested: torch.Tensor, class_names: list[str],
+                     metrics: dict[str, float], folder: Path) -> list[Path]:
+    """One grid per requested class (`<label>_<name>.png`) and an index (README.md) of how often
+    the classifier agreed with what each class was asked for."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["Samples asked for each class: by label, or for text-to-image models by the prompt",
+            f"{evaluation_prompt('<class>')!r}.", "", "| label | class | classifier agrees |", "|---|---|---|"]
+    saved = []
+    for label in sorted(set(requested.tolist())):
+        name = class_names[label] if label < len(class_names) else str(label)
+        saved.append(save_grid(samples[requested.cpu() == label], folder / f"{label}_{_file_safe(name)}.png"))
+        accuracy = metrics.get(f"eval/class_accuracy_{label}", float("nan"))
+        rows.append(f"| {label} | {name} | {accuracy:.1%} |")
+    (folder / "README.md").write_text("\n".join(rows) + "\n")
+    return saved
+
+
+def _file_safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
 
 
 @torch.no_grad()

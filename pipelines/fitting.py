@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from models.base import GenerativeModel
 from models.weights import save_model
@@ -17,6 +18,7 @@ from pipelines.deepspeed_setup import build_engine, full_state_dict
 from pipelines.storage import read_bytes
 
 MODEL_DIR = "model"  # inside the final checkpoint: safetensors weights + config.json
+MODEL_STATE_FILE = "model_state.safetensors"  # beside the networks' checkpoints: e.g. the EMA
 
 
 def build_engines(model: GenerativeModel, train: TrainConfig, total_steps: int, on_gpu: bool) -> dict[str, Any]:
@@ -101,6 +103,7 @@ class Fit:
                             engine.backward(loss)
                             engine.step()
                             window.add(name, loss, 1 / (train.grad_accum_steps * updates))
+                        self.model.after_update(name)  # the optimizer stepped on the last micro-batch
                 step += 1
                 window.steps += 1
                 yield step
@@ -108,12 +111,16 @@ class Fit:
                     return
 
 
-def restore(engines: dict[str, Any], folder: str) -> int:
-    """Load every network's DeepSpeed checkpoint from `folder`; returns the step it was taken at."""
+def restore(fit: Fit, folder: str) -> int:
+    """Load every network's DeepSpeed checkpoint from `folder`, and the model's own training state
+    (an EMA); returns the step it was taken at."""
     step = 0
-    for name, engine in engines.items():
+    for name, engine in fit.engines.items():
         _, client_state = engine.load_checkpoint(os.path.join(folder, name))
         step = client_state["step"]
+    state_file = os.path.join(folder, MODEL_STATE_FILE)
+    if os.path.exists(state_file):
+        fit.model.load_checkpoint_state(load_file(state_file))
     return step
 
 
@@ -124,8 +131,12 @@ def write_checkpoint(folder: str, fit: Fit, step: int, with_model: bool,
     beside it. Under ZeRO-3 gathering the weights is a collective: every rank calls this."""
     for name, engine in fit.engines.items():
         engine.save_checkpoint(os.path.join(folder, name), tag=f"step{step}", client_state={"step": step})
+    model_state = fit.model.checkpoint_state()  # the same on every rank: rank 0 writes it
+    if model_state and fit.rank == 0:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model_state.items()},
+                  os.path.join(folder, MODEL_STATE_FILE))
     if with_model:
-        weights = full_state_dict(fit.model, fit.train.zero_stage)
+        weights = fit.model.exported_state(full_state_dict(fit.model, fit.train.zero_stage))
         if fit.rank == 0:
             model_dir = save_model(fit.model, os.path.join(folder, MODEL_DIR), weights)
             for file_name, uri in (extra_files or {}).items():

@@ -116,5 +116,9 @@ def score_samples(classifier: DigitClassifier, samples: torch.Tensor, reference:
     scores = {"classifier_fid": frechet_distance(sample_feats, reference_feats),
               "class_coverage": class_coverage(sample_probs)}
     if requested is not None:
-        scores["class_accuracy"] = float((sample_probs.argmax(1) == requested.cpu().numpy()).mean())
+        wanted = requested.cpu().numpy()
+        hits = sample_probs.argmax(1) == wanted
+        scores["class_accuracy"] = float(hits.mean())
+        for label in np.unique(wanted):  # does "seven" give sevens? one score per requested class
+            scores[f"class_accuracy_{label}"] = float(hits[wanted == label].mean())
     return scores

@@ -48,9 +48,10 @@ def train_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> 
     from_data = data_shape(manifest)
     model_config = models.resolve_config(config.model.family, config.model.preset, config.model.params,
                                          from_data).model_dump(mode="json")
+    pretrained = _attach_autoencoder(config, model_config, context) if "autoencoder" in model_config else {}
     warm_start = _warm_start_uri(config, model_config, context) if config.train.warm_start else None
     result = run_training(config, manifest, model_config, context.workflow_id, context.tracking_uri,
-                          context.run_id, warm_start)
+                          context.run_id, warm_start, pretrained)
     return {**result, "warm_start": warm_start}
 
 
@@ -58,7 +59,27 @@ def data_shape(manifest) -> dict[str, Any]:
     """What a model takes from its data: the vocabulary, or the image shape and the classes."""
     if manifest.text:
         return {"vocab_size": manifest.text.vocab_size}
-    return {"image_shape": manifest.image_shape, "num_classes": manifest.num_classes}
+    return {"image_shape": manifest.image_shape, "num_classes": manifest.num_classes,
+            "class_names": manifest.class_names}
+
+
+def _attach_autoencoder(config: PipelineConfig, model_config: dict[str, Any], context: StepContext) -> dict[str, str]:
+    """A latent diffusion model's VAE: its family and config go into the model's config (so the
+    model can be built anywhere), its weights are loaded by the training workers. Returns
+    {submodule: version URI}, pinned to the version the alias names now."""
+    from pipelines.registry import read_model_spec, resolve_version
+
+    uri = model_config["autoencoder"]
+    try:
+        version = resolve_version(uri, context.tracking_uri)
+    except Exception as exc:
+        raise ValueError(f"model.params.autoencoder: cannot find {uri} in the registry at "
+                         f"{context.tracking_uri}: {str(exc).splitlines()[0]}") from None
+    pinned = f"models:/{version.name}/{version.version}"
+    model_config["autoencoder_spec"] = read_model_spec(pinned, context.tracking_uri)
+    models.build_model(config.model.family, model_config)  # the VAE fits the data, or a clear error
+    tracking.client(context.tracking_uri).set_tag(context.run_id, "genpipe.autoencoder", pinned)
+    return {"vae": pinned}
 
 
 def _warm_start_uri(config: PipelineConfig, model_config: dict[str, Any], context: StepContext) -> str | None:

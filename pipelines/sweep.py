@@ -108,7 +108,7 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
         checkpoint = tune.get_checkpoint()
         if checkpoint:
             with checkpoint.as_directory() as folder:
-                step = restore(fit.engines, folder)
+                step = restore(fit, folder)
         window = LossWindow(list(fit.engines))
         while step < total_steps:
             epoch_end = min(step + steps_per_epoch, total_steps)

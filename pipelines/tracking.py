@@ -117,7 +117,12 @@ def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
 
 
 def log_artifact(uri: str, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
-    client(uri).log_artifact(run_id, local_path, artifact_path)
+    """A file, or a folder as a folder of the same name under `artifact_path`."""
+    if os.path.isdir(local_path):
+        folder = os.path.basename(os.path.normpath(local_path))
+        client(uri).log_artifacts(run_id, local_path, f"{artifact_path}/{folder}" if artifact_path else folder)
+    else:
+        client(uri).log_artifact(run_id, local_path, artifact_path)
 
 
 def log_dataset(uri: str, run_id: str, manifest_uri: str, fingerprint: str) -> None:

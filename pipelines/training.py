@@ -60,15 +60,16 @@ def _load_shard(device: torch.device) -> dict[str, torch.Tensor]:
     return {name: torch.cat(parts).to(device) for name, parts in columns.items()}
 
 
-def _load_registered_weights(model, model_uri: str, tracking_uri: str) -> None:
+def _load_registered_weights(module: torch.nn.Module, model_uri: str, tracking_uri: str) -> None:
+    """A registered model's weights into `module`: the whole model (warm start) or a part of it
+    (a latent diffusion model's VAE)."""
     from safetensors.torch import load_file
 
     from models.weights import WEIGHTS_FILE
     from pipelines.registry import download
 
     with tempfile.TemporaryDirectory() as folder:
-        model.load_state_dict(load_file(os.path.join(download(model_uri, tracking_uri, folder), WEIGHTS_FILE)))
-    log.info("[train] warm start from %s", model_uri)
+        module.load_state_dict(load_file(os.path.join(download(model_uri, tracking_uri, folder), WEIGHTS_FILE)))
 
 
 def _plan(config: TrainConfig, local_rows: int, device: torch.device) -> tuple[int, int]:
@@ -134,7 +135,8 @@ def _log_placement(model, uri: str, run_id: str, zero_stage: int) -> None:
 
     params = list(model.parameters())
     full = parameter_count(params)
-    held = sum(p.ds_tensor.numel() for p in params) if zero_stage == 3 else full
+    # Frozen parts (a latent model's VAE) are not DeepSpeed's: every rank holds them whole.
+    held = sum(getattr(p, "ds_tensor", p).numel() for p in params) if zero_stage == 3 else full
     mine = {"node": ray.get_runtime_context().get_node_id(), "held": held, "full": full}
     everyone: list[dict[str, Any]] = [{}] * dist.get_world_size()
     dist.all_gather_object(everyone, mine)
@@ -164,6 +166,9 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     model = build_model(config.model.family, loop_config["model_config"])
     if loop_config.get("warm_start"):
         _load_registered_weights(model, loop_config["warm_start"], loop_config["tracking_uri"])
+        log.info("[train] warm start from %s", loop_config["warm_start"])
+    for part, part_uri in loop_config.get("pretrained", {}).items():
+        _load_registered_weights(getattr(model, part), part_uri, loop_config["tracking_uri"])
     model.set_activation_checkpointing(train.activation_checkpointing)
     model = model.to(device)
     shard = _load_shard(device)
@@ -176,7 +181,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
-            start_step = restore(fit.engines, folder)
+            start_step = restore(fit, folder)
 
     uri, run_id = loop_config["tracking_uri"], loop_config["run_id"]
     _log_placement(model, uri, run_id, train.zero_stage)
@@ -209,7 +214,8 @@ def train_loop(loop_config: dict[str, Any]) -> None:
 
 
 def run_training(config: PipelineConfig, manifest: Manifest, model_config: dict[str, Any],
-                 workflow_id: str, tracking_uri: str, run_id: str, warm_start: str | None = None) -> dict[str, Any]:
+                 workflow_id: str, tracking_uri: str, run_id: str, warm_start: str | None = None,
+                 pretrained: dict[str, str] | None = None) -> dict[str, Any]:
     """Fit the model on the prepared dataset; returns where the final checkpoint and weights are."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -225,6 +231,7 @@ def run_training(config: PipelineConfig, manifest: Manifest, model_config: dict[
         train_loop,
         train_loop_config={"pipeline": config.model_dump(mode="json"), "model_config": model_config,
                            "tracking_uri": tracking_uri, "run_id": run_id, "warm_start": warm_start,
+                           "pretrained": pretrained or {},
                            "model_files": {TOKENIZER_FILE: manifest.tokenizer_uri} if manifest.text else {}},
         scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=use_gpu,
                                      resources_per_worker=resources, placement_strategy=train.placement_strategy),

@@ -8,43 +8,14 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
+from digit_data import IMAGES, LABELS, build, train_briefly
 
 import models
 from models.autoencoders import VAE, gaussian_kl
 from models.gan import GAN, gradient_penalty
 
-DIGITS = load_digits()
-IMAGES = torch.tensor(DIGITS.images, dtype=torch.float32)[:, None] / 8 - 1
-LABELS = torch.tensor(DIGITS.target)
 GAN_FAMILIES = ["gan", "dcgan", "cgan", "wgan-gp"]
 AUTOENCODER_FAMILIES = ["vae", "conv-vae", "beta-vae", "dae", "sparse-ae"]
-
-
-def build(family: str, **params) -> models.GenerativeModel:
-    torch.manual_seed(0)
-    config = models.resolve_config(family, "tiny", params, {"image_shape": (1, 8, 8), "num_classes": 10})
-    return models.build_model(family, config)
-
-
-def train_briefly(model: models.GenerativeModel, steps: int) -> dict[str, list[float]]:
-    """The training loop's order of updates with plain Adam: each network in turn, a critic
-    `updates_per_step` times."""
-    optimizers = {name: torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.5, 0.999))
-                  for name, net in model.networks().items()}
-    losses: dict[str, list[float]] = {name: [] for name in optimizers}
-    generator = torch.Generator().manual_seed(0)
-    for step in range(steps):
-        model.start_step(step)
-        for name, optimizer in optimizers.items():
-            for _ in range(model.updates_per_step(name)):
-                rows = torch.randint(len(IMAGES), (64,), generator=generator)
-                loss = model.loss(name, {"image": IMAGES[rows], "label": LABELS[rows]})
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            losses[name].append(loss.item())
-    return losses
 
 
 def mean(values: list[float]) -> float:
@@ -155,7 +126,7 @@ def test_conditional_gan_draws_the_class_it_is_given():
     z = torch.randn(1, model.config.latent_dim).repeat(10, 1)
     images = model.decode(z, torch.arange(10))
     assert not torch.allclose(images[0], images[1])  # same z, another label, another image
-    assert model.balanced_labels(12, torch.device("cpu")).tolist() == [*range(10), 0, 1]
+    assert model.requested_labels(12, torch.device("cpu")).tolist() == [*range(10), 0, 1]
     with pytest.raises(ValueError, match="labelled data"):
         models.build_model("cgan", models.resolve_config("cgan", "tiny", {}, {"image_shape": (1, 8, 8)}))
 
