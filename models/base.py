@@ -40,6 +40,8 @@ class GenerativeModel(nn.Module, ABC):
     config_class: ClassVar[type[ModelConfig]]
     presets: ClassVar[dict[str, dict[str, Any]]]
     modality: ClassVar[str] = "image"  # what the family reads and writes: "image" or "text"
+    # On GPU under `precision: auto`: "bf16" weights, or fp32 weights under "bf16-autocast".
+    gpu_precision: ClassVar[str] = "bf16"
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -59,7 +61,8 @@ class GenerativeModel(nn.Module, ABC):
 
     def net(self, name: str) -> nn.Module:
         """The callable for network `name`: its engine when wrapped, else the bare module."""
-        return self._wrapped.get(name) or self.networks()[name]
+        wrapped = self._wrapped.get(name)  # not `or`: a compiled module refuses truth testing
+        return wrapped if wrapped is not None else self.networks()[name]
 
     def updates_per_step(self, network: str) -> int:
         """Optimizer updates of `network` per training step (a WGAN critic takes several)."""

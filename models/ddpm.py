@@ -78,6 +78,10 @@ class DDPM(GenerativeModel):
                   "sampler": "ddim", "sampling_steps": 100},
     }
     clip_denoised = True  # pixels live in [-1, 1]; a latent space has no such bound
+    # Measured on an H100 (benchmarks/RESULTS.md): a DeepSpeed bf16 engine (bf16 weights, fp32
+    # master copies) ran the cifar U-Net 2.4x slower than fp32 weights under bf16 autocast; its
+    # per-parameter optimizer bookkeeping costs more than the U-Net's hundreds of small tensors save.
+    gpu_precision = "bf16-autocast"
 
     def __init__(self, config: DDPMConfig):
         super().__init__(config)

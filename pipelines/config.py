@@ -75,7 +75,8 @@ class TrainConfig(Strict):
     warmup_steps: int = Field(0, ge=0)
     grad_clip: float = Field(1.0, ge=0)
     zero_stage: int = Field(2, ge=0, le=3)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "bf16-autocast"] = Field(
+        "auto", description="auto: fp32 on CPU; on GPU the model's choice (GPT bf16, U-Nets bf16-autocast)")
     checkpoint_every: int = Field(200, gt=0, description="optimizer steps between checkpoints")
     log_every: int = Field(20, gt=0)
     max_failures: int = Field(1, ge=-1, description="worker-group restarts; -1 means forever")

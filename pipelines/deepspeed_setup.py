@@ -11,9 +11,12 @@ from torch import nn
 from pipelines.config import TrainConfig
 
 
-def use_bf16(config: TrainConfig, on_gpu: bool) -> bool:
-    """bf16 on GPUs by default; fp32 on CPU, where bf16 kernels are slow or missing."""
-    return config.precision == "bf16" or (config.precision == "auto" and on_gpu)
+def precision_mode(config: TrainConfig, on_gpu: bool, preferred: str = "bf16") -> str:
+    """fp32 on CPU by default (bf16 kernels are slow or missing there); on GPUs the model's
+    preference: bf16 weights (transformers) or fp32 weights under bf16 autocast (U-Nets)."""
+    if config.precision == "auto":
+        return preferred if on_gpu else "fp32"
+    return config.precision
 
 
 def for_world_size(config: TrainConfig, world_size: int) -> TrainConfig:
@@ -25,7 +28,8 @@ def for_world_size(config: TrainConfig, world_size: int) -> TrainConfig:
     return config
 
 
-def deepspeed_config(config: TrainConfig, on_gpu: bool) -> dict[str, Any]:
+def deepspeed_config(config: TrainConfig, on_gpu: bool, preferred_precision: str = "bf16") -> dict[str, Any]:
+    precision = precision_mode(config, on_gpu, preferred_precision)
     zero: dict[str, Any] = {"stage": config.zero_stage}
     if config.zero_stage == 3:
         zero["stage3_gather_16bit_weights_on_model_save"] = True
@@ -38,7 +42,8 @@ def deepspeed_config(config: TrainConfig, on_gpu: bool) -> dict[str, Any]:
         "gradient_accumulation_steps": config.grad_accum_steps,
         "gradient_clipping": config.grad_clip,
         "zero_optimization": zero,
-        "bf16": {"enabled": use_bf16(config, on_gpu)},
+        "bf16": {"enabled": precision == "bf16"},
+        "torch_autocast": {"enabled": precision == "bf16-autocast", "dtype": "bfloat16"},
         # A torch optimizer is passed in (no `optimizer.type`): on CPU that spares the ~75 s JIT
         # build of DeepSpeed's fused_adam; ZeRO wraps torch's AdamW as it is.
         "zero_allow_untested_optimizer": True,
@@ -59,7 +64,8 @@ def warmup_cosine(total_steps: int, warmup_steps: int, floor: float = 0.1):
     return multiplier
 
 
-def build_engine(network: nn.Module, config: TrainConfig, total_steps: int, on_gpu: bool):
+def build_engine(network: nn.Module, config: TrainConfig, total_steps: int, on_gpu: bool,
+                 preferred_precision: str = "bf16"):
     import deepspeed
 
     # Decay matrices only: biases, norms' gains and the like stay undecayed (as in GPT-2).
@@ -78,7 +84,7 @@ def build_engine(network: nn.Module, config: TrainConfig, total_steps: int, on_g
                                       fused=on_gpu)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, config.warmup_steps))
     engine, _, _, _ = deepspeed.initialize(model=network, optimizer=optimizer, lr_scheduler=scheduler,
-                                           config=deepspeed_config(config, on_gpu))
+                                           config=deepspeed_config(config, on_gpu, preferred_precision))
     return engine
 
 

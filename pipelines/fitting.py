@@ -26,7 +26,8 @@ def build_engines(model: GenerativeModel, train: TrainConfig, total_steps: int, 
     network updated several times per step (a WGAN critic) has that many more scheduler steps."""
     engines = {}
     for name, network in model.networks().items():
-        engine = build_engine(network, train, total_steps * model.updates_per_step(name), on_gpu)
+        engine = build_engine(network, train, total_steps * model.updates_per_step(name), on_gpu,
+                              model.gpu_precision)
         if train.compile:
             engine.compile()
         model.use_network(name, engine)

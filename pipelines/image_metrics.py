@@ -44,10 +44,11 @@ class DigitClassifier(nn.Module):
         return self.head(self.embed(images))
 
 
-def _fit(manifest: Manifest, epochs: int, seed: int) -> DigitClassifier:
-    images, labels = (torch.from_numpy(a) for a in read_arrays(manifest, "train"))
+def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, epochs: int,
+                     seed: int) -> DigitClassifier:
+    """The yardstick's CNN fitted on labelled images in [-1, 1]."""
     generator = torch.Generator().manual_seed(seed)
-    classifier = DigitClassifier(manifest.image_shape[0], manifest.num_classes)
+    classifier = DigitClassifier(images.shape[1], num_classes)
     optimizer = torch.optim.AdamW(classifier.parameters(), lr=3e-3)
     for _ in range(epochs):
         for rows in torch.randperm(len(images), generator=generator).split(64):
@@ -70,7 +71,8 @@ def load_or_train_classifier(manifest: Manifest, epochs: int, seed: int = 0) -> 
             fs.get(path, f"{folder}/c.safetensors")
             classifier.load_state_dict(load_file(f"{folder}/c.safetensors"))
         return classifier.eval(), True
-    classifier = _fit(manifest, epochs, seed)
+    images, labels = (torch.from_numpy(a) for a in read_arrays(manifest, "train"))
+    classifier = train_classifier(images, labels, manifest.num_classes, epochs, seed)
     with tempfile.TemporaryDirectory() as folder:
         local = Path(folder) / "c.safetensors"
         save_file(classifier.state_dict(), local)
