@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 		$(BIN)/python -m pip install --quiet "$(CPU_TORCH)"; \
 	fi
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	$(BIN)/python -m pipelines.warmup
+	$(BIN)/python -m pipelines.train.ops
 	touch $(STAMP)
 
 quickstart: $(STAMP)

@@ -46,8 +46,9 @@ class Arm:
     autocast: bool = True  # on GPU: bf16 autocast over fp32 weights (a DeepSpeed bf16 engine holds bf16 weights)
 
 
-def genpipe_arm(preset: str, image_shape: tuple[int, int, int], lr: float, device: str, compile_model: bool,
-                channels_last: bool) -> Arm:
+def genpipe_arm(
+    preset: str, image_shape: tuple[int, int, int], lr: float, device: str, compile_model: bool, channels_last: bool
+) -> Arm:
     from models import build_model, resolve_config
 
     torch.manual_seed(0)
@@ -72,8 +73,16 @@ def genpipe_arm(preset: str, image_shape: tuple[int, int, int], lr: float, devic
     return Arm("genpipe", sum(p.numel() for p in model.unet.parameters()), step, sample)
 
 
-def genpipe_deepspeed_arm(preset: str, image_shape: tuple[int, int, int], lr: float, device: str,
-                          compile_model: bool, channels_last: bool, batch: int, precision: str = "auto") -> Arm:
+def genpipe_deepspeed_arm(
+    preset: str,
+    image_shape: tuple[int, int, int],
+    lr: float,
+    device: str,
+    compile_model: bool,
+    channels_last: bool,
+    batch: int,
+    precision: str = "auto",
+) -> Arm:
     """genpipe's step as `genpipe run` takes it on one GPU worker: a DeepSpeed engine (stage 0,
     the model's GPU precision: fp32 weights under bf16 autocast for the U-Net), `engine.compile()`,
     EMA. `precision="bf16"` gives the pure-bf16 engine (bf16 weights, fp32 master copies)."""
@@ -81,18 +90,24 @@ def genpipe_deepspeed_arm(preset: str, image_shape: tuple[int, int, int], lr: fl
 
     from models import build_model, resolve_config
     from pipelines.config import TrainConfig
-    from pipelines.deepspeed_setup import build_engine, precision_mode
+    from pipelines.train.engines import build_engine, precision_mode
 
-    for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
-                       "MASTER_PORT": "29512"}.items():
+    for key, value in {
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "WORLD_SIZE": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29512",
+    }.items():
         os.environ.setdefault(key, value)
     torch.manual_seed(0)
     model = build_model("ddpm", resolve_config("ddpm", preset, {"dropout": 0.0}, {"image_shape": image_shape}))
     # Weights stay contiguous: DeepSpeed broadcasts (and its bf16 optimizer flattens) them as
     # plain buffers and refuses channels-last strides; the images may still be channels-last.
     model = model.to(device)
-    train = TrainConfig(batch_size=batch, learning_rate=lr, precision=precision, zero_stage=0, grad_clip=0.0,
-                        compile=compile_model)
+    train = TrainConfig(
+        batch_size=batch, learning_rate=lr, precision=precision, zero_stage=0, grad_clip=0.0, compile=compile_model
+    )
     engine = build_engine(model.unet, train, 10_000, on_gpu=True, preferred_precision=model.gpu_precision)
     if compile_model:
         engine.compile()
@@ -106,12 +121,18 @@ def genpipe_deepspeed_arm(preset: str, image_shape: tuple[int, int, int], lr: fl
         return loss
 
     name = f"genpipe (DeepSpeed {precision_mode(train, True, model.gpu_precision)})"
-    return Arm(name, sum(p.numel() for p in model.unet.parameters()), step,
-               lambda n, generator: model.eval().sample(n, generator), autocast=False)
+    return Arm(
+        name,
+        sum(p.numel() for p in model.unet.parameters()),
+        step,
+        lambda n, generator: model.eval().sample(n, generator),
+        autocast=False,
+    )
 
 
-def diffusers_arm(preset: str, image_shape: tuple[int, int, int], lr: float, device: str, compile_model: bool,
-                  channels_last: bool) -> Arm:
+def diffusers_arm(
+    preset: str, image_shape: tuple[int, int, int], lr: float, device: str, compile_model: bool, channels_last: bool
+) -> Arm:
     """UNet2DModel with genpipe's preset shape: the same channels, blocks, attention levels (one
     head, as in DDPM), GroupNorm groups and schedule."""
     import math
@@ -127,11 +148,16 @@ def diffusers_arm(preset: str, image_shape: tuple[int, int, int], lr: float, dev
     attends = [size // 2**level in shape["attention_resolutions"] for level in range(len(widths))]
     torch.manual_seed(0)
     unet = UNet2DModel(
-        sample_size=size, in_channels=channels, out_channels=channels, layers_per_block=shape["num_res_blocks"],
-        block_out_channels=tuple(widths), norm_num_groups=math.gcd(32, shape["base_channels"]),
+        sample_size=size,
+        in_channels=channels,
+        out_channels=channels,
+        layers_per_block=shape["num_res_blocks"],
+        block_out_channels=tuple(widths),
+        norm_num_groups=math.gcd(32, shape["base_channels"]),
         down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attends),
         up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attends)),
-        attention_head_dim=widths[-1], dropout=0.0,
+        attention_head_dim=widths[-1],
+        dropout=0.0,
     ).to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     schedule = {"cosine": "squaredcos_cap_v2", "linear": "linear"}[shape["beta_schedule"]]
     scheduler = DDPMScheduler(num_train_timesteps=shape["timesteps"], beta_schedule=schedule)
@@ -175,7 +201,7 @@ def images_per_second(arm: Arm, data: torch.Tensor, batch: int, steps: int, devi
             if device == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        rows = order[(index * batch) % (len(data) - batch):][:batch]
+        rows = order[(index * batch) % (len(data) - batch) :][:batch]
         with autocast:
             arm.step(data[rows])
     if device == "cuda":
@@ -192,7 +218,7 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
 
 def cpu_bench(steps: int, batch: int, samples: int) -> list[str]:
     from models.ddpm import DDPM
-    from pipelines.image_metrics import score_samples, train_classifier
+    from pipelines.evaluate.classifier import score_samples, train_classifier
 
     torch.set_num_threads(2)
     images, labels = digits()
@@ -204,21 +230,35 @@ def cpu_bench(steps: int, batch: int, samples: int) -> list[str]:
         generated = arm.sample(samples, torch.Generator().manual_seed(0))
         scores = score_samples(classifier, generated, images)
         rows.append((arm, speed, scores))
-        print(f"  {arm.name}: {arm.parameters / 1e6:.3f}M params, {speed:.0f} img/s, "
-              f"classifier-FID {scores['classifier_fid']:.2f}, coverage {scores['class_coverage']}", flush=True)
+        print(
+            f"  {arm.name}: {arm.parameters / 1e6:.3f}M params, {speed:.0f} img/s, "
+            f"classifier-FID {scores['classifier_fid']:.2f}, coverage {scores['class_coverage']}",
+            flush=True,
+        )
     (_, our_speed, our_scores), (_, their_speed, their_scores) = rows
-    lines = [f"### CPU, {_now()} — {_machine()}", "",
-             f"`python benchmarks/diffusion_bench.py --mode cpu --steps {steps}`: the `tiny` preset's shape on "
-             f"8x8 digits (all 1,797), batch {batch}, fp32, 2 threads; each side's EMA sampled with the ancestral "
-             f"sampler (all {DDPM.presets['tiny']['timesteps']} steps), {samples} samples scored against the "
-             "digits.", "",
-             "| | parameters | images/s | classifier-FID | coverage |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        f"### CPU, {_now()} — {_machine()}",
+        "",
+        f"`python benchmarks/diffusion_bench.py --mode cpu --steps {steps}`: the `tiny` preset's shape on "
+        f"8x8 digits (all 1,797), batch {batch}, fp32, 2 threads; each side's EMA sampled with the ancestral "
+        f"sampler (all {DDPM.presets['tiny']['timesteps']} steps), {samples} samples scored against the "
+        "digits.",
+        "",
+        "| | parameters | images/s | classifier-FID | coverage |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for arm, speed, scores in rows:
-        lines.append(f"| {arm.name} | {arm.parameters / 1e6:.3f}M | {speed:,.0f} | {scores['classifier_fid']:.2f} "
-                     f"| {scores['class_coverage']} |")
-    lines += ["", f"- images/s ratio genpipe / diffusers: **{our_speed / their_speed:.3f}** (target ≥ 1.0); "
-                  f"classifier-FID {our_scores['classifier_fid']:.2f} vs {their_scores['classifier_fid']:.2f} "
-                  f"after {steps} steps (target: equal or lower).", ""]
+        lines.append(
+            f"| {arm.name} | {arm.parameters / 1e6:.3f}M | {speed:,.0f} | {scores['classifier_fid']:.2f} "
+            f"| {scores['class_coverage']} |"
+        )
+    lines += [
+        "",
+        f"- images/s ratio genpipe / diffusers: **{our_speed / their_speed:.3f}** (target ≥ 1.0); "
+        f"classifier-FID {our_scores['classifier_fid']:.2f} vs {their_scores['classifier_fid']:.2f} "
+        f"after {steps} steps (target: equal or lower).",
+        "",
+    ]
     return lines
 
 
@@ -226,17 +266,21 @@ def profile_step(arm: Arm, data: torch.Tensor, batch: int) -> list[str]:
     """GPU time of a few compiled steps by kernel kind (top-level kernels only)."""
     from torch.profiler import ProfilerActivity, profile
 
-    kinds = {"convolution": ("conv", "cudnn", "implicit_gemm", "sm90_xmma", "wgrad", "dgrad"),
-             "attention": ("flash", "fmha", "attention", "sdpa"),
-             "matmul": ("gemm", "nvjet", "cutlass", "matmul"),
-             "optimizer + EMA": ("adam", "foreach", "lerp", "multi_tensor"),
-             "normalization + elementwise (fused by Inductor)": ("triton", "norm", "elementwise", "vectorized")}
+    kinds = {
+        "convolution": ("conv", "cudnn", "implicit_gemm", "sm90_xmma", "wgrad", "dgrad"),
+        "attention": ("flash", "fmha", "attention", "sdpa"),
+        "matmul": ("gemm", "nvjet", "cutlass", "matmul"),
+        "optimizer + EMA": ("adam", "foreach", "lerp", "multi_tensor"),
+        "normalization + elementwise (fused by Inductor)": ("triton", "norm", "elementwise", "vectorized"),
+    }
     with torch.autocast("cuda", torch.bfloat16, enabled=arm.autocast):
         for _ in range(3):
             arm.step(data[:batch])
     torch.cuda.synchronize()
-    with (profile(activities=[ProfilerActivity.CUDA]) as prof,
-          torch.autocast("cuda", torch.bfloat16, enabled=arm.autocast)):
+    with (
+        profile(activities=[ProfilerActivity.CUDA]) as prof,
+        torch.autocast("cuda", torch.bfloat16, enabled=arm.autocast),
+    ):
         for _ in range(5):
             arm.step(data[:batch])
         torch.cuda.synchronize()
@@ -249,27 +293,38 @@ def profile_step(arm: Arm, data: torch.Tensor, batch: int) -> list[str]:
         kind = next((k for k, marks in kinds.items() if any(m in name for m in marks)), "other")
         totals[kind] = totals.get(kind, 0.0) + duration
     whole = sum(totals.values()) or 1.0
-    return [f"  - {kind}: {value / whole:.0%} ({value / 5 / 1000:.1f} ms per step)"
-            for kind, value in sorted(totals.items(), key=lambda item: -item[1])]
+    return [
+        f"  - {kind}: {value / whole:.0%} ({value / 5 / 1000:.1f} ms per step)"
+        for kind, value in sorted(totals.items(), key=lambda item: -item[1])
+    ]
 
 
 def _pure_bf16_arm(*args, **kwargs) -> Arm:
     return genpipe_deepspeed_arm(*args, **kwargs, precision="bf16")
 
 
-GPU_ARMS = {"deepspeed": genpipe_deepspeed_arm, "deepspeed-bf16": _pure_bf16_arm, "autocast": genpipe_arm,
-            "diffusers": diffusers_arm}
+GPU_ARMS = {
+    "deepspeed": genpipe_deepspeed_arm,
+    "deepspeed-bf16": _pure_bf16_arm,
+    "autocast": genpipe_arm,
+    "diffusers": diffusers_arm,
+}
 
 
 def gpu_bench(steps: int, batches: list[int], arm_names: list[str]) -> list[str]:
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
     data = (torch.rand(8192, 3, 32, 32, device="cuda") * 2 - 1).contiguous(memory_format=torch.channels_last)
-    lines = [f"### GPU, {_now()} — {torch.cuda.get_device_name()}, torch {torch.__version__}", "",
-             f"`python benchmarks/diffusion_bench.py --mode gpu --steps {steps}`: the `cifar` preset's shape "
-             "(DDPM's CIFAR-10 U-Net) at 32 px, bf16 autocast, torch.compile, channels-last, fused AdamW, EMA "
-             "every step; images/s after the first 10% of steps.", "",
-             "| batch | arm | images/s | vs diffusers |", "| --- | --- | --- | --- |"]
+    lines = [
+        f"### GPU, {_now()} — {torch.cuda.get_device_name()}, torch {torch.__version__}",
+        "",
+        f"`python benchmarks/diffusion_bench.py --mode gpu --steps {steps}`: the `cifar` preset's shape "
+        "(DDPM's CIFAR-10 U-Net) at 32 px, bf16 autocast, torch.compile, channels-last, fused AdamW, EMA "
+        "every step; images/s after the first 10% of steps.",
+        "",
+        "| batch | arm | images/s | vs diffusers |",
+        "| --- | --- | --- | --- |",
+    ]
     last: Arm | None = None
     for batch in batches:
         speeds = {}
@@ -278,8 +333,10 @@ def gpu_bench(steps: int, batches: list[int], arm_names: list[str]) -> list[str]
             extra = {"batch": batch} if name.startswith("deepspeed") else {}
             arm = make("cifar", (3, 32, 32), 2e-4, "cuda", True, True, **extra)
             speeds[arm.name] = images_per_second(arm, data, batch, steps, "cuda")
-            print(f"  batch {batch} {arm.name}: {arm.parameters / 1e6:.2f}M params, {speeds[arm.name]:.0f} img/s",
-                  flush=True)
+            print(
+                f"  batch {batch} {arm.name}: {arm.parameters / 1e6:.2f}M params, {speeds[arm.name]:.0f} img/s",
+                flush=True,
+            )
             last = arm if name != "diffusers" else last
             torch.cuda.empty_cache()
         baseline = speeds.get("diffusers")

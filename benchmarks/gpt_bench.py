@@ -40,9 +40,13 @@ def run_pipeline(config: str, storage: Path, overrides: list[str]) -> dict[str, 
     for override in overrides:
         command += ["--set", override]
     started = time.perf_counter()
-    process = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
-                             env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                                 filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))})
+    process = subprocess.run(
+        command,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))},
+    )
     if process.returncode:
         raise RuntimeError(f"genpipe run failed:\n{process.stdout[-3000:]}\n{process.stderr[-3000:]}")
     print(f"  pipeline {config} finished in {time.perf_counter() - started:.0f}s", flush=True)
@@ -50,8 +54,11 @@ def run_pipeline(config: str, storage: Path, overrides: list[str]) -> dict[str, 
 
     client = MlflowClient(f"sqlite:///{storage}/mlflow.db")
     run = client.search_runs([e.experiment_id for e in client.search_experiments()])[0]
-    return {key: [m.value for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]
-            for key in run.data.metrics if key.startswith(("train/", "eval/"))}
+    return {
+        key: [m.value for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]
+        for key in run.data.metrics
+        if key.startswith(("train/", "eval/"))
+    }
 
 
 def steady(values: list[float]) -> float:
@@ -63,12 +70,15 @@ def prepared_blocks(config: str, storage: Path) -> tuple[torch.Tensor, torch.Ten
     """The train and val token blocks of the dataset the pipeline prepared, and val bytes/token."""
     from data_prep.manifest import Manifest
     from data_prep.readers import read_tokens
-    from pipelines.storage import read_json
+    from storage import read_json
 
     manifest_path = next(storage.glob("datasets/*/manifest.json"))
     manifest = Manifest.model_validate(read_json(str(manifest_path)))
-    return (torch.from_numpy(read_tokens(manifest, "train")), torch.from_numpy(read_tokens(manifest, "val")),
-            manifest.text.bytes_per_token("val"))
+    return (
+        torch.from_numpy(read_tokens(manifest, "train")),
+        torch.from_numpy(read_tokens(manifest, "val")),
+        manifest.text.bytes_per_token("val"),
+    )
 
 
 def genpipe_gpt(preset: str, vocab: int, block: int) -> torch.nn.Module:
@@ -85,8 +95,16 @@ def hf_gpt2(preset: str, vocab: int, block: int) -> torch.nn.Module:
     from models.gpt import GPT
 
     shape = GPT.presets[preset]
-    config = GPT2Config(vocab_size=vocab, n_positions=block, n_embd=shape["n_embd"], n_layer=shape["n_layer"],
-                        n_head=shape["n_head"], resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    config = GPT2Config(
+        vocab_size=vocab,
+        n_positions=block,
+        n_embd=shape["n_embd"],
+        n_layer=shape["n_layer"],
+        n_head=shape["n_head"],
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
     model = GPT2LMHeadModel(config, attn_implementation="sdpa") if _accepts_attn() else GPT2LMHeadModel(config)
 
     class Logits(torch.nn.Module):
@@ -108,8 +126,17 @@ def _accepts_attn() -> bool:
     return "attn_implementation" in inspect.signature(GPT2LMHeadModel.__init__).parameters
 
 
-def bare_loop(network: torch.nn.Module, train: torch.Tensor, val: torch.Tensor, batch: int, steps: int,
-              device: str, bytes_per_token: float, lr: float, compile_model: bool = False) -> dict[str, float]:
+def bare_loop(
+    network: torch.nn.Module,
+    train: torch.Tensor,
+    val: torch.Tensor,
+    batch: int,
+    steps: int,
+    device: str,
+    bytes_per_token: float,
+    lr: float,
+    compile_model: bool = False,
+) -> dict[str, float]:
     """AdamW on `network`, `steps` steps of `batch` blocks; tokens/s after the first 10% of steps,
     then val bits per byte. bf16 autocast on GPU, fp32 on CPU, as the pipeline does."""
     torch.manual_seed(0)
@@ -125,7 +152,7 @@ def bare_loop(network: torch.nn.Module, train: torch.Tensor, val: torch.Tensor, 
             if device == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        rows = order[(step * batch) % (len(train) - batch):][:batch]
+        rows = order[(step * batch) % (len(train) - batch) :][:batch]
         tokens = train[rows].long().to(device, non_blocking=True)
         with autocast:
             logits = step_fn(tokens[:, :-1])
@@ -141,10 +168,11 @@ def bare_loop(network: torch.nn.Module, train: torch.Tensor, val: torch.Tensor, 
     total = 0.0
     with torch.no_grad(), autocast:
         for start_row in range(0, len(val), batch):
-            tokens = val[start_row:start_row + batch].long().to(device)
+            tokens = val[start_row : start_row + batch].long().to(device)
             logits = network(tokens[:, :-1]).float()
-            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1),
-                                     reduction="sum").item()
+            total += F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1), reduction="sum"
+            ).item()
     loss = total / (len(val) * (val.shape[1] - 1))
     return {"tokens_per_s": tokens_per_s, "bits_per_byte": loss / math.log(2) / bytes_per_token}
 
@@ -154,9 +182,15 @@ def cpu_benchmarks(work: Path, steps: int) -> list[str]:
     # Ray Data needs the other to stream the shards in.
     threads = 1
     torch.set_num_threads(threads)
-    overrides = ["train.num_workers=1", f"train.cpus_per_worker={threads}", f"train.max_steps={steps}",
-                 "train.log_every=10", "train.checkpoint_every=100000", "evaluate.num_samples=16",
-                 "evaluate.max_new_tokens=8"]
+    overrides = [
+        "train.num_workers=1",
+        f"train.cpus_per_worker={threads}",
+        f"train.max_steps={steps}",
+        "train.log_every=10",
+        "train.checkpoint_every=100000",
+        "evaluate.num_samples=16",
+        "evaluate.max_new_tokens=8",
+    ]
     pipeline = run_pipeline("gpt-code-tiny", work / "store", overrides)
     train, val, bytes_per_token = prepared_blocks("gpt-code-tiny", work / "store")
     vocab, block, batch = 257, train.shape[1] - 1, 16
@@ -178,27 +212,55 @@ def gpu_benchmarks(work: Path, steps: int, presets: list[str], extra: list[str],
     lines = []
     for preset in presets:
         storage = work / f"store-{preset}"
-        overrides = [f"model.preset={preset}", f"train.max_steps={steps}", "train.checkpoint_every=100000",
-                     "evaluate.num_samples=64", "evaluate.max_new_tokens=64", *extra]
+        overrides = [
+            f"model.preset={preset}",
+            f"train.max_steps={steps}",
+            "train.checkpoint_every=100000",
+            "evaluate.num_samples=64",
+            "evaluate.max_new_tokens=64",
+            *extra,
+        ]
         metrics = run_pipeline("gpt-code-medium", storage, overrides)
         mfu, tokens = metrics["train/mfu"], metrics["train/tokens_per_s"]
-        lines.append(f"- {preset}: whole pipeline (genpipe run gpt-code-medium, 1 H100 worker, T=1024, {steps} steps, "
-                     f"overrides {extra or 'none'}): **MFU {steady(mfu):.1%}** (best window "
-                     f"{max(mfu[1:] or mfu):.1%}), {steady(tokens):,.0f} tokens/s; val bits/byte "
-                     f"{metrics['eval/bits_per_byte'][-1]:.3f}")
+        lines.append(
+            f"- {preset}: whole pipeline (genpipe run gpt-code-medium, 1 H100 worker, T=1024, {steps} steps, "
+            f"overrides {extra or 'none'}): **MFU {steady(mfu):.1%}** (best window "
+            f"{max(mfu[1:] or mfu):.1%}), {steady(tokens):,.0f} tokens/s; val bits/byte "
+            f"{metrics['eval/bits_per_byte'][-1]:.3f}"
+        )
     if not compare:
         return lines
     train, val, bytes_per_token = prepared_blocks("gpt-code-medium", work / f"store-{presets[0]}")
     block, batch = train.shape[1] - 1, 16
     vocab = int(max(train.max(), val.max())) + 1
-    ours = bare_loop(genpipe_gpt(presets[0], vocab, block), train, val[:256], batch, 60, "cuda", bytes_per_token,
-                     3e-4, compile_model=True)
-    theirs = bare_loop(hf_gpt2(presets[0], vocab, block), train, val[:256], batch, 60, "cuda", bytes_per_token,
-                       3e-4, compile_model=True)
-    lines.append(f"- genpipe GPT vs HF GPT2LMHeadModel ({presets[0]}, bf16 autocast, torch.compile, batch {batch} x "
-                 f"{block}, 60 steps): {ours['tokens_per_s']:,.0f} vs {theirs['tokens_per_s']:,.0f} tokens/s: "
-                 f"ratio **{ours['tokens_per_s'] / theirs['tokens_per_s']:.3f}** (target >= 1.2); val bits/byte "
-                 f"{ours['bits_per_byte']:.3f} vs {theirs['bits_per_byte']:.3f}")
+    ours = bare_loop(
+        genpipe_gpt(presets[0], vocab, block),
+        train,
+        val[:256],
+        batch,
+        60,
+        "cuda",
+        bytes_per_token,
+        3e-4,
+        compile_model=True,
+    )
+    theirs = bare_loop(
+        hf_gpt2(presets[0], vocab, block),
+        train,
+        val[:256],
+        batch,
+        60,
+        "cuda",
+        bytes_per_token,
+        3e-4,
+        compile_model=True,
+    )
+    lines.append(
+        f"- genpipe GPT vs HF GPT2LMHeadModel ({presets[0]}, bf16 autocast, torch.compile, batch {batch} x "
+        f"{block}, 60 steps): {ours['tokens_per_s']:,.0f} vs {theirs['tokens_per_s']:,.0f} tokens/s: "
+        f"ratio **{ours['tokens_per_s'] / theirs['tokens_per_s']:.3f}** (target >= 1.2); val bits/byte "
+        f"{ours['bits_per_byte']:.3f} vs {theirs['bits_per_byte']:.3f}"
+    )
     return lines
 
 
@@ -244,8 +306,9 @@ def main() -> None:
             lines = cpu_benchmarks(Path(folder), args.steps or 150)
             machine = f"{platform.node()} ({os.cpu_count()} cores, CPU only), torch {torch.__version__}"
         else:
-            lines = gpu_benchmarks(Path(folder), args.steps or 60, [p for p in args.presets.split(",") if p],
-                                   args.set, not args.no_compare)
+            lines = gpu_benchmarks(
+                Path(folder), args.steps or 60, [p for p in args.presets.split(",") if p], args.set, not args.no_compare
+            )
             if args.profile:
                 lines += profile_step(args.profile, 16)
             machine = f"{torch.cuda.get_device_name()} , torch {torch.__version__}"

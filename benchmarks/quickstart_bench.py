@@ -94,13 +94,18 @@ def run_quickstart(storage: Path) -> dict:
     steps = {}
     for step in ("prepare", "train", "evaluate", "register"):
         steps[step] = json.loads((storage / "workflows" / workflow_id / f"{step}.json").read_text())
-    return {"total_s": total, "startup_s": first_step_at, "peak_pss_bytes": peak, "workflow_id": workflow_id,
-            "steps": steps}
+    return {
+        "total_s": total,
+        "startup_s": first_step_at,
+        "peak_pss_bytes": peak,
+        "workflow_id": workflow_id,
+        "steps": steps,
+    }
 
 
 def training_throughput(storage: Path, workflow_id: str) -> dict:
     sys.path.insert(0, str(REPO))
-    from pipelines import tracking
+    from pipelines.registry import tracking
 
     meta = json.loads((storage / "workflows" / workflow_id / "workflow.json").read_text())
     client = tracking.client(meta["tracking_uri"])
@@ -108,8 +113,12 @@ def training_throughput(storage: Path, workflow_id: str) -> dict:
     config = meta["config"]["train"]
     global_batch = config["batch_size"] * config["num_workers"]
     samples_per_s = sorted(m.value for m in history)[len(history) // 2]  # the median window
-    return {"samples_per_s": samples_per_s, "steps_per_s": samples_per_s / global_batch,
-            "steps": max(m.step for m in history), "global_batch": global_batch}
+    return {
+        "samples_per_s": samples_per_s,
+        "steps_per_s": samples_per_s / global_batch,
+        "steps": max(m.step for m in history),
+        "global_batch": global_batch,
+    }
 
 
 def bare_pytorch_baseline(steps: int, global_batch: int) -> dict:
@@ -133,8 +142,7 @@ def bare_pytorch_baseline(steps: int, global_batch: int) -> dict:
         loss.backward()
         optimizer.step()
     elapsed = time.perf_counter() - started
-    return {"steps_per_s": steps / elapsed, "samples_per_s": steps * global_batch / elapsed,
-            "total_s": elapsed}
+    return {"steps_per_s": steps / elapsed, "samples_per_s": steps * global_batch / elapsed, "total_s": elapsed}
 
 
 def machine() -> str:
@@ -155,9 +163,12 @@ def main() -> None:
     durations = {step: record["duration_s"] for step, record in run["steps"].items()}
     metrics = run["steps"]["evaluate"]["result"]["metrics"]
     result = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"), "machine": machine(),
-        "total_s": round(run["total_s"], 1), "startup_s": round(run["startup_s"], 1),
-        "steps_s": durations, "peak_memory_gib": round(run["peak_pss_bytes"] / 2**30, 2),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": machine(),
+        "total_s": round(run["total_s"], 1),
+        "startup_s": round(run["startup_s"], 1),
+        "steps_s": durations,
+        "peak_memory_gib": round(run["peak_pss_bytes"] / 2**30, 2),
         "train_steps_per_s": round(throughput["steps_per_s"], 2),
         "train_samples_per_s": round(throughput["samples_per_s"], 0),
         "baseline_steps_per_s": round(baseline["steps_per_s"], 2),
@@ -176,7 +187,8 @@ def record(result: dict) -> None:
     steps = result["steps_s"]
     lines = [
         f"\n### Quickstart, {result['date']} — {result['machine']}\n",
-        "| phase | seconds |", "| --- | --- |",
+        "| phase | seconds |",
+        "| --- | --- |",
         f"| start-up (imports, Ray, MLflow) | {result['startup_s']} |",
         *(f"| {step} | {seconds} |" for step, seconds in steps.items()),
         f"| **total** (target ≤ 180) | **{result['total_s']}** |\n",

@@ -1,11 +1,13 @@
 """What a dataset is made of: the `data:` section of a pipeline config.
 
-It lives here, not in pipelines/, so that data_prep can be used (and tested) on its own.
+It lives here, not in pipelines/, so that data_prep can be used (and tested) on its own. Each
+source kind is a class that describes itself, reads its rows and names its classes; `SOURCES` is
+the one registry of kinds. The readers are imported when used, so a config loads without Ray.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -14,21 +16,76 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class DigitsSource(Strict):
+class SourceConfig(Strict):
+    """A data source: what it is (for the fingerprint), its raw rows (a Ray Dataset), its classes."""
+
+    modality: ClassVar[str] = "image"
+    native_size: ClassVar[int | None] = None  # the images' side, when the source fixes it
+
+    @property
+    def is_text(self) -> bool:
+        return self.modality == "text"
+
+    @property
+    def image_channels(self) -> int:
+        return int(getattr(self, "channels", 1))
+
+    def describe(self) -> dict[str, Any]:
+        """What the data is, cheaply: file names, sizes and stamps, never contents."""
+        raise NotImplementedError
+
+    def read(self) -> Any:
+        """The raw rows as a Ray Dataset: images as data_prep.sources.raw_row, text as documents."""
+        raise NotImplementedError
+
+    def class_names(self) -> list[str]:
+        return []  # integer labels as they are
+
+
+class DigitsSource(SourceConfig):
     """scikit-learn's 8x8 handwritten digits (1,797 images, ships with the package)."""
 
     kind: Literal["digits"] = "digits"
+    native_size: ClassVar[int | None] = 8
+
+    def describe(self) -> dict[str, Any]:
+        import sklearn
+
+        return {"kind": "digits", "sklearn": sklearn.__version__}
+
+    def read(self) -> Any:
+        from data_prep.sources import read_digits
+
+        return read_digits()
+
+    def class_names(self) -> list[str]:
+        return [str(digit) for digit in range(10)]
 
 
-class ImageFolderSource(Strict):
+class ImageFolderSource(SourceConfig):
     """PNG/JPEG files under `path`; the label is the name of the image's subfolder."""
 
     kind: Literal["image_folder"]
     path: str
     channels: Literal[1, 3] = 1
 
+    def describe(self) -> dict[str, Any]:
+        from data_prep.sources import describe_files
 
-class ParquetSource(Strict):
+        return describe_files(self)
+
+    def read(self) -> Any:
+        from data_prep.sources import read_image_folder
+
+        return read_image_folder(self)
+
+    def class_names(self) -> list[str]:
+        from data_prep.sources import folder_class_names
+
+        return folder_class_names(self)
+
+
+class ParquetSource(SourceConfig):
     """Parquet files with encoded images (PNG/JPEG bytes) and an optional label column, or,
     with `text_column` set, one text document per row."""
 
@@ -39,35 +96,78 @@ class ParquetSource(Strict):
     text_column: str | None = Field(None, description="makes this a text source")
     channels: Literal[1, 3] = 1
 
+    @property
+    def is_text(self) -> bool:
+        return self.text_column is not None
 
-class PythonStdlibSource(Strict):
+    def describe(self) -> dict[str, Any]:
+        from data_prep.sources import describe_files
+
+        return describe_files(self)  # listed and stamped alike for text and images
+
+    def read(self) -> Any:
+        if self.is_text:
+            from data_prep.text_sources import read_parquet_text
+
+            return read_parquet_text(self)
+        from data_prep.sources import read_parquet_images
+
+        return read_parquet_images(self)
+
+
+class PythonStdlibSource(SourceConfig):
     """The running Python's standard library `.py` files: a real code corpus that ships with
     every Python (tens of MB)."""
 
+    modality: ClassVar[str] = "text"
     kind: Literal["python_stdlib"] = "python_stdlib"
     include: str = Field("**/*.py", description="glob relative to the standard library folder")
     max_files: int | None = Field(None, gt=0, description="the first N files in sorted order")
 
+    def describe(self) -> dict[str, Any]:
+        from data_prep.text_sources import describe_stdlib
 
-class TextFilesSource(Strict):
+        return describe_stdlib(self)
+
+    def read(self) -> Any:
+        from data_prep.text_sources import read_stdlib
+
+        return read_stdlib(self)
+
+
+class TextFilesSource(SourceConfig):
     """UTF-8 text files matching a glob (any fsspec URI); one document per file."""
 
+    modality: ClassVar[str] = "text"
     kind: Literal["text_files"]
     path: str = Field(description="a glob such as data/**/*.md or s3://bucket/corpus/*.txt")
 
+    def describe(self) -> dict[str, Any]:
+        from data_prep.text_sources import describe_text_files
 
-Source = Annotated[DigitsSource | ImageFolderSource | ParquetSource | PythonStdlibSource | TextFilesSource,
-                   Field(discriminator="kind")]
+        return describe_text_files(self)
+
+    def read(self) -> Any:
+        from data_prep.text_sources import read_text_files
+
+        return read_text_files(self)
+
+
+# The registry of source kinds: a new kind is one class above and one entry here.
+SOURCES: tuple[type[SourceConfig], ...] = (
+    DigitsSource,
+    ImageFolderSource,
+    ParquetSource,
+    PythonStdlibSource,
+    TextFilesSource,
+)
+SOURCE_KINDS = frozenset(get_args(cls.model_fields["kind"].annotation)[0] for cls in SOURCES)
+Source = Annotated[Union[SOURCES], Field(discriminator="kind")]  # noqa: UP007 (built from the registry)
 
 
 class TokenizerConfig(Strict):
     kind: Literal["byte", "bpe"] = "byte"
     vocab_size: int = Field(4096, ge=300, le=65536, description="bpe only; byte is always 257")
-
-
-def is_text(source: DigitsSource | ImageFolderSource | ParquetSource | PythonStdlibSource | TextFilesSource) -> bool:
-    return isinstance(source, PythonStdlibSource | TextFilesSource) or (
-        isinstance(source, ParquetSource) and source.text_column is not None)
 
 
 class DataConfig(Strict):
@@ -82,10 +182,10 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _size_known(self) -> DataConfig:
-        if self.image_size is None and self.source.kind != "digits" and not is_text(self.source):
+        if self.image_size is None and self.source.native_size is None and not self.source.is_text:
             raise ValueError("image_size: required for image_folder and parquet image sources")
         return self
 
     @property
     def modality(self) -> str:
-        return "text" if is_text(self.source) else "image"
+        return "text" if self.source.is_text else "image"

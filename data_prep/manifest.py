@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from data_prep.errors import DataError
-from pipelines.storage import exists, filesystem, join, read_json, write_json_atomic
+from storage import exists, filesystem, join, read_json, write_json_atomic
 
 MANIFEST = "manifest.json"
 # Bump when a change to data_prep alters the shards' content: it invalidates every cached dataset.

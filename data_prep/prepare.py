@@ -12,20 +12,17 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from data_prep import sources, text_sources
-from data_prep.config import DataConfig, DigitsSource
+from data_prep.config import DataConfig
 from data_prep.errors import DataError
 from data_prep.manifest import PREP_CODE_VERSION, Manifest, dataset_uri, find_manifest, publish
 from data_prep.shards import new_write_id, record_rejects, write_split
 from data_prep.transforms import make_transform
-from pipelines.storage import join
-
-DIGITS_SIZE = 8
+from storage import join
 
 
 def describe_source(config: DataConfig) -> dict[str, Any]:
     """The source's description (file names, sizes, stamps): one listing of the files."""
-    return (text_sources.describe if config.modality == "text" else sources.describe)(config.source)
+    return config.source.describe()
 
 
 def fingerprint(config: DataConfig, source_description: dict[str, Any] | None = None) -> str:
@@ -54,10 +51,9 @@ def prepare(config: DataConfig, storage: str) -> tuple[Manifest, bool]:
 def _build_images(config: DataConfig, storage: str, key: str, description: dict[str, Any]) -> Manifest:
     uri = dataset_uri(storage, key)
     write_id = new_write_id()
-    channels = 1 if isinstance(config.source, DigitsSource) else config.source.channels
-    native = DIGITS_SIZE if isinstance(config.source, DigitsSource) else None
+    channels, native = config.source.image_channels, config.source.native_size
     transform = make_transform(channels, config.image_size, native, config.split_seed, config.val_fraction)
-    rows = sources.read(config.source).map(transform).materialize()
+    rows = config.source.read().map(transform).materialize()
 
     # One pass over the small columns answers every count below without re-running the pipeline.
     index = rows.select_columns(["key", "label", "split", "error"]).to_pandas()
@@ -73,16 +69,21 @@ def _build_images(config: DataConfig, storage: str, key: str, description: dict[
         columns = part.select_columns(["key", "label", "image"]).repartition(shard_count)
         splits[split] = write_split(columns, uri, join(uri, write_id, split))
 
-    size = config.image_size or DIGITS_SIZE
-    names = sources.class_names(config.source)
+    size = config.image_size or native
+    names = config.source.class_names()
     manifest = Manifest(
-        fingerprint=key, uri=uri, code_version=PREP_CODE_VERSION,
+        fingerprint=key,
+        uri=uri,
+        code_version=PREP_CODE_VERSION,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        image_shape=(channels, size, size), num_classes=max(len(names), int(kept["label"].max()) + 1),
-        class_names=names, schema_={"key": "string", "label": "int64", "image": "binary (float32 C,H,W)"},
+        image_shape=(channels, size, size),
+        num_classes=max(len(names), int(kept["label"].max()) + 1),
+        class_names=names,
+        schema_={"key": "string", "label": "int64", "image": "binary (float32 C,H,W)"},
         splits=splits,
         rejects={"count": rejected, "uri": rejects_uri if rejected else None},
-        source=description, prep_config=config.model_dump(mode="json"),
+        source=description,
+        prep_config=config.model_dump(mode="json"),
     )
     publish(manifest)
     return manifest
@@ -90,9 +91,13 @@ def _build_images(config: DataConfig, storage: str, key: str, description: dict[
 
 def describe_result(manifest: Manifest, cache_hit: bool) -> dict[str, Any]:
     """The prepare step's JSON-serialisable result."""
-    result = {"dataset_uri": manifest.uri, "fingerprint": manifest.fingerprint, "cache_hit": cache_hit,
-              "rows": {name: split.rows for name, split in manifest.splits.items()},
-              "rejects": manifest.rejects["count"]}
+    result = {
+        "dataset_uri": manifest.uri,
+        "fingerprint": manifest.fingerprint,
+        "cache_hit": cache_hit,
+        "rows": {name: split.rows for name, split in manifest.splits.items()},
+        "rejects": manifest.rejects["count"],
+    }
     if manifest.text:
         return {**result, "tokens": manifest.text.tokens_in_blocks, "vocab_size": manifest.text.vocab_size}
     return {**result, "image_shape": list(manifest.image_shape), "num_classes": manifest.num_classes}

@@ -10,7 +10,7 @@ import ray.data
 
 from data_prep.images import from_bytes
 from data_prep.manifest import Manifest
-from pipelines.storage import filesystem, is_local
+from storage import filesystem, is_local
 
 
 def decode_tokens(column: list[bytes] | np.ndarray, block_tokens: int) -> np.ndarray:
@@ -31,8 +31,9 @@ def ray_dataset(manifest: Manifest, split: str) -> ray.data.Dataset:
         dataset = ray.data.read_parquet([filesystem(u)[1] for u in uris], filesystem=fs)
     if manifest.text is not None:
         block_tokens = manifest.text.seq_len + 1
-        return dataset.map_batches(lambda batch: {"tokens": decode_tokens(batch["tokens"], block_tokens)},
-                                   batch_format="numpy")
+        return dataset.map_batches(
+            lambda batch: {"tokens": decode_tokens(batch["tokens"], block_tokens)}, batch_format="numpy"
+        )
     shape = tuple(manifest.image_shape)
 
     def decode(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

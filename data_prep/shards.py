@@ -18,7 +18,7 @@ import ray.data
 
 from data_prep.errors import DataError
 from data_prep.manifest import Shard, Split
-from pipelines.storage import filesystem, is_local, write_bytes_atomic
+from storage import filesystem, is_local, write_bytes_atomic
 
 
 def new_write_id() -> str:
@@ -36,7 +36,8 @@ def record_rejects(index: pd.DataFrame, rejects_uri: str, max_fraction: float) -
     if fraction > max_fraction:
         raise DataError(
             f"{len(rejected)} of {total} records rejected ({fraction:.1%}), above "
-            f"data.max_reject_fraction={max_fraction}; reasons in {rejects_uri}")
+            f"data.max_reject_fraction={max_fraction}; reasons in {rejects_uri}"
+        )
     return len(rejected)
 
 
@@ -54,6 +55,12 @@ def write_split(dataset: ray.data.Dataset, dataset_root: str, folder: str) -> Sp
         with fs.open(file, "rb") as handle:
             data = handle.read()
         rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows  # one read serves hash and row count
-        shards.append(Shard(path=file[len(root_path.rstrip("/")) + 1:], rows=rows, bytes=len(data),
-                            sha256=hashlib.sha256(data).hexdigest()))
+        shards.append(
+            Shard(
+                path=file[len(root_path.rstrip("/")) + 1 :],
+                rows=rows,
+                bytes=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+            )
+        )
     return Split(rows=sum(s.rows for s in shards), shards=shards)

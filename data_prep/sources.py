@@ -1,4 +1,4 @@
-"""Sources: each describes itself (for the fingerprint) and yields raw rows as a Ray Dataset.
+"""Image sources' readers: what each kind in data_prep.config reads, as a Ray Dataset of raw rows.
 
 A raw row is `{key, label, pixels, height, width, error}`: `pixels` are float32 (C, H, W) bytes in
 [0, 1] and `error` is "" or the reason the record cannot be used (it becomes a reject, not a
@@ -9,27 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import ray.data
 
-from data_prep.config import DigitsSource, ImageFolderSource, ParquetSource
 from data_prep.errors import DataError
 from data_prep.images import decode_image, to_bytes
-from pipelines.storage import filesystem
+from storage import filesystem
+
+if TYPE_CHECKING:  # the source classes call in here; only their types are needed
+    from data_prep.config import ImageFolderSource, ParquetSource
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-Source = DigitsSource | ImageFolderSource | ParquetSource
 
 
-def describe(source: Source) -> dict[str, Any]:
-    """What the data is, cheaply: file names, sizes and modification stamps, no contents."""
-    if isinstance(source, DigitsSource):
-        import sklearn
-
-        return {"kind": "digits", "sklearn": sklearn.__version__}
+def describe_files(source: ImageFolderSource | ParquetSource) -> dict[str, Any]:
+    """A file source's config with every file's name, size and modification stamp."""
     fs, root = filesystem(source.path)
     return {**source.model_dump(), "files": file_stamps(fs, root, _list_files(source))}
 
@@ -44,30 +41,20 @@ def file_stamps(fs, root: str, paths: list[str]) -> list[list[Any]]:
     return files
 
 
-def class_names(source: Source) -> list[str]:
-    if isinstance(source, DigitsSource):
-        return [str(digit) for digit in range(10)]
-    if isinstance(source, ImageFolderSource):
-        _, root = filesystem(source.path)
-        return sorted({posixpath.relpath(p, root).split("/")[0] for p in _list_files(source)})
-    return []  # parquet: integer labels as they are
-
-
-def read(source: Source) -> ray.data.Dataset:
-    if isinstance(source, DigitsSource):
-        return _read_digits()
-    if isinstance(source, ImageFolderSource):
-        return _read_image_folder(source)
-    return _read_parquet(source)
+def folder_class_names(source: ImageFolderSource) -> list[str]:
+    """The subfolders that hold images, sorted: label i is the i-th."""
+    _, root = filesystem(source.path)
+    return sorted({posixpath.relpath(p, root).split("/")[0] for p in _list_files(source)})
 
 
 def _list_files(source: ImageFolderSource | ParquetSource) -> list[str]:
     fs, root = filesystem(source.path)
     if not fs.exists(root):
         raise DataError(f"data.source.path: {source.path} does not exist")
-    suffixes = IMAGE_SUFFIXES if isinstance(source, ImageFolderSource) else (".parquet",)
+    by_folder = source.kind == "image_folder"
+    suffixes = IMAGE_SUFFIXES if by_folder else (".parquet",)
     found = [root] if fs.isfile(root) else sorted(p for p in fs.find(root) if p.lower().endswith(suffixes))
-    if isinstance(source, ImageFolderSource):
+    if by_folder:
         found = [p for p in found if "/" in posixpath.relpath(p, root)]  # labelled by a subfolder
     if not found:
         kinds = "/".join(suffixes)
@@ -77,29 +64,37 @@ def _list_files(source: ImageFolderSource | ParquetSource) -> list[str]:
 
 def raw_row(key: str, label: int, pixels: np.ndarray | None, error: str = "") -> dict[str, Any]:
     height, width = pixels.shape[1:] if pixels is not None else (0, 0)
-    return {"key": key, "label": label, "pixels": b"" if pixels is None else to_bytes(pixels),
-            "height": height, "width": width, "error": error}
+    return {
+        "key": key,
+        "label": label,
+        "pixels": b"" if pixels is None else to_bytes(pixels),
+        "height": height,
+        "width": width,
+        "error": error,
+    }
 
 
-def _read_digits() -> ray.data.Dataset:
+def read_digits() -> ray.data.Dataset:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     images = (digits.images / 16.0).astype(np.float32)[:, None]  # (N, 1, 8, 8) in [0, 1]
-    table = pa.table({
-        "key": [f"digits/{i}" for i in range(len(images))],
-        "label": digits.target.astype(np.int64),
-        "pixels": [to_bytes(image) for image in images],
-        "height": [8] * len(images),
-        "width": [8] * len(images),
-        "error": [""] * len(images),
-    })
+    table = pa.table(
+        {
+            "key": [f"digits/{i}" for i in range(len(images))],
+            "label": digits.target.astype(np.int64),
+            "pixels": [to_bytes(image) for image in images],
+            "height": [8] * len(images),
+            "width": [8] * len(images),
+            "error": [""] * len(images),
+        }
+    )
     return ray.data.from_arrow(table)
 
 
-def _read_image_folder(source: ImageFolderSource) -> ray.data.Dataset:
+def read_image_folder(source: ImageFolderSource) -> ray.data.Dataset:
     _, root = filesystem(source.path)
-    names = class_names(source)
+    names = folder_class_names(source)
     items = []
     for path in _list_files(source):
         relative = posixpath.relpath(path, root)
@@ -118,7 +113,7 @@ def _read_image_folder(source: ImageFolderSource) -> ray.data.Dataset:
     return ray.data.from_items(items).map(load)
 
 
-def _read_parquet(source: ParquetSource) -> ray.data.Dataset:
+def read_parquet_images(source: ParquetSource) -> ray.data.Dataset:
     columns = [source.image_column] + ([source.label_column] if source.label_column else [])
     dataset = ray.data.read_parquet(source.path, columns=columns, include_paths=True)
 

@@ -15,14 +15,13 @@ from typing import Any
 import numpy as np
 from ray.data.expressions import col
 
-from data_prep import text_sources
 from data_prep.config import DataConfig
 from data_prep.errors import DataError
 from data_prep.manifest import PREP_CODE_VERSION, Manifest, TextInfo, dataset_uri, publish
 from data_prep.shards import new_write_id, record_rejects, write_split
 from data_prep.text_tokenizer import TOKENIZER_FILE, TextTokenizer, train_tokenizer
 from data_prep.transforms import split_of
-from pipelines.storage import join, write_bytes_atomic
+from storage import join, write_bytes_atomic
 
 DOCUMENTS_PER_PACK = 256
 TOKEN_DTYPE = "<i4"
@@ -34,10 +33,12 @@ def tokenize_batch(tokenizer_json: str):
     def tokenize(batch: dict[str, np.ndarray]) -> dict[str, Any]:
         tokenizer = TextTokenizer.from_json(tokenizer_json)
         encoded = tokenizer.encode_batch([str(text) for text in batch["text"]])
-        return {"split": batch["split"],
-                "ids": [np.asarray(ids, dtype=TOKEN_DTYPE).tobytes() for ids in encoded],
-                "n_tokens": np.array([len(ids) for ids in encoded], dtype=np.int64),
-                "n_bytes": np.array([len(str(text).encode("utf-8")) for text in batch["text"]], dtype=np.int64)}
+        return {
+            "split": batch["split"],
+            "ids": [np.asarray(ids, dtype=TOKEN_DTYPE).tobytes() for ids in encoded],
+            "n_tokens": np.array([len(ids) for ids in encoded], dtype=np.int64),
+            "n_bytes": np.array([len(str(text).encode("utf-8")) for text in batch["text"]], dtype=np.int64),
+        }
 
     return tokenize
 
@@ -58,8 +59,9 @@ def pack_batch(block_tokens: int, eot_id: int):
 def build_text(config: DataConfig, storage: str, key: str, description: dict[str, Any]) -> Manifest:
     uri, write_id = dataset_uri(storage, key), new_write_id()
     seed, fraction = config.split_seed, config.val_fraction
-    documents = text_sources.read(config.source).map(
-        lambda row: {**row, "split": split_of(row["key"], seed, fraction)}).materialize()
+    documents = (
+        config.source.read().map(lambda row: {**row, "split": split_of(row["key"], seed, fraction)}).materialize()
+    )
 
     index = documents.select_columns(["key", "split", "error"]).to_pandas()
     rejects_uri = join(uri, write_id, "rejects", "rejects.jsonl")
@@ -82,29 +84,45 @@ def build_text(config: DataConfig, storage: str, key: str, description: dict[str
     block_tokens = config.seq_len + 1
     splits, in_blocks = {}, {}
     for split, shard_count in (("train", config.num_shards), ("val", 1)):
-        blocks = (encoded.filter(expr=col("split") == split)
-                  .map_batches(pack_batch(block_tokens, tokenizer.eot_id), batch_size=DOCUMENTS_PER_PACK,
-                               batch_format="numpy")
-                  .repartition(shard_count))
+        blocks = (
+            encoded.filter(expr=col("split") == split)
+            .map_batches(
+                pack_batch(block_tokens, tokenizer.eot_id), batch_size=DOCUMENTS_PER_PACK, batch_format="numpy"
+            )
+            .repartition(shard_count)
+        )
         splits[split] = write_split(blocks, uri, join(uri, write_id, split))
         if splits[split].rows == 0:
-            raise DataError(f"data.seq_len: the {split} split has {int(counts.loc[split, 'n_tokens'])} tokens, "
-                            f"not enough for one block of seq_len + 1 = {block_tokens}")
+            raise DataError(
+                f"data.seq_len: the {split} split has {int(counts.loc[split, 'n_tokens'])} tokens, "
+                f"not enough for one block of seq_len + 1 = {block_tokens}"
+            )
         in_blocks[split] = splits[split].rows * block_tokens
 
     documents_per_split = kept["split"].value_counts()
     text = TextInfo(
-        seq_len=config.seq_len, vocab_size=tokenizer.vocab_size, eot_id=tokenizer.eot_id, tokenizer=tokenizer_path,
+        seq_len=config.seq_len,
+        vocab_size=tokenizer.vocab_size,
+        eot_id=tokenizer.eot_id,
+        tokenizer=tokenizer_path,
         tokenizer_sha256=hashlib.sha256(tokenizer_json.encode()).hexdigest(),
         documents={s: int(documents_per_split.get(s, 0)) for s in ("train", "val")},
         tokens={s: int(counts.loc[s, "n_tokens"]) for s in ("train", "val")},
         utf8_bytes={s: int(counts.loc[s, "n_bytes"]) for s in ("train", "val")},
-        tokens_in_blocks=in_blocks)
+        tokens_in_blocks=in_blocks,
+    )
     manifest = Manifest(
-        fingerprint=key, uri=uri, code_version=PREP_CODE_VERSION, modality="text",
+        fingerprint=key,
+        uri=uri,
+        code_version=PREP_CODE_VERSION,
+        modality="text",
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        schema_={"tokens": f"binary (int32 little-endian x {block_tokens})"}, splits=splits,
-        rejects={"count": rejected, "uri": rejects_uri if rejected else None}, text=text,
-        source=description, prep_config=config.model_dump(mode="json"))
+        schema_={"tokens": f"binary (int32 little-endian x {block_tokens})"},
+        splits=splits,
+        rejects={"count": rejected, "uri": rejects_uri if rejected else None},
+        text=text,
+        source=description,
+        prep_config=config.model_dump(mode="json"),
+    )
     publish(manifest)
     return manifest

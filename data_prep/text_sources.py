@@ -1,4 +1,4 @@
-"""Text sources: each describes itself (for the fingerprint) and yields documents as a Ray Dataset.
+"""Text sources' readers: what each text kind in data_prep.config reads, as a Ray Dataset of documents.
 
 A document row is `{key, text, error}`; `error` is "" or why the file cannot be used (a reject
 with its reason, e.g. bytes that are not UTF-8), never a crash.
@@ -10,24 +10,25 @@ import hashlib
 import sys
 import sysconfig
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray.data
 
-from data_prep import sources
-from data_prep.config import ParquetSource, PythonStdlibSource, TextFilesSource
 from data_prep.errors import DataError
 from data_prep.sources import file_stamps
-from pipelines.storage import filesystem
+from storage import filesystem
 
-TextSource = PythonStdlibSource | TextFilesSource | ParquetSource
+if TYPE_CHECKING:  # the source classes call in here; only their types are needed
+    from data_prep.config import ParquetSource, PythonStdlibSource, TextFilesSource
+
 THIRD_PARTY = {"site-packages", "dist-packages"}  # inside some stdlib folders; not the stdlib
 
 
 def stdlib_files(source: PythonStdlibSource) -> tuple[Path, list[Path]]:
     root = Path(sysconfig.get_paths()["stdlib"])
-    files = sorted(p for p in root.glob(source.include)
-                   if p.is_file() and not THIRD_PARTY & set(p.relative_to(root).parts))
+    files = sorted(
+        p for p in root.glob(source.include) if p.is_file() and not THIRD_PARTY & set(p.relative_to(root).parts)
+    )
     if source.max_files:
         files = files[: source.max_files]
     if not files:
@@ -48,15 +49,15 @@ def text_files(source: TextFilesSource) -> list[str]:
     return found
 
 
-def describe(source: TextSource) -> dict[str, Any]:
-    """What the corpus is, cheaply: file names, sizes and stamps (the stdlib: Python's version)."""
-    if isinstance(source, PythonStdlibSource):
-        root, files = stdlib_files(source)
-        return {**source.model_dump(), "python": sys.version, "root": str(root), "files": len(files)}
-    if isinstance(source, TextFilesSource):
-        fs, pattern = filesystem(source.path)
-        return {**source.model_dump(), "files": file_stamps(fs, glob_root(pattern), text_files(source))}
-    return sources.describe(source)  # Parquet files are listed and stamped alike for text and images
+def describe_stdlib(source: PythonStdlibSource) -> dict[str, Any]:
+    """The standard library: the include glob, Python's version, the folder and the file count."""
+    root, files = stdlib_files(source)
+    return {**source.model_dump(), "python": sys.version, "root": str(root), "files": len(files)}
+
+
+def describe_text_files(source: TextFilesSource) -> dict[str, Any]:
+    fs, pattern = filesystem(source.path)
+    return {**source.model_dump(), "files": file_stamps(fs, glob_root(pattern), text_files(source))}
 
 
 def document(key: str, data: bytes | str | None) -> dict[str, Any]:
@@ -70,17 +71,19 @@ def document(key: str, data: bytes | str | None) -> dict[str, Any]:
         return {"key": key, "text": "", "error": f"not UTF-8: {exc}"}
 
 
-def read(source: TextSource) -> ray.data.Dataset:
-    if isinstance(source, ParquetSource):
-        return _read_parquet(source)
-    if isinstance(source, PythonStdlibSource):
-        root, files = stdlib_files(source)
-        items = [{"key": str(p.relative_to(root)), "path": str(p)} for p in files]
-        prefix = ""
-    else:
-        root = glob_root(filesystem(source.path)[1])
-        items = [{"key": p[len(root):].lstrip("/"), "path": p} for p in text_files(source)]
-        prefix = source.path.split("://")[0] + "://" if "://" in source.path else ""
+def read_stdlib(source: PythonStdlibSource) -> ray.data.Dataset:
+    root, files = stdlib_files(source)
+    return _read_files([{"key": str(p.relative_to(root)), "path": str(p)} for p in files], "")
+
+
+def read_text_files(source: TextFilesSource) -> ray.data.Dataset:
+    root = glob_root(filesystem(source.path)[1])
+    items = [{"key": p[len(root) :].lstrip("/"), "path": p} for p in text_files(source)]
+    return _read_files(items, source.path.split("://")[0] + "://" if "://" in source.path else "")
+
+
+def _read_files(items: list[dict[str, str]], prefix: str) -> ray.data.Dataset:
+    """One document per file; `prefix` gives object-store paths their scheme back."""
 
     def load(row: dict[str, Any]) -> dict[str, Any]:
         fs, path = filesystem(prefix + row["path"])
@@ -93,10 +96,11 @@ def read(source: TextSource) -> ray.data.Dataset:
     return ray.data.from_items(items).map(load)
 
 
-def _read_parquet(source: ParquetSource) -> ray.data.Dataset:
+def read_parquet_text(source: ParquetSource) -> ray.data.Dataset:
     fs, root = filesystem(source.path)
-    dataset = ray.data.read_parquet(root, filesystem=None if "://" not in source.path else fs,
-                                    columns=[source.text_column], include_paths=True)
+    dataset = ray.data.read_parquet(
+        root, filesystem=None if "://" not in source.path else fs, columns=[source.text_column], include_paths=True
+    )
     column = source.text_column
 
     def load(row: dict[str, Any]) -> dict[str, Any]:

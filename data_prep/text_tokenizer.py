@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 
 from data_prep.config import TokenizerConfig
 from data_prep.errors import DataError
-from pipelines.storage import read_bytes
+from storage import read_bytes
 
 TOKENIZER_FILE = "tokenizer.json"
 END_OF_TEXT = "<|endoftext|>"
@@ -80,7 +80,11 @@ def train_tokenizer(config: TokenizerConfig, texts: Iterator[str]) -> TextTokeni
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=config.vocab_size, special_tokens=[END_OF_TEXT],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=config.vocab_size,
+        special_tokens=[END_OF_TEXT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     bpe.train_from_iterator(texts, trainer=trainer)
     return TextTokenizer(bpe)

@@ -18,14 +18,20 @@ def split_of(key: str, seed: int, val_fraction: float) -> str:
     return "val" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
 
 
-def make_transform(channels: int, image_size: int | None, native_size: int | None, seed: int,
-                   val_fraction: float) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def make_transform(
+    channels: int, image_size: int | None, native_size: int | None, seed: int, val_fraction: float
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """Resize to `image_size`, scale [0, 1] -> [-1, 1] and assign the split. Without a resize,
     every image must be `native_size` square; one that is not becomes a reject."""
 
     def transform(row: dict[str, Any]) -> dict[str, Any]:
-        out = {"key": row["key"], "label": int(row["label"]), "image": b"", "error": row["error"],
-               "split": split_of(row["key"], seed, val_fraction)}
+        out = {
+            "key": row["key"],
+            "label": int(row["label"]),
+            "image": b"",
+            "error": row["error"],
+            "split": split_of(row["key"], seed, val_fraction),
+        }
         if out["error"]:
             return out
         height, width = int(row["height"]), int(row["width"])

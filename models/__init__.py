@@ -1,41 +1,6 @@
-"""The model zoo: one module per family behind `models.base.GenerativeModel`."""
+"""The model zoo: one module per family behind `models.base.GenerativeModel`; no Ray, no MLflow."""
 
-from __future__ import annotations
-
-from typing import Any
-
-from models.autoencoders import AUTOENCODER_FAMILIES
 from models.base import GenerativeModel, ModelConfig
-from models.ddpm import DDPM, LatentDDPM
-from models.gan import GAN_FAMILIES
-from models.gpt import GPT
-
-FAMILIES: dict[str, type[GenerativeModel]] = {
-    cls.family: cls for cls in (DDPM, LatentDDPM, GPT, *GAN_FAMILIES, *AUTOENCODER_FAMILIES)}
-
-
-def family_class(family: str) -> type[GenerativeModel]:
-    try:
-        return FAMILIES[family]
-    except KeyError:
-        raise ValueError(f"unknown model family {family!r}; the zoo has: {', '.join(FAMILIES)}") from None
-
-
-def resolve_config(family: str, preset: str, overrides: dict[str, Any], data: dict[str, Any]) -> ModelConfig:
-    """Preset, then the data's shape, then the user's overrides, validated by the family."""
-    cls = family_class(family)
-    if preset not in cls.presets:
-        raise ValueError(f"{family} has no preset {preset!r}; presets: {', '.join(cls.presets)}")
-    fields = cls.config_class.model_fields
-    from_data = {key: value for key, value in data.items() if key in fields}
-    return cls.config_class(**{**cls.presets[preset], **from_data, **overrides})
-
-
-def build_model(family: str, config: ModelConfig | dict[str, Any]) -> GenerativeModel:
-    cls = family_class(family)
-    if isinstance(config, dict):
-        config = cls.config_class(**config)
-    return cls(config)
-
+from models.zoo import FAMILIES, build_model, family_class, resolve_config
 
 __all__ = ["FAMILIES", "GenerativeModel", "ModelConfig", "build_model", "family_class", "resolve_config"]

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from models.base import GenerativeModel, ModelConfig
+from models.base import GenerativeModel, ModelConfig, interpolate
 from models.blocks import decoder, encoder
 
 
@@ -85,6 +85,32 @@ class Autoencoding(GenerativeModel):
     def _device(self) -> torch.device:
         return next(self.autoencoder.parameters()).device
 
+    @classmethod
+    def metric_names(cls) -> tuple[str, ...]:
+        return (*super().metric_names(), "eval/reconstruction_mse")
+
+    @torch.no_grad()
+    def evaluation_metrics(self, images: torch.Tensor, iw_samples: int, generator: torch.Generator) -> dict[str, float]:
+        """Reconstruction error: mean squared error per pixel, in [-1, 1] units."""
+        return {"eval/reconstruction_mse": float((self.reconstruct(images) - images).pow(2).mean())}
+
+    @torch.no_grad()
+    def evaluation_pictures(
+        self, images: torch.Tensor, generator: torch.Generator, rows: int = 8, steps: int = 10
+    ) -> dict[str, tuple[torch.Tensor, int]]:
+        """Originals over their reconstructions, and lines in latent space between the codes of
+        two val images."""
+        originals = images[: 2 * rows]
+        pairs = torch.stack(
+            [originals.view(2, rows, *images.shape[1:]), self.reconstruct(originals).view(2, rows, *images.shape[1:])],
+            dim=1,
+        )
+        start, end = self.encode(images[:rows]), self.encode(images[rows : 2 * rows])
+        return {
+            "reconstructions.png": (pairs.flatten(0, 2), rows),
+            "interpolation.png": (interpolate(self.decode, start, end, steps), steps),
+        }
+
 
 def gaussian_kl(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, exp(log_var)) || N(0, I)) per sample, summed over the latent dimensions."""
@@ -119,8 +145,9 @@ class VAE(Autoencoding):
         log_density = -0.5 * ((images - output) / sigma) ** 2 - math.log(sigma) - 0.5 * math.log(2 * math.pi)
         return log_density.flatten(1).sum(1)
 
-    def elbo_terms(self, images: torch.Tensor, noise: torch.Tensor | None = None,
-                   network: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def elbo_terms(
+        self, images: torch.Tensor, noise: torch.Tensor | None = None, network: nn.Module | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(log p(x|z), KL(q(z|x) || p(z))) per image, with z = mean + std * noise."""
         net = network or self.autoencoder
         noise = torch.randn(images.shape[0], self.config.latent_dim, device=images.device) if noise is None else noise
@@ -154,13 +181,14 @@ class VAE(Autoencoding):
         return log_likelihood - kl
 
     @torch.no_grad()
-    def importance_weighted_nll(self, images: torch.Tensor, k: int,
-                                generator: torch.Generator | None = None) -> torch.Tensor:
+    def importance_weighted_nll(
+        self, images: torch.Tensor, k: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """-log p(x) per image estimated with k posterior samples (Burda et al. 2016): at k = 1 a
         one-sample estimate of -ELBO, an ever tighter upper bound on the NLL as k grows."""
         mean, log_var = self.posterior(images)
         noise = torch.randn((k, *mean.shape), generator=generator, device=images.device)
-        z = mean + (0.5 * log_var).exp() * noise                                  # (k, N, D)
+        z = mean + (0.5 * log_var).exp() * noise  # (k, N, D)
         output = self.autoencoder.decoder(z.flatten(0, 1)).float().view(k, *images.shape)
         log_px = self.log_likelihood(output.flatten(0, 1), images.repeat(k, 1, 1, 1)).view(k, -1)
         log_pz = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
@@ -177,6 +205,22 @@ class VAE(Autoencoding):
             return torch.sigmoid(output) * 2 - 1
         return output.clamp(-1, 1)
 
+    @classmethod
+    def metric_names(cls) -> tuple[str, ...]:
+        return (*super().metric_names(), "eval/elbo", "eval/elbo_per_pixel", "eval/nll_iw")
+
+    @torch.no_grad()
+    def evaluation_metrics(self, images: torch.Tensor, iw_samples: int, generator: torch.Generator) -> dict[str, float]:
+        """With the reconstruction error: the ELBO (nats per image and per pixel) and the
+        k-sample importance-weighted NLL."""
+        metrics = super().evaluation_metrics(images, iw_samples, generator)
+        elbo = self.elbo(images, generator).mean()
+        metrics["eval/elbo"] = float(elbo)
+        metrics["eval/elbo_per_pixel"] = float(elbo) / images[0].numel()
+        nll = torch.cat([self.importance_weighted_nll(chunk, iw_samples, generator) for chunk in images.split(64)])
+        metrics["eval/nll_iw"] = float(nll.mean())
+        return metrics
+
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         z = torch.randn((n, self.config.latent_dim), generator=generator, device=self._device())
@@ -188,8 +232,10 @@ class ConvVAE(VAE):
 
     family = "conv-vae"
     arch = "conv"
-    presets = {"tiny": {"latent_dim": 16, "width": 32, "depth": 2},
-               "small": {"latent_dim": 64, "width": 64, "depth": 3}}
+    presets = {
+        "tiny": {"latent_dim": 16, "width": 32, "depth": 2},
+        "small": {"latent_dim": 64, "width": 64, "depth": 3},
+    }
 
 
 class BetaVAE(ConvVAE):
@@ -276,8 +322,10 @@ class SparseAutoencoder(Autoencoder):
     """An autoencoder whose code is pushed to sparsity: L1 on ReLU codes, or KL to a target rate."""
 
     family = "sparse-ae"
-    presets = {"tiny": {"latent_dim": 64, "width": 256, "depth": 2, "sparsity": "l1", "sparsity_weight": 1e-2},
-               "small": {"latent_dim": 128, "width": 512, "depth": 3, "sparsity": "l1", "sparsity_weight": 1e-2}}
+    presets = {
+        "tiny": {"latent_dim": 64, "width": 256, "depth": 2, "sparsity": "l1", "sparsity_weight": 1e-2},
+        "small": {"latent_dim": 128, "width": 512, "depth": 3, "sparsity": "l1", "sparsity_weight": 1e-2},
+    }
 
 
 AUTOENCODER_FAMILIES: tuple[type[Autoencoding], ...] = (VAE, ConvVAE, BetaVAE, Autoencoder, SparseAutoencoder)

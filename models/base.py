@@ -9,7 +9,7 @@ and steps them in the order `networks()` lists them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import torch
@@ -21,6 +21,19 @@ def parameter_count(parameters: Iterable[nn.Parameter]) -> int:
     """Elements in `parameters` at full size: under ZeRO-3 a parameter's tensor is an empty shard
     and DeepSpeed keeps its size in `ds_numel`."""
     return sum(getattr(p, "ds_numel", p.numel()) for p in parameters)
+
+
+# What every image family is scored on: classifier-FID and class coverage of its samples.
+SAMPLE_METRICS = ("eval/classifier_fid", "eval/class_coverage")
+
+
+def interpolate(
+    decode: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor, end: torch.Tensor, steps: int
+) -> torch.Tensor:
+    """Decoded points on straight lines from each row of `start` to the same row of `end`,
+    `steps` per line, line after line."""
+    weights = torch.linspace(0, 1, steps, device=start.device)[None, :, None]
+    return decode((start[:, None] + weights * (end - start)[:, None]).flatten(0, 1))
 
 
 class ModelConfig(BaseModel):
@@ -42,6 +55,19 @@ class GenerativeModel(nn.Module, ABC):
     modality: ClassVar[str] = "image"  # what the family reads and writes: "image" or "text"
     # On GPU under `precision: auto`: "bf16" weights, or fp32 weights under "bf16-autocast".
     gpu_precision: ClassVar[str] = "bf16"
+    # The metric (and its direction) a new version must beat the champion on, unless the config
+    # names another: one every model of the family reports.
+    default_gate: ClassVar[tuple[str, str]] = ("eval/classifier_fid", "min")
+    supports_activation_checkpointing: ClassVar[bool] = False
+    # Parts that come from the registry: {submodule: config field holding its models:/ URI}. The
+    # train step pins each URI to a version, stores the part's spec in `<field>_spec` and loads its
+    # weights into the submodule (a latent diffusion model's VAE).
+    registered_parts: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def metric_names(cls) -> tuple[str, ...]:
+        """Every metric the evaluator (and each sweep trial) reports for a model of this family."""
+        return SAMPLE_METRICS
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -102,9 +128,37 @@ class GenerativeModel(nn.Module, ABC):
         return output.float()
 
     def set_activation_checkpointing(self, enabled: bool) -> None:
-        """Recompute activations in the backward pass; only families with deep stacks offer it."""
+        """Recompute activations in the backward pass; families with deep stacks offer it
+        (`supports_activation_checkpointing`) and override this."""
         if enabled:
             raise ValueError(f"train.activation_checkpointing: the {self.family} family does not support it")
+
+    def flops_per_token(self, seq_len: int) -> float | None:
+        """Training FLOPs per token (forward and backward), for MFU; None when not counted."""
+        return None
+
+    def sample_options(self, n: int, **asked: Any) -> dict[str, Any]:
+        """Keyword arguments for `sample(n, ...)` from what a user asked for (`genpipe sample`'s
+        --prompt, --label, --guidance, --sampler, --steps); a ValueError names the option that does
+        not fit. A family that takes none refuses every one."""
+        given = [name for name, value in asked.items() if value is not None]
+        if given:
+            raise ValueError(f"--{given[0]}: a {self.family} model takes no {given[0]}")
+        return {}
+
+    @torch.no_grad()
+    def evaluation_metrics(self, images: torch.Tensor, iw_samples: int, generator: torch.Generator) -> dict[str, float]:
+        """Scores beyond the samples' own, on val `images` (an autoencoder's reconstruction error,
+        a VAE's ELBO); names as in `metric_names`."""
+        return {}
+
+    @torch.no_grad()
+    def evaluation_pictures(
+        self, images: torch.Tensor, generator: torch.Generator, rows: int = 8, steps: int = 10
+    ) -> dict[str, tuple[torch.Tensor, int]]:
+        """Pictures beyond the sample grid: {file name: (images in [-1, 1], columns)}, e.g. latent
+        interpolations; the evaluator draws them."""
+        return {}
 
     @abstractmethod
     def loss(self, network: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -32,8 +32,9 @@ class ConvEncoder(nn.Module):
     """(N, C, S, S) -> (N, out_features): `depth` stride-2 4x4 convs doubling the channels, then a
     linear map. `norm="none"` for critics whose gradient penalty batch norm would distort."""
 
-    def __init__(self, in_channels: int, size: int, base_channels: int, depth: int, out_features: int,
-                 norm: Norm = "batch"):
+    def __init__(
+        self, in_channels: int, size: int, base_channels: int, depth: int, out_features: int, norm: Norm = "batch"
+    ):
         super().__init__()
         check_halvable(size, depth)
         layers: list[nn.Module] = []
@@ -100,8 +101,15 @@ class MLPEncoder(nn.Module):
         return self.layers(images.flatten(1))
 
 
-def encoder(arch: str, in_channels: int, image_shape: tuple[int, int, int], width: int, depth: int,
-            out_features: int, norm: Norm = "batch") -> nn.Module:
+def encoder(
+    arch: str,
+    in_channels: int,
+    image_shape: tuple[int, int, int],
+    width: int,
+    depth: int,
+    out_features: int,
+    norm: Norm = "batch",
+) -> nn.Module:
     _, height, width_px = image_shape
     if arch == "conv":
         return ConvEncoder(in_channels, height, width, depth, out_features, norm)

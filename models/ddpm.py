@@ -16,10 +16,12 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from models.autoencoders import AUTOENCODER_FAMILIES, VAE
 from models.base import GenerativeModel, ModelConfig
 from models.captions import captions_for, evaluation_prompt
 from models.ema import EMA
 from models.samplers import ancestral, ddim
+from models.sampling_options import diffusion_options
 from models.schedules import BetaSchedule, NoiseSchedule, Prediction, eps_from_x0, gather, targets, x0_and_eps
 from models.text_encoder import TextEncoder, encode_prompts, null_prompts
 from models.unet import UNet
@@ -51,9 +53,18 @@ class DDPMConfig(ModelConfig):
     max_prompt_tokens: int = Field(48, gt=1, description="bytes of a prompt the text encoder reads (+1)")
 
 
-CIFAR = {"base_channels": 128, "channel_mults": (1, 2, 2, 2), "num_res_blocks": 2, "attention_resolutions": (16,),
-         "dropout": 0.1, "timesteps": 1000, "beta_schedule": "linear", "ema_decay": 0.9999,
-         "sampler": "ddim", "sampling_steps": 100}
+CIFAR = {
+    "base_channels": 128,
+    "channel_mults": (1, 2, 2, 2),
+    "num_res_blocks": 2,
+    "attention_resolutions": (16,),
+    "dropout": 0.1,
+    "timesteps": 1000,
+    "beta_schedule": "linear",
+    "ema_decay": 0.9999,
+    "sampler": "ddim",
+    "sampling_steps": 100,
+}
 
 
 class DDPM(GenerativeModel):
@@ -63,19 +74,44 @@ class DDPM(GenerativeModel):
     config_class = DDPMConfig
     presets: dict[str, dict[str, Any]] = {
         # ~0.4M parameters: about a second per epoch of digits on 2 CPU cores.
-        "tiny": {"base_channels": 24, "channel_mults": (1, 2), "num_res_blocks": 1, "attention_resolutions": (4,),
-                 "timesteps": 200, "beta_schedule": "cosine", "ema_decay": 0.995, "text_width": 64},
+        "tiny": {
+            "base_channels": 24,
+            "channel_mults": (1, 2),
+            "num_res_blocks": 1,
+            "attention_resolutions": (4,),
+            "timesteps": 200,
+            "beta_schedule": "cosine",
+            "ema_decay": 0.995,
+            "text_width": 64,
+        },
         # ~6M parameters: a GPU model for 16-32 px images.
-        "small": {"base_channels": 64, "channel_mults": (1, 2, 2), "num_res_blocks": 2,
-                  "attention_resolutions": (16, 8), "dropout": 0.1, "timesteps": 1000, "beta_schedule": "linear",
-                  "ema_decay": 0.999},
+        "small": {
+            "base_channels": 64,
+            "channel_mults": (1, 2, 2),
+            "num_res_blocks": 2,
+            "attention_resolutions": (16, 8),
+            "dropout": 0.1,
+            "timesteps": 1000,
+            "beta_schedule": "linear",
+            "ema_decay": 0.999,
+        },
         # The DDPM paper's CIFAR-10 model at 32 px: 35.7M parameters.
         "cifar": CIFAR,
         # 360M parameters at 64 px (near ADM's ImageNet-64 shape): for GPUs, and ZeRO-3 across them.
-        "large": {"base_channels": 224, "channel_mults": (1, 2, 3, 4), "num_res_blocks": 3,
-                  "attention_resolutions": (32, 16, 8), "attention_heads": 4, "dropout": 0.1, "timesteps": 1000,
-                  "beta_schedule": "cosine", "prediction": "v", "ema_decay": 0.9999,
-                  "sampler": "ddim", "sampling_steps": 100},
+        "large": {
+            "base_channels": 224,
+            "channel_mults": (1, 2, 3, 4),
+            "num_res_blocks": 3,
+            "attention_resolutions": (32, 16, 8),
+            "attention_heads": 4,
+            "dropout": 0.1,
+            "timesteps": 1000,
+            "beta_schedule": "cosine",
+            "prediction": "v",
+            "ema_decay": 0.9999,
+            "sampler": "ddim",
+            "sampling_steps": 100,
+        },
     }
     clip_denoised = True  # pixels live in [-1, 1]; a latent space has no such bound
     # Measured on an H100 (benchmarks/RESULTS.md): a DeepSpeed bf16 engine (bf16 weights, fp32
@@ -93,16 +129,29 @@ class DDPM(GenerativeModel):
             raise ValueError(f"model.channel_mults: {height}px cannot be halved {downsamples} times")
         if config.conditioning != "none" and config.num_classes < 2:
             raise ValueError(f"model.conditioning: {config.conditioning} needs labelled data (num_classes >= 2)")
-        text = (TextEncoder(config.text_width, config.text_layers, config.text_heads, config.max_prompt_tokens)
-                if config.conditioning == "text" else None)
-        self.unet = UNet(channels, height, config.base_channels, config.channel_mults, config.num_res_blocks,
-                         config.attention_resolutions, config.dropout, config.attention_heads,
-                         config.num_classes if config.conditioning == "class" else 0, text)
+        text = (
+            TextEncoder(config.text_width, config.text_layers, config.text_heads, config.max_prompt_tokens)
+            if config.conditioning == "text"
+            else None
+        )
+        self.unet = UNet(
+            channels,
+            height,
+            config.base_channels,
+            config.channel_mults,
+            config.num_res_blocks,
+            config.attention_resolutions,
+            config.dropout,
+            config.attention_heads,
+            config.num_classes if config.conditioning == "class" else 0,
+            text,
+        )
         self.schedule = NoiseSchedule(config.beta_schedule, config.timesteps)
         self.ema = EMA(config.ema_decay) if config.ema_decay > 0 else None
         if text is not None:  # every phrasing of every class, tokenised once: (classes, phrasings, tokens)
-            captions = torch.stack([encode_prompts(captions_for(name), config.max_prompt_tokens)
-                                    for name in self.class_names()])
+            captions = torch.stack(
+                [encode_prompts(captions_for(name), config.max_prompt_tokens) for name in self.class_names()]
+            )
             self.register_buffer("caption_ids", captions, persistent=False)
 
     def diffusion_shape(self) -> tuple[int, int, int]:
@@ -161,8 +210,9 @@ class DDPM(GenerativeModel):
 
     def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
         if self.ema is not None and state:
-            self.ema.load_state({k.removeprefix("ema."): v for k, v in state.items()},
-                                next(self.unet.parameters()).device)
+            self.ema.load_state(
+                {k.removeprefix("ema."): v for k, v in state.items()}, next(self.unet.parameters()).device
+            )
 
     def exported_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The U-Net's EMA weights in place of the raw ones: what is evaluated and registered."""
@@ -172,14 +222,19 @@ class DDPM(GenerativeModel):
 
     # --- sampling -------------------------------------------------------------------------------
 
+    def sample_options(self, n: int, **asked: Any) -> dict[str, Any]:
+        """A prompt or a class (as the model is conditioned), the sampler, its steps, the guidance."""
+        return diffusion_options(self, n, **asked)
+
     def requested_labels(self, n: int, device: torch.device) -> torch.Tensor | None:
         """0, 1, ..., K-1, 0, ...: the classes a conditional model is asked for when sampling."""
         if self.config.conditioning == "none":
             return None
         return torch.arange(n, device=device) % self.config.num_classes
 
-    def sampling_condition(self, n: int, device: torch.device, labels: torch.Tensor | None,
-                           prompts: list[str] | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def sampling_condition(
+        self, n: int, device: torch.device, labels: torch.Tensor | None, prompts: list[str] | None
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(condition, null condition) for n samples, or None for an unconditional model.
         Without labels or prompts a conditional model is asked for every class in turn."""
         config = self.config
@@ -200,8 +255,10 @@ class DDPM(GenerativeModel):
             prompts = [evaluation_prompt(names[label]) for label in wanted.tolist()]
         if len(prompts) != n:
             raise ValueError(f"prompts: {len(prompts)} given for {n} samples")
-        return (encode_prompts(prompts, config.max_prompt_tokens).to(device),
-                null_prompts(n, config.max_prompt_tokens, device))
+        return (
+            encode_prompts(prompts, config.max_prompt_tokens).to(device),
+            null_prompts(n, config.max_prompt_tokens, device),
+        )
 
     def _predictor(self, conditions: tuple[torch.Tensor, torch.Tensor] | None, guidance_scale: float):
         """predict(x_t, t) -> (x0, eps): the U-Net's output, guided (conditional and null rows
@@ -225,9 +282,17 @@ class DDPM(GenerativeModel):
         return predict
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, *, labels: torch.Tensor | None = None,
-               prompts: list[str] | None = None, guidance_scale: float | None = None, sampler: str | None = None,
-               steps: int | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        labels: torch.Tensor | None = None,
+        prompts: list[str] | None = None,
+        guidance_scale: float | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+    ) -> torch.Tensor:
         """n images in [-1, 1] from pure noise: by class (`labels`), by text (`prompts`), or every
         class in turn; the sampler, its steps and the guidance default to the model's config."""
         config = self.config
@@ -242,10 +307,14 @@ class DDPM(GenerativeModel):
         return self.decode(x)
 
 
+VAE_FAMILIES = {cls.family: cls for cls in AUTOENCODER_FAMILIES if issubclass(cls, VAE)}
+
+
 class LatentDDPMConfig(DDPMConfig):
     autoencoder: str = Field(description="models:/NAME@ALIAS (or /VERSION) of a registered VAE to diffuse in")
     autoencoder_spec: dict[str, Any] | None = Field(
-        None, description="the VAE's family and config: read from the registry when training starts")
+        None, description="the VAE's family and config: read from the registry when training starts"
+    )
 
 
 class LatentDDPM(DDPM):
@@ -259,30 +328,48 @@ class LatentDDPM(DDPM):
 
     family = "latent-ddpm"
     config_class = LatentDDPMConfig
+    registered_parts = {"vae": "autoencoder"}
     presets = {
-        "tiny": {"base_channels": 32, "channel_mults": (1, 2), "num_res_blocks": 1, "attention_resolutions": (4,),
-                 "timesteps": 200, "beta_schedule": "cosine", "ema_decay": 0.995},
-        "small": {"base_channels": 64, "channel_mults": (1, 2), "num_res_blocks": 2, "attention_resolutions": (4,),
-                  "dropout": 0.1, "timesteps": 1000, "beta_schedule": "cosine", "ema_decay": 0.999,
-                  "sampler": "ddim", "sampling_steps": 100},
+        "tiny": {
+            "base_channels": 32,
+            "channel_mults": (1, 2),
+            "num_res_blocks": 1,
+            "attention_resolutions": (4,),
+            "timesteps": 200,
+            "beta_schedule": "cosine",
+            "ema_decay": 0.995,
+        },
+        "small": {
+            "base_channels": 64,
+            "channel_mults": (1, 2),
+            "num_res_blocks": 2,
+            "attention_resolutions": (4,),
+            "dropout": 0.1,
+            "timesteps": 1000,
+            "beta_schedule": "cosine",
+            "ema_decay": 0.999,
+            "sampler": "ddim",
+            "sampling_steps": 100,
+        },
     }
     clip_denoised = False
 
     def __init__(self, config: LatentDDPMConfig):
-        from models import build_model
-        from models.autoencoders import VAE
-
         spec = config.autoencoder_spec
         if spec is None:
-            raise ValueError(f"model.autoencoder_spec: unknown; it is read from {config.autoencoder} "
-                             "when training starts")
+            raise ValueError(
+                f"model.autoencoder_spec: unknown; it is read from {config.autoencoder} when training starts"
+            )
         super().__init__(config)
-        vae = build_model(spec["family"], spec["config"])
-        if not isinstance(vae, VAE):
+        vae_class = VAE_FAMILIES.get(spec["family"])
+        if vae_class is None:
             raise ValueError(f"model.autoencoder: {config.autoencoder} is a {spec['family']} model, not a VAE")
+        vae = vae_class(vae_class.config_class(**spec["config"]))
         if tuple(vae.config.image_shape) != tuple(config.image_shape):
-            raise ValueError(f"model.autoencoder: {config.autoencoder} reads {tuple(vae.config.image_shape)} "
-                             f"images, the data has {tuple(config.image_shape)}")
+            raise ValueError(
+                f"model.autoencoder: {config.autoencoder} reads {tuple(vae.config.image_shape)} "
+                f"images, the data has {tuple(config.image_shape)}"
+            )
         self.vae = vae.requires_grad_(False).eval()
 
     def diffusion_shape(self) -> tuple[int, int, int]:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from models.base import GenerativeModel, ModelConfig
+from models.base import GenerativeModel, ModelConfig, interpolate
 from models.blocks import Norm, decoder, encoder
 
 
@@ -67,8 +67,13 @@ class Discriminator(nn.Module):
         return self.body(images).squeeze(1)
 
 
-def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None = None,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+def gradient_penalty(
+    critic,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """E[(||grad_x critic(x_hat)||_2 - 1)^2] on random interpolates x_hat of real and fake images:
     zero for a critic that is 1-Lipschitz with unit slope along every interpolate."""
     mix = torch.rand((real.shape[0], *[1] * (real.dim() - 1)), generator=generator, device=real.device)
@@ -132,11 +137,13 @@ class GAN(GenerativeModel):
             fake_score = self.run_network("discriminator", fake, *labels)
             if self.objective == "wasserstein-gp":
                 # autograd.grad is a backward of its own: not through the engine (see run_network).
-                penalty = gradient_penalty(lambda x, *y: self.run_network("discriminator", x, *y, bare=True),
-                                           real, fake, *labels)
+                penalty = gradient_penalty(
+                    lambda x, *y: self.run_network("discriminator", x, *y, bare=True), real, fake, *labels
+                )
                 return fake_score.mean() - real_score.mean() + self.config.gp_weight * penalty
-            return (F.binary_cross_entropy_with_logits(real_score, torch.ones_like(real_score))
-                    + F.binary_cross_entropy_with_logits(fake_score, torch.zeros_like(fake_score)))
+            return F.binary_cross_entropy_with_logits(
+                real_score, torch.ones_like(real_score)
+            ) + F.binary_cross_entropy_with_logits(fake_score, torch.zeros_like(fake_score))
         with frozen(self.discriminator):
             fake = self.run_network("generator", z, *labels)
             score = self.run_network("discriminator", fake, *labels, bare=True)
@@ -154,6 +161,21 @@ class GAN(GenerativeModel):
         z = torch.randn((n, self.config.latent_dim), generator=generator, device=device)
         return self.decode(z)
 
+    @classmethod
+    def metric_names(cls) -> tuple[str, ...]:
+        return (*super().metric_names(), "eval/class_accuracy") if cls.conditional else super().metric_names()
+
+    @torch.no_grad()
+    def evaluation_pictures(
+        self, images: torch.Tensor, generator: torch.Generator, rows: int = 8, steps: int = 10
+    ) -> dict[str, tuple[torch.Tensor, int]]:
+        """Lines in latent space between two random latents, one class a row when conditional."""
+        start, end = (
+            torch.randn((rows, self.config.latent_dim), generator=generator, device=images.device) for _ in range(2)
+        )
+        labels = torch.arange(rows, device=images.device).repeat_interleave(steps) % max(1, self.config.num_classes)
+        return {"interpolation.png": (interpolate(lambda codes: self.decode(codes, labels), start, end, steps), steps)}
+
     @torch.no_grad()
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Images for latent codes; a conditional model draws `labels` (default: balanced)."""
@@ -169,8 +191,10 @@ class DCGAN(GAN):
     family = "dcgan"
     arch = "conv"
     critic_norm = "batch"
-    presets = {"tiny": {"latent_dim": 32, "width": 32, "depth": 2},
-               "small": {"latent_dim": 100, "width": 64, "depth": 3}}
+    presets = {
+        "tiny": {"latent_dim": 32, "width": 32, "depth": 2},
+        "small": {"latent_dim": 100, "width": 64, "depth": 3},
+    }
 
 
 class ConditionalGAN(GAN):

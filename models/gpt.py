@@ -150,6 +150,8 @@ class GPT(GenerativeModel):
     family = "gpt"
     config_class = GPTConfig
     modality = "text"
+    default_gate = ("eval/val_loss", "min")
+    supports_activation_checkpointing = True
     presets: dict[str, dict[str, Any]] = {
         "tiny": {"block_size": 256, "n_layer": 4, "n_head": 4, "n_embd": 128},  # ~1M: CPU tests
         "small": {"block_size": 1024, "n_layer": 12, "n_head": 12, "n_embd": 768},  # GPT-2 small, 124M
@@ -165,6 +167,10 @@ class GPT(GenerativeModel):
     def networks(self) -> dict[str, nn.Module]:
         return {"transformer": self.transformer}
 
+    @classmethod
+    def metric_names(cls) -> tuple[str, ...]:
+        return ("eval/val_loss", "eval/perplexity", "eval/bits_per_byte")
+
     def set_activation_checkpointing(self, enabled: bool) -> None:
         self.transformer.activation_checkpointing = enabled
 
@@ -178,8 +184,10 @@ class GPT(GenerativeModel):
         """Training FLOPs per token, forward and backward: 6N for the weights' matmuls plus
         12·L·H·Q·T for attention (PaLM appendix B; nanoGPT's estimate_mfu)."""
         c = self.config
-        return 6 * self.num_parameters(include_embedding=False) + 12 * c.n_layer * c.n_head * (
-            c.n_embd // c.n_head) * seq_len
+        return (
+            6 * self.num_parameters(include_embedding=False)
+            + 12 * c.n_layer * c.n_head * (c.n_embd // c.n_head) * seq_len
+        )
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         """Float logits over the real vocabulary (the padding columns dropped)."""
@@ -192,11 +200,17 @@ class GPT(GenerativeModel):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
 
     @torch.no_grad()
-    def generate(self, ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        ids: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Extend `ids` (B, T) by sampling; the context is cut from the left to block_size."""
         for _ in range(max_new_tokens):
-            logits = self.logits(ids[:, -self.config.block_size:])[:, -1, :]
+            logits = self.logits(ids[:, -self.config.block_size :])[:, -1, :]
             if temperature <= 0:
                 ids = torch.cat((ids, logits.argmax(dim=-1, keepdim=True)), dim=1)
                 continue

@@ -21,8 +21,9 @@ def _timestep(step: int, n: int, device: torch.device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def ancestral(predict: Predict, schedule: NoiseSchedule, x: torch.Tensor,
-              generator: torch.Generator | None = None) -> torch.Tensor:
+def ancestral(
+    predict: Predict, schedule: NoiseSchedule, x: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Every one of the T steps: x_{t-1} ~ q(x_{t-1} | x_t, x_0 = the prediction)."""
     s = schedule
     for step in reversed(range(s.timesteps)):
@@ -43,8 +44,14 @@ def ddim_timesteps(timesteps: int, steps: int) -> list[int]:
 
 
 @torch.no_grad()
-def ddim(predict: Predict, schedule: NoiseSchedule, x: torch.Tensor, steps: int, eta: float = 0.0,
-         generator: torch.Generator | None = None) -> torch.Tensor:
+def ddim(
+    predict: Predict,
+    schedule: NoiseSchedule,
+    x: torch.Tensor,
+    steps: int,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """DDIM over `steps` timesteps; eta = 0 is deterministic, eta = 1 matches DDPM's variance."""
     alpha_bar = schedule.alpha_bar.to(x.device)
     sequence = ddim_timesteps(schedule.timesteps, steps)

@@ -51,15 +51,14 @@ class NoiseSchedule:
         self.sqrt_recipm1_alpha_bar = (1 / alpha_bar - 1).sqrt().float()
         # q(x_{t-1} | x_t, x_0) = N(coef_x0 * x_0 + coef_xt * x_t, posterior_variance)
         self.posterior_variance = (betas * (1 - alpha_bar_prev) / (1 - alpha_bar)).float()
-        self.posterior_log_variance = torch.log(
-            torch.cat([self.posterior_variance[1:2], self.posterior_variance[1:]])
-        )
+        self.posterior_log_variance = torch.log(torch.cat([self.posterior_variance[1:2], self.posterior_variance[1:]]))
         self.posterior_coef_x0 = (betas * alpha_bar_prev.sqrt() / (1 - alpha_bar)).float()
         self.posterior_coef_xt = ((1 - alpha_bar_prev) * alphas.sqrt() / (1 - alpha_bar)).float()
 
 
-def targets(schedule: NoiseSchedule, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
-            prediction: Prediction) -> torch.Tensor:
+def targets(
+    schedule: NoiseSchedule, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, prediction: Prediction
+) -> torch.Tensor:
     """What the network learns to output: the noise, or v = sqrt(ab) eps - sqrt(1 - ab) x0
     (Salimans & Ho 2022), whose scale stays even across t."""
     if prediction == "epsilon":
@@ -67,8 +66,9 @@ def targets(schedule: NoiseSchedule, x0: torch.Tensor, noise: torch.Tensor, t: t
     return gather(schedule.sqrt_alpha_bar, t, x0) * noise - gather(schedule.sqrt_one_minus_alpha_bar, t, x0) * x0
 
 
-def x0_and_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor, output: torch.Tensor,
-               prediction: Prediction) -> tuple[torch.Tensor, torch.Tensor]:
+def x0_and_eps(
+    schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor, output: torch.Tensor, prediction: Prediction
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The network's output read back as (x_0, epsilon) estimates."""
     s = schedule
     if prediction == "epsilon":

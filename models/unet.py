@@ -63,8 +63,9 @@ class Attention(nn.Module):
         self.kv = nn.Linear(context_dim or channels, 2 * channels)
         self.out = nn.Linear(channels, channels)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         b, c, h, w = x.shape
         pixels = self.norm(x).flatten(2).transpose(1, 2)  # (B, HW, C)
         source = pixels if context is None else context.to(pixels.dtype)
@@ -77,15 +78,17 @@ class Attention(nn.Module):
 class Level(nn.Module):
     """A residual block, then self-attention (and cross-attention to the text) when asked."""
 
-    def __init__(self, c_in: int, c_out: int, embed_dim: int, dropout: float, attend: bool, heads: int,
-                 context_dim: int | None):
+    def __init__(
+        self, c_in: int, c_out: int, embed_dim: int, dropout: float, attend: bool, heads: int, context_dim: int | None
+    ):
         super().__init__()
         self.res = ResidualBlock(c_in, c_out, embed_dim, dropout)
         self.self_attn = Attention(c_out, heads) if attend else None
         self.cross_attn = Attention(c_out, heads, context_dim) if attend and context_dim else None
 
-    def forward(self, h: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None,
-                mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, h: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None, mask: torch.Tensor | None
+    ) -> torch.Tensor:
         h = self.res(h, emb)
         if self.self_attn is not None:
             h = self.self_attn(h)
@@ -118,9 +121,19 @@ class UNet(nn.Module):
     (`num_classes` > 0) or token ids for the text encoder (`text_encoder` given).
     """
 
-    def __init__(self, in_channels: int, image_size: int, base_channels: int, channel_mults: tuple[int, ...],
-                 num_res_blocks: int, attention_resolutions: tuple[int, ...], dropout: float, attention_heads: int = 1,
-                 num_classes: int = 0, text_encoder: TextEncoder | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        base_channels: int,
+        channel_mults: tuple[int, ...],
+        num_res_blocks: int,
+        attention_resolutions: tuple[int, ...],
+        dropout: float,
+        attention_heads: int = 1,
+        num_classes: int = 0,
+        text_encoder: TextEncoder | None = None,
+    ):
         super().__init__()
         self.base_channels = base_channels
         embed_dim = 4 * base_channels
@@ -147,9 +160,12 @@ class UNet(nn.Module):
                 skip_channels.append(channels)
                 size //= 2
 
-        self.mid = nn.ModuleList([Level(channels, channels, embed_dim, dropout, True, attention_heads, context_dim),
-                                  Level(channels, channels, embed_dim, dropout,
-                                                                       False, attention_heads, None)])
+        self.mid = nn.ModuleList(
+            [
+                Level(channels, channels, embed_dim, dropout, True, attention_heads, context_dim),
+                Level(channels, channels, embed_dim, dropout, False, attention_heads, None),
+            ]
+        )
 
         self.up = nn.ModuleList()
         for index, mult in reversed(list(enumerate(channel_mults))):

@@ -8,21 +8,22 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from models import GenerativeModel, build_model
+from models.base import GenerativeModel
+from models.zoo import build_model
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
 
-def save_model(model: GenerativeModel, directory: str | Path,
-               state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+def save_model(
+    model: GenerativeModel, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None
+) -> Path:
     """Write weights and config into `directory` (created); returns it."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = state_dict if state_dict is not None else model.state_dict()
     # safetensors refuses shared or non-contiguous storage; clone each tensor once.
-    save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()},
-              directory / WEIGHTS_FILE)
+    save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}, directory / WEIGHTS_FILE)
     spec = {"family": model.family, "config": model.config.model_dump(mode="json")}
     (directory / CONFIG_FILE).write_text(json.dumps(spec, indent=2))
     return directory

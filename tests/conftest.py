@@ -4,25 +4,11 @@ server on 127.0.0.1, started by the same code as `genpipe local-cluster`."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
-from pipelines import local_cluster
-from pipelines.config import PipelineConfig, load_config
-from pipelines.local_cluster import Server
-
-REPO = Path(__file__).resolve().parent.parent
-
-# Small enough for 2 CPU cores: a short schedule, few samples, a couple of classifier epochs.
-TINY = [
-    "model.params.timesteps=20", "train.max_steps=30", "train.log_every=5", "train.checkpoint_every=15",
-    "evaluate.num_samples=100", "evaluate.grid_size=16", "evaluate.classifier_epochs=2",
-]
-
-
-def tiny_config(storage: Path, *extra: str) -> PipelineConfig:
-    return load_config("quickstart", [*TINY, *extra], storage=str(storage))
+from pipelines.cluster import local as local_cluster
+from pipelines.cluster.local import Server
 
 
 @pytest.fixture(scope="session")

@@ -20,11 +20,13 @@ def build(family: str, **params) -> models.GenerativeModel:
     return models.build_model(family, models.resolve_config(family, "tiny", params, data))
 
 
-def train_briefly(model: models.GenerativeModel, steps: int, lr: float = 1e-3,
-                  betas: tuple[float, float] = (0.5, 0.999)) -> dict[str, list[float]]:
+def train_briefly(
+    model: models.GenerativeModel, steps: int, lr: float = 1e-3, betas: tuple[float, float] = (0.5, 0.999)
+) -> dict[str, list[float]]:
     """Each network in turn, a critic `updates_per_step` times, the model told after each update."""
-    optimizers = {name: torch.optim.Adam(net.parameters(), lr=lr, betas=betas)
-                  for name, net in model.networks().items()}
+    optimizers = {
+        name: torch.optim.Adam(net.parameters(), lr=lr, betas=betas) for name, net in model.networks().items()
+    }
     losses: dict[str, list[float]] = {name: [] for name in optimizers}
     generator = torch.Generator().manual_seed(0)
     for step in range(steps):

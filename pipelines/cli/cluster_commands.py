@@ -1,0 +1,220 @@
+"""`genpipe submit`, `genpipe jobs` and `genpipe local-cluster`: the cluster half of the CLI.
+
+A submitted workflow is `genpipe run` as a Ray job whose id is the workflow id, so
+`genpipe jobs logs ID` and `genpipe status ID --storage ...` name the same thing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import yaml
+
+from pipelines.cli.output import EXIT_FAILED, EXIT_OK, say
+from pipelines.cluster import jobs
+from pipelines.cluster import local as local_cluster
+from pipelines.config import ConfigError, PipelineConfig, load_config
+from pipelines.workflow import preflight
+from storage import is_local, normalize
+
+CONFIG_VARIABLE = "GENPIPE_CONFIG"
+LOCAL_CLUSTER_DIR = ".genpipe/local-cluster"
+
+
+def _address(args: argparse.Namespace) -> str:
+    address = args.address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
+    if not address or not address.startswith(("http://", "https://")):
+        raise ConfigError([f"--address: the Ray dashboard's job server, http://HOST:8265 (got {address!r})"])
+    jobs.use_token(getattr(args, "token_file", None))
+    return address
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Validate and check everything here, then hand the resolved config to `genpipe run` on the cluster."""
+    from pipelines.workflow.runner import new_workflow_id
+
+    config = load_config(args.config, args.set, storage=args.storage, tracking_uri=args.tracking_uri)
+    config = config.model_copy(
+        update={
+            "storage": normalize(config.storage),
+            "tracking_uri": config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"),
+        }
+    )
+    if config.tracking_uri is None and not is_local(config.storage):
+        raise ConfigError(
+            [
+                "--tracking-uri: a job on a cluster needs an MLflow server (or MLFLOW_TRACKING_URI): "
+                "the embedded sqlite store would stay in the job's temporary working directory"
+            ]
+        )
+    if args.token_file is None and config.cluster.auth_token_file:
+        args.token_file = config.cluster.auth_token_file
+    address = _address(args)
+    preflight.check_storage(config.storage)
+    if config.tracking_uri:
+        preflight.check_tracking(config.tracking_uri)
+    if is_local(config.storage):
+        say(f"note: storage {config.storage} is a folder: the job writes it on the cluster's nodes")
+    workflow_id = args.workflow_id or new_workflow_id(config.name)
+    arguments = ["run", f"env:{CONFIG_VARIABLE}", "--workflow-id", workflow_id]
+    job_id = jobs.submit(
+        address,
+        arguments,
+        workflow_id,
+        env_vars={CONFIG_VARIABLE: job_config(config)},
+        extra_runtime_env=config.cluster.runtime_env,
+    )
+    say(f"job {job_id} submitted to {address}")
+    say(f"  logs:   genpipe jobs logs {job_id} --address {address} --follow")
+    say(f"  status: genpipe status {job_id} --storage {config.storage}")
+    if not args.follow:
+        return EXIT_OK
+    return _follow(address, job_id)
+
+
+def job_config(config: PipelineConfig) -> str:
+    """The resolved config as the YAML the job reads back (`env:GENPIPE_CONFIG`): every value
+    explicit, so the job cannot fall back to a different default."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def _follow(address: str, job_id: str) -> int:
+    from ray.job_submission import JobStatus
+
+    try:
+        status = jobs.follow(address, job_id, say)
+    except KeyboardInterrupt:
+        say(f"stopped following; the job goes on (genpipe jobs stop {job_id} --address {address})")
+        return EXIT_FAILED
+    say(f"job {job_id}: {status.value}")
+    return EXIT_OK if status == JobStatus.SUCCEEDED else EXIT_FAILED
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    listed = jobs.client(_address(args)).list_jobs()
+    if not listed:
+        say("no jobs")
+    for job in sorted(listed, key=lambda j: j.start_time or 0):
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime((job.start_time or 0) / 1000))
+        ended = job.end_time or time.time() * 1000
+        took = f"{(ended - job.start_time) / 1000:.0f}s" if job.start_time else "-"
+        name = job.submission_id or job.job_id
+        say(f"{name}  {job.status.value:<9} {started} UTC  {took:>6}  {job.entrypoint[:60]}")
+    return EXIT_OK
+
+
+def cmd_jobs_logs(args: argparse.Namespace) -> int:
+    address = _address(args)
+    if args.follow:
+        return _follow(address, args.job_id)
+    job_client = jobs.client(address)
+    _job_exists(job_client, args.job_id)
+    print(job_client.get_job_logs(args.job_id), end="", flush=True)
+    return EXIT_OK
+
+
+def cmd_jobs_stop(args: argparse.Namespace) -> int:
+    job_client = jobs.client(_address(args))
+    _job_exists(job_client, args.job_id)
+    stopped = job_client.stop_job(args.job_id)
+    say(f"job {args.job_id}: {'stop requested' if stopped else 'already ended'}")
+    return EXIT_OK
+
+
+def _job_exists(job_client, job_id: str) -> None:
+    try:
+        job_client.get_job_info(job_id)
+    except RuntimeError as exc:
+        raise ConfigError([f"JOB_ID: no job {job_id!r} on this cluster ({str(exc).splitlines()[0][:120]})"]) from None
+
+
+def cmd_local_cluster_up(args: argparse.Namespace) -> int:
+    folder = Path(args.dir).resolve()
+    started = time.monotonic()
+    try:
+        servers = local_cluster.up(folder, workers=args.workers, num_cpus=args.cpus, s3=not args.no_s3)
+    except RuntimeError as exc:
+        say(f"FAILED: {exc}")
+        return EXIT_FAILED
+    for name, server in servers.items():
+        say(f"{name:<12} pid {server.pid:<8} {server.url}")
+    say(f"up in {time.monotonic() - started:.0f}s; logs in {folder}")
+    env_file = folder / local_cluster.ENV_FILE
+    say(
+        f"try it:\n  source {env_file}\n  genpipe submit quickstart --address $GENPIPE_ADDRESS "
+        "--storage $GENPIPE_STORAGE --tracking-uri $MLFLOW_TRACKING_URI --follow"
+    )
+    return EXIT_OK
+
+
+def cmd_local_cluster_down(args: argparse.Namespace) -> int:
+    stopped = local_cluster.down(Path(args.dir).resolve())
+    say(f"stopped {', '.join(stopped)}" if stopped else f"no local cluster described in {args.dir}")
+    return EXIT_OK
+
+
+def cmd_local_cluster_status(args: argparse.Namespace) -> int:
+    servers = local_cluster.described(Path(args.dir).resolve())
+    if not servers:
+        say(f"no local cluster described in {args.dir}")
+    for name, server in servers.items():
+        say(f"{name:<12} pid {server.pid:<8} {'running' if server.running() else 'STOPPED'}  {server.url}")
+    return EXIT_OK
+
+
+def _add_address(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--address", help="the Ray dashboard, http://HOST:8265 (default: RAY_API_SERVER_ADDRESS or RAY_ADDRESS)"
+    )
+    parser.add_argument(
+        "--token-file",
+        help="file holding the cluster's auth token (default: RAY_AUTH_TOKEN, "
+        "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)",
+    )
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    submit = commands.add_parser("submit", help="run the workflow as a Ray job on a cluster")
+    submit.add_argument("config", help="a YAML file or a built-in config name")
+    submit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    submit.add_argument("--storage", help="fsspec URI the cluster can reach, e.g. s3://bucket/prefix")
+    submit.add_argument("--tracking-uri", help="the MLflow server the cluster logs to (default MLFLOW_TRACKING_URI)")
+    submit.add_argument("--workflow-id", help="the job's and the workflow's id (default: a new one)")
+    submit.add_argument("--follow", action="store_true", help="stream the logs; exit with the job's outcome")
+    _add_address(submit)
+    submit.set_defaults(handler=cmd_submit)
+
+    job_commands = commands.add_parser("jobs", help="Ray jobs on a cluster: list, logs, stop").add_subparsers(
+        dest="jobs_command", required=True
+    )
+    listing = job_commands.add_parser("list", help="jobs, their status and duration")
+    _add_address(listing)
+    listing.set_defaults(handler=cmd_jobs_list)
+    for verb, handler in (("logs", cmd_jobs_logs), ("stop", cmd_jobs_stop)):
+        one = job_commands.add_parser(verb, help=f"{verb} a job")
+        one.add_argument("job_id")
+        _add_address(one)
+        if verb == "logs":
+            one.add_argument("--follow", action="store_true", help="stream until the job ends")
+        one.set_defaults(handler=handler)
+
+    local = commands.add_parser(
+        "local-cluster",
+        help="a Ray head + worker, MLflow server and S3 (moto) on 127.0.0.1, to try the cluster path on one machine",
+    )
+    local_commands = local.add_subparsers(dest="local_command", required=True)
+    for verb, handler in (
+        ("up", cmd_local_cluster_up),
+        ("down", cmd_local_cluster_down),
+        ("status", cmd_local_cluster_status),
+    ):
+        one = local_commands.add_parser(verb)
+        one.add_argument("--dir", default=LOCAL_CLUSTER_DIR, help="state, logs and env.sh")
+        if verb == "up":
+            one.add_argument("--workers", type=int, default=1, help="worker nodes beside the head")
+            one.add_argument("--cpus", type=int, default=2, help="CPUs each node offers")
+            one.add_argument("--no-s3", action="store_true", help="no moto server; storage in a folder")
+        one.set_defaults(handler=handler)

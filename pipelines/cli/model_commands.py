@@ -1,0 +1,98 @@
+"""`genpipe sample`, `genpipe models [history NAME]` and `genpipe promote`: the registry side."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import time
+import warnings
+
+from pipelines.cli.output import EXIT_FAILED, EXIT_OK, UsageError, say, warn
+from pipelines.workflow import api
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Images into a PNG grid, or text completions printed; bad options exit 2."""
+    options = {
+        "prompt": args.prompt,
+        "label": args.label,
+        "guidance": args.guidance,
+        "sampler": args.sampler,
+        "steps": args.steps,
+        "max_new_tokens": args.max_new_tokens,
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+    }
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            samples = api.sample(
+                args.model_uri, args.n, seed=args.seed, tracking_uri=args.tracking_uri, storage=args.storage, **options
+            )
+    except api.ModelUnavailable as exc:
+        say(str(exc))
+        return EXIT_FAILED
+    except ValueError as exc:
+        raise UsageError(f"{exc} ({args.model_uri})") from None
+    for warning in caught:
+        warn(f"warning: {warning.message}")
+    if isinstance(samples, list):  # a language model's completions
+        for index, text in enumerate(samples):
+            if index:
+                say("-" * 40)
+            say(text)
+        return EXIT_OK
+    from pipelines.evaluate.pictures import save_grid
+
+    path = save_grid(samples, args.out)
+    say(f"wrote {len(samples)} samples from {args.model_uri} to {path}")
+    return EXIT_OK
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from mlflow.exceptions import MlflowException
+
+    from pipelines.registry.registration import promote
+
+    try:
+        previous = promote(api.registry_uri(args.tracking_uri, args.storage), args.name, args.version, args.alias)
+    except MlflowException as exc:
+        raise UsageError(f"NAME/VERSION: {args.name} version {args.version}: {exc.message}") from None
+    say(f"{args.name}@{args.alias}: version {previous} -> version {args.version}")
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from mlflow.exceptions import MlflowException
+
+    from pipelines.registry.registration import history
+
+    try:
+        rows = history(api.registry_uri(args.tracking_uri, args.storage), args.name)
+    except MlflowException as exc:
+        raise UsageError(f"NAME: {exc.message}") from None
+    for row in rows:
+        created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(row["created"] / 1000))
+        scores = " ".join(f"{k.removeprefix('eval/')}={v:.4g}" for k, v in sorted(row["metrics"].items()))
+        marker = f"@{row['alias']}" if row["alias"] else ""
+        say(
+            f"v{row['version']:<3} {marker:<10} {created}  {row['decision'] or '-':<9} {scores}  "
+            f"data={row['dataset']} workflow={row['workflow']}"
+        )
+        if row["reason"]:
+            say(f"      {row['reason']}")
+    return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    if getattr(args, "history_name", None):
+        args.name = args.history_name
+        return cmd_history(args)
+    import models
+
+    for family, cls in models.FAMILIES.items():
+        summary = (inspect.getdoc(cls) or "").splitlines()
+        say(f"{family}: {summary[0] if summary else ''}")
+        for preset, params in cls.presets.items():
+            say(f"  {preset}: {', '.join(f'{k}={v}' for k, v in params.items())}")
+    return EXIT_OK

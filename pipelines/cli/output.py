@@ -1,0 +1,20 @@
+"""What every command shares: the exit codes, the printer, and the usage error."""
+
+from __future__ import annotations
+
+import sys
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad usage: exit 2 with the message."""
+
+
+def say(message: str) -> None:
+    """One line for the user, on stdout, at once (a Ray job's log streams it)."""
+    print(message, flush=True)
+
+
+def warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

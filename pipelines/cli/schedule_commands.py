@@ -1,0 +1,116 @@
+"""`genpipe schedule add|list|pause|resume|remove` and `genpipe scheduler`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from pipelines.cli.output import EXIT_OK, UsageError, say
+from pipelines.config import ConfigError, default_storage, load_config
+from storage import normalize
+
+
+def _schedules(args: argparse.Namespace):
+    from pipelines.schedule.schedules import ScheduleStore
+
+    return ScheduleStore(normalize(args.storage or default_storage()))
+
+
+def cmd_schedule_add(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from pipelines.schedule.schedules import Schedule
+
+    store = _schedules(args)
+    load_config(args.config, args.set)  # a broken config is refused now, not at 3 a.m.
+    config = str(Path(args.config).resolve()) if Path(args.config).is_file() else args.config
+    try:
+        schedule = Schedule(
+            name=args.name,
+            config=config,
+            sets=args.set,
+            cron=args.cron,
+            timezone=args.timezone,
+            address=args.address,
+            when=args.when,
+            overlap=args.overlap,
+            created_at=time.time(),
+        )
+    except ValidationError as exc:
+        raise ConfigError(
+            [f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
+        ) from None
+    if args.name in store.names():
+        raise UsageError(f"NAME: a schedule named {args.name!r} exists; remove it first")
+    store.put(schedule)
+    say(f"schedule {args.name}: {args.cron} ({args.timezone}), next {_when(schedule.next_slot(time.time()))}")
+    return EXIT_OK
+
+
+def _when(epoch: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch)) if epoch else "-"
+
+
+def cmd_schedule_list(args: argparse.Namespace) -> int:
+    store = _schedules(args)
+    names = store.names()
+    if not names:
+        say(f"no schedules in {store.storage}")
+    now = time.time()
+    for name in names:
+        schedule, state = store.get(name), store.state(name)
+        nxt = "paused" if schedule.paused else f"next {_when(schedule.next_slot(now))}"
+        running = f", running {state.running.workflow_id}" if state.running else ""
+        where = f"  on {schedule.address}" if schedule.address else ""
+        say(f"{name}  '{schedule.cron}' {schedule.timezone}  {nxt}  when={schedule.when}{where}{running}")
+        say(
+            f"  last: {state.last_outcome or 'never fired'}"
+            + (f" ({state.last_workflow_id})" if state.last_workflow_id else "")
+        )
+    return EXIT_OK
+
+
+def cmd_schedule_toggle(args: argparse.Namespace) -> int:
+    store = _schedules(args)
+    try:
+        schedule = store.get(args.name)
+    except KeyError as exc:
+        raise UsageError(f"NAME: {exc.args[0]}") from None
+    store.put(schedule.model_copy(update={"paused": args.schedule_command == "pause"}))
+    say(f"schedule {args.name} {'paused' if args.schedule_command == 'pause' else 'resumed'}")
+    return EXIT_OK
+
+
+def cmd_schedule_remove(args: argparse.Namespace) -> int:
+    try:
+        _schedules(args).remove(args.name)
+    except KeyError as exc:
+        raise UsageError(f"NAME: {exc.args[0]}") from None
+    say(f"schedule {args.name} removed")
+    return EXIT_OK
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    import signal
+    import socket
+    import threading
+    import uuid
+
+    from pipelines.schedule.launchers import Launchers
+    from pipelines.schedule.schedules import Scheduler
+
+    store = _schedules(args)
+    holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+    scheduler = Scheduler(store, Launchers(store.storage), holder, echo=say)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    say(f"[scheduler] {holder} watching {store.root} every {args.tick}s")
+    while not stop.is_set():
+        scheduler.tick(time.time())
+        stop.wait(args.tick)
+    scheduler.shutdown(time.time())
+    say("[scheduler] stopped")
+    return EXIT_OK

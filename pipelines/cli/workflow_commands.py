@@ -1,0 +1,92 @@
+"""`genpipe run|prepare|train|evaluate|tune`, `genpipe resume` and `genpipe status`."""
+
+from __future__ import annotations
+
+import argparse
+
+from pipelines.cli.output import EXIT_FAILED, EXIT_OK, say
+from pipelines.config import default_storage
+from pipelines.workflow import api
+from pipelines.workflow.results import EvaluateResult, PrepareResult, RegisterResult, StepResult, TuneResult
+from pipelines.workflow.runner import Workflow, WorkflowFailed
+from storage import normalize
+
+
+def run_workflow(args: argparse.Namespace, steps: tuple[str, ...]) -> int:
+    """The config is validated and the services checked before anything starts."""
+    try:
+        outcome = api.run(
+            args.config,
+            sets=args.set,
+            steps=steps,
+            storage=args.storage,
+            tracking_uri=args.tracking_uri,
+            address=args.address,
+            workflow_id=args.workflow_id,
+            when=args.when,
+            echo=say,
+        )
+    except WorkflowFailed as failure:
+        return _failed(failure)
+    if outcome.skipped:
+        say(f"workflow {outcome.workflow.id} skipped: {outcome.skipped}")
+        return EXIT_OK
+    _summarise(outcome.workflow, outcome.results)
+    return EXIT_OK
+
+
+def _failed(failure: WorkflowFailed) -> int:
+    say(f"FAILED: {failure}")
+    say(f"fix the cause, then: genpipe resume {failure.workflow_id} --storage {failure.storage}")
+    return EXIT_FAILED
+
+
+def _summarise(workflow: Workflow, results: dict[str, StepResult]) -> None:
+    prep, sweep = results.get("prepare"), results.get("tune")
+    evaluation, reg = results.get("evaluate"), results.get("register")
+    if isinstance(prep, PrepareResult):
+        say(
+            f"dataset {prep.fingerprint} ({'cache hit' if prep.cache_hit else 'prepared'}): "
+            f"{prep.rows} rows, {prep.rejects} rejected"
+        )
+    if isinstance(sweep, TuneResult):
+        say(
+            f"sweep: {sweep.trials} trials, {sweep.stopped_early} stopped early; best {sweep.best_trial} "
+            f"({sweep.family}): {sweep.best_params}"
+        )
+    if isinstance(evaluation, EvaluateResult):
+        shown = ", ".join(f"{k.removeprefix('eval/')}={v:.3g}" for k, v in evaluation.metrics.items())
+        say(f"evaluation: {shown}")
+        say(f"samples: {evaluation.samples_uri}")
+    if isinstance(reg, RegisterResult):
+        say(f"registered {reg.model_name} version {reg.version}: {reg.model_uri}")
+        say(f"gate: {reg.decision}: {reg.reason}; @{reg.alias} -> version {reg.alias_version}")
+    say(f"workflow {workflow.id} succeeded")
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    try:
+        outcome = api.resume(args.workflow_id, storage=args.storage, address=args.address, echo=say)
+    except WorkflowFailed as failure:
+        return _failed(failure)
+    _summarise(outcome.workflow, outcome.results)
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    workflows = api.status(args.workflow_id, storage=args.storage)
+    if not workflows:
+        say(f"no workflows in {normalize(args.storage or default_storage())}")
+    for workflow in workflows:
+        if workflow.skipped:
+            say(f"{workflow.id}  skipped: {workflow.skipped}")
+            continue
+        say(f"{workflow.id}  " + "  ".join(f"{step}:{state}" for step, state in workflow.states.items()))
+        if args.workflow_id:
+            for step in workflow.states:
+                if step in workflow.records:
+                    record = workflow.records[step]
+                    say(f"  {step}: {record['duration_s']}s {record['result']}")
+                elif step in workflow.errors:
+                    say(f"  {step}: {workflow.errors[step]}")
+    return EXIT_OK

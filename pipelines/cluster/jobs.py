@@ -1,0 +1,151 @@
+"""Ray Jobs API: run a genpipe command on a cluster, with this repository as the job's working_dir.
+
+The dashboard address (http://HOST:8265) is the job server. Ray 2.60 turns token authentication
+on by default; a client then needs RAY_AUTH_MODE=token and the token (RAY_AUTH_TOKEN,
+RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token). `use_token` sets the mode when a token is at hand.
+The token is read by Ray itself: genpipe never prints, logs or ships it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]  # pipelines/cluster/jobs.py -> the repository
+AGENT_WAIT_SECONDS = 90
+# Nothing a job needs, and some of it large: environments, caches, local outputs. Ray also skips
+# what .gitignore names; `_git_ignored` adds what git ignores by other rules (.git/info/exclude).
+WORKING_DIR_EXCLUDES = [
+    ".venv/",
+    ".git/",
+    ".genpipe/",
+    "mlruns/",
+    "mlflow.db",
+    "benchmarks/out/",
+    "__pycache__/",
+    ".pytest_cache/",
+    ".ruff_cache/",
+    "*.png",
+    "*.egg-info/",
+]
+DEFAULT_TOKEN_FILE = Path.home() / ".ray" / "auth_token"
+
+
+class JobsError(Exception):
+    """The job server cannot be reached or refuses us: a one-line reason naming the address."""
+
+
+def use_token(token_file: str | None = None) -> None:
+    """Point Ray's client at a token file and turn token mode on when a token is available
+    (an explicit mode, e.g. RAY_AUTH_MODE=disabled, is left alone)."""
+    if token_file:
+        path = Path(token_file).expanduser()
+        if not path.is_file():
+            raise JobsError(f"auth token file {path} does not exist")
+        os.environ["RAY_AUTH_TOKEN_PATH"] = str(path)
+    given = any(os.environ.get(variable) for variable in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"))
+    if (given or DEFAULT_TOKEN_FILE.is_file()) and "RAY_AUTH_MODE" not in os.environ:
+        os.environ["RAY_AUTH_MODE"] = "token"
+        # Ray caches the mode in its C++ config when it is imported: re-read the environment, as
+        # Ray's own token set-up does, or this process (and a later local ray.init) stays "disabled".
+        from ray._raylet import Config
+
+        Config.initialize("")
+
+
+def client(address: str):
+    """A JobSubmissionClient; an unreachable or refusing server is a JobsError, in about a second."""
+    from ray.exceptions import AuthenticationError
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        return JobSubmissionClient(address)
+    except ConnectionError as exc:
+        raise JobsError(
+            f"cannot reach the Ray job server at {address}: is the head node up, and is "
+            "this its dashboard address (http://HOST:8265)?"
+        ) from exc
+    except AuthenticationError as exc:
+        reason = "refused the token" if "Invalid" in str(exc) else "requires its auth token"
+        raise JobsError(
+            f"the Ray cluster at {address} {reason}: set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH "
+            "(or pass --token-file) with the token of that cluster"
+        ) from None
+
+
+def _git_ignored() -> list[str]:
+    """Paths git ignores in this checkout (none outside a git checkout), as Ray excludes."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "--others", "--ignored", "--exclude-standard", "--directory"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [f"/{line}" for line in listed.splitlines() if line]
+
+
+def runtime_env(env_vars: dict[str, str] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The job's runtime_env: this repository as working_dir, plus the config's own settings."""
+    extra = dict(extra or {})
+    merged_vars = {**extra.pop("env_vars", {}), **(env_vars or {})}
+    excludes = [*WORKING_DIR_EXCLUDES, *_git_ignored(), *extra.pop("excludes", [])]
+    return {**extra, "working_dir": str(REPO_ROOT), "excludes": excludes, "env_vars": merged_vars}
+
+
+def submit(
+    address: str,
+    arguments: list[str],
+    submission_id: str,
+    env_vars: dict[str, str] | None = None,
+    extra_runtime_env: dict[str, Any] | None = None,
+) -> str:
+    """Submit `python -m pipelines.cli ARGUMENTS` as a job; returns its submission id."""
+    entrypoint = shlex.join(["python", "-m", "pipelines.cli", *arguments])
+    job_client = client(address)
+    deadline = time.monotonic() + AGENT_WAIT_SECONDS
+    while True:
+        try:
+            return job_client.submit_job(
+                entrypoint=entrypoint,
+                runtime_env=runtime_env(env_vars, extra_runtime_env),
+                submission_id=submission_id,
+                metadata={"genpipe": "1"},
+            )
+        except RuntimeError as exc:
+            # A head node that has just started serves its dashboard before its job agent is up.
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+def follow(address: str, job_id: str, echo: Callable[[str], None]) -> Any:
+    """Stream the job's logs until it ends; its final JobStatus."""
+    job_client = client(address)
+
+    async def stream() -> None:
+        async for chunk in job_client.tail_job_logs(job_id):
+            echo(chunk.rstrip("\n"))
+
+    asyncio.run(stream())
+    status = job_client.get_job_status(job_id)
+    while not status.is_terminal():  # the log stream can close a moment before the status turns
+        time.sleep(1)
+        status = job_client.get_job_status(job_id)
+    return status
+
+
+def alive_nodes(address: str) -> int:
+    from ray.util.state import list_nodes
+
+    return len(list_nodes(address=address, filters=[("state", "=", "ALIVE")], raise_on_missing_output=False))

@@ -1,0 +1,376 @@
+"""The cluster path on one machine: a Ray head and worker nodes, an `mlflow server` and an S3
+(moto) server, each a real process on 127.0.0.1 in its own process group.
+
+`genpipe local-cluster up|down|status` (and `infra/local-cluster.sh`) start and stop them; the
+integration tests start the same servers through the same functions. A server is stopped by its
+process group id, never by `ray stop`, which kills every Ray process on the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 120
+MOTO_REGION = "us-east-1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """One started server: its process group, where it listens, its log."""
+
+    name: str
+    pid: int
+    url: str
+    log: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def running(self) -> bool:
+        _reap(self.pid)  # a child that exited stays a zombie, and "running", until reaped
+        try:
+            os.killpg(self.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+    def stop(self, timeout: float = 10) -> None:
+        """SIGTERM the process group, SIGKILL what is left after `timeout` (a Ray head lingers ~30 s)."""
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.pid, signum)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + timeout
+            while self.running() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if not self.running():
+                break
+        _reap(self.pid)
+        temp_dir = self.extra.get("temp_dir")
+        if temp_dir:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _spawn(name: str, command: list[str], folder: Path, env: dict[str, str] | None = None) -> tuple[int, str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / f"{name}.log"
+    with log.open("ab") as handle:
+        process = subprocess.Popen(
+            command,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+            cwd=folder,
+        )
+    return process.pid, str(log)
+
+
+def wait_until_up(server: Server, probe_url: str, timeout: float = START_TIMEOUT_S) -> Server:
+    """Poll `probe_url` until the server answers (any HTTP status counts: a server that refuses
+    a request without a token is up); raise with the log's tail if it dies or never answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(probe_url, timeout=2)
+            return server
+        except urllib.error.HTTPError:
+            return server
+        except OSError:
+            if not server.running() or time.monotonic() > deadline:
+                server.stop(timeout=5)
+                tail = Path(server.log).read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{server.name} did not start on {server.url}:\n{tail}") from None
+            time.sleep(0.5)
+
+
+def start_moto(folder: Path, *, authenticated: bool = False) -> Server:
+    """A moto S3 server. `authenticated`: requests must be signed with a key moto knows; the key
+    (created here through moto's IAM, with an allow-all policy) is in `extra`."""
+    port = free_port()
+    env = {"INITIAL_NO_AUTH_ACTION_COUNT": "3"} if authenticated else {}
+    pid, log = _spawn("moto", [str(BIN / "moto_server"), "-H", HOST, "-p", str(port)], folder, env)
+    server = wait_until_up(Server("moto", pid, f"http://{HOST}:{port}", log), f"http://{HOST}:{port}/moto-api/")
+    if authenticated:
+        server.extra.update(_moto_access_key(server.url))
+    return server
+
+
+def _moto_access_key(endpoint: str) -> dict[str, str]:
+    """The three unauthenticated actions moto allows: a user, its policy, its key."""
+    import boto3
+
+    iam = boto3.client(
+        "iam",
+        endpoint_url=endpoint,
+        region_name=MOTO_REGION,
+        aws_access_key_id="bootstrap",
+        aws_secret_access_key="bootstrap",
+    )
+    iam.create_user(UserName="genpipe")
+    iam.put_user_policy(
+        UserName="genpipe",
+        PolicyName="all",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        ),
+    )
+    key = iam.create_access_key(UserName="genpipe")["AccessKey"]
+    return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+
+
+def s3_environment(moto: Server) -> dict[str, str]:
+    """The standard AWS variables that point boto3, s3fs and MLflow at the moto server."""
+    return {
+        "AWS_ENDPOINT_URL": moto.url,
+        "AWS_DEFAULT_REGION": MOTO_REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        **moto.extra,
+    }
+
+
+def start_mlflow(
+    folder: Path, artifacts: str, *, env: dict[str, str] | None = None, admin_password: str | None = None
+) -> Server:
+    """`mlflow server` with an sqlite store; artifacts proxied to `artifacts` (a folder or
+    s3://...). `admin_password`: the basic-auth app, with `admin` as its only user."""
+    port = free_port()
+    command = [
+        str(BIN / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{folder / 'mlflow.db'}",
+        "--artifacts-destination",
+        artifacts,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    server_env = {**(env or {}), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    if admin_password:
+        ini = folder / "basic_auth.ini"
+        ini.parent.mkdir(parents=True, exist_ok=True)
+        ini.write_text(
+            f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{folder / 'auth.db'}\n"
+            "admin_username = admin\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+        command += ["--app-name", "basic-auth"]
+        server_env.update(
+            MLFLOW_AUTH_CONFIG_PATH=str(ini),
+            MLFLOW_AUTH_ADMIN_PASSWORD=admin_password,
+            MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16),
+        )  # CSRF protection
+    pid, log = _spawn("mlflow", command, folder, server_env)
+    url = f"http://{HOST}:{port}"
+    return wait_until_up(Server("mlflow", pid, url, log), f"{url}/health")
+
+
+def _ray_node_ports() -> list[str]:
+    # Ray's fixed default ports (agent 52365, ...) clash with any other Ray on this machine.
+    return [
+        "--dashboard-agent-listen-port",
+        str(free_port()),
+        "--dashboard-agent-grpc-port",
+        str(free_port()),
+        "--runtime-env-agent-port",
+        str(free_port()),
+        "--metrics-export-port",
+        str(free_port()),
+    ]
+
+
+def start_ray_head(folder: Path, num_cpus: int, env: dict[str, str] | None = None) -> Server:
+    """`ray start --head --block` with its dashboard (the Jobs API) on 127.0.0.1.
+
+    Its own short --temp-dir keeps its `ray_current_cluster` file out of /tmp/ray, where a later
+    plain `ray.init()` on this machine would find it and join a cluster that is gone."""
+    port, dashboard = free_port(), free_port()
+    temp_dir = tempfile.mkdtemp(prefix="rayhead-", dir="/tmp")  # Ray's socket paths must stay short
+    command = [
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--port",
+        str(port),
+        "--node-ip-address",
+        HOST,
+        "--dashboard-host",
+        HOST,
+        "--dashboard-port",
+        str(dashboard),
+        "--include-dashboard",
+        "true",
+        "--num-cpus",
+        str(num_cpus),
+        "--temp-dir",
+        temp_dir,
+        "--ray-client-server-port",
+        str(free_port()),
+        *_ray_node_ports(),
+    ]
+    pid, log = _spawn("ray-head", command, folder, _ray_env(env))
+    head = Server(
+        "ray-head", pid, f"http://{HOST}:{dashboard}", log, {"gcs_address": f"{HOST}:{port}", "temp_dir": temp_dir}
+    )
+    return wait_until_up(head, f"{head.url}/api/version")
+
+
+def start_ray_worker(
+    folder: Path, head: Server, num_cpus: int, env: dict[str, str] | None = None, index: int = 1
+) -> Server:
+    """A second raylet joining `head` (`ray start --address`): a real multi-node cluster."""
+    name = f"ray-worker-{index}"
+    command = [
+        str(BIN / "ray"),
+        "start",
+        "--block",
+        "--address",
+        head.extra["gcs_address"],
+        "--node-ip-address",
+        HOST,
+        "--num-cpus",
+        str(num_cpus),
+        *_ray_node_ports(),
+    ]
+    pid, log = _spawn(name, command, folder, _ray_env(env))
+    worker = Server(name, pid, head.extra["gcs_address"], log)
+    _wait_for_nodes(head, worker, expected=index + 1)
+    return worker
+
+
+def _ray_env(env: dict[str, str] | None) -> dict[str, str]:
+    # The Ray processes (and the jobs they run) must find genpipe's own `python`, `ray`, `genpipe`.
+    return {
+        **(env or {}),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "RAY_ADDRESS": "",
+        "RAY_AUTH_MODE": "token",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+
+
+def _wait_for_nodes(head: Server, worker: Server, expected: int) -> None:
+    from pipelines.cluster import jobs
+
+    jobs.use_token()  # the head has written ~/.ray/auth_token by now
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        try:
+            alive = jobs.alive_nodes(head.url)
+        except (OSError, RuntimeError):
+            alive = 0
+        if alive >= expected:
+            return
+        if not worker.running() or time.monotonic() > deadline:
+            worker.stop(timeout=5)
+            raise RuntimeError(
+                f"{worker.name} did not join {head.url}:\n{Path(worker.log).read_text(errors='replace')[-3000:]}"
+            )
+        time.sleep(1)
+
+
+# `genpipe local-cluster`: the same servers, left running in the background between commands.
+
+STATE_FILE = "servers.json"
+ENV_FILE = "env.sh"
+BUCKET = "genpipe"
+
+
+def up(folder: Path, workers: int = 1, num_cpus: int = 2, s3: bool = True) -> dict[str, Server]:
+    """Start everything, write `servers.json` (ids) and `env.sh` (the variables a client needs)."""
+    if (folder / STATE_FILE).exists():
+        raise RuntimeError(
+            f"a local cluster is already described in {folder / STATE_FILE}: `genpipe local-cluster down` first"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    servers: dict[str, Server] = {}
+    try:
+        env: dict[str, str] = {}
+        artifacts = str(folder / "mlartifacts")
+        if s3:
+            servers["moto"] = start_moto(folder)
+            env = s3_environment(servers["moto"])
+            create_bucket(env, BUCKET)
+            artifacts = f"s3://{BUCKET}/mlartifacts"
+        servers["mlflow"] = start_mlflow(folder, artifacts, env=env)
+        servers["ray-head"] = start_ray_head(folder, num_cpus, env)
+        for index in range(1, workers + 1):
+            servers[f"ray-worker-{index}"] = start_ray_worker(folder, servers["ray-head"], num_cpus, env, index)
+    except BaseException:
+        for server in reversed(servers.values()):
+            server.stop(timeout=10)
+        raise
+    state = {name: asdict(server) for name, server in servers.items()}
+    (folder / STATE_FILE).write_text(json.dumps(state, indent=2))
+    exports = {
+        **env,
+        "GENPIPE_ADDRESS": servers["ray-head"].url,
+        "MLFLOW_TRACKING_URI": servers["mlflow"].url,
+        "GENPIPE_STORAGE": f"s3://{BUCKET}/runs" if s3 else str(folder / "storage"),
+        "RAY_AUTH_MODE": "token",
+    }
+    (folder / ENV_FILE).write_text("".join(f"export {k}={v}\n" for k, v in exports.items()))
+    return servers
+
+
+def create_bucket(env: dict[str, str], bucket: str) -> str:
+    """Create `bucket` with the credentials and endpoint of `env` (see s3_environment); its name."""
+    import boto3
+
+    boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    ).create_bucket(Bucket=bucket)
+    return bucket
+
+
+def described(folder: Path) -> dict[str, Server]:
+    path = folder / STATE_FILE
+    if not path.exists():
+        return {}
+    return {name: Server(**fields) for name, fields in json.loads(path.read_text()).items()}
+
+
+def down(folder: Path) -> list[str]:
+    """Stop the servers `up` started (workers before the head), by their process group ids."""
+    servers = described(folder)
+    for server in reversed(servers.values()):
+        server.stop()
+    (folder / STATE_FILE).unlink(missing_ok=True)
+    (folder / ENV_FILE).unlink(missing_ok=True)
+    return list(servers)

@@ -1,0 +1,26 @@
+"""The pipeline config: sections, validation with one line per problem, loading and overrides."""
+
+from pipelines.config.errors import ConfigError
+from pipelines.config.loading import builtin_configs, load_config, read_config_source, validate_config
+from pipelines.config.overrides import apply_overrides, assign, flatten
+from pipelines.config.pipeline import DEFAULT_STORAGE, PipelineConfig, default_storage
+from pipelines.config.sections import EvaluateConfig, GateConfig, ModelSection, RegisterConfig, TrainConfig
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "ConfigError",
+    "EvaluateConfig",
+    "GateConfig",
+    "ModelSection",
+    "PipelineConfig",
+    "RegisterConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "assign",
+    "builtin_configs",
+    "default_storage",
+    "flatten",
+    "load_config",
+    "read_config_source",
+    "validate_config",
+]

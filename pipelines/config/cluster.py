@@ -1,0 +1,76 @@
+"""The config's `cluster:` section: how `genpipe submit` runs the workflow as a Ray job.
+
+The whole config is logged as MLflow params and a job's runtime_env is shown by the Ray dashboard
+and `ray job list`, so neither may hold a secret: credentials stay in the environment of the
+submitting shell (the Ray token) and of the cluster's nodes (AWS keys, MLflow passwords).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+
+from data_prep.config import Strict
+
+# runtime_env keys a job may set; genpipe owns working_dir (this repository).
+RUNTIME_ENV_KEYS = {
+    "env_vars",
+    "pip",
+    "uv",
+    "conda",
+    "py_modules",
+    "py_executable",
+    "excludes",
+    "image_uri",
+    "container",
+    "nsight",
+    "config",
+}
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|CREDENTIAL|PRIVATE|ACCESS_KEY|SESSION_KEY|API_KEY", re.IGNORECASE)
+
+
+class ClusterConfig(Strict):
+    runtime_env: dict[str, Any] = Field(
+        default_factory=dict, description="Ray runtime_env for submitted jobs (env_vars, pip, ...)"
+    )
+    auth_token_file: str | None = Field(
+        None, description="file holding the Ray cluster's auth token (never the token itself: the config is logged)"
+    )
+
+    @field_validator("runtime_env")
+    @classmethod
+    def _no_secrets_no_working_dir(cls, runtime_env: dict[str, Any]) -> dict[str, Any]:
+        if "working_dir" in runtime_env:
+            raise ValueError(
+                "working_dir: genpipe ships this repository as the job's working_dir; "
+                "add paths to leave out under excludes"
+            )
+        unknown = sorted(set(runtime_env) - RUNTIME_ENV_KEYS)
+        if unknown:
+            raise ValueError(
+                f"{unknown[0]}: not a runtime_env field genpipe passes on "
+                f"(one of {', '.join(sorted(RUNTIME_ENV_KEYS))})"
+            )
+        env_vars = runtime_env.get("env_vars", {})
+        if not isinstance(env_vars, dict):
+            raise ValueError("env_vars: must be a mapping of NAME: value")
+        for name in env_vars:
+            if SECRET_NAME.search(name):
+                raise ValueError(
+                    f"env_vars.{name}: looks like a secret, and the config is logged as MLflow "
+                    "params and shown in the Ray dashboard; give it to the cluster's nodes instead"
+                )
+        return {**runtime_env, "env_vars": {k: str(v) for k, v in env_vars.items()}} if env_vars else runtime_env
+
+
+def without_credentials(uri: str | None) -> str | None:
+    """A URI with user:password@ would carry its password into logs and MLflow params."""
+    if uri and "://" in uri and urlsplit(uri).password is not None:
+        raise ValueError(
+            "credentials in the URI would be logged; give them through the environment "
+            "(MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN, AWS_* variables) instead"
+        )
+    return uri

@@ -1,0 +1,111 @@
+"""The sections of a pipeline config that each step reads: model, train, evaluate, register."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from data_prep.config import Strict
+from models import family_class
+from pipelines.config.errors import describe_error
+
+
+class ModelSection(Strict):
+    family: str = "ddpm"
+    preset: str = "tiny"
+    params: dict[str, Any] = Field(default_factory=dict, description="overrides of the preset")
+
+    @model_validator(mode="after")
+    def _known_family_and_preset(self) -> ModelSection:
+        try:
+            cls = family_class(self.family)
+        except ValueError as exc:
+            raise ValueError(f"family: {exc}") from None
+        if self.preset not in cls.presets:
+            raise ValueError(f"preset: {self.preset!r} is not one of {', '.join(cls.presets)}")
+        unknown = set(self.params) - set(cls.config_class.model_fields)
+        if unknown:
+            raise ValueError(f"params: unknown field(s) {', '.join(sorted(unknown))} for {self.family}")
+        from_data = {"image_shape": (1, 8, 8), "vocab_size": 257}  # placeholders: the data has the real ones
+        placeholder = {k: v for k, v in from_data.items() if k in cls.config_class.model_fields}
+        try:
+            cls.config_class(**{**cls.presets[self.preset], **placeholder, **self.params})
+        except ValidationError as exc:
+            problems = [f"params.{'.'.join(map(str, e['loc']))}: {describe_error(e)}" for e in exc.errors()]
+            raise ValueError("; ".join(problems)) from None
+        return self
+
+
+class TrainConfig(Strict):
+    num_workers: int = Field(2, gt=0)
+    cpus_per_worker: float = Field(0.5, gt=0, description="fractional leaves CPUs for Ray Data")
+    use_gpu: bool | Literal["auto"] = "auto"
+    batch_size: int = Field(64, gt=0, description="per worker")
+    epochs: int = Field(1, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="stop after this many optimizer steps")
+    learning_rate: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0, description="on weight matrices only")
+    adam_beta1: float = Field(0.9, ge=0, lt=1, description="GANs: 0.5 (DCGAN) or 0 (WGAN-GP)")
+    adam_beta2: float = Field(0.999, gt=0, lt=1)
+    warmup_steps: int = Field(0, ge=0)
+    grad_clip: float = Field(1.0, ge=0)
+    zero_stage: int = Field(2, ge=0, le=3)
+    precision: Literal["auto", "fp32", "bf16", "bf16-autocast"] = Field(
+        "auto", description="auto: fp32 on CPU; on GPU the model's choice (GPT bf16, U-Nets bf16-autocast)"
+    )
+    checkpoint_every: int = Field(200, gt=0, description="optimizer steps between checkpoints")
+    keep_checkpoints: int = Field(2, gt=0, description="checkpoints kept per run (train) or per trial (tune)")
+    log_every: int = Field(20, gt=0)
+    max_failures: int = Field(1, ge=-1, description="worker-group restarts; -1 means forever")
+    seed: int = 0
+    warm_start: bool = Field(False, description="start from the registered champion's weights")
+    grad_accum_steps: int = Field(1, gt=0, description="micro-batches per optimizer step")
+    offload_optimizer: bool = Field(False, description="ZeRO-Offload: optimizer state in CPU memory (GPU)")
+    offload_params: bool = Field(False, description="ZeRO-Infinity: parameters in CPU memory (stage 3, GPU)")
+    activation_checkpointing: bool = Field(False, description="recompute activations in backward")
+    compile: bool = Field(False, description="torch.compile each network through DeepSpeed")
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_SPREAD"] = Field(
+        "PACK", description="how Ray places the workers on nodes; STRICT_SPREAD: one per node"
+    )
+    peak_tflops: float | None = Field(None, gt=0, description="device peak for MFU; known GPUs are looked up")
+
+    @model_validator(mode="after")
+    def _offload_needs_zero(self) -> TrainConfig:
+        if self.offload_params and self.zero_stage != 3:
+            raise ValueError(f"offload_params: needs zero_stage 3, not {self.zero_stage}")
+        if self.offload_optimizer and self.zero_stage == 0:
+            raise ValueError("offload_optimizer: needs zero_stage 1, 2 or 3")
+        return self
+
+
+class EvaluateConfig(Strict):
+    num_samples: int = Field(500, gt=1, description="images: generated for classifier-FID; text: val blocks scored")
+    grid_size: int = Field(64, gt=0)
+    classifier_epochs: int = Field(15, gt=0)
+    num_cpus: float = Field(2, gt=0)
+    num_gpus: float = Field(0, ge=0, description="evaluate on a GPU when the cluster has one")
+    seed: int = 0
+    iw_samples: int = Field(50, gt=0, description="VAEs: posterior samples per image for the NLL estimate")
+    prompts: list[str] = Field(
+        default_factory=lambda: ["def ", "import ", "class "],
+        description="text: prompts whose completions become an artifact",
+    )
+    max_new_tokens: int = Field(200, gt=0)
+    temperature: float = Field(0.8, ge=0)
+    top_k: int | None = Field(50, gt=0)
+
+
+class GateConfig(Strict):
+    """When a new version may take the alias from the current champion: it must beat it on
+    `metric`, evaluated on the same split, by more than `min_improvement`."""
+
+    metric: str = Field("eval/classifier_fid", description="in a pipeline: the model family's own when not set")
+    mode: Literal["min", "max"] = Field("min", description="in a pipeline: the family's when the metric is not set")
+    min_improvement: float = Field(0.0, ge=0)
+
+
+class RegisterConfig(Strict):
+    model_name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    alias: str = "champion"
+    gate: GateConfig = Field(default_factory=GateConfig)

@@ -1,0 +1,84 @@
+"""PNG pictures for people: sample grids, grids by class, and the loss curve."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from models.captions import evaluation_prompt
+
+
+def save_grid(images: torch.Tensor, path: str | Path, scale: int | None = None, columns: int | None = None) -> Path:
+    """(N, C, H, W) in [-1, 1] -> one PNG, `columns` wide (else as square as N allows), upscaled
+    for viewing."""
+    n, channels, height, width = images.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    scale = scale or max(1, 64 // height)
+    pad = 1
+    canvas = np.ones((rows * (height + pad) + pad, columns * (width + pad) + pad, channels), np.float32)
+    pixels = ((images.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
+    for index in range(n):
+        r, c = divmod(index, columns)
+        top, left = pad + r * (height + pad), pad + c * (width + pad)
+        canvas[top : top + height, left : left + width] = pixels[index]
+    array = (canvas * 255).round().astype(np.uint8)
+    image = Image.fromarray(array[..., 0] if channels == 1 else array)
+    image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def save_class_grids(
+    samples: torch.Tensor, requested: torch.Tensor, class_names: list[str], metrics: dict[str, float], folder: Path
+) -> list[Path]:
+    """One grid per requested class (`<label>_<name>.png`) and an index (README.md) of how often
+    the classifier agreed with what each class was asked for."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [
+        "Samples asked for each class: by label, or for text-to-image models by the prompt",
+        f"{evaluation_prompt('<class>')!r}.",
+        "",
+        "| label | class | classifier agrees |",
+        "|---|---|---|",
+    ]
+    saved = []
+    for label in sorted(set(requested.tolist())):
+        name = class_names[label] if label < len(class_names) else str(label)
+        saved.append(save_grid(samples[requested.cpu() == label], folder / f"{label}_{_file_safe(name)}.png"))
+        accuracy = metrics.get(f"eval/class_accuracy_{label}", float("nan"))
+        rows.append(f"| {label} | {name} | {accuracy:.1%} |")
+    (folder / "README.md").write_text("\n".join(rows) + "\n")
+    return saved
+
+
+def _file_safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
+
+
+def save_loss_curve(history: dict[str, list[tuple[int, float]]], path: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for name, points in history.items():
+        steps, values = zip(*points, strict=True) if points else ((), ())
+        axis.plot(steps, values, label=name)
+    axis.set_xlabel("step")
+    axis.set_ylabel("loss")
+    axis.set_yscale("log")
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

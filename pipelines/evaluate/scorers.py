@@ -1,0 +1,77 @@
+"""Scorers: a model in, its metrics out (and, for the model under evaluation, its pictures).
+
+The same scorer scores the champion, so both are judged alike. Images: classifier-FID, class
+coverage and whatever the family adds (`evaluation_metrics`, `evaluation_pictures`). Text: val
+loss, perplexity and bits per byte, and completions of fixed prompts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from data_prep.manifest import Manifest
+from data_prep.readers import read_arrays, read_tokens
+from data_prep.text_tokenizer import TextTokenizer
+from models.base import GenerativeModel
+from pipelines.config import EvaluateConfig
+from pipelines.evaluate.classifier import load_or_train_classifier, score_samples
+from pipelines.evaluate.pictures import save_class_grids, save_grid
+from pipelines.evaluate.text_metrics import complete, score_text
+
+# A scorer turns a model into metrics, and (for the model under evaluation) writes its artifacts
+# into a folder: the same function scores the champion, so both are judged alike.
+Scorer = Callable[[GenerativeModel, Path | None], dict[str, float]]
+
+
+def image_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, dict[str, Any]]:
+    classifier, cached = load_or_train_classifier(manifest, settings.classifier_epochs, settings.seed)
+    val_images = torch.from_numpy(read_arrays(manifest, "val")[0])
+
+    def score(model: GenerativeModel, artifacts: Path | None) -> dict[str, float]:
+        device = next(model.parameters()).device
+        generator = torch.Generator(device).manual_seed(settings.seed)
+        samples = model.sample(settings.num_samples, generator=generator).cpu()
+        # A conditional model's sample() asks for every class in turn: score them against those.
+        requested = model.requested_labels(len(samples), samples.device)
+        metrics = {f"eval/{k}": v for k, v in score_samples(classifier, samples, val_images, requested).items()}
+        val_on_device = val_images[: settings.num_samples].to(device)
+        metrics.update(model.evaluation_metrics(val_on_device, settings.iw_samples, generator))
+        if artifacts is not None:
+            save_grid(samples[: settings.grid_size], artifacts / "samples.png")
+            if requested is not None:
+                save_class_grids(samples, requested, manifest.class_names, metrics, artifacts / "samples_by_class")
+            for name, (pictures, columns) in model.evaluation_pictures(val_on_device, generator).items():
+                save_grid(pictures, artifacts / name, columns=columns)
+            # The floor to read the score against: real train images scored the same way.
+            train_images = torch.from_numpy(read_arrays(manifest, "train")[0][: settings.num_samples])
+            metrics["eval/classifier_fid_real_data"] = score_samples(classifier, train_images, val_images)[
+                "classifier_fid"
+            ]
+        return metrics
+
+    return score, {"classifier_cached": cached}
+
+
+def text_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, dict[str, Any]]:
+    blocks = torch.from_numpy(read_tokens(manifest, "val")[: settings.num_samples])
+    tokenizer = TextTokenizer.load(manifest.tokenizer_uri)
+    bytes_per_token = manifest.text.bytes_per_token("val")
+
+    def score(model: GenerativeModel, artifacts: Path | None) -> dict[str, float]:
+        metrics = {f"eval/{k}": v for k, v in score_text(model, blocks, bytes_per_token).items()}
+        if artifacts is not None:
+            generator = torch.Generator(next(model.parameters()).device).manual_seed(settings.seed)
+            sections = []
+            for prompt in settings.prompts:
+                text = complete(
+                    model, tokenizer, prompt, settings.max_new_tokens, settings.temperature, settings.top_k, generator
+                )
+                sections.append(f"## {prompt!r}\n\n```\n{text}\n```\n")
+            (artifacts / "samples.md").write_text("\n".join(sections))
+        return metrics
+
+    return score, {"val_blocks": len(blocks)}

@@ -1,0 +1,1 @@
+"""MLflow: tracking runs, registering versions, the champion/challenger gate."""

@@ -1,0 +1,110 @@
+"""register: the trained weights become an MLflow model version (safetensors + config.json, no
+pickle), idempotently per workflow run; the alias goes to it when the model has none yet."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+
+from pipelines.config import RegisterConfig
+from pipelines.registry import tracking
+from pipelines.registry.gate import decide
+from pipelines.registry.versions import aliased_version
+from storage import local_copy
+
+ARTIFACT_PATH = "model"
+EVAL_KEY_TAG = "genpipe.evaluation_key"  # a version's scores compare only under the same key
+
+
+def register(
+    model_uri: str,
+    settings: RegisterConfig,
+    tracking_uri: str,
+    run_id: str,
+    evaluation: dict[str, Any],
+    tags: dict[str, str],
+) -> dict[str, Any]:
+    """Register the weights as a new version (once per workflow run) and move the alias to it
+    only if the gate lets it past the champion."""
+    mlflow_client = tracking.client(tracking_uri)
+    name = settings.model_name
+    try:
+        mlflow_client.get_registered_model(name)
+    except MlflowException:
+        mlflow_client.create_registered_model(name, description="Registered by genpipe.")
+
+    # One workflow = one MLflow run = at most one version: a re-run finds its own version and
+    # the decision already taken for it.
+    existing = mlflow_client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    if existing:
+        version = existing[0]
+        decision_tags = {k: v for k, v in version.tags.items() if k.startswith("genpipe.gate.")}
+    else:
+        champion = evaluation.get("champion")
+        decision = decide(
+            settings.gate, evaluation["metrics"], champion and champion["metrics"], champion and champion["version"]
+        )
+        decision_tags = decision.tags()
+        with tempfile.TemporaryDirectory() as folder:
+            mlflow_client.log_artifacts(run_id, local_copy(model_uri, f"{folder}/model"), ARTIFACT_PATH)
+        source = f"{mlflow_client.get_run(run_id).info.artifact_uri}/{ARTIFACT_PATH}"
+        version_tags = {
+            **tags,
+            **decision_tags,
+            EVAL_KEY_TAG: evaluation["evaluation_key"],
+            **{k: repr(float(v)) for k, v in evaluation["metrics"].items()},
+        }
+        version = mlflow_client.create_model_version(name, source, run_id=run_id, tags=version_tags)
+        for key, value in decision_tags.items():
+            mlflow_client.set_tag(run_id, key, value)
+        if decision.promote:
+            mlflow_client.set_registered_model_alias(name, settings.alias, version.version)
+
+    holder = aliased_version(tracking_uri, name, settings.alias)
+    return {
+        "model_name": name,
+        "version": int(version.version),
+        "alias": settings.alias,
+        "alias_version": int(holder.version) if holder else None,
+        "created": not existing,
+        "decision": decision_tags.get("genpipe.gate.decision"),
+        "reason": decision_tags.get("genpipe.gate.reason"),
+        "model_uri": f"models:/{name}/{version.version}",
+    }
+
+
+def promote(tracking_uri: str, model_name: str, version: int, alias: str) -> int | None:
+    """Move `alias` to `version` by hand (an override or a rollback); returns the previous holder."""
+    mlflow_client = tracking.client(tracking_uri)
+    mlflow_client.get_model_version(model_name, str(version))  # fails clearly if it does not exist
+    previous = aliased_version(tracking_uri, model_name, alias)
+    mlflow_client.set_registered_model_alias(model_name, alias, str(version))
+    mlflow_client.set_model_version_tag(
+        model_name, str(version), "genpipe.gate.manual_promotion", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    )
+    return int(previous.version) if previous else None
+
+
+def history(tracking_uri: str, model_name: str) -> list[dict[str, Any]]:
+    """Every version, oldest first, with its scores and the gate's decision."""
+    mlflow_client = tracking.client(tracking_uri)
+    model = mlflow_client.get_registered_model(model_name)
+    holders = {str(v): a for a, v in model.aliases.items()}
+    rows = []
+    for version in sorted(mlflow_client.search_model_versions(f"name = '{model_name}'"), key=lambda v: int(v.version)):
+        rows.append(
+            {
+                "version": int(version.version),
+                "created": version.creation_timestamp,
+                "alias": holders.get(str(version.version)),
+                "workflow": version.tags.get("genpipe.workflow_id"),
+                "dataset": version.tags.get("genpipe.dataset.fingerprint"),
+                "decision": version.tags.get("genpipe.gate.decision"),
+                "reason": version.tags.get("genpipe.gate.reason"),
+                "metrics": {k: float(v) for k, v in version.tags.items() if k.startswith("eval/")},
+            }
+        )
+    return rows

@@ -1,0 +1,59 @@
+"""Looking up registered versions: by alias or number, their spec and their files."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from typing import Any
+
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from pipelines.registry import tracking
+
+
+def aliased_version(tracking_uri: str, model_name: str, alias: str) -> ModelVersion | None:
+    """The version holding `alias`, or None when the model or the alias does not exist yet."""
+    try:
+        return tracking.client(tracking_uri).get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return None
+
+
+def read_model_spec(model_uri: str, tracking_uri: str) -> dict[str, Any]:
+    """A registered model's config.json (family + model config), without its weights."""
+    import mlflow.artifacts
+
+    from models.weights import CONFIG_FILE
+
+    version = resolve_version(model_uri, tracking_uri)
+    source = tracking.client(tracking_uri).get_model_version_download_uri(version.name, version.version)
+    with tempfile.TemporaryDirectory() as folder:
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{source}/{CONFIG_FILE}", dst_path=folder, tracking_uri=tracking_uri
+        )
+        with open(path) as handle:
+            return json.load(handle)
+
+
+def resolve_version(model_uri: str, tracking_uri: str):
+    """`models:/NAME@ALIAS` or `models:/NAME/VERSION` -> the ModelVersion, looked up in the registry
+    at `tracking_uri` (never in a process-global default)."""
+    reference = model_uri.removeprefix("models:/")
+    if reference == model_uri:
+        raise ValueError(f"MODEL_URI: expected models:/NAME@ALIAS or models:/NAME/VERSION, got {model_uri!r}")
+    mlflow_client = tracking.client(tracking_uri)
+    if "@" in reference:
+        name, alias = reference.split("@", 1)
+        return mlflow_client.get_model_version_by_alias(name, alias)
+    name, _, version = reference.rpartition("/")
+    return mlflow_client.get_model_version(name, version)
+
+
+def download(model_uri: str, tracking_uri: str, destination: str) -> str:
+    """A registered model's files (safetensors weights + config.json) in a local folder."""
+    import mlflow.artifacts
+
+    version = resolve_version(model_uri, tracking_uri)
+    source = tracking.client(tracking_uri).get_model_version_download_uri(version.name, version.version)
+    return mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=destination, tracking_uri=tracking_uri)

@@ -1,0 +1,1 @@
+"""Recurring runs: cron schedules, claimed slots, and how a due slot is launched."""

@@ -1,0 +1,157 @@
+"""The scheduler's launchers. Without an address, a fired slot is a `genpipe run` child process
+(its own Ray driver: a crash in it cannot take the scheduler down); with an address, it is a Ray
+job on that cluster. Both report the outcome from the workflow's records in the storage."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from pipelines.schedule.schedules import Schedule
+from pipelines.workflow.runner import Workflow
+from storage import is_local, join, read_json
+
+
+def run_arguments(schedule: Schedule, storage: str, workflow_id: str) -> list[str]:
+    arguments = ["run", schedule.config, "--storage", storage, "--workflow-id", workflow_id, "--when", schedule.when]
+    for assignment in schedule.sets:
+        arguments += ["--set", assignment]
+    return arguments
+
+
+class ProcessLauncher:
+    def __init__(self, storage: str):
+        self.storage = storage
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.logs = Path(
+            join(storage, "schedules", "logs") if is_local(storage) else tempfile.mkdtemp(prefix="genpipe-scheduler-")
+        )
+
+    def start(self, schedule: Schedule, workflow_id: str) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "pipelines.cli", *run_arguments(schedule, self.storage, workflow_id)]
+        with open(self.logs / f"{workflow_id}.log", "ab") as log:
+            self.processes[workflow_id] = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=Path(__file__).resolve().parents[2],
+                start_new_session=True,
+            )
+
+    def outcome(self, workflow_id: str) -> str | None:
+        process = self.processes.get(workflow_id)
+        if process is None:
+            return "lost: this scheduler has no such run"
+        code = process.poll()
+        if code is None:
+            return None
+        del self.processes[workflow_id]
+        return describe_outcome(Workflow(self.storage, workflow_id), code, self.logs / f"{workflow_id}.log")
+
+    def stop_all(self) -> list[str]:
+        stopped = []
+        for workflow_id, process in list(self.processes.items()):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)  # the run and the Ray processes it started
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+                stopped.append(workflow_id)
+            del self.processes[workflow_id]
+        return stopped
+
+
+class RayJobLauncher:
+    """Each fired slot is a Ray job (`genpipe run`) on the cluster at the schedule's address."""
+
+    def __init__(self, storage: str, logs: Path):
+        self.storage, self.logs = storage, logs
+        self.jobs: dict[str, str] = {}  # workflow id -> dashboard address
+
+    def start(self, schedule: Schedule, workflow_id: str) -> None:
+        from pipelines.cluster import jobs
+
+        jobs.submit(schedule.address, run_arguments(schedule, self.storage, workflow_id), workflow_id)
+        self.jobs[workflow_id] = schedule.address
+
+    def outcome(self, workflow_id: str) -> str | None:
+        from ray.job_submission import JobStatus
+
+        from pipelines.cluster import jobs
+
+        address = self.jobs.get(workflow_id)
+        if address is None:
+            return "lost: this scheduler has no such job"
+        job_client = jobs.client(address)
+        status = job_client.get_job_status(workflow_id)
+        if not status.is_terminal():
+            return None
+        del self.jobs[workflow_id]
+        log = self.logs / f"{workflow_id}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(job_client.get_job_logs(workflow_id))
+        code = 0 if status == JobStatus.SUCCEEDED else 1
+        return describe_outcome(Workflow(self.storage, workflow_id), code, log)
+
+    def stop_all(self) -> list[str]:
+        from pipelines.cluster import jobs
+
+        stopped = list(self.jobs)
+        for workflow_id, address in self.jobs.items():
+            jobs.client(address).stop_job(workflow_id)
+        self.jobs.clear()
+        return stopped
+
+
+class Launchers:
+    """Routes each schedule to the process or the Ray job launcher by its address."""
+
+    def __init__(self, storage: str):
+        self.local = ProcessLauncher(storage)
+        self.remote = RayJobLauncher(storage, self.local.logs)
+        self.owner: dict[str, ProcessLauncher | RayJobLauncher] = {}
+
+    def start(self, schedule: Schedule, workflow_id: str) -> None:
+        launcher = self.remote if schedule.address else self.local
+        launcher.start(schedule, workflow_id)
+        self.owner[workflow_id] = launcher
+
+    def outcome(self, workflow_id: str) -> str | None:
+        launcher = self.owner.get(workflow_id)
+        if launcher is None:
+            return "lost: this scheduler has no such run"
+        result = launcher.outcome(workflow_id)
+        if result is not None:
+            del self.owner[workflow_id]
+        return result
+
+    def stop_all(self) -> list[str]:
+        self.owner.clear()
+        return self.local.stop_all() + self.remote.stop_all()
+
+
+def describe_outcome(workflow: Workflow, exit_code: int, log: Path) -> str:
+    """One line for `schedule list`: succeeded (and the gate's word), skipped, or failed and why."""
+    if not workflow.exists():
+        return f"failed (exit {exit_code}) before the workflow started; see {log}"
+    meta = workflow.meta()
+    if meta.get("skipped"):
+        return f"skipped: {meta['skipped']}"
+    if exit_code == 0:
+        registered = workflow.record("register")
+        if registered:
+            result = registered["result"]
+            return f"succeeded: version {result['version']} {result['decision']}"
+        return "succeeded"
+    failed = [step for step, state in workflow.step_states().items() if state == "failed"]
+    if failed:
+        error = read_json(workflow.error_uri(failed[0]))["error"]
+        return f"failed at {failed[0]}: {error}"
+    return f"failed (exit {exit_code}); see {log}"

@@ -1,0 +1,1 @@
+"""Training: the Ray Train driver, the worker's loop, DeepSpeed engines, checkpoints, op pre-build."""

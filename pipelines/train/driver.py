@@ -1,0 +1,75 @@
+"""train: a Ray Train TorchTrainer whose workers (pipelines/train/worker.py) step each network
+through its DeepSpeed engine.
+
+Fault tolerance is Ray Train's: a checkpoint (pipelines/train/checkpoints.py) is reported every
+`train.checkpoint_every` steps; a restarted worker group, or the same workflow re-run after a crash
+(same run name and storage path), starts from the latest one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from data_prep.manifest import Manifest
+from data_prep.text_tokenizer import TOKENIZER_FILE
+from pipelines.config import PipelineConfig
+from pipelines.train.checkpoints import MODEL_DIR
+from pipelines.train.worker import train_loop
+from storage import join, ray_storage, storage_uri
+
+
+def run_training(
+    config: PipelineConfig,
+    manifest: Manifest,
+    model_config: dict[str, Any],
+    workflow_id: str,
+    tracking_uri: str,
+    run_id: str,
+    warm_start: str | None = None,
+    pretrained: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Fit the model on the prepared dataset; returns where the final checkpoint and weights are."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from data_prep.readers import ray_dataset
+
+    train = config.train
+    use_gpu = ray.cluster_resources().get("GPU", 0) > 0 if train.use_gpu == "auto" else train.use_gpu
+    resources = {"CPU": train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
+    storage_path, storage_fs = ray_storage(join(config.storage, "checkpoints"))
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={
+            "pipeline": config.model_dump(mode="json"),
+            "model_config": model_config,
+            "tracking_uri": tracking_uri,
+            "run_id": run_id,
+            "warm_start": warm_start,
+            "pretrained": pretrained or {},
+            "model_files": {TOKENIZER_FILE: manifest.tokenizer_uri} if manifest.text else {},
+        },
+        scaling_config=ScalingConfig(
+            num_workers=train.num_workers,
+            use_gpu=use_gpu,
+            resources_per_worker=resources,
+            placement_strategy=train.placement_strategy,
+        ),
+        run_config=RunConfig(
+            name=f"{workflow_id}-train",
+            storage_path=storage_path,
+            storage_filesystem=storage_fs,
+            failure_config=FailureConfig(max_failures=train.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=train.keep_checkpoints),
+        ),
+        datasets={"train": ray_dataset(manifest, "train")},
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+    )
+    result = trainer.fit()
+    checkpoint_uri = storage_uri(config.storage, result.checkpoint.path)
+    return {
+        "checkpoint_uri": checkpoint_uri,
+        "model_uri": join(checkpoint_uri, MODEL_DIR),
+        "metrics": {k: v for k, v in result.metrics.items() if isinstance(v, int | float)},
+    }

@@ -1,0 +1,124 @@
+"""DeepSpeed engines for a model's networks, built from the `train:` section: one per network."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.base import GenerativeModel
+from pipelines.config import TrainConfig
+
+
+def precision_mode(config: TrainConfig, on_gpu: bool, preferred: str = "bf16") -> str:
+    """fp32 on CPU by default (bf16 kernels are slow or missing there); on GPUs the model's
+    preference: bf16 weights (transformers) or fp32 weights under bf16 autocast (U-Nets)."""
+    if config.precision == "auto":
+        return preferred if on_gpu else "fp32"
+    return config.precision
+
+
+def for_world_size(config: TrainConfig, world_size: int) -> TrainConfig:
+    """The config a group of `world_size` workers runs. One worker has nothing to shard: ZeRO 1-3
+    would only add its bucketing and hooks (13% of a tiny GPT's CPU step, benchmarks/RESULTS.md),
+    so it runs at stage 0 unless it offloads to CPU memory, which needs ZeRO."""
+    if world_size == 1 and not (config.offload_optimizer or config.offload_params) and config.zero_stage:
+        return config.model_copy(update={"zero_stage": 0})
+    return config
+
+
+def deepspeed_config(config: TrainConfig, on_gpu: bool, preferred_precision: str = "bf16") -> dict[str, Any]:
+    precision = precision_mode(config, on_gpu, preferred_precision)
+    zero: dict[str, Any] = {"stage": config.zero_stage}
+    if config.zero_stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    if config.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": on_gpu}
+    if config.offload_params:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": on_gpu}
+    return {
+        "train_micro_batch_size_per_gpu": config.batch_size,
+        "gradient_accumulation_steps": config.grad_accum_steps,
+        "gradient_clipping": config.grad_clip,
+        "zero_optimization": zero,
+        "bf16": {"enabled": precision == "bf16"},
+        "torch_autocast": {"enabled": precision == "bf16-autocast", "dtype": "bfloat16"},
+        # A torch optimizer is passed in (no `optimizer.type`): on CPU that spares the ~75 s JIT
+        # build of DeepSpeed's fused_adam; ZeRO wraps torch's AdamW as it is.
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int, floor: float = 0.1):
+    """LR multiplier: linear warm-up, then cosine decay to `floor` of the peak."""
+
+    def multiplier(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return multiplier
+
+
+def build_engine(
+    network: nn.Module, config: TrainConfig, total_steps: int, on_gpu: bool, preferred_precision: str = "bf16"
+):
+    import deepspeed
+
+    # Decay matrices only: biases, norms' gains and the like stay undecayed (as in GPT-2).
+    trainable = [p for p in network.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in trainable if p.dim() >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in trainable if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    betas = (config.adam_beta1, config.adam_beta2)
+    if config.offload_optimizer:
+        # The optimizer step runs on the CPU: DeepSpeed's vectorised CPU Adam (built on first use)
+        # is the one ZeRO-Offload is made for; torch's AdamW there would be several times slower.
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        optimizer = DeepSpeedCPUAdam(groups, lr=config.learning_rate, betas=betas, adamw_mode=True)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, betas=betas, fused=on_gpu)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, config.warmup_steps))
+    engine, _, _, _ = deepspeed.initialize(
+        model=network,
+        optimizer=optimizer,
+        lr_scheduler=scheduler,
+        config=deepspeed_config(config, on_gpu, preferred_precision),
+    )
+    return engine
+
+
+def full_state_dict(model: nn.Module, zero_stage: int) -> dict[str, torch.Tensor]:
+    """The whole model's weights in fp32. Under ZeRO-3 each rank holds a slice of every
+    parameter, so they are gathered first (a collective: every rank must call this)."""
+    if zero_stage == 3:
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
+            return {k: _cpu_fp32(v) for k, v in model.state_dict().items()}
+    return {k: _cpu_fp32(v) for k, v in model.state_dict().items()}
+
+
+def _cpu_fp32(tensor: torch.Tensor) -> torch.Tensor:
+    tensor = tensor.detach().cpu()
+    return (tensor.float() if tensor.is_floating_point() else tensor).clone()
+
+
+def build_engines(model: GenerativeModel, train: TrainConfig, total_steps: int, on_gpu: bool) -> dict[str, Any]:
+    """One DeepSpeed engine (and optimizer, LR schedule) per network, routed into the model. A
+    network updated several times per step (a WGAN critic) has that many more scheduler steps."""
+    engines = {}
+    for name, network in model.networks().items():
+        engine = build_engine(network, train, total_steps * model.updates_per_step(name), on_gpu, model.gpu_precision)
+        if train.compile:
+            engine.compile()
+        model.use_network(name, engine)
+        engines[name] = engine
+    return engines

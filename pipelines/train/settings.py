@@ -1,0 +1,54 @@
+"""One training set-up for a Ray Train worker and a Tune trial alike: the process's threads and
+seeds, the train config its group size runs, and how many steps make an epoch and the run."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from pipelines.config import TrainConfig
+from pipelines.train.engines import for_world_size
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """How one process trains; equal on every rank of a group except `rank`."""
+
+    train: TrainConfig  # as a group of `world_size` runs it (one process: no ZeRO sharding)
+    rank: int
+    world_size: int
+    device: torch.device
+    steps_per_epoch: int
+    total_steps: int
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.type == "cuda"
+
+
+def set_up_process(train: TrainConfig, rank: int, cpus: float, device: torch.device) -> None:
+    """Threads to match the CPUs Ray gave the process (more would over-subscribe a small node),
+    a seed per rank, and TF32 matmuls on GPUs."""
+    torch.set_num_threads(max(1, math.floor(cpus)))
+    torch.manual_seed(train.seed * 1000 + rank)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
+
+def loop_settings(
+    train: TrainConfig, rank: int, world_size: int, device: torch.device, fewest_rows: int
+) -> LoopSettings:
+    """The settings of a group of `world_size` processes whose smallest share of the train split
+    is `fewest_rows`: the same step counts on every rank, so no collective waits forever."""
+    train = for_world_size(train, world_size)
+    rows_per_step = train.batch_size * train.grad_accum_steps
+    steps_per_epoch = fewest_rows // rows_per_step
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"train.batch_size: {train.batch_size} x train.grad_accum_steps {train.grad_accum_steps} "
+            f"is more than a worker's {fewest_rows} rows"
+        )
+    total = steps_per_epoch * train.epochs
+    return LoopSettings(train, rank, world_size, device, steps_per_epoch, min(total, train.max_steps or total))

@@ -1,0 +1,167 @@
+"""The body of every Ray Train worker: build the model and its engines, resume from the latest
+checkpoint, step through the worker's share of the train split, log from rank 0, report
+checkpoints to Ray Train.
+
+Ray Train V2 sends a worker's print() both to stdout and to its logger (each line twice on the
+console); a logger line appears once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from typing import Any
+
+import torch
+
+from models import build_model
+from models.base import parameter_count
+from pipelines.config import PipelineConfig
+from pipelines.registry import tracking
+from pipelines.registry.environment import apply_mlflow_defaults
+from pipelines.train.checkpoints import restore, write_checkpoint
+from pipelines.train.engines import build_engines
+from pipelines.train.hardware import peak_flops
+from pipelines.train.loop import Fit, LossWindow
+from pipelines.train.ops import use_environment_extension_cache
+from pipelines.train.registered import load_registered_weights
+from pipelines.train.settings import loop_settings, set_up_process
+from pipelines.train.throughput import Throughput
+
+log = logging.getLogger("genpipe.train")
+
+
+def _all_reduce(values: list[float], device: torch.device, op: str) -> list[float]:
+    import torch.distributed as dist
+
+    tensor = torch.tensor(values, dtype=torch.float64 if device.type == "cpu" else torch.float32, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN if op == "min" else dist.ReduceOp.SUM)
+    return tensor.tolist()
+
+
+def _load_shard(device: torch.device) -> dict[str, torch.Tensor]:
+    """This worker's share of the train split, read once through Ray Data and kept in memory.
+
+    The datasets of these families are small next to a worker's memory (the whole standard
+    library is ~26 MB of tokens); re-streaming them every epoch would cost more in Ray Data
+    start-up than the epoch itself.
+    """
+    import ray.train
+
+    columns: dict[str, list[torch.Tensor]] = {}
+    for batch in ray.train.get_dataset_shard("train").iter_batches(batch_size=1024, batch_format="numpy"):
+        for name, values in batch.items():
+            columns.setdefault(name, []).append(torch.from_numpy(values.copy()))  # Arrow buffers are read-only
+    return {name: torch.cat(parts).to(device) for name, parts in columns.items()}
+
+
+def _report_checkpoint(
+    fit: Fit, step: int, metrics: dict[str, float], final: bool, extra_files: dict[str, str]
+) -> None:
+    """Every network's DeepSpeed checkpoint (the final one with the consolidated model) to Ray Train."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as folder:
+        write_checkpoint(folder, fit, step, with_model=final, extra_files=extra_files)
+        ray.train.report({**metrics, "step": step}, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+
+def quiet_worker_logs() -> None:
+    """Keep the console to genpipe's own progress lines: Ray Train's per-checkpoint INFO lines
+    and DeepSpeed's deprecation chatter are still in the Ray session logs."""
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # skips the "could not detect" warning
+        use_environment_extension_cache()  # the op `make` pre-built (pipelines/warmup.py)
+
+
+def _log_placement(model, uri: str, run_id: str, zero_stage: int) -> None:
+    """Which node each rank runs on and what share of the parameters it holds (under ZeRO-3 each
+    rank keeps only its partition): tags and metrics on the workflow's run, from rank 0."""
+    import ray
+    import torch.distributed as dist
+
+    params = list(model.parameters())
+    full = parameter_count(params)
+    # Frozen parts (a latent model's VAE) are not DeepSpeed's: every rank holds them whole.
+    held = sum(getattr(p, "ds_tensor", p).numel() for p in params) if zero_stage == 3 else full
+    mine = {"node": ray.get_runtime_context().get_node_id(), "held": held, "full": full}
+    everyone: list[dict[str, Any]] = [{}] * dist.get_world_size()
+    dist.all_gather_object(everyone, mine)
+    if dist.get_rank() == 0:
+        tracking.set_tags(uri, run_id, {f"genpipe.train.rank{r}.node": info["node"] for r, info in enumerate(everyone)})
+        tracking.log_metrics(
+            uri,
+            run_id,
+            {f"train/rank{r}_param_fraction": info["held"] / info["full"] for r, info in enumerate(everyone)},
+        )
+
+
+def train_loop(loop_config: dict[str, Any]) -> None:
+    """Runs on every Ray Train worker."""
+    import ray.train
+    import ray.train.torch
+
+    apply_mlflow_defaults()
+
+    quiet_worker_logs()
+    config = PipelineConfig.model_validate(loop_config["pipeline"])
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    set_up_process(config.train, rank, config.train.cpus_per_worker, device)
+
+    model = build_model(config.model.family, loop_config["model_config"])
+    if loop_config.get("warm_start"):
+        load_registered_weights(model, loop_config["warm_start"], loop_config["tracking_uri"])
+        log.info("[train] warm start from %s", loop_config["warm_start"])
+    for part, part_uri in loop_config.get("pretrained", {}).items():
+        load_registered_weights(getattr(model, part), part_uri, loop_config["tracking_uri"])
+    model.set_activation_checkpointing(config.train.activation_checkpointing)
+    model = model.to(device)
+    shard = _load_shard(device)
+    fewest_rows = int(_all_reduce([float(len(next(iter(shard.values()))))], device, "min")[0])
+    settings = loop_settings(config.train, rank, world, device, fewest_rows)
+    train, steps_per_epoch, total_steps = settings.train, settings.steps_per_epoch, settings.total_steps
+    throughput = Throughput(model, shard, world, peak_flops(device, train.peak_tflops))  # before ZeRO-3 shards it
+    fit = Fit(model, build_engines(model, train, total_steps, settings.on_gpu), shard, settings)
+
+    start_step = 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            start_step = restore(fit, folder)
+
+    uri, run_id = loop_config["tracking_uri"], loop_config["run_id"]
+    _log_placement(model, uri, run_id, train.zero_stage)
+    if checkpoint and rank == 0:
+        log.info("[train] resumed from the checkpoint at step %d", start_step)
+        tracking.log_metrics(uri, run_id, {"train/resumed_from_step": start_step}, start_step)
+    window = LossWindow(list(fit.engines))
+    throughput.restart()
+    last_metrics: dict[str, float] = {}
+    for step in fit.steps(start_step, total_steps, window):
+        throughput.samples += train.batch_size * train.grad_accum_steps
+        last = step == total_steps
+        if step % train.log_every == 0 or last:
+            totals = _all_reduce(window.totals(), device, "sum")
+            metrics = {
+                f"train/{name}_loss": total / (world * window.steps)
+                for name, total in zip(window.names, totals, strict=True)
+            }
+            metrics.update(throughput.metrics())
+            metrics["train/lr"] = next(iter(fit.engines.values())).get_lr()[0]
+            metrics["train/epoch"] = (step - 1) // steps_per_epoch
+            if rank == 0:
+                tracking.log_metrics(uri, run_id, metrics, step)
+                shown = ", ".join(f"{k.removeprefix('train/')}={v:.4g}" for k, v in metrics.items())
+                log.info("[train] step %d/%d %s", step, total_steps, shown)
+            window.reset()
+            throughput.restart()
+            last_metrics = metrics
+        if step % train.checkpoint_every == 0 or last:
+            _report_checkpoint(fit, step, last_metrics, final=last, extra_files=loop_config.get("model_files", {}))
+            throughput.restart()  # a checkpoint's time is not training throughput

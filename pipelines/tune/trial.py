@@ -1,0 +1,116 @@
+"""One sweep trial: the training loop of `train` (pipelines/train/) on a one-process group, an
+epoch per Tune iteration; after each, the trial scores itself with the evaluator's own scorer,
+logs to its MLflow child run and reports to Tune with a checkpoint, so ASHA can stop it and a
+restored sweep resumes it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+import models
+from data_prep.manifest import Manifest, load_verified
+from data_prep.readers import read_arrays
+from pipelines.config import PipelineConfig, assign
+from pipelines.evaluate.scorers import image_scorer
+from pipelines.registry import tracking
+from pipelines.registry.environment import apply_mlflow_defaults
+from pipelines.train.checkpoints import restore, write_checkpoint
+from pipelines.train.engines import build_engines
+from pipelines.train.loop import Fit, LossWindow
+from pipelines.train.model_setup import model_config
+from pipelines.train.settings import loop_settings, set_up_process
+from pipelines.train.worker import quiet_worker_logs
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """What every trial shares (sent once through the object store by `tune.with_parameters`)."""
+
+    base_config: dict[str, Any]
+    manifest_uri: str
+    tracking_uri: str
+    parent_run_id: str
+    cpus: float
+    use_gpu: bool
+
+
+def trial_config(base_config: dict[str, Any], params: dict[str, Any]) -> PipelineConfig:
+    return PipelineConfig.model_validate(assign({**base_config, "tune": None}, params))
+
+
+@contextmanager
+def one_process_group(on_gpu: bool):
+    """A torch.distributed group of one, which DeepSpeed's engines expect; rendezvous through a
+    private file, so concurrent trials on a node never race for a port."""
+    import torch.distributed as dist
+
+    for name in ("RANK", "LOCAL_RANK"):
+        os.environ[name] = "0"  # DeepSpeed's engine asserts a launcher set them
+    os.environ["WORLD_SIZE"] = "1"
+    with tempfile.TemporaryDirectory() as folder:
+        dist.init_process_group(
+            "nccl" if on_gpu else "gloo", init_method=f"file://{folder}/rendezvous", rank=0, world_size=1
+        )
+        try:
+            yield
+        finally:
+            dist.destroy_process_group()
+
+
+def _train_split(manifest: Manifest, device: torch.device) -> dict[str, torch.Tensor]:
+    images, labels = read_arrays(manifest, "train")
+    return {"image": torch.from_numpy(images).to(device), "label": torch.from_numpy(labels).long().to(device)}
+
+
+def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
+    """One trial: train epoch by epoch, score, log to the child run, report to Tune."""
+    from ray import tune
+
+    apply_mlflow_defaults()
+    quiet_worker_logs()
+    config = trial_config(setup.base_config, params)
+    device = torch.device("cuda" if setup.use_gpu and torch.cuda.is_available() else "cpu")
+    set_up_process(config.train, 0, setup.cpus, device)
+    manifest = load_verified(setup.manifest_uri)
+    model = models.build_model(config.model.family, model_config(config, manifest)).to(device)
+    shard = _train_split(manifest, device)
+    settings = loop_settings(config.train, 0, 1, device, len(shard["image"]))
+    steps_per_epoch, total_steps = settings.steps_per_epoch, settings.total_steps
+    score, _ = image_scorer(manifest, config.evaluate)
+    trial_id = tune.get_context().get_trial_id()
+    run_id = tracking.child_run(setup.tracking_uri, setup.parent_run_id, trial_id, params)
+    with one_process_group(settings.on_gpu):
+        fit = Fit(model, build_engines(model, settings.train, total_steps, settings.on_gpu), shard, settings)
+        step = 0
+        checkpoint = tune.get_checkpoint()
+        if checkpoint:
+            with checkpoint.as_directory() as folder:
+                step = restore(fit, folder)
+        window = LossWindow(list(fit.engines))
+        while step < total_steps:
+            epoch_end = min(step + steps_per_epoch, total_steps)
+            for _ in fit.steps(step, epoch_end, window):
+                pass
+            step = epoch_end
+            metrics = {
+                f"train/{name}_loss": total / window.steps
+                for name, total in zip(window.names, window.totals(), strict=True)
+            }
+            window.reset()
+            model.eval()
+            metrics.update(score(model, None))
+            model.train()
+            epoch = step // steps_per_epoch
+            tracking.log_metrics(setup.tracking_uri, run_id, metrics, epoch)
+            if step == total_steps:
+                # Before the report: at max_t, ASHA stops the actor as soon as the report is in.
+                tracking.client(setup.tracking_uri).set_terminated(run_id, "FINISHED")
+            with tempfile.TemporaryDirectory() as folder:
+                write_checkpoint(folder, fit, step, with_model=True)
+                tune.report({**metrics, "epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(folder))

@@ -1,0 +1,266 @@
+"""genpipe's Python API, for notebooks and scripts; the `genpipe` CLI is a thin layer over it.
+
+    from pipelines.workflow import api as genpipe
+
+    outcome = genpipe.run("quickstart", sets=["train.max_steps=30"])
+    genpipe.status(outcome.workflow.id)
+    images = genpipe.sample("models:/quickstart-ddpm@champion", n=16)
+
+Defaults come from the environment as Ray and MLflow users expect: storage from GENPIPE_STORAGE
+(else ./.genpipe), the tracking server from MLFLOW_TRACKING_URI (else sqlite in the storage), the
+Ray cluster from RAY_ADDRESS (else a local Ray in this process).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.base import GenerativeModel
+from pipelines.config import ConfigError, PipelineConfig, default_storage, load_config
+from pipelines.registry import tracking
+from pipelines.registry.environment import apply_mlflow_defaults
+from pipelines.workflow import preflight
+from pipelines.workflow.results import StepResult
+from pipelines.workflow.runner import Workflow, list_workflows, new_workflow_id
+from pipelines.workflow.steps import RUN_STEPS
+from storage import normalize
+
+Printer = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    """The default printer of the API: silent (the CLI passes its own)."""
+
+
+@dataclass
+class Outcome:
+    """A workflow that ran (its results), or that decided not to (`skipped` says why)."""
+
+    workflow: Workflow
+    results: dict[str, StepResult] = field(default_factory=dict)
+    skipped: str | None = None
+
+
+class ModelUnavailable(RuntimeError):
+    """A registered model that cannot be found or downloaded; the message names the URI."""
+
+
+def connect_ray(address: str | None = None) -> None:
+    """Join the cluster at `address` (or RAY_ADDRESS), else start Ray in this process."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    ray.init(address=address, logging_level="WARNING", log_to_driver=True)
+
+
+def resolve_config(
+    config: str | PipelineConfig, sets: Sequence[str] = (), storage: str | None = None, tracking_uri: str | None = None
+) -> PipelineConfig:
+    """A config by name or path (validated, `sets` applied), with its storage made absolute."""
+    if isinstance(config, str):
+        config = load_config(config, list(sets), storage=storage, tracking_uri=tracking_uri)
+    elif sets or storage or tracking_uri:
+        raise ValueError("sets, storage and tracking_uri apply to a config given by name or path")
+    return config.model_copy(update={"storage": normalize(config.storage)})
+
+
+def check_services(config: PipelineConfig, address: str | None = None) -> None:
+    """Fail in seconds on a wrong bucket, refused credentials or a server that is not there."""
+    preflight.check_storage(config.storage)
+    preflight.check_ray_address(address)
+    preflight.check_tracking(tracking.tracking_uri(config))
+
+
+def run(
+    config: str | PipelineConfig,
+    *,
+    sets: Sequence[str] = (),
+    steps: tuple[str, ...] = RUN_STEPS,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    address: str | None = None,
+    workflow_id: str | None = None,
+    when: str = "always",
+    echo: Printer = _quiet,
+) -> Outcome:
+    """Run `steps` of the workflow for `config` (a name, a YAML path or a PipelineConfig).
+
+    An existing `workflow_id` continues that workflow with the config it started with. With
+    `when="data-changed"` a new workflow is skipped when the champion was trained on this very
+    dataset. Raises ConfigError (bad config, unreachable service) before anything starts, and
+    WorkflowFailed when a step fails."""
+    apply_mlflow_defaults()
+    config = resolve_config(config, sets, storage, tracking_uri)
+    if "tune" in steps and config.tune is None:
+        raise ConfigError(
+            ["tune: missing: genpipe tune needs a tune: section with a space (see the built-in gan-sweep-digits)"]
+        )
+    check_services(config, address)
+    workflow = Workflow(config.storage, workflow_id or new_workflow_id(config.name))
+    if workflow_id and workflow.exists():
+        config = workflow.config()  # a workflow keeps the config it was started with
+    if when == "data-changed" and not workflow.exists():  # a started workflow is not re-decided
+        unchanged = data_unchanged(config)
+        if unchanged:
+            workflow.skip(config, f"data unchanged: {unchanged}")
+            return Outcome(workflow, skipped=f"data unchanged: {unchanged}")
+    connect_ray(address)
+    meta = workflow.create(config, tracking.tracking_uri(config), steps)
+    echo(f"workflow {workflow.id}")
+    echo(f"mlflow run {meta['run_id']}: {meta['run_url']}")
+    return Outcome(workflow, workflow.run(steps, echo=echo))
+
+
+def data_unchanged(config: PipelineConfig) -> str | None:
+    """Why training can be skipped: the champion was trained on exactly this dataset."""
+    from data_prep.prepare import fingerprint
+    from pipelines.registry.versions import aliased_version
+
+    champion = aliased_version(tracking.tracking_uri(config), config.register.model_name, config.register.alias)
+    key = fingerprint(config.data)
+    if champion is not None and champion.tags.get("genpipe.dataset.fingerprint") == key:
+        return f"dataset {key} is already in {champion.name} version {champion.version} (@{config.register.alias})"
+    return None
+
+
+def open_workflow(workflow_id: str, storage: str | None = None) -> Workflow:
+    """An existing workflow; a ConfigError names the id when the storage has none."""
+    workflow = Workflow(normalize(storage or default_storage()), workflow_id)
+    preflight.check_storage(workflow.storage)  # before reading the workflow's records from it
+    if not workflow.exists():
+        raise ConfigError([f"WORKFLOW_ID: no workflow {workflow_id!r} in {workflow.storage}"])
+    return workflow
+
+
+def resume(
+    workflow_id: str, *, storage: str | None = None, address: str | None = None, echo: Printer = _quiet
+) -> Outcome:
+    """Re-run a workflow with the config it started with, skipping its finished steps."""
+    apply_mlflow_defaults()
+    workflow = open_workflow(workflow_id, storage)
+    meta = workflow.meta()
+    config = workflow.config()
+    preflight.check_ray_address(address)
+    preflight.check_tracking(tracking.tracking_uri(config))
+    connect_ray(address)
+    echo(f"workflow {workflow.id} (resuming)")
+    echo(f"mlflow run {meta['run_id']}: {meta['run_url']}")
+    return Outcome(workflow, workflow.run(tuple(meta["steps"]), echo=echo))
+
+
+@dataclass(frozen=True)
+class WorkflowStatus:
+    id: str
+    skipped: str | None
+    states: dict[str, str]  # step -> succeeded, failed or pending, in the workflow's order
+    records: dict[str, dict[str, Any]]  # step -> its record, for the steps that succeeded
+    errors: dict[str, str]  # step -> why it failed
+
+
+def status(workflow_id: str | None = None, *, storage: str | None = None) -> list[WorkflowStatus]:
+    """Every workflow in the storage (or the one named), with each step's state."""
+    storage = normalize(storage or default_storage())
+    preflight.check_storage(storage, field="--storage", write=False)
+    workflows = [open_workflow(workflow_id, storage)] if workflow_id else list_workflows(storage)
+    found = []
+    for workflow in workflows:
+        meta = workflow.meta()
+        if meta.get("skipped"):
+            found.append(WorkflowStatus(workflow.id, meta["skipped"], {}, {}, {}))
+            continue
+        states = workflow.step_states()
+        records = {step: record for step in states if (record := workflow.record(step)) is not None}
+        errors = {step: workflow.error(step) for step, state in states.items() if state == "failed"}
+        found.append(WorkflowStatus(workflow.id, None, states, records, errors))
+    return found
+
+
+def registry_uri(tracking_uri: str | None = None, storage: str | None = None) -> str:
+    """The MLflow registry: the one given, MLFLOW_TRACKING_URI, or sqlite in the storage."""
+    return tracking_uri or tracking.default_tracking_uri(normalize(storage or default_storage()))
+
+
+def _download(model_uri: str, tracking_uri: str, folder: str) -> Path:
+    from pipelines.registry.versions import download
+
+    try:
+        return Path(download(model_uri, tracking_uri, folder))
+    except Exception as exc:
+        raise ModelUnavailable(
+            f"MODEL_URI: cannot load {model_uri} from {tracking_uri}: {exc}".splitlines()[0]
+        ) from exc
+
+
+def load_model(model_uri: str, *, tracking_uri: str | None = None, storage: str | None = None) -> GenerativeModel:
+    """A registered model (`models:/NAME@ALIAS` or `models:/NAME/VERSION`) from its safetensors
+    weights, in eval mode on the CPU; no pickled code runs."""
+    from models.weights import load_model as load_weights
+
+    apply_mlflow_defaults()
+    with tempfile.TemporaryDirectory() as folder:
+        return load_weights(_download(model_uri, registry_uri(tracking_uri, storage), folder))
+
+
+def sample(
+    model_uri: str,
+    n: int | None = None,
+    *,
+    seed: int = 0,
+    tracking_uri: str | None = None,
+    storage: str | None = None,
+    prompt: str | None = None,
+    label: str | None = None,
+    guidance: float | None = None,
+    sampler: str | None = None,
+    steps: int | None = None,
+    max_new_tokens: int = 200,
+    temperature: float = 0.8,
+    top_k: int | None = 50,
+) -> torch.Tensor | list[str]:
+    """Samples from a registered model: images (n, C, H, W) in [-1, 1] (16 by default), or for a
+    language model `n` completions of `prompt` (1 by default). A ValueError names the option that
+    does not fit the model; ModelUnavailable, a model that cannot be loaded."""
+    from models.weights import load_model as load_weights
+
+    if n is not None and n <= 0:
+        raise ValueError("-n: must be > 0")
+    apply_mlflow_defaults()
+    generator = torch.Generator().manual_seed(seed)
+    with tempfile.TemporaryDirectory() as folder:
+        local = _download(model_uri, registry_uri(tracking_uri, storage), folder)
+        model = load_weights(local)
+        if model.modality == "text":
+            return _complete(model, local, n or 1, prompt or "", max_new_tokens, temperature, top_k, generator)
+    options = model.sample_options(n or 16, prompt=prompt, label=label, guidance=guidance, sampler=sampler, steps=steps)
+    return model.sample(n or 16, generator=generator, **options)
+
+
+def _complete(
+    model: GenerativeModel,
+    folder: Path,
+    n: int,
+    prompt: str,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    generator: torch.Generator,
+) -> list[str]:
+    """`n` completions of `prompt`; one longer than the context is cut, with a warning."""
+    from data_prep.text_tokenizer import TOKENIZER_FILE, TextTokenizer
+    from pipelines.evaluate.text_metrics import complete
+
+    if max_new_tokens <= 0:
+        raise ValueError("--max-new-tokens: must be > 0")
+    if top_k is not None and top_k <= 0:
+        raise ValueError("--top-k: must be > 0")
+    tokenizer = TextTokenizer.load(str(folder / TOKENIZER_FILE))
+    return [complete(model, tokenizer, prompt, max_new_tokens, temperature, top_k, generator) for _ in range(n)]

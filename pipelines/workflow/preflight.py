@@ -1,0 +1,116 @@
+"""Checks that run before any compute: a missing bucket, refused credentials, an MLflow server or
+a Ray cluster that cannot be reached are reported in seconds, not after an hour of training.
+
+Each check tries the real thing once, without the long retry loops the clients use during a
+run (botocore's and MLflow's retries would otherwise turn a typo into minutes of waiting). Messages
+name the setting and the reason, never a credential.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from urllib.parse import urlsplit
+
+from pipelines.config import ConfigError
+from pipelines.config.cluster import without_credentials
+from storage import filesystem, is_local, join
+
+PROBE_TIMEOUT_S = 5
+
+
+class PreflightError(ConfigError):
+    """A service the run needs is missing, unreachable or refuses our credentials (exit 2)."""
+
+
+def check_storage(uri: str, field: str = "storage", write: bool = True) -> None:
+    """Write and delete a probe object: proves the bucket exists and the credentials may write.
+    `write=False` (commands that only read) lists the bucket instead."""
+    if is_local(uri):
+        return
+    storage_options = {"skip_instance_cache": True}
+    if uri.startswith(("s3://", "s3a://")):
+        storage_options["config_kwargs"] = {
+            "retries": {"max_attempts": 2},
+            "connect_timeout": PROBE_TIMEOUT_S,
+            "read_timeout": PROBE_TIMEOUT_S,
+        }
+    fs, path = filesystem(uri, **storage_options)
+    probe = join(path, f".genpipe-probe-{uuid.uuid4().hex}")
+    bucket = path.split("/", 1)[0]
+    try:
+        if write:
+            fs.pipe_file(probe, b"genpipe can write here")
+            fs.rm_file(probe)
+        else:
+            fs.ls(bucket)
+    except FileNotFoundError:
+        raise PreflightError([f"{field}: {uri}: bucket {bucket!r} does not exist"]) from None
+    except PermissionError as exc:
+        raise PreflightError(
+            [
+                f"{field}: {uri}: the credentials were refused ({_first_line(exc)}); "
+                "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
+            ]
+        ) from None
+    except Exception as exc:  # botocore, aiohttp and OS errors share no base class
+        raise PreflightError(
+            [
+                f"{field}: {uri}: cannot reach it ({type(exc).__name__}: "
+                f"{_first_line(exc)}); check the endpoint (AWS_ENDPOINT_URL) and network"
+            ]
+        ) from None
+
+
+def check_tracking(uri: str, field: str = "tracking_uri") -> None:
+    """One authenticated request to an MLflow server; database URIs need no server."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    try:
+        response = http_request(
+            get_default_host_creds(uri),
+            "/api/2.0/mlflow/experiments/search",
+            "GET",
+            max_retries=0,
+            timeout=PROBE_TIMEOUT_S,
+            raise_on_status=False,
+            params={"max_results": 1},
+        )
+    except Exception as exc:  # requests' and MLflow's connection errors share no useful base class
+        raise PreflightError(
+            [f"{field}: cannot reach the MLflow server at {uri} ({type(exc).__name__}); is it running?"]
+        ) from None
+    if response.status_code in (401, 403):
+        raise PreflightError(
+            [
+                f"{field}: the MLflow server at {uri} refused the credentials (HTTP "
+                f"{response.status_code}); set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, "
+                "or MLFLOW_TRACKING_TOKEN"
+            ]
+        )
+    if response.status_code != 200:
+        raise PreflightError([f"{field}: {uri} answered HTTP {response.status_code}: is it an MLflow server?"])
+
+
+def check_ray_address(address: str | None, field: str = "--address") -> None:
+    """A TCP connection to HOST:PORT: `ray.init` on a dead address waits for minutes."""
+    if not address or address in ("auto", "local"):
+        return
+    try:
+        without_credentials(address)
+    except ValueError as exc:
+        raise PreflightError([f"{field}: {exc}"]) from None
+    target = urlsplit(address if "://" in address else f"ray://{address}")
+    if target.hostname is None or target.port is None:
+        raise PreflightError([f"{field}: {address!r} is not HOST:PORT, ray://HOST:PORT, auto or local"])
+    try:
+        socket.create_connection((target.hostname, target.port), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        raise PreflightError([f"{field}: cannot reach the Ray cluster at {address} ({exc.strerror or exc})"]) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]

@@ -1,0 +1,91 @@
+"""What each step returns: small, typed, JSON-serialisable. Heavy artefacts (shards, checkpoints,
+weights) stay in storage; a result only points at them. A step's record on disk holds
+`result.record()`, and `parse_result` reads it back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class StepResult(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def record(self) -> dict[str, Any]:
+        """The JSON written to the step's record: only the fields this step set."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class PrepareResult(StepResult):
+    dataset_uri: str
+    fingerprint: str
+    cache_hit: bool
+    rows: dict[str, int]
+    rejects: int
+    tokens: int | None = None  # text
+    vocab_size: int | None = None  # text
+    image_shape: list[int] | None = None  # images
+    num_classes: int | None = None  # images
+
+
+class FitResult(StepResult):
+    """Where a trained model is: the final checkpoint and the consolidated weights inside it."""
+
+    checkpoint_uri: str
+    model_uri: str
+    metrics: dict[str, int | float]
+
+
+class TrainResult(FitResult):
+    warm_start: str | None = None
+
+
+class TuneResult(FitResult):
+    best_trial: str
+    best_params: dict[str, Any]
+    family: str
+    trials: int
+    stopped_early: int
+
+
+class ChampionScore(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int
+    metrics: dict[str, float]
+    rescored: bool
+
+
+class EvaluateResult(StepResult):
+    metrics: dict[str, float]
+    samples_uri: str
+    evaluation_key: str
+    champion: ChampionScore | None
+    classifier_cached: bool | None = None  # images
+    val_blocks: int | None = None  # text
+
+
+class RegisterResult(StepResult):
+    model_name: str
+    version: int
+    alias: str
+    alias_version: int | None
+    created: bool
+    decision: str | None
+    reason: str | None
+    model_uri: str
+
+
+RESULT_TYPES: dict[str, type[StepResult]] = {
+    "prepare": PrepareResult,
+    "train": TrainResult,
+    "tune": TuneResult,
+    "evaluate": EvaluateResult,
+    "register": RegisterResult,
+}
+
+
+def parse_result(step: str, record: dict[str, Any]) -> StepResult:
+    """A step's result as its record on disk holds it."""
+    return RESULT_TYPES[step].model_validate(record)

@@ -1,0 +1,173 @@
+"""Durable workflows on plain Ray tasks (Ray Workflows left Ray after 2.47).
+
+A workflow has an id and a folder `<storage>/workflows/<id>/` holding `workflow.json` (the
+config, the MLflow run) and one record per finished step, written atomically when the step
+succeeds. Re-running a workflow skips every step that has a record.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pipelines.config import PipelineConfig
+from pipelines.registry import tracking
+from pipelines.workflow.results import StepResult, parse_result
+from pipelines.workflow.steps import RUN_STEPS, STEP_ORDER, StepContext, run_step, step_resources
+from storage import exists, filesystem, join, read_json, write_json_atomic
+
+Printer = Callable[[str], None]
+
+
+class WorkflowFailed(RuntimeError):
+    def __init__(self, workflow_id: str, step: str, message: str, storage: str):
+        super().__init__(f"workflow {workflow_id}: step {step} failed: {message}")
+        self.workflow_id, self.step, self.storage = workflow_id, step, storage
+
+
+def new_workflow_id(name: str) -> str:
+    return f"{name}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Workflow:
+    def __init__(self, storage: str, workflow_id: str):
+        self.storage, self.id = storage, workflow_id
+        self.uri = join(storage, "workflows", workflow_id)
+
+    def record_uri(self, step: str) -> str:
+        return join(self.uri, f"{step}.json")
+
+    def error_uri(self, step: str) -> str:
+        return join(self.uri, f"{step}.error.json")
+
+    @property
+    def meta_uri(self) -> str:
+        return join(self.uri, "workflow.json")
+
+    def exists(self) -> bool:
+        return exists(self.meta_uri)
+
+    def meta(self) -> dict[str, Any]:
+        if not self.exists():
+            raise FileNotFoundError(f"no workflow {self.id!r} in {self.storage}")
+        return read_json(self.meta_uri)
+
+    def config(self) -> PipelineConfig:
+        return PipelineConfig.model_validate(self.meta()["config"])
+
+    def create(self, config: PipelineConfig, tracking_uri: str, steps: tuple[str, ...]) -> dict[str, Any]:
+        """Write workflow.json with a new MLflow run. An existing workflow keeps its run and config
+        and takes on any of `steps` it did not have (`genpipe prepare` then `genpipe run`)."""
+        if self.exists():
+            meta = self.meta()
+            wanted = [s for s in STEP_ORDER if s in meta["steps"] or s in steps]
+            if wanted != meta["steps"]:
+                meta["steps"] = wanted
+                write_json_atomic(self.meta_uri, meta)
+            return meta
+        run_id, run_url = tracking.start_workflow_run(config, tracking_uri, self.id)
+        meta = {
+            "id": self.id,
+            "created_at": _now(),
+            "config": config.model_dump(mode="json"),
+            "tracking_uri": tracking_uri,
+            "run_id": run_id,
+            "run_url": run_url,
+            "steps": list(steps),
+        }
+        write_json_atomic(self.meta_uri, meta)
+        return meta
+
+    def skip(self, config: PipelineConfig, reason: str) -> None:
+        """Record a workflow that decided not to run (e.g. its data has not changed)."""
+        write_json_atomic(
+            self.meta_uri,
+            {
+                "id": self.id,
+                "created_at": _now(),
+                "config": config.model_dump(mode="json"),
+                "steps": [],
+                "skipped": reason,
+            },
+        )
+
+    def error(self, step: str) -> str:
+        """Why `step` failed (one line), from its error record."""
+        return str(read_json(self.error_uri(step))["error"])
+
+    def record(self, step: str) -> dict[str, Any] | None:
+        uri = self.record_uri(step)
+        return read_json(uri) if exists(uri) else None
+
+    def step_states(self) -> dict[str, str]:
+        """Each of the workflow's steps (a run's or a sweep's; a skipped workflow's are the run's,
+        all pending): succeeded, failed or pending."""
+        states = {}
+        for step in self.meta()["steps"] or RUN_STEPS:
+            if exists(self.record_uri(step)):
+                states[step] = "succeeded"
+            elif exists(self.error_uri(step)):
+                states[step] = "failed"
+            else:
+                states[step] = "pending"
+        return states
+
+    def run(self, steps: tuple[str, ...] = RUN_STEPS, echo: Printer = print) -> dict[str, StepResult]:
+        """Run `steps` in order as Ray tasks, skipping those already recorded."""
+        import ray
+
+        meta = self.meta()
+        config = PipelineConfig.model_validate(meta["config"])
+        context = StepContext(self.id, self.uri, meta["tracking_uri"], meta["run_id"])
+        results: dict[str, StepResult] = {}
+        for step in steps:
+            done = self.record(step)
+            if done is not None:
+                results[step] = parse_result(step, done["result"])
+                echo(f"= {step}: done earlier, skipped")
+                continue
+            echo(f"> {step} ...")
+            started = time.monotonic()
+            task = ray.remote(run_step).options(**step_resources(step, config), max_retries=0, name=f"genpipe.{step}")
+            try:
+                result = ray.get(task.remote(step, meta["config"], results, context))
+            except Exception as exc:
+                cause = getattr(exc, "cause", None) or exc
+                message = f"{type(cause).__name__}: {cause}".splitlines()[0]
+                write_json_atomic(
+                    self.error_uri(step),
+                    {
+                        "step": step,
+                        "failed_at": _now(),
+                        "error": message,
+                        "traceback": traceback.format_exception(cause)[-20:],
+                    },
+                )
+                raise WorkflowFailed(self.id, step, message, self.storage) from exc
+            duration = time.monotonic() - started
+            write_json_atomic(
+                self.record_uri(step),
+                {"step": step, "finished_at": _now(), "duration_s": round(duration, 2), "result": result.record()},
+            )
+            fs, error_path = filesystem(self.error_uri(step))
+            if fs.exists(error_path):
+                fs.rm(error_path)  # the step has succeeded since
+            results[step] = result
+            echo(f"+ {step} ({duration:.1f}s)")
+        return results
+
+
+def list_workflows(storage: str) -> list[Workflow]:
+    fs, path = filesystem(join(storage, "workflows"))
+    if not fs.exists(path):
+        return []
+    ids = sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False))
+    return [w for w in (Workflow(storage, i) for i in ids) if w.exists()]

@@ -1,0 +1,197 @@
+"""The workflow's steps: `step(config, inputs, context) -> result`, each a typed `StepResult`.
+
+Each step is a thin adapter: it reads its inputs' results, calls the library that does the work
+(data_prep, pipelines.train, .tune, .evaluate, .registry) and types what comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from data_prep.manifest import MANIFEST, load_verified
+from models import build_model, family_class
+from pipelines.config import PipelineConfig
+from pipelines.registry import tracking
+from pipelines.registry.environment import apply_mlflow_defaults
+from pipelines.workflow.results import (
+    EvaluateResult,
+    FitResult,
+    PrepareResult,
+    RegisterResult,
+    StepResult,
+    TrainResult,
+    TuneResult,
+)
+
+STEP_ORDER = ("prepare", "train", "tune", "evaluate", "register")
+RUN_STEPS = ("prepare", "train", "evaluate", "register")  # genpipe run
+SWEEP_STEPS = ("prepare", "tune", "evaluate", "register")  # genpipe tune: the best trial goes on
+
+
+@dataclass(frozen=True)
+class StepContext:
+    workflow_id: str
+    workflow_uri: str
+    tracking_uri: str
+    run_id: str
+
+
+Inputs = dict[str, StepResult]
+
+
+def _prepared(inputs: Inputs) -> PrepareResult:
+    result = inputs["prepare"]
+    assert isinstance(result, PrepareResult)  # the runner types each record by its step
+    return result
+
+
+def prepare_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> PrepareResult:
+    from data_prep.prepare import describe_result, prepare
+    from storage import join
+
+    manifest, cache_hit = prepare(config.data, config.storage)
+    tracking.log_dataset(context.tracking_uri, context.run_id, join(manifest.uri, MANIFEST), manifest.fingerprint)
+    return PrepareResult(**describe_result(manifest, cache_hit))
+
+
+def train_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> TrainResult:
+    from pipelines.train.driver import run_training
+    from pipelines.train.model_setup import model_config as resolved_model_config
+
+    manifest = load_verified(_prepared(inputs).dataset_uri)
+    model_config = resolved_model_config(config, manifest).model_dump(mode="json")
+    pretrained = _attach_registered_parts(config, model_config, context)
+    warm_start = _warm_start_uri(config, model_config, context) if config.train.warm_start else None
+    result = run_training(
+        config,
+        manifest,
+        model_config,
+        context.workflow_id,
+        context.tracking_uri,
+        context.run_id,
+        warm_start,
+        pretrained,
+    )
+    return TrainResult(**result, warm_start=warm_start)
+
+
+def _attach_registered_parts(
+    config: PipelineConfig, model_config: dict[str, Any], context: StepContext
+) -> dict[str, str]:
+    """Parts of the model that come from the registry (`registered_parts`, e.g. a latent
+    diffusion model's VAE): each part's family and config go into the model's config (so the model
+    can be built anywhere), its weights are loaded by the training workers. Returns {submodule:
+    version URI}, pinned to the version each alias names now."""
+    from pipelines.registry.versions import read_model_spec, resolve_version
+
+    parts = {}
+    for part, field in family_class(config.model.family).registered_parts.items():
+        uri = model_config[field]
+        try:
+            version = resolve_version(uri, context.tracking_uri)
+        except Exception as exc:
+            raise ValueError(
+                f"model.params.{field}: cannot find {uri} in the registry at "
+                f"{context.tracking_uri}: {str(exc).splitlines()[0]}"
+            ) from None
+        pinned = f"models:/{version.name}/{version.version}"
+        model_config[f"{field}_spec"] = read_model_spec(pinned, context.tracking_uri)
+        tracking.client(context.tracking_uri).set_tag(context.run_id, f"genpipe.{field}", pinned)
+        parts[part] = pinned
+    if parts:
+        build_model(config.model.family, model_config)  # the parts fit the data, or a clear error
+    return parts
+
+
+def _warm_start_uri(config: PipelineConfig, model_config: dict[str, Any], context: StepContext) -> str | None:
+    """The champion to start from, after checking it has this very architecture."""
+    from pipelines.registry.versions import aliased_version, read_model_spec
+
+    champion = aliased_version(context.tracking_uri, config.register.model_name, config.register.alias)
+    if champion is None:
+        return None  # nothing to start from yet: the first model trains from scratch
+    uri = f"models:/{champion.name}/{champion.version}"
+    spec = read_model_spec(uri, context.tracking_uri)
+    differing = sorted(k for k in {*spec["config"], *model_config} if spec["config"].get(k) != model_config.get(k))
+    if spec["family"] != config.model.family or differing:
+        raise ValueError(
+            f"train.warm_start: {uri} is a different model ({', '.join(differing) or 'family'} "
+            "differ); train from scratch or match its model.params"
+        )
+    tracking.client(context.tracking_uri).set_tag(context.run_id, "genpipe.warm_start", uri)
+    return uri
+
+
+def tune_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> TuneResult:
+    from pipelines.tune.sweep import run_sweep
+
+    manifest = load_verified(_prepared(inputs).dataset_uri)
+    return TuneResult(**run_sweep(config, manifest, context.workflow_id, context.tracking_uri, context.run_id))
+
+
+def fitted(inputs: Inputs) -> FitResult:
+    """The result of whichever step produced the model: train, or the sweep's best trial."""
+    result = inputs["tune"] if "tune" in inputs else inputs["train"]
+    assert isinstance(result, FitResult)
+    return result
+
+
+def evaluate_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> EvaluateResult:
+    from pipelines.evaluate.evaluator import evaluate
+
+    manifest = load_verified(_prepared(inputs).dataset_uri)
+    return EvaluateResult(
+        **evaluate(
+            config, manifest, fitted(inputs).model_uri, context.workflow_uri, context.tracking_uri, context.run_id
+        )
+    )
+
+
+def register_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> RegisterResult:
+    from pipelines.registry.registration import register
+
+    model = fitted(inputs)
+    family = model.family if isinstance(model, TuneResult) else config.model.family
+    tags = {
+        "genpipe.workflow_id": context.workflow_id,
+        "genpipe.dataset.fingerprint": _prepared(inputs).fingerprint,
+        "genpipe.family": family,
+        "genpipe.preset": config.model.preset,
+    }
+    if isinstance(model, TuneResult):
+        tags["genpipe.tune.best_trial"] = model.best_trial
+    evaluation = inputs["evaluate"].record()
+    return RegisterResult(
+        **register(model.model_uri, config.register, context.tracking_uri, context.run_id, evaluation, tags)
+    )
+
+
+StepFunction = Callable[[PipelineConfig, Inputs, StepContext], StepResult]
+STEPS: dict[str, StepFunction] = {
+    "prepare": prepare_step,
+    "train": train_step,
+    "tune": tune_step,
+    "evaluate": evaluate_step,
+    "register": register_step,
+}
+
+
+def step_resources(step: str, config: PipelineConfig) -> dict[str, float]:
+    """What the step's own Ray task holds. prepare and train hold nothing: Ray Data's tasks and Ray
+    Train's workers ask for their own, and holding a CPU here would starve them on a small node."""
+    if step == "evaluate":
+        return {"num_cpus": config.evaluate.num_cpus, "num_gpus": config.evaluate.num_gpus}
+    return {"num_cpus": 0}
+
+
+def run_step(step: str, config_json: dict[str, Any], inputs: Inputs, context: StepContext) -> StepResult:
+    """The body of a step's Ray task."""
+    import ray.data
+
+    apply_mlflow_defaults()
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    return STEPS[step](PipelineConfig.model_validate(config_json), inputs, context)

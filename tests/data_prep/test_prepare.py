@@ -1,0 +1,138 @@
+"""prepare on a real local Ray: manifest, cache hits, rejects, verification before reading."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data_prep.config import DataConfig, ImageFolderSource
+from data_prep.errors import DataError
+from data_prep.manifest import MANIFEST, load_verified
+from data_prep.prepare import fingerprint, prepare
+from data_prep.readers import read_arrays
+
+
+def test_digits_manifest_describes_the_shards(ray_session, tmp_path):
+    manifest, cache_hit = prepare(DataConfig(), str(tmp_path))
+    assert not cache_hit
+    assert manifest.splits["train"].rows + manifest.splits["val"].rows == 1797
+    assert 0.15 < manifest.splits["val"].rows / 1797 < 0.25
+    assert manifest.image_shape == (1, 8, 8) and manifest.num_classes == 10
+    for split in ("train", "val"):
+        for shard, uri in zip(manifest.splits[split].shards, manifest.shard_uris(split), strict=True):
+            with open(uri, "rb") as handle:
+                data = handle.read()
+            assert hashlib.sha256(data).hexdigest() == shard.sha256 and len(data) == shard.bytes
+    written = json.loads((tmp_path / "datasets" / manifest.fingerprint / MANIFEST).read_text())
+    assert written["fingerprint"] == manifest.fingerprint and written["rejects"]["count"] == 0
+    images, labels = read_arrays(manifest, "val")
+    assert images.shape == (manifest.splits["val"].rows, 1, 8, 8)
+    assert images.min() == -1 and images.max() == 1 and set(labels) == set(range(10))
+
+
+def test_second_prepare_is_a_cache_hit(ray_session, tmp_path):
+    first, _ = prepare(DataConfig(), str(tmp_path))
+    before = sorted(p.name for p in (tmp_path / "datasets" / first.fingerprint).iterdir())
+    second, cache_hit = prepare(DataConfig(), str(tmp_path))
+    assert cache_hit and second == first
+    assert sorted(p.name for p in (tmp_path / "datasets" / first.fingerprint).iterdir()) == before
+    # A different prep config is a different dataset.
+    assert fingerprint(DataConfig(val_fraction=0.3)) != first.fingerprint
+
+
+def _image_folder(root, corrupt: int):
+    rng = np.random.default_rng(0)
+    for label in ("cat", "dog"):
+        (root / label).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 255, (12, 12), dtype=np.uint8)).save(root / label / f"{i}.png")
+    for i in range(corrupt):
+        (root / "dog" / f"broken{i}.png").write_bytes(b"not a png at all")
+
+
+def test_corrupt_image_is_rejected_with_its_reason(ray_session, tmp_path):
+    _image_folder(tmp_path / "images", corrupt=1)
+    config = DataConfig(
+        source=ImageFolderSource(kind="image_folder", path=str(tmp_path / "images")),
+        image_size=8,
+        max_reject_fraction=0.2,
+        val_fraction=0.3,
+    )
+    manifest, _ = prepare(config, str(tmp_path / "store"))
+    assert manifest.rejects["count"] == 1 and manifest.class_names == ["cat", "dog"]
+    assert manifest.splits["train"].rows + manifest.splits["val"].rows == 20
+    with open(manifest.rejects["uri"]) as handle:
+        rejects = [json.loads(line) for line in handle]
+    assert rejects[0]["key"] == "dog/broken0.png"
+    assert "unreadable image" in rejects[0]["reason"]
+
+
+def test_too_many_rejects_fail_and_publish_nothing(ray_session, tmp_path):
+    _image_folder(tmp_path / "images", corrupt=3)
+    config = DataConfig(
+        source=ImageFolderSource(kind="image_folder", path=str(tmp_path / "images")),
+        image_size=8,
+        max_reject_fraction=0.1,
+    )
+    with pytest.raises(DataError, match=r"3 of 23 records rejected .* data.max_reject_fraction=0.1; reasons in"):
+        prepare(config, str(tmp_path / "store"))
+    assert not list((tmp_path / "store").rglob(MANIFEST))
+    assert len(list((tmp_path / "store").rglob("rejects.jsonl"))) == 1
+
+
+def test_missing_source_folder_is_named(tmp_path):
+    config = DataConfig(source=ImageFolderSource(kind="image_folder", path=str(tmp_path / "nope")), image_size=8)
+    with pytest.raises(DataError, match="data.source.path: .*nope does not exist"):
+        prepare(config, str(tmp_path))
+
+
+def test_readers_refuse_a_damaged_dataset(ray_session, tmp_path):
+    manifest, _ = prepare(DataConfig(), str(tmp_path))
+    shard = manifest.shard_uris("train")[0]
+    with open(shard, "ab") as handle:
+        handle.write(b"junk")
+    with pytest.raises(DataError, match="bytes, the manifest says"):
+        load_verified(manifest.uri)
+    (tmp_path / "datasets" / manifest.fingerprint / MANIFEST).unlink()
+    with pytest.raises(DataError, match="no manifest"):
+        load_verified(manifest.uri)
+
+
+def test_parquet_source_decodes_images_and_rejects_bad_records(ray_session, tmp_path):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(3)
+    encoded, labels = [], []
+    for i in range(30):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(buffer, format="PNG")
+        encoded.append(buffer.getvalue())
+        labels.append(i % 3)
+    encoded[5] = b"\x89PNG truncated"
+    (tmp_path / "src").mkdir()
+    pq.write_table(pa.table({"picture": encoded, "digit": labels}), tmp_path / "src" / "part-0.parquet")
+    config = DataConfig.model_validate(
+        {
+            "source": {
+                "kind": "parquet",
+                "path": str(tmp_path / "src"),
+                "image_column": "picture",
+                "label_column": "digit",
+            },
+            "image_size": 8,
+            "max_reject_fraction": 0.05,
+        }
+    )
+    manifest, _ = prepare(config, str(tmp_path / "store"))
+    assert manifest.rejects["count"] == 1 and manifest.image_shape == (1, 8, 8)
+    assert manifest.num_classes == 3
+    images, labels_read = read_arrays(manifest, "train")
+    assert images.shape[1:] == (1, 8, 8) and set(labels_read) <= {0, 1, 2}
+    assert manifest.splits["train"].rows + manifest.splits["val"].rows == 29

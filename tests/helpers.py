@@ -1,0 +1,24 @@
+"""What many tests share: the repository root and the quickstart made tiny for 2 CPU cores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipelines.config import PipelineConfig, load_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Small enough for 2 CPU cores: a short schedule, few samples, a couple of classifier epochs.
+TINY = [
+    "model.params.timesteps=20",
+    "train.max_steps=30",
+    "train.log_every=5",
+    "train.checkpoint_every=15",
+    "evaluate.num_samples=100",
+    "evaluate.grid_size=16",
+    "evaluate.classifier_epochs=2",
+]
+
+
+def tiny_config(storage: Path, *extra: str) -> PipelineConfig:
+    return load_config("quickstart", [*TINY, *extra], storage=str(storage))

@@ -1,0 +1,100 @@
+"""infra/ stays in step with the code: manifests parse, their genpipe commands are valid, no
+secret is written into them, and the container image copies every package genpipe ships."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+
+import yaml
+from helpers import REPO
+
+from pipelines.cli.app import build_parser
+from pipelines.config import load_config
+
+INFRA = REPO / "infra"
+
+
+def _yaml(name: str) -> list[dict]:
+    return list(yaml.safe_load_all((INFRA / name).read_text()))
+
+
+def _genpipe_command_is_valid(command: str) -> None:
+    words = shlex.split(command)
+    assert words[0] == "genpipe", command
+    args = build_parser().parse_args(words[1:])  # exits (SystemExit) on an unknown option
+    if args.command in ("run", "submit"):
+        load_config(args.config, args.set, storage=args.storage, tracking_uri=args.tracking_uri)
+
+
+def _env_values(containers: list[dict]) -> list[dict]:
+    return [entry for container in containers for entry in container.get("env", [])]
+
+
+def test_kuberay_cluster_uses_token_auth_gpus_and_secret_references():
+    (cluster,) = _yaml("kubernetes/raycluster.yaml")
+    assert cluster["kind"] == "RayCluster" and cluster["spec"]["authOptions"]["mode"] == "token"
+    head = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"]
+    (gpu,) = cluster["spec"]["workerGroupSpecs"]
+    workers = gpu["template"]["spec"]["containers"]
+    assert workers[0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert head[0]["image"] == workers[0]["image"]
+    for entry in _env_values(head + workers):
+        if re.search(r"PASSWORD|SECRET|TOKEN", entry["name"]):
+            assert "value" not in entry and "secretKeyRef" in entry["valueFrom"], entry
+
+
+def test_kuberay_job_runs_a_valid_genpipe_command_on_that_cluster():
+    (job,) = _yaml("kubernetes/rayjob.yaml")
+    (cluster,) = _yaml("kubernetes/raycluster.yaml")
+    assert job["kind"] == "RayJob"
+    assert job["spec"]["clusterSelector"]["ray.io/cluster"] == cluster["metadata"]["name"]
+    _genpipe_command_is_valid(job["spec"]["entrypoint"])
+
+
+def test_cluster_launcher_has_a_gpu_group_and_token_auth_on_every_node():
+    (config,) = _yaml("ray-cluster.aws.yaml")
+    types = config["available_node_types"]
+    assert config["head_node_type"] in types and any("gpu" in name for name in types)
+    assert "~/.ray/auth_token" in config["file_mounts"]
+    for commands in (config["head_start_ray_commands"], config["worker_start_ray_commands"]):
+        assert any("RAY_AUTH_MODE=token ray start" in command for command in commands)
+
+
+def test_container_image_copies_every_package_genpipe_ships():
+    dockerfile = (INFRA / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY (\S+) ", dockerfile, flags=re.MULTILINE))
+    # pyproject's [tool.setuptools.packages.find] include list (tomllib is 3.11+, genpipe 3.10+)
+    include = re.search(r"^include = \[(.*)\]$", (REPO / "pyproject.toml").read_text(), flags=re.MULTILINE)
+    packages = re.findall(r'"(\w+)\*"', include.group(1))
+    assert packages
+    for package in packages:
+        assert package in copied, f"infra/Dockerfile does not COPY {package}"
+    for source in copied - {"pyproject.toml"}:
+        assert (REPO / source).exists(), source
+
+
+def test_local_cluster_script_is_valid_bash_calling_a_real_command():
+    script = INFRA / "local-cluster.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    assert build_parser().parse_args(["local-cluster", "up", "--workers", "2"]).workers == 2
+
+
+def test_cluster_commands_in_the_readme_and_infra_docs_parse():
+    """Every cluster command line (submit, jobs, local-cluster; and run in infra/) in the README
+    and infra/ is one the CLI accepts, with a valid config."""
+    found = 0
+    for path in [REPO / "README.md", *INFRA.rglob("*")]:
+        if not path.is_file() or path.suffix not in (".md", ".yaml", ".sh"):
+            continue
+        verbs = "submit|jobs|local-cluster" + ("|run" if path.parent != REPO else "")
+        text = re.sub(r"\\\n\s*#?\s*", " ", path.read_text())  # join continued lines
+        for match in re.finditer(rf"(?:^|[#$]\s*)(genpipe (?:{verbs}) [^`\n]*)", text, flags=re.MULTILINE):
+            command = re.sub(r"\$\{?(\w+)\}?", "X", match.group(1).split(" #")[0].strip())  # $VARS: values
+            command = command.replace("--address X", "--address http://X:8265").replace(" my.yaml", " quickstart")
+            if any(mark in command for mark in ("...", "CONFIG", "[", " | ")):
+                continue  # a synopsis, not a command
+            _genpipe_command_is_valid(command)
+            found += 1
+    assert found >= 4

@@ -1,0 +1,134 @@
+"""The GPT family and its text data: model maths, tokenizers, token-block shards, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from data_prep.config import DataConfig
+from data_prep.errors import DataError
+from data_prep.text_tokenizer import TextTokenizer, train_tokenizer
+from models import build_model, resolve_config
+from models.weights import load_model, save_model
+from pipelines import cli
+from pipelines.evaluate.text_metrics import complete, score_text
+
+
+def tiny_gpt(**overrides) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model("gpt", resolve_config("gpt", "tiny", {"block_size": 32, **overrides}, {"vocab_size": 257}))
+
+
+def test_untrained_loss_is_uniform_over_the_vocabulary():
+    model = tiny_gpt()
+    tokens = torch.randint(0, 257, (4, 33))
+    assert model.loss("transformer", {"tokens": tokens}).item() == pytest.approx(math.log(257), rel=0.02)
+
+
+@pytest.mark.parametrize("positions", ["learned", "rotary"])
+def test_attention_is_causal(positions):
+    """Changing a later token never changes the logits at earlier positions."""
+    model = tiny_gpt(positions=positions).eval()
+    ids = torch.randint(0, 257, (1, 20))
+    changed = ids.clone()
+    changed[0, 15] = (changed[0, 15] + 1) % 257
+    before, after = model.logits(ids), model.logits(changed)
+    assert torch.allclose(before[0, :15], after[0, :15], atol=1e-5)
+    assert not torch.allclose(before[0, 15:], after[0, 15:], atol=1e-5)
+
+
+def test_embedding_is_tied_padded_and_initialised_like_gpt2():
+    model = tiny_gpt()
+    net = model.transformer
+    assert net.lm_head.weight.data_ptr() == net.wte.weight.data_ptr()
+    assert net.wte.weight.shape[0] == 320  # 257 padded to a multiple of 64
+    assert model.logits(torch.zeros(1, 3, dtype=torch.long)).shape[-1] == 257
+    assert net.blocks[0].mlp.down.weight.std().item() == pytest.approx(0.02 / math.sqrt(8), rel=0.1)
+
+
+def test_flops_per_token_matches_the_formula():
+    model = tiny_gpt()
+    c = model.config
+    dense = sum(p.numel() for p in model.transformer.parameters()) - model.transformer.wpe.weight.numel()
+    assert model.flops_per_token(32) == 6 * dense + 12 * c.n_layer * c.n_head * (c.n_embd // c.n_head) * 32
+
+
+def test_a_few_steps_lower_the_loss_and_weights_round_trip(tmp_path):
+    model = tiny_gpt()
+    tokens = torch.randint(0, 20, (8, 33))  # a small alphabet: learnable in a few steps
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(20):
+        loss = model.loss("transformer", {"tokens": tokens})
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.6 * losses[0]
+    restored = load_model(save_model(model, tmp_path / "m"))
+    assert torch.allclose(restored.logits(tokens[:, :-1]), model.eval().logits(tokens[:, :-1]), atol=1e-6)
+
+
+def test_score_text_and_long_prompts():
+    model = tiny_gpt().eval()
+    blocks = torch.randint(0, 257, (5, 33))
+    scores = score_text(model, blocks, bytes_per_token=2.0, batch_size=2)
+    assert scores["perplexity"] == pytest.approx(math.exp(scores["val_loss"]))
+    assert scores["bits_per_byte"] == pytest.approx(scores["val_loss"] / math.log(2) / 2.0)
+    with pytest.warns(UserWarning, match="longer than the context; keeping its last 31"):
+        text = complete(model, TextTokenizer(), "x" * 100, 5, 0.8, 10, torch.Generator().manual_seed(0))
+    assert text.startswith("x" * 31)
+
+
+def test_byte_and_bpe_tokenizers_round_trip():
+    text = "def héllo(x):\n    return x  # ünïcode\n"
+    byte = TextTokenizer()
+    assert byte.decode(byte.encode(text)) == text and byte.vocab_size == 257
+    corpus = [f"def function_{i}(argument):\n    return argument + {i}\n" for i in range(200)]
+    bpe = train_tokenizer(
+        DataConfig.model_validate({"tokenizer": {"kind": "bpe", "vocab_size": 300}}).tokenizer, iter(corpus)
+    )
+    assert 257 < bpe.vocab_size <= 300
+    assert len(bpe.encode(corpus[0])) < len(corpus[0].encode())  # merges learned
+    restored = TextTokenizer.from_json(bpe.to_json())
+    assert restored.decode(restored.encode(text)) == text
+    with pytest.raises(DataError, match="tok.json: not a tokenizer file"):
+        TextTokenizer.from_json("{not json", "tok.json")
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("data.tokenizer.kind=wordpiece", "data.tokenizer.kind"),
+        ("data.seq_len=4096", "data.seq_len"),
+        ("train.zero_stage=4", "train.zero_stage"),
+        ("model.preset=gigantic", "model.preset"),
+        ("train.offload_params=true", "train.offload_params"),
+    ],
+)
+def test_bad_gpt_config_exits_2_naming_the_field(override, field, capsys, tmp_path):
+    code = cli.main(["run", "gpt-code-tiny", "--storage", str(tmp_path), "--set", override])
+    assert code == 2
+    assert field in capsys.readouterr().err
+
+
+def test_a_family_fed_the_wrong_kind_of_data_is_named(capsys, tmp_path):
+    assert cli.main(["run", "quickstart", "--storage", str(tmp_path), "--set", "data.source.kind=python_stdlib"]) == 2
+    assert "model.family: ddpm learns image, but data.source python_stdlib is text data" in capsys.readouterr().err
+
+
+def test_deepspeed_settings_follow_the_train_section():
+    from pipelines.config import TrainConfig
+    from pipelines.train.engines import deepspeed_config, for_world_size
+
+    settings = TrainConfig(zero_stage=3, grad_accum_steps=4, offload_optimizer=True, offload_params=True)
+    ds = deepspeed_config(settings, on_gpu=True)
+    assert ds["gradient_accumulation_steps"] == 4 and ds["bf16"]["enabled"]
+    assert ds["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+    assert ds["zero_optimization"]["offload_param"]["device"] == "cpu"
+    # One worker has nothing to shard, unless it offloads.
+    assert for_world_size(TrainConfig(zero_stage=2), 1).zero_stage == 0
+    assert for_world_size(TrainConfig(zero_stage=2), 2).zero_stage == 2
+    assert for_world_size(settings, 1).zero_stage == 3

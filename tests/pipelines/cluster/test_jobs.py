@@ -1,0 +1,62 @@
+"""What a submitted job carries: the repository (no environments, caches or local outputs), the
+config's runtime_env, and never a secret from the config."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import REPO
+
+from pipelines.cluster import jobs
+from pipelines.config import ConfigError, load_config
+
+
+def test_a_job_ships_the_repository_without_what_git_ignores():
+    env = jobs.runtime_env()
+    assert env["working_dir"] == str(REPO)
+    assert {".venv/", ".git/", ".genpipe/"} <= set(env["excludes"])
+    assert "/.pytest_cache/" in env["excludes"] or ".pytest_cache/" in env["excludes"]
+
+
+def test_runtime_env_merges_the_config_and_keeps_working_dir():
+    config = load_config(
+        "quickstart", ["cluster.runtime_env.env_vars.LOG_LEVEL=debug", "cluster.runtime_env.pip=[einops]"]
+    )
+    env = jobs.runtime_env({"GENPIPE_CONFIG": "x"}, config.cluster.runtime_env)
+    assert env["working_dir"] == str(REPO) and env["pip"] == ["einops"]
+    assert env["env_vars"] == {"LOG_LEVEL": "debug", "GENPIPE_CONFIG": "x"}
+
+
+@pytest.mark.parametrize(
+    ("assignment", "problem"),
+    [
+        (
+            "cluster.runtime_env.env_vars.AWS_SECRET_ACCESS_KEY=abc",
+            "env_vars.AWS_SECRET_ACCESS_KEY: looks like a secret",
+        ),
+        ("cluster.runtime_env.env_vars.MLFLOW_TRACKING_PASSWORD=abc", "looks like a secret"),
+        ("cluster.runtime_env.working_dir=/src", "working_dir: genpipe ships this repository"),
+        ("cluster.runtime_env.conda_env=x", "conda_env: not a runtime_env field"),
+        ("tracking_uri=http://admin:hunter2@mlflow:5000", "tracking_uri: credentials in the URI would be logged"),
+    ],
+)
+def test_secrets_and_conflicts_in_the_cluster_config_are_refused(assignment, problem):
+    with pytest.raises(ConfigError) as error:
+        load_config("quickstart", [assignment])
+    assert problem in str(error.value)
+    assert "hunter2" not in str(error.value) and "abc" not in str(error.value)
+
+
+def test_a_config_can_come_from_an_environment_variable(monkeypatch):
+    monkeypatch.setenv("GENPIPE_TEST_CONFIG", "name: from-env\nregister: {model_name: m}\n")
+    assert load_config("env:GENPIPE_TEST_CONFIG").name == "from-env"
+    with pytest.raises(ConfigError, match="environment variable GENPIPE_UNSET is not set"):
+        load_config("env:GENPIPE_UNSET")
+
+
+@pytest.mark.parametrize("name", ["quickstart", "gan-sweep-digits", "gpt-code-tiny"])
+def test_the_config_a_job_reads_back_is_the_submitted_one(name, monkeypatch):
+    from pipelines.cli.cluster_commands import CONFIG_VARIABLE, job_config
+
+    config = load_config(name, ["evaluate.top_k=null", "cluster.runtime_env.pip=[einops]"], storage="s3://b/p")
+    monkeypatch.setenv(CONFIG_VARIABLE, job_config(config))
+    assert load_config(f"env:{CONFIG_VARIABLE}") == config

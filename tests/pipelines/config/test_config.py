@@ -1,0 +1,99 @@
+"""Config validation and the CLI's promise: an invalid config exits 2 and starts nothing."""
+
+from __future__ import annotations
+
+import pytest
+import ray
+
+from pipelines import cli
+from pipelines.config import ConfigError, apply_overrides, flatten, load_config
+from pipelines.registry import tracking
+
+
+def test_quickstart_builtin_is_valid():
+    config = load_config("quickstart")
+    assert config.model.family == "ddpm" and config.train.num_workers == 2
+    assert config.register.model_name == "quickstart-ddpm"
+
+
+def test_overrides_parse_yaml_values():
+    raw = apply_overrides({"train": {"epochs": 1}}, ["train.epochs=7", "train.use_gpu=false", "data.image_size=16"])
+    assert raw == {"train": {"epochs": 7, "use_gpu": False}, "data": {"image_size": 16}}
+
+
+def test_each_problem_is_a_line_naming_its_field():
+    with pytest.raises(ConfigError) as caught:
+        load_config(
+            "quickstart",
+            [
+                "train.batch_size=0",
+                "train.zero_stage=4",
+                "bogus=1",
+                "model.params.base_channels=-1",
+                "data.source.kind=image_folder",
+                "data.source.path=/nowhere",
+            ],
+        )
+    assert set(caught.value.problems) == {
+        "train.batch_size: must be > 0",
+        "train.zero_stage: must be <= 3",
+        "bogus: unknown field",
+        "model.params.base_channels: must be > 0",
+        "data.image_size: required for image_folder and parquet image sources",
+    }
+
+
+def test_unknown_preset_and_family_are_named():
+    with pytest.raises(ConfigError) as caught:
+        load_config("quickstart", ["model.preset=huge"])
+    assert caught.value.problems[0].startswith("model.preset: 'huge' is not one of")
+    with pytest.raises(ConfigError) as caught:
+        load_config("quickstart", ["model.family=nope"])
+    assert "unknown model family 'nope'" in caught.value.problems[0]
+
+
+def test_invalid_config_exits_2_and_starts_nothing(tmp_path, monkeypatch, capsys):
+    def must_not_start(*args, **kwargs):
+        raise AssertionError("started something for an invalid config")
+
+    monkeypatch.setattr(ray, "init", must_not_start)
+    monkeypatch.setattr(tracking, "start_workflow_run", must_not_start)
+    storage = tmp_path / "store"
+    code = cli.main(
+        [
+            "run",
+            "quickstart",
+            "--storage",
+            str(storage),
+            "--set",
+            "train.batch_size=0",
+            "--set",
+            "evaluate.num_samples=1",
+        ]
+    )
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2
+    assert err == ["train.batch_size: must be > 0", "evaluate.num_samples: must be > 1"]
+    assert not storage.exists()
+
+
+def test_missing_config_file_exits_2(capsys):
+    assert cli.main(["run", "no-such-config.yaml"]) == 2
+    assert "CONFIG: 'no-such-config.yaml' is neither a file nor a built-in config" in capsys.readouterr().err
+
+
+def test_yaml_file_config(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: mine\nregister: {model_name: m1}\ntrain: {epochs: 3}\n")
+    config = load_config(str(path), ["train.epochs=5"], storage=str(tmp_path))
+    assert (config.name, config.train.epochs, config.storage) == ("mine", 5, str(tmp_path))
+
+
+def test_flatten_for_mlflow_params():
+    assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": {}}) == {"a.b": 1, "a.c.d": [1, 2], "e": {}}
+
+
+def test_models_command_lists_the_zoo(capsys):
+    assert cli.main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "ddpm:" in out and "tiny:" in out and "small:" in out

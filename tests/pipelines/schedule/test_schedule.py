@@ -1,0 +1,135 @@
+"""Scheduler logic driven by an injected clock: no sleeping for minutes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from pipelines.schedule.schedules import Schedule, Scheduler, ScheduleStore
+
+
+def at(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+class RecordingLauncher:
+    """Stands in for the process launcher: records starts; the test says when a run ends."""
+
+    def __init__(self):
+        self.started: list[str] = []
+        self.finished: dict[str, str] = {}
+
+    def start(self, schedule, workflow_id):
+        self.started.append(workflow_id)
+
+    def outcome(self, workflow_id):
+        return self.finished.get(workflow_id)
+
+    def stop_all(self):
+        return [w for w in self.started if w not in self.finished]
+
+
+def make(tmp_path, holder="a", **fields):
+    store = ScheduleStore(str(tmp_path))
+    store.put(
+        Schedule(
+            name="hourly",
+            config="quickstart",
+            cron=fields.pop("cron", "0 * * * *"),
+            created_at=fields.pop("created_at", at("2026-01-01T00:30:00")),
+            **fields,
+        )
+    )
+    launcher = RecordingLauncher()
+    return store, launcher, Scheduler(store, launcher, holder, echo=lambda _: None)
+
+
+def test_next_and_latest_slots_are_timezone_aware():
+    schedule = Schedule(name="n", config="quickstart", cron="0 3 * * *", timezone="Europe/Paris", created_at=0)
+    assert schedule.next_slot(at("2026-07-01T00:00:00")) == at("2026-07-01T01:00:00")  # CEST, UTC+2
+    assert schedule.next_slot(at("2026-12-01T00:00:00")) == at("2026-12-01T02:00:00")  # CET, UTC+1
+    assert schedule.latest_slot(at("2026-12-01T02:00:00")) == at("2026-12-01T02:00:00")  # a slot is due at its time
+    assert schedule.latest_slot(at("2026-12-01T01:59:59")) == at("2026-11-30T02:00:00")
+
+
+def test_fires_once_per_slot(tmp_path):
+    store, launcher, scheduler = make(tmp_path)
+    assert scheduler.tick(at("2026-01-01T00:59:59")) == []  # nothing due before the first slot
+    assert scheduler.tick(at("2026-01-01T01:00:00")) == ["hourly-20260101-010000"]
+    assert scheduler.tick(at("2026-01-01T01:00:30")) == []  # same slot: not again
+    launcher.finished["hourly-20260101-010000"] = "succeeded"
+    assert scheduler.tick(at("2026-01-01T01:10:00")) == []
+    assert store.state("hourly").last_outcome == "succeeded" and store.state("hourly").running is None
+    assert scheduler.tick(at("2026-01-01T02:00:01")) == ["hourly-20260101-020000"]
+
+
+def test_catch_up_after_downtime_is_one_run_not_a_burst(tmp_path):
+    store, launcher, scheduler = make(tmp_path)
+    scheduler.tick(at("2026-01-01T01:00:00"))
+    launcher.finished["hourly-20260101-010000"] = "succeeded"
+    scheduler.tick(at("2026-01-01T01:01:00"))
+    # Down from 01:01 to 06:20: slots 02:00..06:00 passed; one run, for 06:00.
+    assert scheduler.tick(at("2026-01-01T06:20:00")) == ["hourly-20260101-060000"]
+    history = [h["outcome"] for h in store.state("hourly").history]
+    assert "missed 4 slot(s) while no scheduler ran; catching up once" in history
+    assert scheduler.tick(at("2026-01-01T06:40:00")) == []
+
+
+def test_two_schedulers_on_one_storage_never_fire_a_slot_twice(tmp_path):
+    store, launcher, first = make(tmp_path, holder="a")
+    second = Scheduler(store, launcher, "b", echo=lambda _: None)
+    now = at("2026-01-01T01:00:05")
+    assert first.tick(now) + second.tick(now) == ["hourly-20260101-010000"]
+    # Even when the second never saw the first's state (a stale read), its claim is refused.
+    assert store.claim("hourly", at("2026-01-01T01:00:00"), "b", now) is False
+    assert launcher.started == ["hourly-20260101-010000"]
+
+
+def test_a_run_still_going_is_not_doubled(tmp_path):
+    store, launcher, scheduler = make(tmp_path)
+    scheduler.tick(at("2026-01-01T01:00:00"))
+    assert scheduler.tick(at("2026-01-01T02:00:00")) == []  # overlap=skip
+    assert store.state("hourly").last_outcome == "skipped: previous run hourly-20260101-010000 still going"
+    assert launcher.started == ["hourly-20260101-010000"]
+
+
+def test_queue_overlap_fires_when_the_run_ends(tmp_path):
+    store, launcher, scheduler = make(tmp_path, overlap="queue")
+    scheduler.tick(at("2026-01-01T01:00:00"))
+    assert scheduler.tick(at("2026-01-01T02:00:00")) == []
+    launcher.finished["hourly-20260101-010000"] = "succeeded"
+    assert scheduler.tick(at("2026-01-01T02:05:00")) == ["hourly-20260101-020000"]
+
+
+def test_a_dead_schedulers_run_is_written_off_after_the_lease(tmp_path):
+    store, launcher, first = make(tmp_path, holder="a")
+    first.tick(at("2026-01-01T01:00:00"))  # "a" dies with its run in flight
+    second = Scheduler(store, RecordingLauncher(), "b", echo=lambda _: None)
+    assert second.tick(at("2026-01-01T01:00:30")) == []
+    assert store.state("hourly").running is not None  # within the lease: still a's
+    assert second.tick(at("2026-01-01T02:00:00")) == ["hourly-20260101-020000"]
+    outcomes = [h["outcome"] for h in store.state("hourly").history]
+    assert outcomes[0].startswith("lost: scheduler a stopped while it ran")
+
+
+def test_paused_schedules_do_not_fire(tmp_path):
+    store, launcher, scheduler = make(tmp_path, paused=True)
+    assert scheduler.tick(at("2026-01-01T05:00:00")) == []
+    store.put(store.get("hourly").model_copy(update={"paused": False}))
+    assert scheduler.tick(at("2026-01-01T05:00:01")) == ["hourly-20260101-050000"]
+
+
+def test_shutdown_stops_runs_and_records_them(tmp_path):
+    store, launcher, scheduler = make(tmp_path)
+    scheduler.tick(at("2026-01-01T01:00:00"))
+    scheduler.shutdown(at("2026-01-01T01:00:10"))
+    state = store.state("hourly")
+    assert state.running is None
+    assert state.last_outcome == "interrupted: scheduler stopped (genpipe resume hourly-20260101-010000)"
+
+
+@pytest.mark.parametrize("cron", ["61 * * * *", "* * *", "every day"])
+def test_bad_cron_is_refused(cron):
+    with pytest.raises(ValueError, match="not a cron expression"):
+        Schedule(name="x", config="quickstart", cron=cron, created_at=0)

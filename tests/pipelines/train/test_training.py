@@ -1,0 +1,73 @@
+"""Training on Ray Train + DeepSpeed beyond the quickstart's ZeRO-2: ZeRO-3 weights gathered into
+one safetensors file, and a worker killed mid-run that resumes from the latest checkpoint."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import psutil
+import pytest
+import torch
+from helpers import tiny_config
+from safetensors.torch import load_file
+
+import models
+from data_prep.prepare import prepare
+from models.weights import load_model
+from pipelines.registry import tracking
+from pipelines.train.driver import run_training
+
+pytestmark = pytest.mark.slow
+
+
+def _start(config, workflow_id: str):
+    manifest, _ = prepare(config.data, config.storage)
+    uri = tracking.tracking_uri(config)
+    run_id, _ = tracking.start_workflow_run(config, uri, workflow_id)
+    model_config = models.resolve_config("ddpm", "tiny", config.model.params, {"image_shape": manifest.image_shape})
+    return manifest, uri, run_id, model_config.model_dump(mode="json")
+
+
+def test_zero3_weights_are_gathered_into_one_safetensors_file(ray_session, tmp_path):
+    config = tiny_config(tmp_path, "train.zero_stage=3", "train.max_steps=10")
+    manifest, uri, run_id, model_config = _start(config, "wf-z3")
+    result = run_training(config, manifest, model_config, "wf-z3", uri, run_id)
+    reference = models.build_model("ddpm", model_config)
+    weights = load_file(os.path.join(result["model_uri"], "model.safetensors"))
+    assert {k: v.shape for k, v in weights.items()} == {k: v.shape for k, v in reference.state_dict().items()}
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in weights.values())
+    trained = load_model(result["model_uri"])  # strict load: every parameter present, whole
+    assert not torch.equal(trained.state_dict()["unet.stem.weight"], reference.state_dict()["unet.stem.weight"])
+    assert torch.isfinite(trained.sample(4, generator=torch.Generator().manual_seed(0))).all()
+
+
+def _kill_a_worker_after_first_checkpoint(checkpoints, killed: list[int], timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not list(checkpoints.glob("*/checkpoint_*/unet")):
+        time.sleep(0.2)
+    time.sleep(3)  # a crash within ~2 s of a report can lose that report (FIELD_NOTES)
+    for process in psutil.process_iter(["cmdline"]):
+        if "ray::RayTrainWorker" in " ".join(process.info["cmdline"] or []):
+            os.kill(process.pid, signal.SIGKILL)
+            killed.append(process.pid)
+            return
+
+
+def test_killed_worker_resumes_from_the_latest_checkpoint(ray_session, tmp_path):
+    config = tiny_config(
+        tmp_path, "train.max_steps=150", "train.checkpoint_every=10", "train.log_every=10", "train.max_failures=1"
+    )
+    manifest, uri, run_id, model_config = _start(config, "wf-kill")
+    killed: list[int] = []
+    killer = threading.Thread(target=_kill_a_worker_after_first_checkpoint, args=(tmp_path / "checkpoints", killed))
+    killer.start()
+    result = run_training(config, manifest, model_config, "wf-kill", uri, run_id)
+    killer.join()
+    assert killed, "no Ray Train worker was found to kill"
+    assert result["metrics"]["step"] == 150
+    resumed = tracking.client(uri).get_metric_history(run_id, "train/resumed_from_step")
+    assert len(resumed) == 1 and resumed[0].value >= 10
+    assert os.path.exists(os.path.join(result["model_uri"], "model.safetensors"))

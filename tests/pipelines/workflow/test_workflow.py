@@ -1,0 +1,261 @@
+"""The whole workflow on a real local Ray and a real MLflow: a train step that fails, a resume
+that skips prepare, 2-worker ZeRO-2 training that lowers the loss, a registered model that loads
+in a fresh process, idempotent registration, and a real `mlflow server`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from helpers import REPO, TINY
+from PIL import Image
+
+from pipelines import cli
+from pipelines.registry import tracking
+from pipelines.registry.registration import register
+from pipelines.registry.versions import aliased_version
+from pipelines.workflow.runner import Workflow
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def finished(ray_session, tmp_path_factory):
+    """A quickstart workflow (tiny settings) whose train step failed once and was resumed."""
+    storage = tmp_path_factory.mktemp("store")
+    options = [item for setting in TINY for item in ("--set", setting)]
+    assert cli.main(["prepare", "quickstart", "--storage", str(storage), "--workflow-id", "wf", *options]) == 0
+    workflow = Workflow(str(storage), "wf")
+    prepared = workflow.record("prepare")
+    shard = next((storage / "datasets").rglob("train/*.parquet"))
+    hidden = shard.with_name("hidden")
+    shard.rename(hidden)  # storage loses a shard: the train step must fail, clearly
+    # `run` with the same id continues the workflow: prepare is recorded, train fails.
+    assert cli.main(["run", "quickstart", "--storage", str(storage), "--workflow-id", "wf", *options]) == 1
+    assert workflow.step_states() == {
+        "prepare": "succeeded",
+        "train": "failed",
+        "evaluate": "pending",
+        "register": "pending",
+    }
+    error = json.loads((storage / "workflows" / "wf" / "train.error.json").read_text())["error"]
+    assert "shard listed in the manifest is missing" in error and shard.name in error
+    hidden.rename(shard)
+    assert cli.main(["resume", "wf", "--storage", str(storage)]) == 0
+    return storage, workflow, prepared
+
+
+def test_resume_skipped_prepare_and_finished(finished, capsys):
+    storage, workflow, prepared = finished
+    assert workflow.record("prepare") == prepared  # not re-run: the record is untouched
+    assert workflow.step_states() == dict.fromkeys(["prepare", "train", "evaluate", "register"], "succeeded")
+    assert len(list((storage / "datasets").glob("*/write-*"))) == 1  # one dataset write in all
+    assert cli.main(["status", "--storage", str(storage)]) == 0
+    assert "wf  prepare:succeeded  train:succeeded  evaluate:succeeded  register:succeeded" in capsys.readouterr().out
+
+
+def test_two_worker_zero2_training_lowers_the_loss(finished):
+    _, workflow, _ = finished
+    meta = workflow.meta()
+    history = tracking.client(meta["tracking_uri"]).get_metric_history(meta["run_id"], "train/unet_loss")
+    losses = [m.value for m in sorted(history, key=lambda m: m.step)]
+    assert len(losses) == 6  # 30 steps, logged every 5
+    assert losses[-1] < 0.7 * losses[0]
+    run = tracking.client(meta["tracking_uri"]).get_run(meta["run_id"])
+    assert run.data.params["train.zero_stage"] == "2" and run.data.params["train.num_workers"] == "2"
+    assert run.data.tags["genpipe.dataset.fingerprint"] == workflow.record("prepare")["result"]["fingerprint"]
+    assert run.inputs.dataset_inputs[0].dataset.digest == workflow.record("prepare")["result"]["fingerprint"]
+
+
+def test_evaluation_logged_metrics_and_pictures(finished):
+    _, workflow, _ = finished
+    meta = workflow.meta()
+    mlflow_client = tracking.client(meta["tracking_uri"])
+    metrics = mlflow_client.get_run(meta["run_id"]).data.metrics
+    assert metrics["eval/classifier_fid"] > 0 and 0 <= metrics["eval/class_coverage"] <= 10
+    artifacts = {a.path for a in mlflow_client.list_artifacts(meta["run_id"], "evaluation")}
+    assert artifacts == {"evaluation/samples.png", "evaluation/loss_curve.png"}
+    grid = Image.open(workflow.record("evaluate")["result"]["samples_uri"])
+    assert grid.size[0] > 64
+
+
+def test_registered_model_samples_in_a_fresh_process(finished, tmp_path):
+    storage, workflow, _ = finished
+    assert workflow.record("register")["result"]["version"] == 1
+    out = tmp_path / "g.png"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "sample",
+            "models:/quickstart-ddpm@champion",
+            "-n",
+            "16",
+            "--out",
+            str(out),
+            "--storage",
+            str(storage),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert Image.open(out).size == (4 * 9 * 8 + 8, 4 * 9 * 8 + 8)  # 4x4 grid of 8 px digits, upscaled 8x
+
+
+def test_registering_twice_makes_one_version(finished):
+    _, workflow, _ = finished
+    meta, result = workflow.meta(), workflow.record("register")["result"]
+    mlflow_client = tracking.client(meta["tracking_uri"])
+    before = len(mlflow_client.search_model_versions("name = 'quickstart-ddpm'"))
+    again = register(
+        workflow.record("train")["result"]["model_uri"],
+        workflow.config().register,
+        meta["tracking_uri"],
+        meta["run_id"],
+        workflow.record("evaluate")["result"],
+        {},
+    )
+    assert again["version"] == result["version"] and not again["created"]
+    assert again["decision"] == result["decision"] == "promoted"
+    assert len(mlflow_client.search_model_versions("name = 'quickstart-ddpm'")) == before
+
+
+def test_register_with_a_real_mlflow_server(finished, mlflow_server, tmp_path):
+    storage, workflow, _ = finished
+    config = workflow.config()
+    run_id, url = tracking.start_workflow_run(config, mlflow_server, "wf-server")
+    assert url.startswith(mlflow_server)
+    settings = config.register.model_copy(update={"model_name": "server-ddpm"})
+    result = register(
+        workflow.record("train")["result"]["model_uri"],
+        settings,
+        mlflow_server,
+        run_id,
+        workflow.record("evaluate")["result"],
+        {"genpipe.workflow_id": "wf-server"},
+    )
+    assert result["version"] == 1 and result["alias_version"] == 1
+    out = tmp_path / "s.png"
+    assert (
+        cli.main(
+            ["sample", "models:/server-ddpm@champion", "-n", "4", "--out", str(out), "--tracking-uri", mlflow_server]
+        )
+        == 0
+    )
+    assert out.exists()
+
+
+def test_unchanged_data_skips_training(finished, capsys):
+    storage, workflow, _ = finished
+    options = [item for setting in TINY for item in ("--set", setting)]
+    code = cli.main(
+        ["run", "quickstart", "--storage", str(storage), "--workflow-id", "wf-same", "--when", "data-changed", *options]
+    )
+    assert code == 0
+    fingerprint = workflow.record("prepare")["result"]["fingerprint"]
+    assert f"skipped: data unchanged: dataset {fingerprint} is already in quickstart-ddpm" in capsys.readouterr().out
+    assert Workflow(str(storage), "wf-same").step_states() == dict.fromkeys(
+        ["prepare", "train", "evaluate", "register"], "pending"
+    )
+    assert cli.main(["status", "--storage", str(storage)]) == 0
+    assert "wf-same  skipped: data unchanged" in capsys.readouterr().out
+
+
+def test_the_gate_keeps_a_worse_model_out_and_promote_rolls_back(finished, capsys):
+    storage, workflow, _ = finished
+    options = [item for setting in TINY for item in ("--set", setting)]
+    uri = workflow.meta()["tracking_uri"]
+    champion = aliased_version(uri, "quickstart-ddpm", "champion")
+
+    # One optimizer step: registered, scored against the champion on the same split, kept out.
+    assert (
+        cli.main(
+            [
+                "run",
+                "quickstart",
+                "--storage",
+                str(storage),
+                "--workflow-id",
+                "wf-worse",
+                *options,
+                "--set",
+                "train.max_steps=1",
+            ]
+        )
+        == 0
+    )
+    worse = Workflow(str(storage), "wf-worse").record("register")["result"]
+    assert worse["decision"] == "rejected" and worse["alias_version"] == int(champion.version)
+    evaluated = Workflow(str(storage), "wf-worse").record("evaluate")["result"]
+    assert evaluated["champion"]["version"] == int(champion.version)
+    assert not evaluated["champion"]["rescored"]  # same data, same evaluation: its tags are reused
+    version = tracking.client(uri).get_model_version("quickstart-ddpm", str(worse["version"]))
+    assert version.tags["genpipe.gate.decision"] == "rejected"
+    assert float(version.tags["genpipe.gate.challenger_score"]) > float(version.tags["genpipe.gate.champion_score"])
+    run_tags = tracking.client(uri).get_run(Workflow(str(storage), "wf-worse").meta()["run_id"]).data.tags
+    assert run_tags["genpipe.gate.reason"] == version.tags["genpipe.gate.reason"]
+
+    # A manual override makes the worse one champion; then a properly trained one takes it back.
+    assert cli.main(["promote", "quickstart-ddpm", str(worse["version"]), "--storage", str(storage)]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "quickstart",
+                "--storage",
+                str(storage),
+                "--workflow-id",
+                "wf-better",
+                *options,
+                "--set",
+                "train.warm_start=true",
+            ]
+        )
+        == 0
+    )
+    assert Workflow(str(storage), "wf-better").record("train")["result"]["warm_start"] == (
+        f"models:/quickstart-ddpm/{worse['version']}"
+    )  # it started from the champion of that moment
+    better = Workflow(str(storage), "wf-better").record("register")["result"]
+    assert better["decision"] == "promoted" and better["alias_version"] == better["version"]
+
+    # Roll back to the original champion by hand; history shows all three and who holds the alias.
+    assert cli.main(["promote", "quickstart-ddpm", str(champion.version), "--storage", str(storage)]) == 0
+    assert aliased_version(uri, "quickstart-ddpm", "champion").version == champion.version
+    capsys.readouterr()
+    assert cli.main(["models", "history", "quickstart-ddpm", "--storage", str(storage)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("v")]
+    assert len(lines) >= 3 and "@champion" in lines[int(champion.version) - 1]
+    assert "rejected" in lines[worse["version"] - 1]
+
+
+def test_warm_start_refuses_a_champion_of_another_shape(finished, capsys):
+    storage, _, _ = finished
+    options = [item for setting in TINY for item in ("--set", setting)]
+    assert (
+        cli.main(
+            [
+                "run",
+                "quickstart",
+                "--storage",
+                str(storage),
+                "--workflow-id",
+                "wf-shape",
+                *options,
+                "--set",
+                "train.warm_start=true",
+                "--set",
+                "model.params.base_channels=16",
+            ]
+        )
+        == 1
+    )
+    out = capsys.readouterr().out
+    assert "step train failed: ValueError: train.warm_start: models:/quickstart-ddpm/" in out
+    assert "(base_channels differ)" in out

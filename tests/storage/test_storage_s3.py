@@ -1,0 +1,162 @@
+"""Storage on S3 (s3fs against a real moto server): transient errors are retried, and the
+preflight check tells a missing bucket from refused credentials before anything starts."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+import pytest
+import s3fs
+from helpers import tiny_config
+
+import storage
+from pipelines import cli
+from pipelines.cluster.local import MOTO_REGION, Server, create_bucket, s3_environment
+from pipelines.registry import tracking
+from pipelines.workflow import preflight
+
+INTERNAL_ERROR = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
+    b"<Message>We encountered an internal error. Please try again.</Message></Error>"
+)
+
+
+class FlakyProxy(ThreadingHTTPServer):
+    """Forwards S3 requests to moto and answers every `fail_every`-th one with HTTP 500 itself,
+    as S3 does now and then (s3fs does not retry a 500 by itself: botocore's retry config must)."""
+
+    def __init__(self, upstream: str, fail_every: int):
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.upstream, self.fail_every = urlsplit(upstream), fail_every
+        self.requests = self.failed = 0
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def should_fail(self) -> bool:
+        with self.lock:
+            self.requests += 1
+            fail = self.requests % self.fail_every == 0
+            self.failed += fail
+            return fail
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _forward(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        head = self.command == "HEAD"  # a HEAD answer has no body but the length of the GET's
+        if self.server.should_fail():
+            self.send_response(500)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", "0" if head else str(len(INTERNAL_ERROR)))
+            self.end_headers()
+            if not head:
+                self.wfile.write(INTERNAL_ERROR)
+            return
+        upstream = http.client.HTTPConnection(self.server.upstream.hostname, self.server.upstream.port, timeout=30)
+        upstream.request(self.command, self.path, body=body, headers=dict(self.headers))
+        response = upstream.getresponse()
+        payload = response.read()
+        self.send_response(response.status)
+        for name, value in response.getheaders():
+            if name.lower() not in ("transfer-encoding", "connection") and (head or name.lower() != "content-length"):
+                self.send_header(name, value)
+        if not head:
+            self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+        upstream.close()
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def s3_env(moto_server, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", MOTO_REGION)
+    monkeypatch.delenv("AWS_RETRY_MODE", raising=False)
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
+    s3fs.S3FileSystem.clear_instance_cache()  # instances remember the endpoint they were made with
+    yield monkeypatch
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+def _bucket(moto: Server, name: str) -> str:
+    return create_bucket(s3_environment(moto), name)
+
+
+@pytest.fixture
+def flaky(moto_server, s3_env):
+    proxy = FlakyProxy(moto_server.url, fail_every=2)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    s3_env.setenv("AWS_ENDPOINT_URL", proxy.url)
+    yield proxy
+    proxy.shutdown()
+    proxy.server_close()
+
+
+def test_transient_s3_errors_are_retried(moto_server, flaky):
+    bucket = _bucket(moto_server, "flaky-retried")
+    uri = f"s3://{bucket}/runs/workflows/w/train.json"
+    for index in range(5):
+        storage.write_json_atomic(uri, {"step": index})
+        assert storage.read_json(uri) == {"step": index}
+    assert flaky.failed >= 5  # half of all requests failed, and every operation still succeeded
+
+
+def test_without_retries_the_same_errors_fail(moto_server, flaky):
+    """The control: the proxy's 500s do reach the client, so the test above proves the retries."""
+    bucket = _bucket(moto_server, "flaky-control")
+    fs, path = storage.filesystem(
+        f"s3://{bucket}/x.json", skip_instance_cache=True, config_kwargs={"retries": {"total_max_attempts": 1}}
+    )
+    with pytest.raises(OSError):
+        for _ in range(4):
+            fs.pipe_file(path, b"{}")
+    assert flaky.failed >= 1
+
+
+def test_preflight_names_a_missing_bucket(moto_server, s3_env):
+    s3_env.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    with pytest.raises(preflight.PreflightError, match="bucket 'no-such-bucket' does not exist"):
+        preflight.check_storage("s3://no-such-bucket/runs")
+    preflight.check_storage(f"s3://{_bucket(moto_server, 'preflight-ok')}/runs")  # writable: passes
+
+
+def test_preflight_names_an_unreachable_endpoint(s3_env):
+    s3_env.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    with pytest.raises(preflight.PreflightError, match="cannot reach it.*AWS_ENDPOINT_URL"):
+        preflight.check_storage("s3://any-bucket/runs")
+
+
+def test_embedded_mlflow_keeps_artifacts_beside_the_shards_on_s3(moto_server, s3_env, tmp_path):
+    s3_env.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    bucket = _bucket(moto_server, "embedded-artifacts")
+    config = tiny_config(f"s3://{bucket}/runs")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id, _ = tracking.start_workflow_run(config, uri, "w1")
+    tracking.client(uri).log_text(run_id, "hello", "notes/hello.txt")
+    keys = s3fs.S3FileSystem().find(f"{bucket}/runs/mlartifacts")
+    assert any(key.endswith(f"{run_id}/artifacts/notes/hello.txt") for key in keys), keys
+
+
+def test_status_on_a_missing_bucket_is_one_line_not_a_traceback(moto_server, s3_env, capsys):
+    s3_env.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    assert cli.main(["status", "--storage", "s3://no-such-bucket/runs"]) == 2
+    expected = "--storage: s3://no-such-bucket/runs: bucket 'no-such-bucket' does not exist"
+    assert capsys.readouterr().err.strip() == expected
+    bucket = _bucket(moto_server, "status-ok")
+    assert cli.main(["status", "--storage", f"s3://{bucket}/runs"]) == 0
+    assert f"no workflows in s3://{bucket}/runs" in capsys.readouterr().out
