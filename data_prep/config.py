@@ -7,7 +7,7 @@ the one registry of kinds. The readers are imported when used, so a config loads
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, Union, get_args
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -18,6 +18,8 @@ class Strict(BaseModel):
 
 class SourceConfig(Strict):
     """A data source: what it is (for the fingerprint), its raw rows (a Ray Dataset), its classes."""
+
+    kind: str  # each kind narrows it to its own literal: the union's discriminator
 
     modality: ClassVar[str] = "image"
     native_size: ClassVar[int | None] = None  # the images' side, when the source fixes it
@@ -162,7 +164,10 @@ SOURCES: tuple[type[SourceConfig], ...] = (
     TextFilesSource,
 )
 SOURCE_KINDS = frozenset(get_args(cls.model_fields["kind"].annotation)[0] for cls in SOURCES)
-Source = Annotated[Union[SOURCES], Field(discriminator="kind")]  # noqa: UP007 (built from the registry)
+if TYPE_CHECKING:
+    Source = SourceConfig
+else:
+    Source = Annotated[Union[SOURCES], Field(discriminator="kind")]  # noqa: UP007 (built from the registry)
 
 
 class TokenizerConfig(Strict):

@@ -25,7 +25,9 @@ def resize(pixels: np.ndarray, size: int) -> np.ndarray:
     """(C, H, W) in [0, 1] -> (C, size, size), bilinear per channel."""
     if pixels.shape[1:] == (size, size):
         return pixels
-    planes = [np.asarray(Image.fromarray(plane, mode="F").resize((size, size), Image.BILINEAR)) for plane in pixels]
+    planes = [
+        np.asarray(Image.fromarray(plane, mode="F").resize((size, size), Image.Resampling.BILINEAR)) for plane in pixels
+    ]
     return np.stack(planes).astype(np.float32)
 
 

@@ -65,6 +65,20 @@ class Manifest(BaseModel):
     prep_config: dict[str, Any]
 
     @property
+    def images(self) -> tuple[int, int, int]:
+        """The images' (channels, height, width); a DataError for a text dataset."""
+        if self.image_shape is None:
+            raise DataError(f"{self.uri}: a text dataset has no image shape")
+        return self.image_shape
+
+    @property
+    def tokens(self) -> TextInfo:
+        """The token blocks' description; a DataError for an image dataset."""
+        if self.text is None:
+            raise DataError(f"{self.uri}: an image dataset has no tokens")
+        return self.text
+
+    @property
     def tokenizer_uri(self) -> str:
         if self.text is None:
             raise DataError(f"{self.uri}: an image dataset has no tokenizer")

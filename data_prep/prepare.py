@@ -100,4 +100,4 @@ def describe_result(manifest: Manifest, cache_hit: bool) -> dict[str, Any]:
     }
     if manifest.text:
         return {**result, "tokens": manifest.text.tokens_in_blocks, "vocab_size": manifest.text.vocab_size}
-    return {**result, "image_shape": list(manifest.image_shape), "num_classes": manifest.num_classes}
+    return {**result, "image_shape": list(manifest.images), "num_classes": manifest.num_classes}

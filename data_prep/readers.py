@@ -34,7 +34,7 @@ def ray_dataset(manifest: Manifest, split: str) -> ray.data.Dataset:
         return dataset.map_batches(
             lambda batch: {"tokens": decode_tokens(batch["tokens"], block_tokens)}, batch_format="numpy"
         )
-    shape = tuple(manifest.image_shape)
+    shape = manifest.images
 
     def decode(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {"image": from_bytes(batch["image"], shape), "label": batch["label"].astype(np.int64)}
@@ -54,12 +54,12 @@ def _read_tables(manifest: Manifest, split: str, columns: list[str]) -> list[pa.
 def read_arrays(manifest: Manifest, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(images (N, C, H, W) float32 in [-1, 1], labels (N,)) of a split, read with pyarrow."""
     tables = _read_tables(manifest, split, ["image", "label"])
-    images = [from_bytes(table.column("image").to_pylist(), tuple(manifest.image_shape)) for table in tables]
+    images = [from_bytes(table.column("image").to_pylist(), manifest.images) for table in tables]
     return np.concatenate(images), np.concatenate([table.column("label").to_numpy() for table in tables])
 
 
 def read_tokens(manifest: Manifest, split: str) -> np.ndarray:
     """(N, seq_len + 1) int32 token blocks of a text split, read with pyarrow."""
-    block_tokens = manifest.text.seq_len + 1
+    block_tokens = manifest.tokens.seq_len + 1
     tables = _read_tables(manifest, split, ["tokens"])
     return np.concatenate([decode_tokens(table.column("tokens").to_pylist(), block_tokens) for table in tables])

@@ -97,11 +97,13 @@ def _read_files(items: list[dict[str, str]], prefix: str) -> ray.data.Dataset:
 
 
 def read_parquet_text(source: ParquetSource) -> ray.data.Dataset:
+    column = source.text_column
+    if column is None:
+        raise DataError("data.source.text_column: names the column that holds the text")
     fs, root = filesystem(source.path)
     dataset = ray.data.read_parquet(
-        root, filesystem=None if "://" not in source.path else fs, columns=[source.text_column], include_paths=True
+        root, filesystem=None if "://" not in source.path else fs, columns=[column], include_paths=True
     )
-    column = source.text_column
 
     def load(row: dict[str, Any]) -> dict[str, Any]:
         value = row[column]

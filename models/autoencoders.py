@@ -65,6 +65,9 @@ class EncoderDecoder(nn.Module):
 class Autoencoding(GenerativeModel):
     """What the evaluator asks of every autoencoder: encode, decode, reconstruct."""
 
+    config: EncoderDecoderConfig
+    autoencoder: EncoderDecoder
+
     arch: ClassVar[Literal["mlp", "conv"]] = "mlp"
 
     def networks(self) -> dict[str, nn.Module]:
@@ -124,6 +127,8 @@ def gaussian_log_density(z: torch.Tensor, mean: torch.Tensor, log_var: torch.Ten
 
 class VAE(Autoencoding):
     """MLP encoder to (mean, log-variance), reparameterised sample, MLP decoder; loss = -ELBO."""
+
+    config: VAEConfig
 
     family = "vae"
     config_class = VAEConfig
@@ -251,6 +256,10 @@ class Autoencoder(Autoencoding):
     A deterministic autoencoder has no prior to sample from, so it keeps running moments of its
     training codes and samples by decoding draws from that diagonal Gaussian: crude, but it lets
     classifier-FID compare it with the other generators."""
+
+    config: AEConfig
+    code_mean: torch.Tensor
+    code_var: torch.Tensor
 
     family = "dae"
     config_class = AEConfig

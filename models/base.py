@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 
-def parameter_count(parameters: Iterable[nn.Parameter]) -> int:
+def parameter_count(parameters: Iterable[torch.Tensor]) -> int:
     """Elements in `parameters` at full size: under ZeRO-3 a parameter's tensor is an empty shard
     and DeepSpeed keeps its size in `ds_numel`."""
     return sum(getattr(p, "ds_numel", p.numel()) for p in parameters)
@@ -145,6 +145,22 @@ class GenerativeModel(nn.Module, ABC):
         if given:
             raise ValueError(f"--{given[0]}: a {self.family} model takes no {given[0]}")
         return {}
+
+    @property
+    def context_size(self) -> int | None:
+        """Text families: the most tokens the model reads at once; None for other families."""
+        return None
+
+    def generate(
+        self,
+        ids: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Text families: extend token ids (B, T) by sampling `max_new_tokens` more."""
+        raise NotImplementedError(f"the {self.family} family does not generate text")
 
     @torch.no_grad()
     def evaluation_metrics(self, images: torch.Tensor, iw_samples: int, generator: torch.Generator) -> dict[str, float]:

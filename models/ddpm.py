@@ -9,7 +9,7 @@ The model owns the noise schedule and the conditioning; `models.unet` is the net
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -70,9 +70,12 @@ CIFAR = {
 class DDPM(GenerativeModel):
     """A U-Net denoiser trained on the simple loss; samples by DDPM or DDIM, guided when conditioned."""
 
+    config: DDPMConfig
+    caption_ids: torch.Tensor  # a buffer: every phrasing of every class, tokenised
+
     family = "ddpm"
-    config_class = DDPMConfig
-    presets: dict[str, dict[str, Any]] = {
+    config_class: ClassVar[type[ModelConfig]] = DDPMConfig
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
         # ~0.4M parameters: about a second per epoch of digits on 2 CPU cores.
         "tiny": {
             "base_channels": 24,
@@ -156,7 +159,8 @@ class DDPM(GenerativeModel):
 
     def diffusion_shape(self) -> tuple[int, int, int]:
         """The shape of what is diffused: the image itself here, a latent in `LatentDDPM`."""
-        return tuple(self.config.image_shape)
+        channels, height, width = self.config.image_shape
+        return channels, height, width
 
     def class_names(self) -> list[str]:
         return self.config.class_names or [str(label) for label in range(self.config.num_classes)]
@@ -228,8 +232,9 @@ class DDPM(GenerativeModel):
 
     def requested_labels(self, n: int, device: torch.device) -> torch.Tensor | None:
         """0, 1, ..., K-1, 0, ...: the classes a conditional model is asked for when sampling."""
-        if self.config.conditioning == "none":
-            return None
+        return None if self.config.conditioning == "none" else self._every_class(n, device)
+
+    def _every_class(self, n: int, device: torch.device) -> torch.Tensor:
         return torch.arange(n, device=device) % self.config.num_classes
 
     def sampling_condition(
@@ -245,13 +250,13 @@ class DDPM(GenerativeModel):
         if config.conditioning == "class":
             if prompts is not None:
                 raise ValueError("this model is conditioned on class labels, not on text prompts")
-            labels = self.requested_labels(n, device) if labels is None else labels.to(device)
+            labels = self._every_class(n, device) if labels is None else labels.to(device)
             if labels.min() < 0 or labels.max() >= config.num_classes:
                 raise ValueError(f"labels: each must be in 0..{config.num_classes - 1}")
             return labels, torch.full_like(labels, config.num_classes)
         if prompts is None:
             names = self.class_names()
-            wanted = self.requested_labels(n, device) if labels is None else labels
+            wanted = self._every_class(n, device) if labels is None else labels
             prompts = [evaluation_prompt(names[label]) for label in wanted.tolist()]
         if len(prompts) != n:
             raise ValueError(f"prompts: {len(prompts)} given for {n} samples")
@@ -326,6 +331,8 @@ class LatentDDPM(DDPM):
     autoencoder's KL weight is tiny). The VAE's weights travel inside this model's weights.
     """
 
+    config: LatentDDPMConfig
+
     family = "latent-ddpm"
     config_class = LatentDDPMConfig
     registered_parts = {"vae": "autoencoder"}
@@ -373,7 +380,9 @@ class LatentDDPM(DDPM):
         self.vae = vae.requires_grad_(False).eval()
 
     def diffusion_shape(self) -> tuple[int, int, int]:
-        latent_dim = self.config.autoencoder_spec["config"]["latent_dim"]
+        spec = self.config.autoencoder_spec
+        assert spec is not None  # checked when the model was built
+        latent_dim = spec["config"]["latent_dim"]
         grid = next(g for g in (4, 2, 1) if latent_dim % (g * g) == 0)
         return latent_dim // (grid * grid), grid, grid
 

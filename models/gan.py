@@ -47,7 +47,7 @@ class Generator(nn.Module):
         self.body = decoder(arch, config.latent_dim + self.num_classes, config.image_shape, config.width, config.depth)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.num_classes:
+        if labels is not None and self.num_classes:
             z = torch.cat([z, F.one_hot(labels, self.num_classes).to(z.dtype)], dim=1)
         return torch.tanh(self.body(z))
 
@@ -62,7 +62,7 @@ class Discriminator(nn.Module):
         self.body = encoder(arch, channels, config.image_shape, config.width, config.depth, 1, norm)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.num_classes:
+        if labels is not None and self.num_classes:
             images = torch.cat([images, one_hot_maps(labels, self.num_classes, images)], dim=1)
         return self.body(images).squeeze(1)
 
@@ -98,6 +98,8 @@ def frozen(module: nn.Module) -> Iterator[None]:
 
 class GAN(GenerativeModel):
     """The MLP GAN: minimax objective, non-saturating generator loss."""
+
+    config: GANConfig
 
     family = "gan"
     config_class = GANConfig
@@ -138,7 +140,10 @@ class GAN(GenerativeModel):
             if self.objective == "wasserstein-gp":
                 # autograd.grad is a backward of its own: not through the engine (see run_network).
                 penalty = gradient_penalty(
-                    lambda x, *y: self.run_network("discriminator", x, *y, bare=True), real, fake, *labels
+                    lambda x, *y: self.run_network("discriminator", x, *y, bare=True),
+                    real,
+                    fake,
+                    labels[0] if labels else None,
                 )
                 return fake_score.mean() - real_score.mean() + self.config.gp_weight * penalty
             return F.binary_cross_entropy_with_logits(

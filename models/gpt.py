@@ -8,7 +8,7 @@ initialisation (residual projections scaled by 1/sqrt(2 * n_layer)).
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +47,9 @@ class GPTConfig(ModelConfig):
 class Rotary(nn.Module):
     """Rotary position embedding (Su et al. 2021): rotates query/key pairs by position."""
 
+    cos: torch.Tensor  # buffers: (T, head_size / 2)
+    sin: torch.Tensor
+
     def __init__(self, head_size: int, block_size: int, base: float = 10000.0):
         super().__init__()
         inverse = 1.0 / base ** (torch.arange(0, head_size, 2).float() / head_size)
@@ -67,7 +70,7 @@ class CausalSelfAttention(nn.Module):
         self.n_head, self.dropout = config.n_head, config.dropout
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.proj.residual = True  # scaled at init
+        self.proj.residual = True  # type: ignore[assignment]  # a marker: scaled at init
         head_size = config.n_embd // config.n_head
         self.rotary = Rotary(head_size, config.block_size) if config.positions == "rotary" else None
 
@@ -85,7 +88,7 @@ class MLP(nn.Module):
         super().__init__()
         self.up = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.down = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
-        self.down.residual = True
+        self.down.residual = True  # type: ignore[assignment]  # a marker: scaled at init
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,12 +150,14 @@ class Transformer(nn.Module):
 class GPT(GenerativeModel):
     """Decoder-only language model trained on fixed-length token blocks (seq_len + 1 tokens)."""
 
+    config: GPTConfig
+
     family = "gpt"
     config_class = GPTConfig
     modality = "text"
     default_gate = ("eval/val_loss", "min")
     supports_activation_checkpointing = True
-    presets: dict[str, dict[str, Any]] = {
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"block_size": 256, "n_layer": 4, "n_head": 4, "n_embd": 128},  # ~1M: CPU tests
         "small": {"block_size": 1024, "n_layer": 12, "n_head": 12, "n_embd": 768},  # GPT-2 small, 124M
         "medium": {"block_size": 1024, "n_layer": 24, "n_head": 16, "n_embd": 1024},  # 350M
@@ -198,6 +203,10 @@ class GPT(GenerativeModel):
         tokens = batch["tokens"].long()
         logits = self.logits(tokens[:, :-1])
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+
+    @property
+    def context_size(self) -> int | None:
+        return self.config.block_size
 
     @torch.no_grad()
     def generate(

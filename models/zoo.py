@@ -1,6 +1,6 @@
 """The zoo's registry: every family by name, and building a model from a family and a config.
 
-A new family is a module in models/ and one entry in `FAMILIES` below (models/README.md).
+A new family is a module in models/ and one entry in `ZOO` below (models/README.md).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from models.ddpm import DDPM, LatentDDPM
 from models.gan import GAN_FAMILIES
 from models.gpt import GPT
 
-FAMILIES: dict[str, type[GenerativeModel]] = {
-    cls.family: cls for cls in (DDPM, LatentDDPM, GPT, *GAN_FAMILIES, *AUTOENCODER_FAMILIES)
-}
+# One line per family: the order is the order `genpipe models` lists them in.
+ZOO: tuple[type[GenerativeModel], ...] = (DDPM, LatentDDPM, GPT, *GAN_FAMILIES, *AUTOENCODER_FAMILIES)
+FAMILIES: dict[str, type[GenerativeModel]] = {cls.family: cls for cls in ZOO}
 
 
 def family_class(family: str) -> type[GenerativeModel]:

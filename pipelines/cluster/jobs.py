@@ -54,7 +54,7 @@ def use_token(token_file: str | None = None) -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
         # Ray caches the mode in its C++ config when it is imported: re-read the environment, as
         # Ray's own token set-up does, or this process (and a later local ray.init) stays "disabled".
-        from ray._raylet import Config
+        from ray._raylet import Config  # type: ignore[attr-defined]  # a compiled module
 
         Config.initialize("")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from data_prep.config import SOURCE_KINDS
@@ -16,7 +17,7 @@ class ConfigError(ValueError):
         self.problems = problems
 
 
-def describe_error(error: dict[str, Any]) -> str:
+def describe_error(error: Mapping[str, Any]) -> str:
     ctx = error.get("ctx") or {}
     bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
     if error["type"] in bounds:
@@ -29,7 +30,7 @@ def describe_error(error: dict[str, Any]) -> str:
     return error["msg"].removeprefix("Value error, ")
 
 
-def problem_line(error: dict[str, Any]) -> str:
+def problem_line(error: Mapping[str, Any]) -> str:
     """One pydantic error as `field.path: message`."""
     # Drop the union tag pydantic inserts for discriminated unions (data.source.digits.x).
     loc = [str(p) for p in error["loc"] if not (isinstance(p, str) and p in SOURCE_KINDS)]

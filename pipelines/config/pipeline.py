@@ -106,5 +106,12 @@ class PipelineConfig(Strict):
         return self
 
     @property
+    def sweep(self) -> TuneSection:
+        """The `tune:` section, which `genpipe tune` requires."""
+        if self.tune is None:
+            raise ValueError("tune: missing: genpipe tune needs a tune: section with a space")
+        return self.tune
+
+    @property
     def experiment_name(self) -> str:
         return self.experiment or self.name

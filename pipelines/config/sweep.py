@@ -47,7 +47,7 @@ class Distribution(Strict):
             return list(self.choice)
         if self.randint is not None:
             return [self.randint[0], self.randint[1] - 1]
-        return list(self.uniform or self.loguniform)
+        return list(self.uniform or self.loguniform or ())
 
     def to_tune(self):
         from ray import tune

@@ -69,7 +69,7 @@ def load_or_train_classifier(manifest: Manifest, epochs: int, seed: int = 0) -> 
     """The dataset's classifier, from the cache beside its shards or trained now; (model, cached)."""
     uri = join(manifest.uri, "classifier", f"v{CLASSIFIER_VERSION}-e{epochs}-s{seed}.safetensors")
     fs, path = filesystem(uri)
-    classifier = DigitClassifier(manifest.image_shape[0], manifest.num_classes)
+    classifier = DigitClassifier(manifest.images[0], manifest.num_classes)
     if exists(uri):
         with tempfile.TemporaryDirectory() as folder:
             fs.get(path, f"{folder}/c.safetensors")

@@ -28,7 +28,7 @@ def save_grid(images: torch.Tensor, path: str | Path, scale: int | None = None, 
         canvas[top : top + height, left : left + width] = pixels[index]
     array = (canvas * 255).round().astype(np.uint8)
     image = Image.fromarray(array[..., 0] if channels == 1 else array)
-    image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)

@@ -59,7 +59,7 @@ def image_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, 
 def text_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, dict[str, Any]]:
     blocks = torch.from_numpy(read_tokens(manifest, "val")[: settings.num_samples])
     tokenizer = TextTokenizer.load(manifest.tokenizer_uri)
-    bytes_per_token = manifest.text.bytes_per_token("val")
+    bytes_per_token = manifest.tokens.bytes_per_token("val")
 
     def score(model: GenerativeModel, artifacts: Path | None) -> dict[str, float]:
         metrics = {f"eval/{k}": v for k, v in score_text(model, blocks, bytes_per_token).items()}

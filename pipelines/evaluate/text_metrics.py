@@ -12,17 +12,20 @@ import warnings
 import torch
 
 from data_prep.text_tokenizer import TextTokenizer
-from models.gpt import GPT
+from models.base import GenerativeModel
 
 
 @torch.no_grad()
-def score_text(model: GPT, blocks: torch.Tensor, bytes_per_token: float, batch_size: int = 8) -> dict[str, float]:
+def score_text(
+    model: GenerativeModel, blocks: torch.Tensor, bytes_per_token: float, batch_size: int = 8
+) -> dict[str, float]:
     """Mean next-token loss (nats) over `blocks` (N, T + 1), and what it means per byte."""
     device = next(model.parameters()).device
+    (network,) = model.networks()  # a language model is one network
     total, count = 0.0, 0
     for start in range(0, len(blocks), batch_size):
         batch = blocks[start : start + batch_size].to(device)
-        total += model.loss("transformer", {"tokens": batch}).item() * batch.shape[0]
+        total += model.loss(network, {"tokens": batch}).item() * batch.shape[0]
         count += batch.shape[0]
     loss = total / max(1, count)
     return {
@@ -33,7 +36,7 @@ def score_text(model: GPT, blocks: torch.Tensor, bytes_per_token: float, batch_s
 
 
 def complete(
-    model: GPT,
+    model: GenerativeModel,
     tokenizer: TextTokenizer,
     prompt: str,
     max_new_tokens: int,
@@ -44,7 +47,7 @@ def complete(
     """The prompt followed by what the model writes. A prompt longer than the model's context is
     cut from the left (its end is what conditions the next token), with a warning."""
     ids = tokenizer.encode(prompt) or [tokenizer.eot_id]
-    room = model.config.block_size - 1
+    room = (model.context_size or len(ids) + 1) - 1
     if len(ids) > room:
         warnings.warn(f"prompt of {len(ids)} tokens is longer than the context; keeping its last {room}", stacklevel=2)
         ids = ids[-room:]

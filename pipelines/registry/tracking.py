@@ -156,7 +156,8 @@ def log_dataset(uri: str, run_id: str, manifest_uri: str, fingerprint: str) -> N
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MLflow warns that resolve_dataset_source is experimental
         source = resolve_dataset_source(manifest_uri)
-    dataset = MetaDataset(source=source, name=f"dataset-{fingerprint}", digest=fingerprint)
+    # MLflow's own typing marks MetaDataset abstract (`profile`); it is the concrete class for this.
+    dataset = MetaDataset(source=source, name=f"dataset-{fingerprint}", digest=fingerprint)  # type: ignore[abstract]
     lineage = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])
     mlflow_client = client(uri)
     mlflow_client.log_inputs(run_id, datasets=[lineage])

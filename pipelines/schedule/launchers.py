@@ -78,6 +78,8 @@ class RayJobLauncher:
     def start(self, schedule: Schedule, workflow_id: str) -> None:
         from pipelines.cluster import jobs
 
+        if schedule.address is None:
+            raise ValueError(f"schedule {schedule.name}: no address to submit its runs to")
         jobs.submit(schedule.address, run_arguments(schedule, self.storage, workflow_id), workflow_id)
         self.jobs[workflow_id] = schedule.address
 

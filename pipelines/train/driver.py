@@ -67,9 +67,11 @@ def run_training(
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
     )
     result = trainer.fit()
+    if result.checkpoint is None:  # every run reports its final step with a checkpoint
+        raise RuntimeError(f"train: the run {workflow_id}-train reported no checkpoint")
     checkpoint_uri = storage_uri(config.storage, result.checkpoint.path)
     return {
         "checkpoint_uri": checkpoint_uri,
         "model_uri": join(checkpoint_uri, MODEL_DIR),
-        "metrics": {k: v for k, v in result.metrics.items() if isinstance(v, int | float)},
+        "metrics": {k: v for k, v in (result.metrics or {}).items() if isinstance(v, int | float)},
     }

@@ -4,6 +4,10 @@ seeds, the train config its group size runs, and how many steps make an epoch an
 from __future__ import annotations
 
 import math
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -52,3 +56,22 @@ def loop_settings(
         )
     total = steps_per_epoch * train.epochs
     return LoopSettings(train, rank, world_size, device, steps_per_epoch, min(total, train.max_steps or total))
+
+
+@contextmanager
+def one_process_group(on_gpu: bool) -> Iterator[None]:
+    """A torch.distributed group of one, which DeepSpeed's engines expect; rendezvous through a
+    private file, so concurrent trials on a node never race for a port."""
+    import torch.distributed as dist
+
+    for name in ("RANK", "LOCAL_RANK"):
+        os.environ[name] = "0"  # DeepSpeed's engine asserts a launcher set them
+    os.environ["WORLD_SIZE"] = "1"
+    with tempfile.TemporaryDirectory() as folder:
+        dist.init_process_group(
+            "nccl" if on_gpu else "gloo", init_method=f"file://{folder}/rendezvous", rank=0, world_size=1
+        )
+        try:
+            yield
+        finally:
+            dist.destroy_process_group()

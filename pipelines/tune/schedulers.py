@@ -18,7 +18,7 @@ def search_algorithm(config: PipelineConfig):
     `max_concurrent_trials` for a search algorithm passed in that is not a `Searcher`)."""
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
-    settings = config.tune
+    settings = config.sweep
     if settings.search == "optuna":
         from optuna.samplers import TPESampler
         from ray.tune.search.optuna import OptunaSearch
@@ -55,7 +55,7 @@ class ResumableASHA(ASHAScheduler):
 
 
 def trial_scheduler(config: PipelineConfig, sweep_uri: str):
-    settings = config.tune
+    settings = config.sweep
     if settings.scheduler == "asha":
         return ResumableASHA(
             join(sweep_uri, "asha-state.pkl"),

@@ -31,7 +31,7 @@ def _tuner(config: PipelineConfig, setup: TrialSetup, workflow_id: str):
     algorithm and ASHA's rungs (`ResumableASHA`) go on where they were."""
     from ray import tune
 
-    settings = config.tune
+    settings = config.sweep
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup), resources)
     sweep_uri = join(config.storage, "tune", workflow_id)
@@ -66,7 +66,7 @@ def run_sweep(
     config: PipelineConfig, manifest: Manifest, workflow_id: str, tracking_uri: str, run_id: str
 ) -> dict[str, Any]:
     """Run (or resume) the sweep; record every trial and the best on the workflow's run."""
-    settings = config.tune
+    settings = config.sweep
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     # One small checkpoint per trial-epoch is the point here, not a sync bottleneck to warn about.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -99,7 +99,7 @@ def run_sweep(
 def _record_trials(results, best, config: PipelineConfig, tracking_uri: str, run_id: str) -> dict[str, Any]:
     """Close each trial's child run (ASHA-stopped ones never reach their own end), and put the
     best trial, its params and the trials table on the parent run."""
-    settings = config.tune
+    settings = config.sweep
     children = {run.data.tags.get("genpipe.trial_id"): run for run in tracking.child_runs(tracking_uri, run_id)}
     mlflow_client = tracking.client(tracking_uri)
     stopped_early = ran = 0

@@ -5,9 +5,7 @@ restored sweep resumes it."""
 
 from __future__ import annotations
 
-import os
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +22,7 @@ from pipelines.train.checkpoints import restore, write_checkpoint
 from pipelines.train.engines import build_engines
 from pipelines.train.loop import Fit, LossWindow
 from pipelines.train.model_setup import model_config
-from pipelines.train.settings import loop_settings, set_up_process
+from pipelines.train.settings import loop_settings, one_process_group, set_up_process
 from pipelines.train.worker import quiet_worker_logs
 
 
@@ -42,25 +40,6 @@ class TrialSetup:
 
 def trial_config(base_config: dict[str, Any], params: dict[str, Any]) -> PipelineConfig:
     return PipelineConfig.model_validate(assign({**base_config, "tune": None}, params))
-
-
-@contextmanager
-def one_process_group(on_gpu: bool):
-    """A torch.distributed group of one, which DeepSpeed's engines expect; rendezvous through a
-    private file, so concurrent trials on a node never race for a port."""
-    import torch.distributed as dist
-
-    for name in ("RANK", "LOCAL_RANK"):
-        os.environ[name] = "0"  # DeepSpeed's engine asserts a launcher set them
-    os.environ["WORLD_SIZE"] = "1"
-    with tempfile.TemporaryDirectory() as folder:
-        dist.init_process_group(
-            "nccl" if on_gpu else "gloo", init_method=f"file://{folder}/rendezvous", rank=0, world_size=1
-        )
-        try:
-            yield
-        finally:
-            dist.destroy_process_group()
 
 
 def _train_split(manifest: Manifest, device: torch.device) -> dict[str, torch.Tensor]:

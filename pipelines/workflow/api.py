@@ -13,6 +13,7 @@ Ray cluster from RAY_ADDRESS (else a local Ray in this process).
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -59,7 +60,7 @@ def connect_ray(address: str | None = None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    ray.init(address=address, logging_level="WARNING", log_to_driver=True)
+    ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
 
 
 def resolve_config(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import uuid
+from typing import Any
 from urllib.parse import urlsplit
 
 from pipelines.config import ConfigError
@@ -28,7 +29,7 @@ def check_storage(uri: str, field: str = "storage", write: bool = True) -> None:
     `write=False` (commands that only read) lists the bucket instead."""
     if is_local(uri):
         return
-    storage_options = {"skip_instance_cache": True}
+    storage_options: dict[str, Any] = {"skip_instance_cache": True}
     if uri.startswith(("s3://", "s3a://")):
         storage_options["config_kwargs"] = {
             "retries": {"max_attempts": 2},

@@ -1,0 +1,86 @@
+"""The training checkpoint round-trips for every family in the zoo: each network's DeepSpeed
+engine (weights, optimizer, LR schedule), the model's own state (an EMA) and the consolidated
+safetensors model, written by `write_checkpoint` and read back by `restore` into fresh engines,
+as a resumed run or a restored sweep trial does."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+import models
+from models.weights import load_model
+from pipelines.config import TrainConfig
+from pipelines.train.checkpoints import MODEL_DIR, restore, write_checkpoint
+from pipelines.train.engines import build_engines
+from pipelines.train.loop import Fit, LossWindow
+from pipelines.train.settings import loop_settings, one_process_group
+from pipelines.train.worker import quiet_worker_logs
+
+ROWS = 16
+DATA = {"image_shape": (1, 8, 8), "num_classes": 10, "class_names": [str(d) for d in range(10)], "vocab_size": 257}
+
+
+@pytest.fixture(scope="module")
+def process_group():
+    """One one-process gloo group for the module (DeepSpeed keeps its communication state for
+    the process, as a sweep trial's actor does); the launcher variables are put back afterwards."""
+    names = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "DS_ACCELERATOR", "TORCH_EXTENSIONS_DIR")
+    saved = {name: os.environ.get(name) for name in names}
+    quiet_worker_logs()
+    with one_process_group(on_gpu=False):
+        yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def fit_for(family: str, model_config: dict, shard: dict[str, torch.Tensor]) -> Fit:
+    model = models.build_model(family, model_config)
+    settings = loop_settings(TrainConfig(batch_size=4, max_steps=3, zero_stage=0), 0, 1, torch.device("cpu"), ROWS)
+    return Fit(model, build_engines(model, settings.train, settings.total_steps, False), shard, settings)
+
+
+def shard_for(model: models.GenerativeModel) -> dict[str, torch.Tensor]:
+    if model.modality == "text":
+        return {"tokens": torch.randint(0, 257, (ROWS, 9))}
+    return {"image": torch.rand(ROWS, 1, 8, 8) * 2 - 1, "label": torch.arange(ROWS) % 10}
+
+
+def tiny_config(family: str) -> dict:
+    params = {}
+    for field in models.family_class(family).registered_parts.values():  # a registered VAE, made here
+        vae = models.build_model("vae", models.resolve_config("vae", "tiny", {}, DATA))
+        params.update({field: "models:/v/1", f"{field}_spec": {"family": "vae", "config": vae.config.model_dump()}})
+    overrides = {"block_size": 8} if models.family_class(family).modality == "text" else {}
+    return models.resolve_config(family, "tiny", {**params, **overrides}, DATA).model_dump(mode="json")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", list(models.FAMILIES))
+def test_a_checkpoint_restores_every_network_and_the_model_state(family, process_group, tmp_path):
+    torch.manual_seed(0)
+    config = tiny_config(family)
+    shard = shard_for(models.build_model(family, config))
+    trained = fit_for(family, config, shard)
+    for _ in trained.steps(0, 2, LossWindow(list(trained.engines))):
+        pass
+    write_checkpoint(str(tmp_path), trained, 2, with_model=True)
+
+    torch.manual_seed(1)  # fresh weights: everything must come from the checkpoint
+    resumed = fit_for(family, config, shard)
+    assert restore(resumed, str(tmp_path)) == 2
+    for name, engine in trained.engines.items():
+        before, after = engine.module.state_dict(), resumed.engines[name].module.state_dict()
+        assert all(torch.equal(before[key], after[key]) for key in before), f"{name}: weights differ"
+        assert resumed.engines[name].get_lr() == engine.get_lr(), f"{name}: LR schedule not restored"
+    expected = trained.model.checkpoint_state()
+    assert all(torch.equal(resumed.model.checkpoint_state()[key], expected[key]) for key in expected)
+
+    exported = load_model(tmp_path / MODEL_DIR)
+    want = trained.model.exported_state(trained.model.state_dict())
+    assert all(torch.allclose(exported.state_dict()[key].float(), want[key].float()) for key in want)
