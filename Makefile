@@ -24,13 +24,15 @@ $(STAMP): pyproject.toml
 quickstart: $(STAMP)
 	$(BIN)/genpipe run quickstart
 
-test: $(STAMP)
-	$(BIN)/ruff check .
+# The checks first (seconds), then the tests: style, the layers of DESIGN.md, the types.
+test: lint
 	$(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check . || true
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/quickstart_bench.py --record

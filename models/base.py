@@ -141,10 +141,14 @@ class GenerativeModel(nn.Module, ABC):
         """Keyword arguments for `sample(n, ...)` from what a user asked for (`genpipe sample`'s
         --prompt, --label, --guidance, --sampler, --steps); a ValueError names the option that does
         not fit. A family that takes none refuses every one."""
+        self.refuse_options(asked)
+        return {}
+
+    def refuse_options(self, asked: dict[str, Any]) -> None:
+        """A ValueError naming the first of `asked` that was given (not None)."""
         given = [name for name, value in asked.items() if value is not None]
         if given:
-            raise ValueError(f"--{given[0]}: a {self.family} model takes no {given[0]}")
-        return {}
+            raise ValueError(f"--{given[0].replace('_', '-')}: a {self.family} model takes no {given[0]}")
 
     @property
     def context_size(self) -> int | None:

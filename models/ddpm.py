@@ -226,9 +226,19 @@ class DDPM(GenerativeModel):
 
     # --- sampling -------------------------------------------------------------------------------
 
-    def sample_options(self, n: int, **asked: Any) -> dict[str, Any]:
+    def sample_options(
+        self,
+        n: int,
+        prompt: str | None = None,
+        label: str | None = None,
+        guidance: float | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        **other: Any,
+    ) -> dict[str, Any]:
         """A prompt or a class (as the model is conditioned), the sampler, its steps, the guidance."""
-        return diffusion_options(self, n, **asked)
+        self.refuse_options(other)
+        return diffusion_options(self, n, prompt, label, guidance, sampler, steps)
 
     def requested_labels(self, n: int, device: torch.device) -> torch.Tensor | None:
         """0, 1, ..., K-1, 0, ...: the classes a conditional model is asked for when sampling."""

@@ -106,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--max-new-tokens", type=int, default=200)
     sample.add_argument("--temperature", type=float, default=0.8, help="0 picks the likeliest token")
     sample.add_argument("--top-k", type=int, default=50)
+    sample.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a sampling option of the model's own family (repeatable; values parsed as YAML)",
+    )
     _add_registry_options(sample)
     sample.set_defaults(handler=cmd_sample)
     schedule = commands.add_parser("schedule", help="recurring runs: add, list, pause, resume, remove")

@@ -6,6 +6,9 @@ import argparse
 import inspect
 import time
 import warnings
+from typing import Any
+
+import yaml
 
 from pipelines.cli.output import EXIT_FAILED, EXIT_OK, UsageError, say, warn
 from pipelines.workflow import api
@@ -13,7 +16,7 @@ from pipelines.workflow import api
 
 def cmd_sample(args: argparse.Namespace) -> int:
     """Images into a PNG grid, or text completions printed; bad options exit 2."""
-    options = {
+    options: dict[str, Any] = {
         "prompt": args.prompt,
         "label": args.label,
         "guidance": args.guidance,
@@ -23,6 +26,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         "temperature": args.temperature,
         "top_k": args.top_k,
     }
+    options["family_options"] = _family_options(args.option)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -47,6 +51,20 @@ def cmd_sample(args: argparse.Namespace) -> int:
     path = save_grid(samples, args.out)
     say(f"wrote {len(samples)} samples from {args.model_uri} to {path}")
     return EXIT_OK
+
+
+def _family_options(assignments: list[str]) -> dict[str, Any]:
+    """`--option key=value` pairs, values parsed as YAML (numbers, booleans)."""
+    options: dict[str, Any] = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise UsageError(f"--option {assignment}: expected KEY=VALUE")
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            options[key.strip()] = value
+    return options
 
 
 def cmd_promote(args: argparse.Namespace) -> int:

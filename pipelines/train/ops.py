@@ -30,6 +30,7 @@ def main() -> None:
     if torch.cuda.is_available():
         print("warmup: GPU machine, DeepSpeed uses NCCL; nothing to build")
         return
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")  # skips DeepSpeed's "could not detect" warning
     from deepspeed.accelerator import get_accelerator
 
     builder = get_accelerator().create_op_builder("ShareMemCommBuilder")

@@ -226,10 +226,12 @@ def sample(
     max_new_tokens: int = 200,
     temperature: float = 0.8,
     top_k: int | None = 50,
+    family_options: dict[str, Any] | None = None,
 ) -> torch.Tensor | list[str]:
     """Samples from a registered model: images (n, C, H, W) in [-1, 1] (16 by default), or for a
-    language model `n` completions of `prompt` (1 by default). A ValueError names the option that
-    does not fit the model; ModelUnavailable, a model that cannot be loaded."""
+    language model `n` completions of `prompt` (1 by default). `family_options` are sampling options
+    of the model's own family (`GenerativeModel.sample_options`). A ValueError names the option
+    that does not fit the model; ModelUnavailable, a model that cannot be loaded."""
     from models.weights import load_model as load_weights
 
     if n is not None and n <= 0:
@@ -241,7 +243,9 @@ def sample(
         model = load_weights(local)
         if model.modality == "text":
             return _complete(model, local, n or 1, prompt or "", max_new_tokens, temperature, top_k, generator)
-    options = model.sample_options(n or 16, prompt=prompt, label=label, guidance=guidance, sampler=sampler, steps=steps)
+    options = model.sample_options(
+        n or 16, prompt=prompt, label=label, guidance=guidance, sampler=sampler, steps=steps, **(family_options or {})
+    )
     return model.sample(n or 16, generator=generator, **options)
 
 
