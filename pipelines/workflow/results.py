@@ -23,7 +23,7 @@ class PrepareResult(StepResult):
     cache_hit: bool
     rows: dict[str, int]
     rejects: int
-    tokens: int | None = None  # text
+    tokens: dict[str, int] | None = None  # text: tokens in blocks, per split
     vocab_size: int | None = None  # text
     image_shape: list[int] | None = None  # images
     num_classes: int | None = None  # images
