@@ -97,3 +97,27 @@ def test_models_command_lists_the_zoo(capsys):
     assert cli.main(["models"]) == 0
     out = capsys.readouterr().out
     assert "ddpm:" in out and "tiny:" in out and "small:" in out
+
+
+def test_storage_comes_from_genpipe_storage_unless_given(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENPIPE_STORAGE", "s3://bucket/from-env")
+    assert load_config("quickstart").storage == "s3://bucket/from-env"
+    assert load_config("quickstart", storage=str(tmp_path)).storage == str(tmp_path)  # --storage wins
+    path = tmp_path / "mine.yaml"
+    path.write_text("name: mine\nstorage: s3://bucket/named\nregister: {model_name: m}\n")
+    assert load_config(str(path)).storage == "s3://bucket/named"  # a config that names one keeps it
+    monkeypatch.delenv("GENPIPE_STORAGE")
+    assert load_config("quickstart").storage == "./.genpipe"
+
+
+def test_the_gate_defaults_to_the_family_metric_unless_named(tmp_path):
+    assert load_config("quickstart").register.gate.metric == "eval/classifier_fid"
+    path = tmp_path / "text.yaml"
+    path.write_text(
+        "name: text\ndata: {source: {kind: python_stdlib}, seq_len: 64}\nmodel: {family: gpt}\n"
+        "register: {model_name: t}\n"
+    )
+    gate = load_config(str(path)).register.gate
+    assert (gate.metric, gate.mode) == ("eval/val_loss", "min")  # what every language model reports
+    named = load_config(str(path), ["register.gate.metric=eval/bits_per_byte"]).register.gate
+    assert (named.metric, named.mode) == ("eval/bits_per_byte", "min")

@@ -99,29 +99,3 @@ def test_distribution_extremes_bound_what_a_trial_draws():
     assert Distribution(randint=(4, 33)).extremes() == [4, 32]  # the high end is excluded, as in Ray Tune
     assert Distribution(loguniform=(1e-4, 1e-2)).extremes() == [1e-4, 1e-2]
     assert Distribution(choice=["a", "b"]).extremes() == ["a", "b"]
-
-
-def test_asha_rungs_survive_a_restore(tmp_path):
-    """Tune restores a Tuner with the scheduler pickled at its start; ResumableASHA reloads the
-    rungs it recorded since, so a trial resumed after a kill is still judged against the others."""
-    import pickle
-    from types import SimpleNamespace
-
-    from pipelines.tune.schedulers import ResumableASHA
-
-    scheduler = ResumableASHA(str(tmp_path / "asha.pkl"), max_t=8, grace_period=1, reduction_factor=2)
-    at_start = pickle.dumps(scheduler)  # what tuner.pkl holds
-    scheduler.set_search_properties("eval/classifier_fid", "min")  # as Tune does when it starts
-    good, bad = SimpleNamespace(trial_id="good"), SimpleNamespace(trial_id="bad")
-    for trial in (good, bad):
-        scheduler.on_trial_add(None, trial)
-    assert scheduler.on_trial_result(None, good, {"training_iteration": 1, "eval/classifier_fid": 100.0}) == "CONTINUE"
-
-    restored = pickle.loads(at_start)  # the driver was killed; Tuner.restore unpickles tuner.pkl
-    assert restored.set_search_properties("eval/classifier_fid", "min")  # accepted again after a restore
-    assert restored.on_trial_result(None, bad, {"training_iteration": 1, "eval/classifier_fid": 900.0}) == "STOP"
-    (tmp_path / "asha.pkl").unlink()
-    fresh = pickle.loads(at_start)  # without the saved state the bad trial would have gone on
-    fresh.set_search_properties("eval/classifier_fid", "min")
-    fresh.on_trial_add(None, bad)
-    assert fresh.on_trial_result(None, bad, {"training_iteration": 1, "eval/classifier_fid": 900.0}) == "CONTINUE"
