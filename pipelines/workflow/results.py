@@ -53,12 +53,12 @@ class ChampionScore(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: int
-    metrics: dict[str, float]
+    metrics: dict[str, int | float]
     rescored: bool
 
 
 class EvaluateResult(StepResult):
-    metrics: dict[str, float]
+    metrics: dict[str, int | float]
     samples_uri: str
     evaluation_key: str
     champion: ChampionScore | None
