@@ -13,7 +13,7 @@ import tempfile
 
 from pipelines.cli import cluster_commands
 from pipelines.cli.model_commands import cmd_models, cmd_promote, cmd_sample
-from pipelines.cli.output import EXIT_USAGE, UsageError, warn
+from pipelines.cli.output import EXIT_OK, EXIT_USAGE, UsageError, warn
 from pipelines.cli.schedule_commands import (
     cmd_schedule_add,
     cmd_schedule_list,
@@ -175,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, JobsError) as error:
         warn(str(error))
         return EXIT_USAGE
+    except BrokenPipeError:  # the reader left (`genpipe models | head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # as Python's docs advise
+        return EXIT_OK
 
 
 if __name__ == "__main__":
