@@ -38,8 +38,11 @@ def registered_parts(cls: type[GenerativeModel]) -> dict[str, Any]:
 
 def build(family: str, preset: str, device: str = "cpu") -> GenerativeModel:
     cls = models.family_class(family)
+    # A text model's context is the data's (seq_len), not the preset's: a short one keeps the
+    # token-by-token sampling of every numeric preset within seconds.
+    context = {"block_size": 16} if cls.modality == "text" else {}
     with torch.device(device):
-        config = models.resolve_config(family, preset, registered_parts(cls), DATA)
+        config = models.resolve_config(family, preset, {**registered_parts(cls), **context}, DATA)
         return models.build_model(family, config)
 
 
