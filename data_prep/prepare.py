@@ -12,6 +12,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from ray.data.expressions import col
+
 from data_prep.config import DataConfig
 from data_prep.errors import DataError
 from data_prep.manifest import PREP_CODE_VERSION, Manifest, dataset_uri, find_manifest, publish
@@ -65,7 +67,7 @@ def _build_images(config: DataConfig, storage: str, key: str, description: dict[
     for split, shard_count in (("train", config.num_shards), ("val", 1)):
         if not (kept["split"] == split).any():
             raise DataError(f"data.val_fraction: the {split} split is empty ({len(index)} records in all)")
-        part = rows.filter(lambda row, s=split: row["split"] == s and not row["error"])
+        part = rows.filter(expr=(col("split") == split) & (col("error") == ""))
         columns = part.select_columns(["key", "label", "image"]).repartition(shard_count)
         splits[split] = write_split(columns, uri, join(uri, write_id, split))
 

@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a failed run, 2 bad usage or an invalid config (nothing
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import tempfile
@@ -164,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     apply_mlflow_defaults()
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines (database set-up) are not ours
     args = build_parser().parse_args(argv)
     _leave_a_jobs_working_directory()
     try:

@@ -192,6 +192,8 @@ def run_step(step: str, config_json: dict[str, Any], inputs: Inputs, context: St
     import ray.data
 
     apply_mlflow_defaults()
-    ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # Bars off (the runner prints each step); Ray Data then warns that they are off, once per process.
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+    ray.data.DataContext.get_current().enable_progress_bars = False
     return STEPS[step](PipelineConfig.model_validate(config_json), inputs, context)
