@@ -133,10 +133,11 @@ def data_unchanged(config: PipelineConfig) -> str | None:
     return None
 
 
-def open_workflow(workflow_id: str, storage: str | None = None) -> Workflow:
-    """An existing workflow; a ConfigError names the id when the storage has none."""
+def open_workflow(workflow_id: str, storage: str | None = None, write: bool = True) -> Workflow:
+    """An existing workflow; a ConfigError names the id when the storage has none. The storage
+    is probed first: for writing (resume), or only for reading (status)."""
     workflow = Workflow(normalize(storage or default_storage()), workflow_id)
-    preflight.check_storage(workflow.storage)  # before reading the workflow's records from it
+    preflight.check_storage(workflow.storage, write=write)  # before reading the workflow's records
     if not workflow.exists():
         raise ConfigError([f"WORKFLOW_ID: no workflow {workflow_id!r} in {workflow.storage}"])
     return workflow
@@ -170,8 +171,11 @@ class WorkflowStatus:
 def status(workflow_id: str | None = None, *, storage: str | None = None) -> list[WorkflowStatus]:
     """Every workflow in the storage (or the one named), with each step's state."""
     storage = normalize(storage or default_storage())
-    preflight.check_storage(storage, field="--storage", write=False)
-    workflows = [open_workflow(workflow_id, storage)] if workflow_id else list_workflows(storage)
+    if workflow_id:
+        workflows = [open_workflow(workflow_id, storage, write=False)]
+    else:
+        preflight.check_storage(storage, field="--storage", write=False)
+        workflows = list_workflows(storage)
     found = []
     for workflow in workflows:
         meta = workflow.meta()
