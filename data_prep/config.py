@@ -143,6 +143,7 @@ class TextFilesSource(SourceConfig):
     modality: ClassVar[str] = "text"
     kind: Literal["text_files"]
     path: str = Field(description="a glob such as data/**/*.md or s3://bucket/corpus/*.txt")
+    chunk_mb: float = Field(16, gt=0, description="a larger file becomes documents of this size, cut at lines")
 
     def describe(self) -> dict[str, Any]:
         from data_prep.text_sources import describe_text_files
@@ -173,6 +174,9 @@ else:
 class TokenizerConfig(Strict):
     kind: Literal["byte", "bpe"] = "byte"
     vocab_size: int = Field(4096, ge=300, le=65536, description="bpe only; byte is always 257")
+    sample_mb: float = Field(
+        256, gt=0, description="bpe only: learns its merges from a seeded sample of this much train text"
+    )
 
 
 class DataConfig(Strict):
@@ -180,7 +184,8 @@ class DataConfig(Strict):
     image_size: int | None = Field(None, gt=0, description="resize to a square of this size")
     val_fraction: float = Field(0.2, gt=0, lt=1)
     split_seed: int = 0
-    num_shards: int = Field(2, gt=0)
+    shard_mb: float = Field(64, gt=0, description="train shards of at most this many MB (uncompressed)")
+    num_shards: int | None = Field(None, gt=0, description="a fixed train shard count instead of shard_mb")
     max_reject_fraction: float = Field(0.01, ge=0, le=1)
     seq_len: int = Field(256, gt=0, description="text: tokens a model sees per block (+1 for the targets)")
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)

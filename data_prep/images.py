@@ -33,10 +33,3 @@ def resize(pixels: np.ndarray, size: int) -> np.ndarray:
 
 def to_bytes(pixels: np.ndarray) -> bytes:
     return np.ascontiguousarray(pixels, dtype="<f4").tobytes()
-
-
-def from_bytes(column: list[bytes] | np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """A column of encoded images -> one (N, C, H, W) float32 array."""
-    if len(column) == 0:
-        return np.zeros((0, *shape), dtype=np.float32)
-    return np.frombuffer(b"".join(column), dtype="<f4").reshape(-1, *shape).copy()

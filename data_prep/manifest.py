@@ -16,7 +16,7 @@ from storage import exists, filesystem, join, read_json, write_json_atomic
 
 MANIFEST = "manifest.json"
 # Bump when a change to data_prep alters the shards' content: it invalidates every cached dataset.
-PREP_CODE_VERSION = "1"
+PREP_CODE_VERSION = "2"  # 2: shards sized by bytes and hashed while written; BPE on a sample
 
 
 class Shard(BaseModel):
@@ -43,6 +43,7 @@ class TextInfo(BaseModel):
     tokens: dict[str, int]  # every token of the split's documents
     utf8_bytes: dict[str, int]
     tokens_in_blocks: dict[str, int]  # what training sees; the tail of a pack does not fill a block
+    tokenizer_sample: dict[str, Any] | None = None  # the train documents BPE learned from
 
     def bytes_per_token(self, split: str) -> float:
         return self.utf8_bytes[split] / max(1, self.tokens[split])

@@ -1,65 +1,129 @@
-"""Reading a prepared dataset: verified manifest first, then Ray Data (training) or pyarrow
-(evaluation, small splits)."""
+"""Reading a prepared dataset: whole shards, each checked against the manifest's sha256 as it
+arrives, decoded into numpy columns. Training asks for rows by id (ShardReader, holding only the
+shards under its current window); evaluation reads the first rows it uses and no more.
+
+Whole shards rather than Parquet row groups: a shard is at most `data.shard_mb`, one sequential
+read is what object stores serve best, and only a whole file can be checked against its hash.
+"""
 
 from __future__ import annotations
+
+import hashlib
+import io
+from collections import OrderedDict
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import ray.data
 
-from data_prep.images import from_bytes
-from data_prep.manifest import Manifest
-from storage import filesystem, is_local
+from data_prep.errors import DataError
+from data_prep.manifest import Manifest, Shard
+from storage import filesystem
 
-
-def decode_tokens(column: list[bytes] | np.ndarray, block_tokens: int) -> np.ndarray:
-    """A column of token blocks -> one (N, seq_len + 1) int32 array."""
-    if len(column) == 0:
-        return np.zeros((0, block_tokens), dtype=np.int32)
-    return np.frombuffer(b"".join(column), dtype="<i4").reshape(-1, block_tokens).astype(np.int32)
+Columns = dict[str, np.ndarray]
 
 
-def ray_dataset(manifest: Manifest, split: str) -> ray.data.Dataset:
-    """The split as a Ray Dataset: `image` (C, H, W) float32 arrays and int64 `label`s, or, for
-    text, `tokens` blocks of seq_len + 1 int32 ids."""
-    uris = manifest.shard_uris(split)
-    if is_local(uris[0]):
-        dataset = ray.data.read_parquet(uris)
-    else:
-        fs, _ = filesystem(uris[0])
-        dataset = ray.data.read_parquet([filesystem(u)[1] for u in uris], filesystem=fs)
+def fixed_width(column: pa.ChunkedArray | pa.Array, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A binary column whose values all hold `shape` items of `dtype` -> one (N, *shape) array,
+    straight from Arrow's value buffer (no Python bytes object per row)."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if len(array) == 0:
+        return np.zeros((0, *shape), dtype=dtype)
+    offsets_type = np.int64 if pa.types.is_large_binary(array.type) else np.int32
+    _, offsets_buffer, data_buffer = array.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=offsets_type)[array.offset : array.offset + len(array) + 1]
+    values = np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    if len(values) != len(array) * int(np.prod(shape)) * np.dtype(dtype).itemsize:
+        raise DataError(f"a {array.type} column whose values are not all {shape} x {dtype}")
+    return values.view(dtype).reshape(-1, *shape).copy()
+
+
+def decode_table(table: pa.Table, manifest: Manifest) -> Columns:
+    """A shard's table -> the model's columns: `tokens` (N, seq_len + 1) int32 for text; `image`
+    (N, C, H, W) float32 in [-1, 1] and int64 `label` for images."""
     if manifest.text is not None:
-        block_tokens = manifest.text.seq_len + 1
-        return dataset.map_batches(
-            lambda batch: {"tokens": decode_tokens(batch["tokens"], block_tokens)}, batch_format="numpy"
+        return {"tokens": fixed_width(table.column("tokens"), "<i4", (manifest.text.seq_len + 1,)).astype(np.int32)}
+    return {
+        "image": fixed_width(table.column("image"), "<f4", manifest.images).astype(np.float32),
+        "label": table.column("label").to_numpy().astype(np.int64),
+    }
+
+
+def read_shard(manifest: Manifest, shard: Shard) -> Columns:
+    """One shard, fetched whole and checked against the manifest: a missing or damaged shard is a
+    DataError that names it (never skipped)."""
+    uri = f"{manifest.uri.rstrip('/')}/{shard.path}"
+    fs, path = filesystem(uri)
+    try:
+        data = fs.cat_file(path)
+    except FileNotFoundError:
+        raise DataError(f"{uri}: shard listed in the manifest is missing") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != shard.sha256:
+        raise DataError(
+            f"{uri}: checksum mismatch (sha256 {digest[:12]}..., the manifest says {shard.sha256[:12]}...); "
+            "the shard is damaged: restore it or prepare the dataset again"
         )
-    shape = manifest.images
-
-    def decode(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {"image": from_bytes(batch["image"], shape), "label": batch["label"].astype(np.int64)}
-
-    return dataset.map_batches(decode, batch_format="numpy")
+    return decode_table(pq.read_table(io.BytesIO(data)), manifest)
 
 
-def _read_tables(manifest: Manifest, split: str, columns: list[str]) -> list[pa.Table]:
-    tables = []
-    for uri in manifest.shard_uris(split):
-        fs, path = filesystem(uri)
-        with fs.open(path, "rb") as handle:
-            tables.append(pq.read_table(handle, columns=columns))
-    return tables
+class ShardReader:
+    """Rows of a split by their split-wide ids, from at most `max_shards` decoded shards held at
+    once (least recently used goes first)."""
+
+    def __init__(self, manifest: Manifest, split: str, max_shards: int):
+        self.manifest, self.shards = manifest, manifest.splits[split].shards
+        self.first_row = np.concatenate([[0], np.cumsum([s.rows for s in self.shards])]).astype(np.int64)
+        self.max_shards = max(1, max_shards)
+        self._held: OrderedDict[int, Columns] = OrderedDict()
+
+    def shard(self, index: int) -> Columns:
+        if index not in self._held:
+            self._held[index] = read_shard(self.manifest, self.shards[index])
+            while len(self._held) > self.max_shards:
+                self._held.popitem(last=False)
+        self._held.move_to_end(index)
+        return self._held[index]
+
+    def read(self, rows: np.ndarray) -> Columns:
+        """The columns of `rows`, in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        owner = np.searchsorted(self.first_row, rows, side="right") - 1
+        out: Columns = {}
+        for index in np.unique(owner):
+            chosen = np.flatnonzero(owner == index)
+            columns = self.shard(int(index))
+            for name, values in columns.items():
+                if name not in out:
+                    out[name] = np.empty((len(rows), *values.shape[1:]), dtype=values.dtype)
+                out[name][chosen] = values[rows[chosen] - self.first_row[index]]
+        return out
 
 
-def read_arrays(manifest: Manifest, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(images (N, C, H, W) float32 in [-1, 1], labels (N,)) of a split, read with pyarrow."""
-    tables = _read_tables(manifest, split, ["image", "label"])
-    images = [from_bytes(table.column("image").to_pylist(), manifest.images) for table in tables]
-    return np.concatenate(images), np.concatenate([table.column("label").to_numpy() for table in tables])
+def iter_shards(manifest: Manifest, split: str) -> Iterator[Columns]:
+    for shard in manifest.splits[split].shards:
+        yield read_shard(manifest, shard)
 
 
-def read_tokens(manifest: Manifest, split: str) -> np.ndarray:
-    """(N, seq_len + 1) int32 token blocks of a text split, read with pyarrow."""
-    block_tokens = manifest.tokens.seq_len + 1
-    tables = _read_tables(manifest, split, ["tokens"])
-    return np.concatenate([decode_tokens(table.column("tokens").to_pylist(), block_tokens) for table in tables])
+def read_split(manifest: Manifest, split: str, limit: int | None = None) -> Columns:
+    """The first `limit` rows of a split (all of them when None), reading no shard past them."""
+    parts: list[Columns] = []
+    held = 0
+    for columns in iter_shards(manifest, split):
+        parts.append(columns)
+        held += len(next(iter(columns.values())))
+        if limit is not None and held >= limit:
+            break
+    return {name: np.concatenate([part[name] for part in parts])[:limit] for name in parts[0]}
+
+
+def read_arrays(manifest: Manifest, split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(images (N, C, H, W) float32 in [-1, 1], labels (N,)) of a split's first `limit` rows."""
+    columns = read_split(manifest, split, limit)
+    return columns["image"], columns["label"]
+
+
+def read_tokens(manifest: Manifest, split: str, limit: int | None = None) -> np.ndarray:
+    """(N, seq_len + 1) int32 token blocks of a text split's first `limit` rows."""
+    return read_split(manifest, split, limit)["tokens"]

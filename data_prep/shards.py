@@ -1,7 +1,8 @@
 """Writing a prepared dataset's pieces: a fresh write folder, rejects, Parquet shards per split.
 
 Shared by the image and the text builders; the manifest that names these files is published
-last, by the caller (data_prep/manifest.py).
+last, by the caller (data_prep/manifest.py). Shards are sized by bytes (`data.shard_mb`) and each
+one is hashed as its bytes go out, so nothing is read back to describe it.
 """
 
 from __future__ import annotations
@@ -9,16 +10,24 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import ray.data
+from ray.data import Datasink
+from ray.data.block import BlockAccessor
 
 from data_prep.errors import DataError
 from data_prep.manifest import Shard, Split
-from storage import filesystem, is_local, write_bytes_atomic
+from storage import filesystem, join, write_bytes_atomic
+
+MEGABYTE = 1 << 20
 
 
 def new_write_id() -> str:
@@ -41,26 +50,70 @@ def record_rejects(index: pd.DataFrame, rejects_uri: str, max_fraction: float) -
     return len(rejected)
 
 
+def shard_count(estimated_bytes: int, shard_mb: float, override: int | None) -> int:
+    """How many shards a split of `estimated_bytes` (uncompressed) needs so that none is over
+    `shard_mb`; `override` (data.num_shards) wins when set."""
+    if override:
+        return override
+    return max(1, math.ceil(estimated_bytes / (shard_mb * MEGABYTE)))
+
+
+class _HashingFile(io.RawIOBase):
+    """A writable file that hashes and counts every byte on its way to `target`."""
+
+    def __init__(self, target: Any):
+        self.target, self.sha256, self.size = target, hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self.sha256.update(view)
+        self.size += len(view)
+        self.target.write(view)
+        return len(view)
+
+    def tell(self) -> int:
+        return self.size
+
+
+class ShardSink(Datasink):
+    """One Parquet shard per write task, named by the task's index (a retried task rewrites the
+    same file), described (rows, bytes, sha256) by the task that wrote it.
+
+    Written here rather than with `Dataset.write_parquet`, whose files would have to be read back
+    whole to be hashed."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.written: list[dict[str, Any]] = []
+
+    def write(self, blocks: Iterable[Any], ctx: Any) -> dict[str, Any] | None:
+        tables = [BlockAccessor.for_block(block).to_arrow() for block in blocks]
+        tables = [table for table in tables if table.num_rows]
+        if not tables:
+            return None
+        table = pa.concat_tables(tables)
+        uri = join(self.folder, f"shard-{ctx.task_idx:05d}.parquet")
+        fs, path = filesystem(uri)
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with fs.open(path, "wb") as handle:
+            hashing = _HashingFile(handle)
+            pq.write_table(table, pa.PythonFile(hashing, mode="w"), compression="zstd")
+        return {"uri": uri, "rows": table.num_rows, "bytes": hashing.size, "sha256": hashing.sha256.hexdigest()}
+
+    def on_write_complete(self, write_result: Any) -> None:
+        self.written = [result for result in write_result.write_returns if result]
+
+
 def write_split(dataset: ray.data.Dataset, dataset_root: str, folder: str) -> Split:
-    """Write `dataset` as Parquet shards into `folder` and describe what landed there."""
-    if is_local(folder):
-        dataset.write_parquet(folder, compression="zstd")
-    else:
-        fs, path = filesystem(folder)
-        dataset.write_parquet(path, filesystem=fs, compression="zstd")
-    fs, path = filesystem(folder)
-    _, root_path = filesystem(dataset_root)
-    shards = []
-    for file in sorted(f for f in fs.find(path) if f.endswith(".parquet")):
-        with fs.open(file, "rb") as handle:
-            data = handle.read()
-        rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows  # one read serves hash and row count
-        shards.append(
-            Shard(
-                path=file[len(root_path.rstrip("/")) + 1 :],
-                rows=rows,
-                bytes=len(data),
-                sha256=hashlib.sha256(data).hexdigest(),
-            )
-        )
+    """Write `dataset` (one block per shard) as Parquet shards into `folder`; describe them."""
+    sink = ShardSink(folder)
+    dataset.write_datasink(sink)
+    root = dataset_root.rstrip("/") + "/"
+    shards = [
+        Shard(path=item["uri"].removeprefix(root), rows=item["rows"], bytes=item["bytes"], sha256=item["sha256"])
+        for item in sorted(sink.written, key=lambda item: item["uri"])
+    ]
     return Split(rows=sum(s.rows for s in shards), shards=shards)

@@ -1,5 +1,6 @@
-"""prepare for text: documents -> seeded split by document -> tokenizer (trained on train only) ->
-token ids -> fixed-length blocks of seq_len + 1 tokens in Parquet shards -> manifest.
+"""prepare for text: documents -> seeded split by document -> tokenizer (trained on a bounded,
+seeded sample of the train split) -> token ids -> fixed-length blocks of seq_len + 1 tokens in
+Parquet shards sized by bytes -> manifest.
 
 Documents are concatenated with an end-of-text token between them and cut into blocks inside each
 Ray Data batch; the tail of a batch that does not fill a block is dropped (at most seq_len tokens
@@ -18,9 +19,9 @@ from ray.data.expressions import col
 from data_prep.config import DataConfig
 from data_prep.errors import DataError
 from data_prep.manifest import PREP_CODE_VERSION, Manifest, TextInfo, dataset_uri, publish
-from data_prep.shards import new_write_id, record_rejects, write_split
+from data_prep.shards import new_write_id, record_rejects, shard_count, write_split
 from data_prep.text_tokenizer import TOKENIZER_FILE, TextTokenizer, train_tokenizer
-from data_prep.transforms import split_of
+from data_prep.transforms import seeded_fraction, split_of
 from storage import join, write_bytes_atomic
 
 DOCUMENTS_PER_PACK = 256
@@ -56,14 +57,28 @@ def pack_batch(block_tokens: int, eot_id: int):
     return pack
 
 
+def tokenizer_sample(train: Any, sample_mb: float) -> tuple[float, dict[str, Any]]:
+    """The draw threshold under which train documents make a sample of about `sample_mb` of text,
+    and what the sample is (for the manifest). Documents are taken in their seeded draw order."""
+    ordered = train.sort_values("draw")
+    within = ordered[ordered["chars"].cumsum() <= sample_mb * 1e6]
+    chosen = within if len(within) else ordered.head(1)  # one document, however large
+    threshold = float(chosen["draw"].iloc[-1])
+    return threshold, {"documents": len(chosen), "chars": int(chosen["chars"].sum()), "sample_mb": sample_mb}
+
+
 def build_text(config: DataConfig, storage: str, key: str, description: dict[str, Any]) -> Manifest:
     uri, write_id = dataset_uri(storage, key), new_write_id()
     seed, fraction = config.split_seed, config.val_fraction
-    documents = (
-        config.source.read().map(lambda row: {**row, "split": split_of(row["key"], seed, fraction)}).materialize()
-    )
 
-    index = documents.select_columns(["key", "split", "error"]).to_pandas()
+    def label(row: dict[str, Any]) -> dict[str, Any]:
+        key = row["key"]
+        split, draw = split_of(key, seed, fraction), seeded_fraction(key, seed, salt="tokenizer-sample")
+        return {**row, "split": split, "chars": len(row["text"]), "draw": draw}
+
+    documents = config.source.read().map(label).materialize()
+
+    index = documents.select_columns(["key", "split", "error", "chars", "draw"]).to_pandas()
     rejects_uri = join(uri, write_id, "rejects", "rejects.jsonl")
     rejected = record_rejects(index, rejects_uri, config.max_reject_fraction)
     kept = index[index["error"] == ""]
@@ -72,8 +87,12 @@ def build_text(config: DataConfig, storage: str, key: str, description: dict[str
             raise DataError(f"data.val_fraction: the {split} split has no documents ({len(index)} in all)")
     usable = documents.filter(expr=col("error") == "")
 
-    # The tokenizer learns from the train split only, so val measures what it has never seen.
-    train_texts = (row["text"] for row in usable.filter(expr=col("split") == "train").iter_rows())
+    # The tokenizer learns from the train split only, so val measures what it has never seen, and
+    # from a seeded sample of it: its cost and memory stay bounded however large the corpus is.
+    threshold, sample = tokenizer_sample(kept[kept["split"] == "train"], config.tokenizer.sample_mb)
+    train_texts = (
+        row["text"] for row in usable.filter(expr=(col("split") == "train") & (col("draw") <= threshold)).iter_rows()
+    )
     tokenizer = train_tokenizer(config.tokenizer, train_texts)
     tokenizer_json = tokenizer.to_json()
     tokenizer_path = f"{write_id}/{TOKENIZER_FILE}"
@@ -83,13 +102,14 @@ def build_text(config: DataConfig, storage: str, key: str, description: dict[str
     counts = encoded.select_columns(["split", "n_tokens", "n_bytes"]).to_pandas().groupby("split").sum()
     block_tokens = config.seq_len + 1
     splits, in_blocks = {}, {}
-    for split, shard_count in (("train", config.num_shards), ("val", 1)):
+    for split, override in (("train", config.num_shards), ("val", None)):
+        shards = shard_count(int(counts.loc[split, "n_tokens"]) * 4, config.shard_mb, override)
         blocks = (
             encoded.filter(expr=col("split") == split)
             .map_batches(
                 pack_batch(block_tokens, tokenizer.eot_id), batch_size=DOCUMENTS_PER_PACK, batch_format="numpy"
             )
-            .repartition(shard_count)
+            .repartition(shards)
         )
         splits[split] = write_split(blocks, uri, join(uri, write_id, split))
         if splits[split].rows == 0:
@@ -110,6 +130,7 @@ def build_text(config: DataConfig, storage: str, key: str, description: dict[str
         tokens={s: int(counts.loc[s, "n_tokens"]) for s in ("train", "val")},
         utf8_bytes={s: int(counts.loc[s, "n_bytes"]) for s in ("train", "val")},
         tokens_in_blocks=in_blocks,
+        tokenizer_sample=sample if config.tokenizer.kind == "bpe" else None,
     )
     manifest = Manifest(
         fingerprint=key,

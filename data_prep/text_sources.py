@@ -73,23 +73,48 @@ def document(key: str, data: bytes | str | None) -> dict[str, Any]:
 
 def read_stdlib(source: PythonStdlibSource) -> ray.data.Dataset:
     root, files = stdlib_files(source)
-    return _read_files([{"key": str(p.relative_to(root)), "path": str(p)} for p in files], "")
+    return _read_files([{"key": str(p.relative_to(root)), "path": str(p), "start": 0, "end": -1} for p in files], "")
 
 
 def read_text_files(source: TextFilesSource) -> ray.data.Dataset:
-    root = glob_root(filesystem(source.path)[1])
-    items = [{"key": p[len(root) :].lstrip("/"), "path": p} for p in text_files(source)]
+    """One document per file; a file over `chunk_mb` becomes one document per chunk of about that
+    size, cut at line ends, so no task holds a whole large file."""
+    fs, pattern = filesystem(source.path)
+    root, chunk = glob_root(pattern), max(1, int(source.chunk_mb * 1e6))
+    items: list[dict[str, Any]] = []
+    for path in text_files(source):
+        key, size = path[len(root) :].lstrip("/"), int(fs.size(path))
+        if size <= chunk:
+            items.append({"key": key, "path": path, "start": 0, "end": -1})
+            continue
+        for index, start in enumerate(range(0, size, chunk)):
+            items.append({"key": f"{key}#{index}", "path": path, "start": start, "end": start + chunk})
     return _read_files(items, source.path.split("://")[0] + "://" if "://" in source.path else "")
 
 
-def _read_files(items: list[dict[str, str]], prefix: str) -> ray.data.Dataset:
-    """One document per file; `prefix` gives object-store paths their scheme back."""
+def read_lines_in(handle: Any, start: int, end: int) -> bytes:
+    """The lines that start in [start, end) of an open binary file; end -1 reads to the end."""
+    if end < 0:
+        return handle.read()
+    position = 0
+    if start > 0:
+        handle.seek(start - 1)
+        position = start - 1 + len(handle.readline())  # the line under way belongs to the chunk before
+    if position >= end:
+        return b""
+    handle.seek(position)
+    return handle.read(end - position) + handle.readline()
+
+
+def _read_files(items: list[dict[str, Any]], prefix: str) -> ray.data.Dataset:
+    """One document per item (a whole file, or the lines of one of its chunks); `prefix` gives
+    object-store paths their scheme back."""
 
     def load(row: dict[str, Any]) -> dict[str, Any]:
         fs, path = filesystem(prefix + row["path"])
         try:
             with fs.open(path, "rb") as handle:
-                return document(row["key"], handle.read())
+                return document(row["key"], read_lines_in(handle, int(row["start"]), int(row["end"])))
         except OSError as exc:
             return {"key": row["key"], "text": "", "error": f"unreadable: {type(exc).__name__}: {exc}"}
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 
+import numpy as np
+
 from data_prep.config import TokenizerConfig
 from data_prep.errors import DataError
 from storage import read_bytes
@@ -36,10 +38,11 @@ class TextTokenizer:
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8")) if self._bpe is None else self._bpe.encode(text).ids
 
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+    def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
+        """Each text's ids as an int32 array (bytes stay a byte buffer: no Python int per byte)."""
         if self._bpe is None:
-            return [self.encode(text) for text in texts]
-        return [encoding.ids for encoding in self._bpe.encode_batch(texts)]
+            return [np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int32) for text in texts]
+        return [np.asarray(encoding.ids, dtype=np.int32) for encoding in self._bpe.encode_batch(texts)]
 
     def decode(self, ids: Iterable[int]) -> str:
         ids = [int(i) for i in ids if int(i) != self.eot_id]

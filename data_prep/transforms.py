@@ -11,11 +11,16 @@ import numpy as np
 from data_prep.images import resize, to_bytes
 
 
+def seeded_fraction(key: str, seed: int, salt: str = "") -> float:
+    """A number in [0, 1) that a record's key and a seed fix, whatever order the records come in."""
+    digest = hashlib.sha256(f"{salt}{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 def split_of(key: str, seed: int, val_fraction: float) -> str:
     """A seeded, order-independent train/val assignment: the same record always lands in the
     same split, however the source is partitioned or re-read."""
-    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
-    return "val" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
+    return "val" if seeded_fraction(key, seed) < val_fraction else "train"
 
 
 def make_transform(

@@ -61,6 +61,12 @@ class TrainConfig(Strict):
     seed: int = 0
     warm_start: bool = Field(False, description="start from the registered champion's weights")
     grad_accum_steps: int = Field(1, gt=0, description="micro-batches per optimizer step")
+    shuffle_window: int = Field(
+        16384, gt=0, description="samples shuffled together, after a seeded shard order per epoch"
+    )
+    device_cache_mb: float = Field(
+        1024, ge=0, description="a train split up to this size (decoded) is read once and kept on the device; 0: stream"
+    )
     offload_optimizer: bool = Field(False, description="ZeRO-Offload: optimizer state in CPU memory (GPU)")
     offload_params: bool = Field(False, description="ZeRO-Infinity: parameters in CPU memory (stage 3, GPU)")
     activation_checkpointing: bool = Field(False, description="recompute activations in backward")

@@ -21,7 +21,10 @@ from data_prep.manifest import Manifest
 from data_prep.readers import read_arrays
 from storage import exists, filesystem, join, write_bytes_atomic
 
-CLASSIFIER_VERSION = "1"
+CLASSIFIER_VERSION = "2"  # 2: trained on at most CLASSIFIER_ROWS rows
+# Train rows the classifier learns from: the first shards' rows, read no further; tens of
+# thousands are plenty for a small CNN, and a dataset of millions of images costs no more.
+CLASSIFIER_ROWS = 50_000
 FEATURE_DIM = 64
 
 
@@ -75,7 +78,7 @@ def load_or_train_classifier(manifest: Manifest, epochs: int, seed: int = 0) -> 
             fs.get(path, f"{folder}/c.safetensors")
             classifier.load_state_dict(load_file(f"{folder}/c.safetensors"))
         return classifier.eval(), True
-    images, labels = (torch.from_numpy(a) for a in read_arrays(manifest, "train"))
+    images, labels = (torch.from_numpy(a) for a in read_arrays(manifest, "train", limit=CLASSIFIER_ROWS))
     classifier = train_classifier(images, labels, manifest.num_classes, epochs, seed)
     with tempfile.TemporaryDirectory() as folder:
         local = Path(folder) / "c.safetensors"

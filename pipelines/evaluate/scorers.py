@@ -25,11 +25,13 @@ from pipelines.evaluate.text_metrics import complete, score_text
 # A scorer turns a model into metrics, and (for the model under evaluation) writes its artifacts
 # into a folder: the same function scores the champion, so both are judged alike.
 Scorer = Callable[[GenerativeModel, Path | None], dict[str, float]]
+# Val images classifier-FID compares samples with: the first shards' rows, read no further.
+REFERENCE_ROWS = 10_000
 
 
 def image_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, dict[str, Any]]:
     classifier, cached = load_or_train_classifier(manifest, settings.classifier_epochs, settings.seed)
-    val_images = torch.from_numpy(read_arrays(manifest, "val")[0])
+    val_images = torch.from_numpy(read_arrays(manifest, "val", limit=max(REFERENCE_ROWS, settings.num_samples))[0])
 
     def score(model: GenerativeModel, artifacts: Path | None) -> dict[str, float]:
         device = next(model.parameters()).device
@@ -47,7 +49,7 @@ def image_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, 
             for name, (pictures, columns) in model.evaluation_pictures(val_on_device, generator).items():
                 save_grid(pictures, artifacts / name, columns=columns)
             # The floor to read the score against: real train images scored the same way.
-            train_images = torch.from_numpy(read_arrays(manifest, "train")[0][: settings.num_samples])
+            train_images = torch.from_numpy(read_arrays(manifest, "train", limit=settings.num_samples)[0])
             metrics["eval/classifier_fid_real_data"] = score_samples(classifier, train_images, val_images)[
                 "classifier_fid"
             ]
@@ -57,7 +59,7 @@ def image_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, 
 
 
 def text_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, dict[str, Any]]:
-    blocks = torch.from_numpy(read_tokens(manifest, "val")[: settings.num_samples])
+    blocks = torch.from_numpy(read_tokens(manifest, "val", limit=settings.num_samples))
     tokenizer = TextTokenizer.load(manifest.tokenizer_uri)
     bytes_per_token = manifest.tokens.bytes_per_token("val")
 

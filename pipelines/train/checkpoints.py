@@ -10,6 +10,7 @@ import os
 
 from safetensors.torch import load_file, save_file
 
+from data_prep.sample_order import Cursor
 from models.weights import save_model
 from pipelines.train.engines import full_state_dict
 from pipelines.train.loop import Fit
@@ -20,12 +21,13 @@ MODEL_STATE_FILE = "model_state.safetensors"  # beside the networks' checkpoints
 
 
 def restore(fit: Fit, folder: str) -> int:
-    """Load every network's DeepSpeed checkpoint from `folder`, and the model's own training state
-    (an EMA); returns the step it was taken at."""
+    """Load every network's DeepSpeed checkpoint from `folder`, the model's own training state
+    (an EMA) and the data cursor; returns the step it was taken at."""
     step = 0
     for name, engine in fit.engines.items():
         _, client_state = engine.load_checkpoint(os.path.join(folder, name))
         step = client_state["step"]
+        fit.cursor = Cursor(*client_state["cursor"])
     state_file = os.path.join(folder, MODEL_STATE_FILE)
     if os.path.exists(state_file):
         fit.model.load_checkpoint_state(load_file(state_file))
@@ -39,7 +41,11 @@ def write_checkpoint(
     model (one safetensors file, loadable without DeepSpeed) and `extra_files` (a tokenizer)
     beside it. Under ZeRO-3 gathering the weights is a collective: every rank calls this."""
     for name, engine in fit.engines.items():
-        engine.save_checkpoint(os.path.join(folder, name), tag=f"step{step}", client_state={"step": step})
+        engine.save_checkpoint(
+            os.path.join(folder, name),
+            tag=f"step{step}",
+            client_state={"step": step, "cursor": [fit.cursor.epoch, fit.cursor.position]},
+        )
     model_state = fit.model.checkpoint_state()  # the same on every rank: rank 0 writes it
     if model_state and fit.settings.rank == 0:
         save_file(

@@ -33,8 +33,6 @@ def run_training(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from data_prep.readers import ray_dataset
-
     train = config.train
     use_gpu = ray.cluster_resources().get("GPU", 0) > 0 if train.use_gpu == "auto" else train.use_gpu
     resources = {"CPU": train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
@@ -48,6 +46,7 @@ def run_training(
             "run_id": run_id,
             "warm_start": warm_start,
             "pretrained": pretrained or {},
+            "manifest_uri": manifest.uri,
             "model_files": {TOKENIZER_FILE: manifest.tokenizer_uri} if manifest.text else {},
         },
         scaling_config=ScalingConfig(
@@ -63,7 +62,6 @@ def run_training(
             failure_config=FailureConfig(max_failures=train.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=train.keep_checkpoints),
         ),
-        datasets={"train": ray_dataset(manifest, "train")},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
     )
     result = trainer.fit()

@@ -7,9 +7,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
+from data_prep.sample_order import Cursor, rank_batches, step_start
 from models.base import GenerativeModel
+from pipelines.train.feed import Feed
 from pipelines.train.settings import LoopSettings
 
 
@@ -35,56 +38,80 @@ class LossWindow:
         return [float(total) for total in self.sums.values()]
 
 
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class StepBatches:
+    """What one optimizer step of one process reads: the micro-batches every network's first
+    update shares, and each network's extra updates' micro-batches (a WGAN critic's)."""
+
+    step: int  # the step's number once done (1-based)
+    cursor: Cursor  # where the data stands after it
+    shared: list[Batch]
+    extra: dict[str, list[Batch]]
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """The torch seed of one step on one rank: a resumed run draws the same noise as an
+    uninterrupted one, whatever step it was stopped at."""
+    return (seed * 1_000_003 + rank * 7_919 + step) % 2**63
+
+
 @dataclass
 class Fit:
-    """What one process trains: the model, its engines, its rows of the train split."""
+    """What one process trains: the model, its engines, its feed of the train split, and the
+    data cursor (saved in every checkpoint)."""
 
     model: GenerativeModel
     engines: dict[str, Any]
-    shard: dict[str, torch.Tensor]
+    feed: Feed
     settings: LoopSettings
+    cursor: Cursor = field(default_factory=Cursor)
 
-    @property
-    def rows(self) -> int:
-        return len(next(iter(self.shard.values())))
-
-    def batch(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {key: values[rows] for key, values in self.shard.items()}
+    def _plan(self, cursor: Cursor, start: int, stop: int) -> Iterator[StepBatches]:
+        """The batches of steps start+1 .. stop. A step reads the next `world x batch x accum`
+        positions of the epoch (this rank its own slice of them); an epoch ends when too few are
+        left for a whole step. Extra updates draw seeded positions from the current window."""
+        train, rank, world = self.settings.train, self.settings.rank, self.settings.world_size
+        micro, accum, order = train.batch_size, train.grad_accum_steps, self.feed.order
+        per_step = world * micro * accum
+        for step in range(start, stop):
+            cursor = step_start(cursor, per_step, order.total)
+            shared = [
+                self.feed.columns(order.rows(cursor.epoch, positions))
+                for positions in rank_batches(cursor, rank, world, micro, accum)
+            ]
+            draws = np.random.default_rng([train.seed, rank, step, 3])
+            low, high = order.window_of(cursor.position)
+            extra = {
+                name: [
+                    self.feed.columns(order.rows(cursor.epoch, draws.integers(low, high, micro)))
+                    for _ in range((self.model.updates_per_step(name) - 1) * accum)
+                ]
+                for name in self.engines
+            }
+            cursor = Cursor(cursor.epoch, cursor.position + per_step)
+            yield StepBatches(step + 1, cursor, shared, extra)
 
     def steps(self, start: int, stop: int, window: LossWindow) -> Iterator[int]:
-        """Run optimizer steps start+1 .. stop, yielding each step number once it is done.
-
-        Every epoch is a seeded permutation of the shard, so a resumed run sees the same batches.
-        Extra updates of a network in one step (a WGAN critic's) draw seeded random rows."""
-        train, rank, steps_per_epoch = self.settings.train, self.settings.rank, self.settings.steps_per_epoch
-        micro, device = train.batch_size, next(iter(self.shard.values())).device
-        extra_rows = torch.Generator().manual_seed(train.seed * 31 + rank + start)
-        step = start
-        while step < stop:
-            epoch = step // steps_per_epoch
-            order = torch.randperm(
-                self.rows, generator=torch.Generator().manual_seed(train.seed + 7919 * epoch + rank)
-            ).to(device)
-            for index in range(step % steps_per_epoch, steps_per_epoch):
-                self.model.start_step(step)
-                first = index * micro * train.grad_accum_steps
-                for name, engine in self.engines.items():
-                    updates = self.model.updates_per_step(name)
-                    for update in range(updates):
-                        # DeepSpeed counts the micro-batches and steps the optimizer on the last of them.
-                        for accumulated in range(train.grad_accum_steps):
-                            if update == 0:
-                                start_row = first + accumulated * micro
-                                rows = order[start_row : start_row + micro]
-                            else:
-                                rows = torch.randint(self.rows, (micro,), generator=extra_rows).to(device)
-                            loss = self.model.loss(name, self.batch(rows))
-                            engine.backward(loss)
-                            engine.step()
-                            window.add(name, loss, 1 / (train.grad_accum_steps * updates))
-                        self.model.after_update(name)  # the optimizer stepped on the last micro-batch
-                step += 1
-                window.steps += 1
-                yield step
-                if step >= stop:
-                    return
+        """Run optimizer steps start+1 .. stop from the saved cursor, yielding each step number
+        once it is done."""
+        accum = self.settings.train.grad_accum_steps
+        for planned in self.feed.prefetched(self._plan(self.cursor, start, stop)):
+            torch.manual_seed(step_seed(self.settings.train.seed, self.settings.rank, planned.step))
+            self.model.start_step(planned.step - 1)
+            for name, engine in self.engines.items():
+                updates = self.model.updates_per_step(name)
+                batches = planned.shared + planned.extra[name]
+                for update in range(updates):
+                    # DeepSpeed counts the micro-batches and steps the optimizer on the last of them.
+                    for batch in batches[update * accum : (update + 1) * accum]:
+                        loss = self.model.loss(name, batch)
+                        engine.backward(loss)
+                        engine.step()
+                        window.add(name, loss, 1 / (accum * updates))
+                    self.model.after_update(name)  # the optimizer stepped on the last micro-batch
+            self.cursor = planned.cursor
+            window.steps += 1
+            yield planned.step

@@ -42,17 +42,17 @@ def set_up_process(train: TrainConfig, rank: int, cpus: float, device: torch.dev
 
 
 def loop_settings(
-    train: TrainConfig, rank: int, world_size: int, device: torch.device, fewest_rows: int
+    train: TrainConfig, rank: int, world_size: int, device: torch.device, split_rows: int
 ) -> LoopSettings:
-    """The settings of a group of `world_size` processes whose smallest share of the train split
-    is `fewest_rows`: the same step counts on every rank, so no collective waits forever."""
+    """The settings of a group of `world_size` processes sharing a train split of `split_rows`:
+    every step reads world x batch x accum samples of it, so each rank runs the same steps."""
     train = for_world_size(train, world_size)
-    rows_per_step = train.batch_size * train.grad_accum_steps
-    steps_per_epoch = fewest_rows // rows_per_step
+    rows_per_step = world_size * train.batch_size * train.grad_accum_steps
+    steps_per_epoch = split_rows // rows_per_step
     if steps_per_epoch == 0:
         raise ValueError(
-            f"train.batch_size: {train.batch_size} x train.grad_accum_steps {train.grad_accum_steps} "
-            f"is more than a worker's {fewest_rows} rows"
+            f"train.batch_size: {train.batch_size} x train.grad_accum_steps {train.grad_accum_steps} x "
+            f"{world_size} workers is more than the train split's {split_rows} rows"
         )
     total = steps_per_epoch * train.epochs
     return LoopSettings(train, rank, world_size, device, steps_per_epoch, min(total, train.max_steps or total))

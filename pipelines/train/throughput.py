@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import time
 
-import torch
-
 from models.base import GenerativeModel
 
 
 class Throughput:
     """Samples/s and, for language models, tokens/s and MFU over a logging window."""
 
-    def __init__(self, model: GenerativeModel, shard: dict[str, torch.Tensor], world: int, peak: float | None):
+    def __init__(self, model: GenerativeModel, tokens_per_sample: int | None, world: int, peak: float | None):
         self.world, self.peak = world, peak
-        self.tokens_per_sample = shard["tokens"].shape[1] - 1 if "tokens" in shard else None
+        self.tokens_per_sample = tokens_per_sample
         self.flops_per_token = model.flops_per_token(self.tokens_per_sample) if self.tokens_per_sample else None
         self.restart()
 

@@ -1,6 +1,6 @@
 """The body of every Ray Train worker: build the model and its engines, resume from the latest
-checkpoint, step through the worker's share of the train split, log from rank 0, report
-checkpoints to Ray Train.
+checkpoint (weights and data cursor), step through its slice of each global batch of the train
+split (pipelines/train/feed.py), log from rank 0, report checkpoints to Ray Train.
 
 Ray Train V2 sends a worker's print() both to stdout and to its logger (each line twice on the
 console); a logger line appears once.
@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from data_prep.manifest import load_verified
 from models import build_model
 from models.base import parameter_count
 from pipelines.config import PipelineConfig
@@ -23,6 +24,7 @@ from pipelines.registry import tracking
 from pipelines.registry.environment import apply_mlflow_defaults
 from pipelines.train.checkpoints import restore, write_checkpoint
 from pipelines.train.engines import build_engines
+from pipelines.train.feed import open_feed
 from pipelines.train.hardware import peak_flops
 from pipelines.train.loop import Fit, LossWindow
 from pipelines.train.ops import use_environment_extension_cache
@@ -39,22 +41,6 @@ def _all_reduce(values: list[float], device: torch.device, op: str) -> list[floa
     tensor = torch.tensor(values, dtype=torch.float64 if device.type == "cpu" else torch.float32, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MIN if op == "min" else dist.ReduceOp.SUM)
     return tensor.tolist()
-
-
-def _load_shard(device: torch.device) -> dict[str, torch.Tensor]:
-    """This worker's share of the train split, read once through Ray Data and kept in memory.
-
-    The datasets of these families are small next to a worker's memory (the whole standard
-    library is ~26 MB of tokens); re-streaming them every epoch would cost more in Ray Data
-    start-up than the epoch itself.
-    """
-    import ray.train
-
-    columns: dict[str, list[torch.Tensor]] = {}
-    for batch in ray.train.get_dataset_shard("train").iter_batches(batch_size=1024, batch_format="numpy"):
-        for name, values in batch.items():
-            columns.setdefault(name, []).append(torch.from_numpy(values.copy()))  # Arrow buffers are read-only
-    return {name: torch.cat(parts).to(device) for name, parts in columns.items()}
 
 
 def _report_checkpoint(
@@ -122,12 +108,13 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         load_registered_weights(getattr(model, part), part_uri, loop_config["tracking_uri"])
     model.set_activation_checkpointing(config.train.activation_checkpointing)
     model = model.to(device)
-    shard = _load_shard(device)
-    fewest_rows = int(_all_reduce([float(len(next(iter(shard.values()))))], device, "min")[0])
-    settings = loop_settings(config.train, rank, world, device, fewest_rows)
-    train, steps_per_epoch, total_steps = settings.train, settings.steps_per_epoch, settings.total_steps
-    throughput = Throughput(model, shard, world, peak_flops(device, train.peak_tflops))  # before ZeRO-3 shards it
-    fit = Fit(model, build_engines(model, train, total_steps, settings.on_gpu), shard, settings)
+    manifest = load_verified(loop_config["manifest_uri"])
+    feed = open_feed(manifest, "train", config.train, device)
+    settings = loop_settings(config.train, rank, world, device, manifest.splits["train"].rows)
+    train, total_steps = settings.train, settings.total_steps
+    tokens = manifest.text.seq_len if manifest.text else None
+    throughput = Throughput(model, tokens, world, peak_flops(device, train.peak_tflops))  # before ZeRO-3 shards it
+    fit = Fit(model, build_engines(model, train, total_steps, settings.on_gpu), feed, settings)
 
     start_step = 0
     checkpoint = ray.train.get_checkpoint()
@@ -154,7 +141,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
             }
             metrics.update(throughput.metrics())
             metrics["train/lr"] = next(iter(fit.engines.values())).get_lr()[0]
-            metrics["train/epoch"] = (step - 1) // steps_per_epoch
+            metrics["train/epoch"] = fit.cursor.epoch
             if rank == 0:
                 tracking.log_metrics(uri, run_id, metrics, step)
                 shown = ", ".join(f"{k.removeprefix('train/')}={v:.4g}" for k, v in metrics.items())

@@ -12,14 +12,14 @@ from typing import Any
 import torch
 
 import models
-from data_prep.manifest import Manifest, load_verified
-from data_prep.readers import read_arrays
+from data_prep.manifest import load_verified
 from pipelines.config import PipelineConfig, assign
 from pipelines.evaluate.scorers import image_scorer
 from pipelines.registry import tracking
 from pipelines.registry.environment import apply_mlflow_defaults
 from pipelines.train.checkpoints import restore, write_checkpoint
 from pipelines.train.engines import build_engines
+from pipelines.train.feed import open_feed
 from pipelines.train.loop import Fit, LossWindow
 from pipelines.train.model_setup import model_config
 from pipelines.train.settings import loop_settings, one_process_group, set_up_process
@@ -42,11 +42,6 @@ def trial_config(base_config: dict[str, Any], params: dict[str, Any]) -> Pipelin
     return PipelineConfig.model_validate(assign({**base_config, "tune": None}, params))
 
 
-def _train_split(manifest: Manifest, device: torch.device) -> dict[str, torch.Tensor]:
-    images, labels = read_arrays(manifest, "train")
-    return {"image": torch.from_numpy(images).to(device), "label": torch.from_numpy(labels).long().to(device)}
-
-
 def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     """One trial: train epoch by epoch, score, log to the child run, report to Tune."""
     from ray import tune
@@ -58,14 +53,14 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     set_up_process(config.train, 0, setup.cpus, device)
     manifest = load_verified(setup.manifest_uri)
     model = models.build_model(config.model.family, model_config(config, manifest)).to(device)
-    shard = _train_split(manifest, device)
-    settings = loop_settings(config.train, 0, 1, device, len(shard["image"]))
+    feed = open_feed(manifest, "train", config.train, device)
+    settings = loop_settings(config.train, 0, 1, device, manifest.splits["train"].rows)
     steps_per_epoch, total_steps = settings.steps_per_epoch, settings.total_steps
     score, _ = image_scorer(manifest, config.evaluate)
     trial_id = tune.get_context().get_trial_id()
     run_id = tracking.child_run(setup.tracking_uri, setup.parent_run_id, trial_id, params)
     with one_process_group(settings.on_gpu):
-        fit = Fit(model, build_engines(model, settings.train, total_steps, settings.on_gpu), shard, settings)
+        fit = Fit(model, build_engines(model, settings.train, total_steps, settings.on_gpu), feed, settings)
         step = 0
         checkpoint = tune.get_checkpoint()
         if checkpoint:

@@ -15,6 +15,7 @@ from models.weights import load_model
 from pipelines.config import TrainConfig
 from pipelines.train.checkpoints import MODEL_DIR, restore, write_checkpoint
 from pipelines.train.engines import build_engines
+from pipelines.train.feed import CachedFeed
 from pipelines.train.loop import Fit, LossWindow
 from pipelines.train.settings import loop_settings, one_process_group
 from pipelines.train.worker import quiet_worker_logs
@@ -42,7 +43,8 @@ def process_group():
 def fit_for(family: str, model_config: dict, shard: dict[str, torch.Tensor]) -> Fit:
     model = models.build_model(family, model_config)
     settings = loop_settings(TrainConfig(batch_size=4, max_steps=3, zero_stage=0), 0, 1, torch.device("cpu"), ROWS)
-    return Fit(model, build_engines(model, settings.train, settings.total_steps, False), shard, settings)
+    feed = CachedFeed(shard, (ROWS,), settings.train, torch.device("cpu"))
+    return Fit(model, build_engines(model, settings.train, settings.total_steps, False), feed, settings)
 
 
 def shard_for(model: models.GenerativeModel) -> dict[str, torch.Tensor]:
@@ -84,3 +86,48 @@ def test_a_checkpoint_restores_every_network_and_the_model_state(family, process
     exported = load_model(tmp_path / MODEL_DIR)
     want = trained.model.exported_state(trained.model.state_dict())
     assert all(torch.allclose(exported.state_dict()[key].float(), want[key].float()) for key in want)
+
+
+SHARDS = (7, 5, 4)  # three shards of the split, unequal, as prepare may write them
+
+
+def resumable_fit(family: str, config: dict, shard: dict[str, torch.Tensor], steps: int) -> Fit:
+    model = models.build_model(family, config)
+    train = TrainConfig(batch_size=3, max_steps=steps, zero_stage=0, shuffle_window=5, seed=3)
+    settings = loop_settings(train, 0, 1, torch.device("cpu"), sum(SHARDS))
+    feed = CachedFeed(shard, SHARDS, settings.train, torch.device("cpu"))
+    return Fit(model, build_engines(model, settings.train, settings.total_steps, False), feed, settings)
+
+
+def step_losses(fit: Fit, start: int, stop: int) -> list[list[float]]:
+    window, losses = LossWindow(list(fit.engines)), []
+    for _ in fit.steps(start, stop, window):
+        losses.append(window.totals())
+        window.reset()
+    return losses
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["ddpm", "wgan-gp", "gpt"])
+def test_a_run_killed_at_any_step_and_resumed_has_the_uninterrupted_loss_curve(family, process_group, tmp_path):
+    """Data order, noise and a critic's extra batches alike: 16 rows in batches of 3 make 5 steps
+    an epoch; the runs stop mid-epoch, on an epoch's last step and in the second epoch."""
+    config = tiny_config(family)
+    if family == "wgan-gp":
+        config = {**config, "n_critic": 2}
+    torch.manual_seed(0)
+    shard = shard_for(models.build_model(family, config))
+    name = family
+    torch.manual_seed(5)
+    uninterrupted = step_losses(resumable_fit(name, config, shard, 12), 0, 12)
+    for stop_at in (2, 5, 8):
+        torch.manual_seed(5)  # the same initial weights as the uninterrupted run
+        killed = resumable_fit(name, config, shard, 12)
+        before = step_losses(killed, 0, stop_at)
+        folder = tmp_path / f"at{stop_at}"
+        write_checkpoint(str(folder), killed, stop_at, with_model=False)
+        del killed  # everything the resumed run knows comes from the checkpoint
+        torch.manual_seed(99)
+        resumed = resumable_fit(name, config, shard, 12)
+        start = restore(resumed, str(folder))
+        assert before + step_losses(resumed, start, 12) == uninterrupted, f"stopped at step {stop_at}"

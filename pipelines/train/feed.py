@@ -1,0 +1,161 @@
+"""The train split as one process consumes it: each step's micro-batches, on the device, in the
+seeded order of data_prep.sample_order.
+
+A split that fits `train.device_cache_mb` decoded is read once and kept on the device (the
+datasets of the small presets: re-reading them would cost more than the epoch). A larger one is
+streamed: the shards under the current shuffle window are fetched, checked and decoded, and the
+next steps' batches are prepared by a background thread while the current one trains. Both
+paths give the same batches for the same cursor.
+
+Hand-written instead of Ray Data's `streaming_split`: that hands blocks to whichever worker asks
+first, so its order cannot be reproduced and a position inside an epoch cannot be saved or
+moved to a different number of workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from data_prep.manifest import Manifest
+from data_prep.readers import ShardReader, read_split
+from data_prep.sample_order import SampleOrder
+from pipelines.config import TrainConfig
+
+log = logging.getLogger("genpipe.train")
+MEGABYTE = 1 << 20
+
+
+def decoded_bytes(manifest: Manifest, split: str) -> int:
+    """What the split weighs once decoded, as the model reads it."""
+    rows = manifest.splits[split].rows
+    if manifest.text is not None:
+        return rows * (manifest.text.seq_len + 1) * 4
+    channels, height, width = manifest.images
+    return rows * (channels * height * width * 4 + 8)
+
+
+def shard_rows(manifest: Manifest, split: str) -> tuple[int, ...]:
+    return tuple(shard.rows for shard in manifest.splits[split].shards)
+
+
+class Feed:
+    """Rows by id, as tensors on the device."""
+
+    cached: bool = False
+
+    def __init__(self, shard_rows: tuple[int, ...], train: TrainConfig, device: torch.device):
+        self.order = SampleOrder(shard_rows, train.seed, train.shuffle_window)
+        self.device = device
+
+    def columns(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def prefetched(self, plan: Iterator[Any]) -> Iterator[Any]:
+        """`plan`'s items, each a step's batches; a streamed feed prepares them ahead."""
+        return plan
+
+
+class CachedFeed(Feed):
+    """The whole split on the device, read once (`columns` in the shards' order)."""
+
+    cached = True
+
+    def __init__(
+        self, columns: dict[str, torch.Tensor], shard_rows: tuple[int, ...], train: TrainConfig, device: torch.device
+    ):
+        super().__init__(shard_rows, train, device)
+        self.split = {name: values.to(device) for name, values in columns.items()}
+
+    def columns(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        index = torch.from_numpy(rows).to(self.device)
+        return {name: values[index] for name, values in self.split.items()}
+
+
+class StreamedFeed(Feed):
+    """The shards under the current window, fetched when first needed; batches prepared ahead."""
+
+    depth = 2  # steps prepared ahead of the one training
+
+    def __init__(self, manifest: Manifest, split: str, train: TrainConfig, device: torch.device):
+        super().__init__(shard_rows(manifest, split), train, device)
+        fewest = min(s.rows for s in manifest.splits[split].shards)
+        # A step may straddle two windows, and a window may start and end inside a shard.
+        self.reader = ShardReader(manifest, split, max_shards=2 * math.ceil(train.shuffle_window / fewest) + 2)
+
+    def columns(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        pinned = self.device.type == "cuda"
+        out = {}
+        for name, values in self.reader.read(rows).items():
+            tensor = torch.from_numpy(values)
+            out[name] = (tensor.pin_memory() if pinned else tensor).to(self.device, non_blocking=pinned)
+        return out
+
+    def prefetched(self, plan: Iterator[Any]) -> Iterator[Any]:
+        return _ahead(plan, self.depth)
+
+
+def _ahead(items: Iterator[Any], depth: int) -> Iterator[Any]:
+    """`items`, produced by a background thread up to `depth` ahead; its errors are raised here."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        ready.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put((done, None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            ready.put((done, exc))
+
+    thread = threading.Thread(target=produce, name="genpipe-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = ready.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+
+
+def open_feed(manifest: Manifest, split: str, train: TrainConfig, device: torch.device) -> Feed:
+    """Cache the split on the device when it fits `train.device_cache_mb`, otherwise stream it;
+    the choice and its reason go to the log."""
+    size_mb = decoded_bytes(manifest, split) / MEGABYTE
+    if size_mb <= train.device_cache_mb:
+        log.info(
+            "[train] %s split: %.1f MB decoded, kept on the %s (device_cache_mb %g)",
+            split,
+            size_mb,
+            device.type,
+            train.device_cache_mb,
+        )
+        columns = {name: torch.from_numpy(values) for name, values in read_split(manifest, split).items()}
+        return CachedFeed(columns, shard_rows(manifest, split), train, device)
+    log.info(
+        "[train] %s split: %.1f MB decoded, streamed from %d shards (over device_cache_mb %g)",
+        split,
+        size_mb,
+        len(manifest.splits[split].shards),
+        train.device_cache_mb,
+    )
+    return StreamedFeed(manifest, split, train, device)
