@@ -113,7 +113,8 @@ def test_shards_stream_from_s3(digits, moto_server, monkeypatch):
     s3fs.S3FileSystem().put(digits.uri.rstrip("/") + "/", remote + "/", recursive=True)
     on_s3 = digits.model_copy(update={"uri": remote})
     train = TrainConfig(shuffle_window=300, device_cache_mb=0)
-    for a, b in zip(batches(open_feed(on_s3, "train", train, CPU)), batches(open_feed(digits, "train", train, CPU))):
+    from_s3, local = open_feed(on_s3, "train", train, CPU), open_feed(digits, "train", train, CPU)
+    for a, b in zip(batches(from_s3), batches(local), strict=True):
         assert torch.equal(a["image"], b["image"])
     s3fs.S3FileSystem.clear_instance_cache()
 
