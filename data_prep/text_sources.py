@@ -103,7 +103,8 @@ def read_lines_in(handle: Any, start: int, end: int) -> bytes:
     if position >= end:
         return b""
     handle.seek(position)
-    return handle.read(end - position) + handle.readline()
+    data = handle.read(end - position)
+    return data if data.endswith(b"\n") else data + handle.readline()  # finish the line under way
 
 
 def _read_files(items: list[dict[str, Any]], prefix: str) -> ray.data.Dataset:

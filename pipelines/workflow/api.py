@@ -60,6 +60,10 @@ def connect_ray(address: str | None = None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    if not (address or os.environ.get("RAY_ADDRESS")):
+        # A Ray started here, for this process only, warns either way about token auth (on when
+        # ~/.ray/auth_token exists, off when not); a cluster's own setting is the README's topic.
+        logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
     ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
 
 

@@ -96,3 +96,43 @@ def test_python_stdlib_source_reads_the_running_pythons_library(ray_session, tmp
     assert manifest.source["files"] == sum(manifest.text.documents.values()) >= 10
     with pytest.raises(DataError, match="data.source.include: no files match"):
         prepare(DataConfig.model_validate({"source": {"kind": "python_stdlib", "include": "nope/*.py"}}), str(tmp_path))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100, 4096, 10**6])
+def test_chunks_of_a_large_file_hold_every_line_once(tmp_path, chunk):
+    from data_prep.text_sources import read_lines_in
+
+    text = "".join(f"line {i} {'é' * (i % 5)}\n" for i in range(300)) + "no newline at the end"
+    path = tmp_path / "big.txt"
+    path.write_text(text, encoding="utf-8")
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        pieces = [read_lines_in(handle, start, start + chunk) for start in range(0, size, chunk)]
+    assert b"".join(pieces).decode("utf-8") == text
+    held = [piece for piece in pieces if piece]
+    assert all(piece.endswith(b"\n") for piece in held[:-1])  # cut at line ends only
+
+
+def test_a_large_file_is_read_in_chunks_and_bpe_learns_from_a_bounded_sample(ray_session, tmp_path):
+    source = tmp_path / "corpus"
+    source.mkdir()
+    (source / "big.py").write_text(DOCUMENT.format(i=0) * 3000)  # 198 KB: 10 chunks of 0.02 MB
+    config = text_config(f"{source}/*.py", tokenizer={"kind": "bpe", "vocab_size": 300, "sample_mb": 0.05})
+    config.source.chunk_mb = 0.02
+    manifest, _ = prepare(config, str(tmp_path / "store"))
+    text = manifest.text
+    assert text.documents["train"] + text.documents["val"] == 10
+    assert text.utf8_bytes["train"] + text.utf8_bytes["val"] == 198_000  # every line once
+    sample = text.tokenizer_sample
+    assert sample["sample_mb"] == 0.05 and 1 <= sample["documents"] < text.documents["train"]
+    assert sample["chars"] <= 0.05e6
+
+
+def test_shards_are_sized_by_bytes_unless_a_count_is_given(ray_session, tmp_path):
+    from data_prep.config import DataConfig as Images
+
+    by_size, _ = prepare(Images(shard_mb=0.1), str(tmp_path / "a"))  # 1,426 images x 256 bytes decoded
+    assert len(by_size.splits["train"].shards) == 4
+    assert len(by_size.splits["val"].shards) == 1
+    counted, _ = prepare(Images(num_shards=3), str(tmp_path / "b"))
+    assert len(counted.splits["train"].shards) == 3
