@@ -17,7 +17,7 @@ from ray.data.expressions import col
 from data_prep.config import DataConfig
 from data_prep.errors import DataError
 from data_prep.manifest import PREP_CODE_VERSION, Manifest, dataset_uri, find_manifest, publish
-from data_prep.shards import new_write_id, record_rejects, shard_count, write_split
+from data_prep.shards import new_write_id, record_rejects, write_split
 from data_prep.transforms import make_transform
 from storage import join
 
@@ -65,14 +65,13 @@ def _build_images(config: DataConfig, storage: str, key: str, description: dict[
     kept = index[index["error"] == ""]
     size = int(config.image_size or native or 0)  # one of them is set: DataConfig checks it
     splits = {}
-    for split, override in (("train", config.num_shards), ("val", None)):
-        count = int((kept["split"] == split).sum())
-        if not count:
+    row_bytes = channels * size * size * 4 + 8
+    for split, count in (("train", config.num_shards), ("val", None)):
+        if not (kept["split"] == split).any():
             raise DataError(f"data.val_fraction: the {split} split is empty ({len(index)} records in all)")
         part = rows.filter(expr=(col("split") == split) & (col("error") == ""))
-        shards = shard_count(count * channels * size * size * 4, config.shard_mb, override)
-        columns = part.select_columns(["key", "label", "image"]).repartition(shards)
-        splits[split] = write_split(columns, uri, join(uri, write_id, split))
+        columns = part.select_columns(["key", "label", "image"])
+        splits[split] = write_split(columns, uri, join(uri, write_id, split), row_bytes, config.shard_mb, count)
 
     names = config.source.class_names()
     manifest = Manifest(

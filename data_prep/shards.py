@@ -50,12 +50,9 @@ def record_rejects(index: pd.DataFrame, rejects_uri: str, max_fraction: float) -
     return len(rejected)
 
 
-def shard_count(estimated_bytes: int, shard_mb: float, override: int | None) -> int:
-    """How many shards a split of `estimated_bytes` (uncompressed) needs so that none is over
-    `shard_mb`; `override` (data.num_shards) wins when set."""
-    if override:
-        return override
-    return max(1, math.ceil(estimated_bytes / (shard_mb * MEGABYTE)))
+def rows_per_shard(row_bytes: int, shard_mb: float) -> int:
+    """Rows of `row_bytes` (decoded) that make a shard of about `shard_mb`."""
+    return max(1, math.floor(shard_mb * MEGABYTE / row_bytes))
 
 
 class _HashingFile(io.RawIOBase):
@@ -79,23 +76,36 @@ class _HashingFile(io.RawIOBase):
 
 
 class ShardSink(Datasink):
-    """One Parquet shard per write task, named by the task's index (a retried task rewrites the
-    same file), described (rows, bytes, sha256) by the task that wrote it.
+    """Parquet shards named by the write task's index (a retried task rewrites the same files),
+    described (rows, bytes, sha256) by the task that wrote them.
 
     Written here rather than with `Dataset.write_parquet`, whose files would have to be read back
     whole to be hashed."""
 
-    def __init__(self, folder: str):
-        self.folder = folder
+    def __init__(self, folder: str, min_rows: int | None = None):
+        self.folder, self.min_rows = folder, min_rows
         self.written: list[dict[str, Any]] = []
 
-    def write(self, blocks: Iterable[Any], ctx: Any) -> dict[str, Any] | None:
+    @property
+    def min_rows_per_write(self) -> int | None:
+        return self.min_rows  # Ray Data gathers at least this many rows per write task, streaming
+
+    def write(self, blocks: Iterable[Any], ctx: Any) -> list[dict[str, Any]]:
         tables = [BlockAccessor.for_block(block).to_arrow() for block in blocks]
         tables = [table for table in tables if table.num_rows]
         if not tables:
-            return None
+            return []
         table = pa.concat_tables(tables)
-        uri = join(self.folder, f"shard-{ctx.task_idx:05d}.parquet")
+        # An upstream block can be larger than a shard: cut it into equal shards of at most min_rows.
+        pieces = math.ceil(table.num_rows / self.min_rows) if self.min_rows else 1
+        bounds = [round(i * table.num_rows / pieces) for i in range(pieces + 1)]
+        return [
+            self._write_shard(table.slice(start, stop - start), f"shard-{ctx.task_idx:05d}-{piece:03d}.parquet")
+            for piece, (start, stop) in enumerate(zip(bounds, bounds[1:], strict=False))
+        ]
+
+    def _write_shard(self, table: pa.Table, name: str) -> dict[str, Any]:
+        uri = join(self.folder, name)
         fs, path = filesystem(uri)
         fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         with fs.open(path, "wb") as handle:
@@ -104,13 +114,21 @@ class ShardSink(Datasink):
         return {"uri": uri, "rows": table.num_rows, "bytes": hashing.size, "sha256": hashing.sha256.hexdigest()}
 
     def on_write_complete(self, write_result: Any) -> None:
-        self.written = [result for result in write_result.write_returns if result]
+        self.written = [shard for task in write_result.write_returns for shard in task]
 
 
-def write_split(dataset: ray.data.Dataset, dataset_root: str, folder: str) -> Split:
-    """Write `dataset` (one block per shard) as Parquet shards into `folder`; describe them."""
-    sink = ShardSink(folder)
-    dataset.write_datasink(sink)
+def write_split(
+    dataset: ray.data.Dataset, dataset_root: str, folder: str, row_bytes: int, shard_mb: float, count: int | None
+) -> Split:
+    """Write `dataset` as Parquet shards into `folder` and describe them: shards of about
+    `shard_mb` (rows of `row_bytes` decoded), gathered as the rows stream by, or exactly `count`
+    shards (data.num_shards; a repartition, which holds the whole split at once)."""
+    if count:
+        sink = ShardSink(folder)
+        dataset.repartition(count).write_datasink(sink)
+    else:
+        sink = ShardSink(folder, rows_per_shard(row_bytes, shard_mb))
+        dataset.write_datasink(sink)
     root = dataset_root.rstrip("/") + "/"
     shards = [
         Shard(path=item["uri"].removeprefix(root), rows=item["rows"], bytes=item["bytes"], sha256=item["sha256"])

@@ -125,7 +125,7 @@ def test_a_large_file_is_read_in_chunks_and_bpe_learns_from_a_bounded_sample(ray
     assert text.utf8_bytes["train"] + text.utf8_bytes["val"] == 198_000  # every line once
     sample = text.tokenizer_sample
     assert sample["sample_mb"] == 0.05 and 1 <= sample["documents"] < text.documents["train"]
-    assert sample["chars"] <= 0.05e6
+    assert sample["utf8_bytes"] <= 0.05e6
 
 
 def test_shards_are_sized_by_bytes_unless_a_count_is_given(ray_session, tmp_path):
@@ -133,6 +133,7 @@ def test_shards_are_sized_by_bytes_unless_a_count_is_given(ray_session, tmp_path
 
     by_size, _ = prepare(Images(shard_mb=0.1), str(tmp_path / "a"))  # 1,426 images x 256 bytes decoded
     assert len(by_size.splits["train"].shards) == 4
+    assert all(shard.rows * (256 + 8) <= 0.1 * 2**20 for shard in by_size.splits["train"].shards)
     assert len(by_size.splits["val"].shards) == 1
     counted, _ = prepare(Images(num_shards=3), str(tmp_path / "b"))
     assert len(counted.splits["train"].shards) == 3
