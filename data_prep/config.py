@@ -143,7 +143,7 @@ class TextFilesSource(SourceConfig):
     modality: ClassVar[str] = "text"
     kind: Literal["text_files"]
     path: str = Field(description="a glob such as data/**/*.md or s3://bucket/corpus/*.txt")
-    chunk_mb: float = Field(16, gt=0, description="a larger file becomes documents of this size, cut at lines")
+    chunk_mb: float = Field(4, gt=0, description="a larger file becomes documents of this size, cut at lines")
 
     def describe(self) -> dict[str, Any]:
         from data_prep.text_sources import describe_text_files

@@ -25,7 +25,9 @@ from data_prep.text_tokenizer import TOKENIZER_FILE, TextTokenizer, train_tokeni
 from data_prep.transforms import seeded_fraction, split_of
 from storage import join, write_bytes_atomic
 
-DOCUMENTS_PER_PACK = 256
+# Documents tokenized and packed per Ray Data batch: a batch's ids are 4 bytes per token, so with
+# documents of up to `chunk_mb` a batch stays in the hundreds of MB.
+DOCUMENTS_PER_PACK = 16
 TOKEN_DTYPE = "<i4"
 
 
@@ -47,7 +49,8 @@ def encode_and_pack(tokenizer_json: str, block_tokens: int):
         tokenizer = TextTokenizer.from_json(tokenizer_json)
         eot = np.array([tokenizer.eot_id], dtype=TOKEN_DTYPE)
         encoded = tokenizer.encode_batch([str(text) for text in batch["text"]])
-        stream = np.concatenate([part for ids in encoded for part in (ids.astype(TOKEN_DTYPE), eot)])
+        stream = np.concatenate([part for ids in encoded for part in (ids.astype(TOKEN_DTYPE, copy=False), eot)])
+        del encoded
         count = len(stream) // block_tokens
         blocks = stream[: count * block_tokens].reshape(count, block_tokens)
         return {"tokens": [block.tobytes() for block in blocks]}

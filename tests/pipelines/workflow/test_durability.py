@@ -63,3 +63,31 @@ def test_killed_run_resumes_from_its_last_checkpoint(ray_session, tmp_path):
     assert len(resumed) == 1 and resumed[0].value >= 20
     assert workflow.record("train")["result"]["metrics"]["step"] == 150
     assert workflow.step_states()["register"] == "succeeded"
+
+
+def test_a_damaged_shard_fails_train_naming_it_and_resume_goes_on_once_repaired(ray_session, tmp_path, capsys):
+    from helpers import tiny_config
+
+    from data_prep.prepare import prepare
+
+    storage = tmp_path / "store"
+    options = [item for setting in TINY for item in ("--set", setting)]
+    options += ["--set", "train.max_failures=0", "--set", "train.device_cache_mb=0"]
+    manifest, _ = prepare(tiny_config(storage).data, str(storage))  # the dataset the run will find
+    shard = manifest.shard_uris("train")[0]
+    with open(shard, "rb") as handle:
+        original = handle.read()
+    with open(shard, "wb") as handle:
+        handle.write(original[:100] + bytes([original[100] ^ 0xFF]) + original[101:])
+
+    run = ["run", "quickstart", "--storage", str(storage), "--workflow-id", "damaged", *options]
+    assert cli.main(run) != 0
+    out = capsys.readouterr()
+    assert f"{shard}: checksum mismatch" in out.out + out.err
+    workflow = Workflow(str(storage), "damaged")
+    assert workflow.step_states()["train"] == "failed"
+
+    with open(shard, "wb") as handle:
+        handle.write(original)
+    assert cli.main(["resume", "damaged", "--storage", str(storage)]) == 0
+    assert workflow.step_states()["register"] == "succeeded"
