@@ -91,18 +91,29 @@ class ShardSink(Datasink):
         return self.min_rows  # Ray Data gathers at least this many rows per write task, streaming
 
     def write(self, blocks: Iterable[Any], ctx: Any) -> list[dict[str, Any]]:
-        tables = [BlockAccessor.for_block(block).to_arrow() for block in blocks]
-        tables = [table for table in tables if table.num_rows]
-        if not tables:
-            return []
-        table = pa.concat_tables(tables)
-        # An upstream block can be larger than a shard: cut it into equal shards of at most min_rows.
-        pieces = math.ceil(table.num_rows / self.min_rows) if self.min_rows else 1
-        bounds = [round(i * table.num_rows / pieces) for i in range(pieces + 1)]
-        return [
-            self._write_shard(table.slice(start, stop - start), f"shard-{ctx.task_idx:05d}-{piece:03d}.parquet")
-            for piece, (start, stop) in enumerate(zip(bounds, bounds[1:], strict=False))
-        ]
+        """Shards of `min_rows` rows written as the blocks stream in (the task's last one may be
+        smaller): a task holds about one shard, however much it writes."""
+        written: list[dict[str, Any]] = []
+        pending: list[pa.Table] = []
+        held = 0
+
+        def flush(table: pa.Table) -> None:
+            written.append(self._write_shard(table, f"shard-{ctx.task_idx:05d}-{len(written):03d}.parquet"))
+
+        for block in blocks:
+            table = BlockAccessor.for_block(block).to_arrow()
+            if not table.num_rows:
+                continue
+            pending.append(table)
+            held += table.num_rows
+            while self.min_rows and held >= self.min_rows:
+                combined = pa.concat_tables(pending)
+                flush(combined.slice(0, self.min_rows))
+                rest = combined.slice(self.min_rows)
+                pending, held = ([rest] if rest.num_rows else []), rest.num_rows
+        if held:
+            flush(pa.concat_tables(pending))
+        return written
 
     def _write_shard(self, table: pa.Table, name: str) -> dict[str, Any]:
         uri = join(self.folder, name)
