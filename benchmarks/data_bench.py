@@ -40,11 +40,25 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
 BATCH = 64
 
-from quickstart_bench import machine, proportional_set_size  # noqa: E402
+from quickstart_bench import machine  # noqa: E402
+
+
+def memory_of(pid: int) -> tuple[int, int]:
+    """(PSS, anonymous PSS) in bytes from /proc/PID/smaps_rollup. The anonymous part is the
+    process's own heap: a Ray worker's PSS and USS also hold the shared object store's pages it
+    wrote or read, which Ray caps for the node (object_store_memory)."""
+    found = {}
+    with open(f"/proc/{pid}/smaps_rollup") as handle:
+        for line in handle:
+            name, _, rest = line.partition(":")
+            if name in ("Pss", "Pss_Anon"):
+                found[name] = int(rest.split()[0]) * 1024
+    return found.get("Pss", 0), found.get("Pss_Anon", 0)
 
 
 class ProcessPeaks(threading.Thread):
-    """The peak PSS of each process in a tree (by its command), sampled every `interval` s."""
+    """The peak heap (anonymous PSS) of each process in a tree, by its command, and the peak of
+    the tree's summed PSS, sampled every `interval` s."""
 
     def __init__(self, pid: int, interval: float = 1.0):
         super().__init__(daemon=True)
@@ -61,12 +75,12 @@ class ProcessPeaks(threading.Thread):
             total = 0
             for process in processes:
                 with contextlib.suppress(OSError, ValueError, psutil.Error):
-                    size = proportional_set_size(process.pid)
+                    pss, heap = memory_of(process.pid)
+                    total += pss
                     name = " ".join(process.cmdline()[:3])[:70] or process.name()
                     if name.startswith("ray::"):
                         name = name.split()[0]
-                    self.peaks[name] = max(self.peaks.get(name, 0), size)
-                    total += size
+                    self.peaks[name] = max(self.peaks.get(name, 0), heap)
             self.total = max(self.total, total)
             self._done.wait(self.interval)
 
@@ -278,7 +292,8 @@ def record(args: argparse.Namespace, corpus_bytes: int, run: dict, rates: dict) 
         f"- Train (tiny GPT, 2 workers, batch 16 each, streamed): {args.train_steps} steps in {run['train_s']:.0f} s "
         f"(step incl. start-up); median window {run['samples_per_s']:.0f} samples/s = "
         f"**{run['samples_per_s'] / 32:.2f} steps/s**.",
-        f"- Peak memory of the whole run (summed PSS): {run['peak_total'] / 2**30:.2f} GiB; per process: "
+        f"- Peak memory of the whole run (summed PSS, Ray's object store included): "
+        f"{run['peak_total'] / 2**30:.2f} GiB; peak heap (anonymous PSS) per process: "
         + ", ".join(f"`{name}` {size / 2**20:.0f} MB" for name, size in run["peaks"].items()),
         "",
         f"| ingest, one epoch of the first {rates['_']['shards']} shards ({rates['_']['rows']:,} blocks), batch 64, "

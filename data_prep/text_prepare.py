@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from ray.data.expressions import col
 
 from data_prep.config import DataConfig
@@ -29,31 +31,46 @@ from storage import join, write_bytes_atomic
 # documents of up to `chunk_mb` a batch stays in the hundreds of MB.
 DOCUMENTS_PER_PACK = 16
 TOKEN_DTYPE = "<i4"
+SPLITS = ("train", "val")
+
+
+def _texts(batch: pa.Table, split: str | None = None) -> list[str]:
+    """The batch's usable documents (of `split`, when given): filtered here, inside the batch
+    function, rather than by a Ray Data filter stage of its own."""
+    keep = pc.equal(batch["error"], "")
+    if split is not None:
+        keep = pc.and_(keep, pc.equal(batch["split"], split))
+    return batch.filter(keep).column("text").to_pylist()
 
 
 def count_tokens(tokenizer_json: str):
-    """A Ray Data batch function: each document's split and token count (ids are not kept)."""
+    """A Ray Data batch function: the token count of each split's documents (ids are not kept)."""
 
-    def count(batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        encoded = TextTokenizer.from_json(tokenizer_json).encode_batch([str(text) for text in batch["text"]])
-        return {"split": batch["split"], "n_tokens": np.array([len(ids) for ids in encoded], dtype=np.int64)}
+    def count(batch: pa.Table) -> pa.Table:
+        tokenizer = TextTokenizer.from_json(tokenizer_json)
+        counts = {split: sum(len(ids) for ids in tokenizer.encode_batch(_texts(batch, split))) for split in SPLITS}
+        return pa.table({"split": list(counts), "n_tokens": list(counts.values())})
 
     return count
 
 
-def encode_and_pack(tokenizer_json: str, block_tokens: int):
-    """A Ray Data batch function: documents -> their ids, an end-of-text id after each, cut into
-    blocks of `block_tokens` consecutive tokens (the tail that does not fill a block is dropped)."""
+def encode_and_pack(tokenizer_json: str, block_tokens: int, split: str):
+    """A Ray Data batch function: the split's documents -> their ids, an end-of-text id after
+    each, cut into blocks of `block_tokens` consecutive tokens (the tail that does not fill a
+    block is dropped). The blocks column is built on the ids' own buffer: no Python object per
+    block, whose freed memory a long-lived worker would not give back."""
 
-    def pack(batch: dict[str, np.ndarray]) -> dict[str, list[bytes]]:
+    def pack(batch: pa.Table) -> pa.Table:
         tokenizer = TextTokenizer.from_json(tokenizer_json)
+        encoded = tokenizer.encode_batch(_texts(batch, split))
         eot = np.array([tokenizer.eot_id], dtype=TOKEN_DTYPE)
-        encoded = tokenizer.encode_batch([str(text) for text in batch["text"]])
-        stream = np.concatenate([part for ids in encoded for part in (ids.astype(TOKEN_DTYPE, copy=False), eot)])
-        del encoded
+        parts = [part for ids in encoded for part in (ids.astype(TOKEN_DTYPE, copy=False), eot)]
+        stream = np.concatenate(parts) if parts else np.zeros(0, dtype=TOKEN_DTYPE)
         count = len(stream) // block_tokens
-        blocks = stream[: count * block_tokens].reshape(count, block_tokens)
-        return {"tokens": [block.tobytes() for block in blocks]}
+        data = np.ascontiguousarray(stream[: count * block_tokens])
+        offsets = np.arange(count + 1, dtype=np.int32) * (block_tokens * 4)
+        blocks = pa.Array.from_buffers(pa.binary(), count, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+        return pa.table({"tokens": blocks})
 
     return pack
 
@@ -86,13 +103,14 @@ def build_text(config: DataConfig, storage: str, key: str, description: dict[str
     for split in ("train", "val"):
         if not (kept["split"] == split).any():
             raise DataError(f"data.val_fraction: the {split} split has no documents ({len(index)} in all)")
-    usable = documents.filter(expr=col("error") == "")
-
     # The tokenizer learns from the train split only, so val measures what it has never seen, and
     # from a seeded sample of it: its cost and memory stay bounded however large the corpus is.
     threshold, sample = tokenizer_sample(kept[kept["split"] == "train"], config.tokenizer.sample_mb)
     train_texts = (
-        row["text"] for row in usable.filter(expr=(col("split") == "train") & (col("draw") <= threshold)).iter_rows()
+        row["text"]
+        for row in documents.filter(
+            expr=(col("error") == "") & (col("split") == "train") & (col("draw") <= threshold)
+        ).iter_rows()
     )
     tokenizer = train_tokenizer(config.tokenizer, train_texts)
     tokenizer_json = tokenizer.to_json()
@@ -103,13 +121,15 @@ def build_text(config: DataConfig, storage: str, key: str, description: dict[str
     if config.tokenizer.kind == "byte":
         tokens = utf8_bytes
     else:  # a pass that keeps only the counts: no split's ids are ever held whole
-        counted = usable.map_batches(count_tokens(tokenizer_json), batch_size=64, batch_format="numpy")
+        counted = documents.map_batches(count_tokens(tokenizer_json), batch_size=64, batch_format="pyarrow")
         tokens = counted.to_pandas().groupby("split")["n_tokens"].sum()
     block_tokens = config.seq_len + 1
     splits, in_blocks = {}, {}
     for split, count in (("train", config.num_shards), ("val", None)):
-        blocks = usable.filter(expr=col("split") == split).map_batches(
-            encode_and_pack(tokenizer_json, block_tokens), batch_size=DOCUMENTS_PER_PACK, batch_format="numpy"
+        # Filtered first, so a batch holds DOCUMENTS_PER_PACK of the split's documents (a block's
+        # tail is dropped per batch: val's few documents must not be spread over many batches).
+        blocks = documents.filter(expr=(col("error") == "") & (col("split") == split)).map_batches(
+            encode_and_pack(tokenizer_json, block_tokens, split), batch_size=DOCUMENTS_PER_PACK, batch_format="pyarrow"
         )
         folder = join(uri, write_id, split)
         splits[split] = write_split(blocks, uri, folder, block_tokens * 4, config.shard_mb, count)
