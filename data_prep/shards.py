@@ -82,16 +82,12 @@ class ShardSink(Datasink):
     Written here rather than with `Dataset.write_parquet`, whose files would have to be read back
     whole to be hashed."""
 
-    def __init__(self, folder: str, min_rows: int | None = None):
-        self.folder, self.min_rows = folder, min_rows
+    def __init__(self, folder: str, max_rows: int | None = None):
+        self.folder, self.max_rows = folder, max_rows
         self.written: list[dict[str, Any]] = []
 
-    @property
-    def min_rows_per_write(self) -> int | None:
-        return self.min_rows  # Ray Data gathers at least this many rows per write task, streaming
-
     def write(self, blocks: Iterable[Any], ctx: Any) -> list[dict[str, Any]]:
-        """Shards of `min_rows` rows written as the blocks stream in (the task's last one may be
+        """Shards of `max_rows` rows written as the blocks stream in (the task's last one may be
         smaller): a task holds about one shard, however much it writes."""
         written: list[dict[str, Any]] = []
         pending: list[pa.Table] = []
@@ -106,10 +102,10 @@ class ShardSink(Datasink):
                 continue
             pending.append(table)
             held += table.num_rows
-            while self.min_rows and held >= self.min_rows:
+            while self.max_rows and held >= self.max_rows:
                 combined = pa.concat_tables(pending)
-                flush(combined.slice(0, self.min_rows))
-                rest = combined.slice(self.min_rows)
+                flush(combined.slice(0, self.max_rows))
+                rest = combined.slice(self.max_rows)
                 pending, held = ([rest] if rest.num_rows else []), rest.num_rows
         if held:
             flush(pa.concat_tables(pending))
@@ -131,15 +127,17 @@ class ShardSink(Datasink):
 def write_split(
     dataset: ray.data.Dataset, dataset_root: str, folder: str, row_bytes: int, shard_mb: float, count: int | None
 ) -> Split:
-    """Write `dataset` as Parquet shards into `folder` and describe them: shards of about
-    `shard_mb` (rows of `row_bytes` decoded), gathered as the rows stream by, or exactly `count`
-    shards (data.num_shards; a repartition, which holds the whole split at once)."""
+    """Write `dataset` as Parquet shards into `folder` and describe them: shards of at most
+    `shard_mb` (rows of `row_bytes` decoded), gathered as the rows stream by (Ray Data's streaming
+    repartition), or exactly `count` shards (data.num_shards: a repartition that holds the whole
+    split at once)."""
     if count:
         sink = ShardSink(folder)
         dataset.repartition(count).write_datasink(sink)
     else:
-        sink = ShardSink(folder, rows_per_shard(row_bytes, shard_mb))
-        dataset.write_datasink(sink)
+        rows = rows_per_shard(row_bytes, shard_mb)
+        sink = ShardSink(folder, rows)
+        dataset.repartition(target_num_rows_per_block=rows).write_datasink(sink)
     root = dataset_root.rstrip("/") + "/"
     shards = [
         Shard(path=item["uri"].removeprefix(root), rows=item["rows"], bytes=item["bytes"], sha256=item["sha256"])
