@@ -16,7 +16,6 @@ What it measures, in one run on this machine:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -24,7 +23,6 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -40,7 +38,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
 BATCH = 64
 
-from quickstart_bench import machine  # noqa: E402
+from quickstart_bench import TreeMemory, machine  # noqa: E402
 
 
 def memory_of(pid: int) -> tuple[int, int]:
@@ -56,37 +54,21 @@ def memory_of(pid: int) -> tuple[int, int]:
     return found.get("Pss", 0), found.get("Pss_Anon", 0)
 
 
-class ProcessPeaks(threading.Thread):
-    """The peak heap (anonymous PSS) of each process in a tree, by its command, and the peak of
-    the tree's summed PSS, sampled every `interval` s."""
+class ProcessPeaks(TreeMemory):
+    """The peak heap (anonymous PSS) of each process in a tree, by its command, besides the peak
+    of the tree's summed PSS."""
 
     def __init__(self, pid: int, interval: float = 1.0):
-        super().__init__(daemon=True)
-        self.root, self.interval, self._done = psutil.Process(pid), interval, threading.Event()
+        super().__init__(pid, interval)
         self.peaks: dict[str, int] = {}
-        self.total = 0
 
-    def run(self) -> None:
-        while not self._done.is_set():
-            try:
-                processes = [self.root, *self.root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                break
-            total = 0
-            for process in processes:
-                with contextlib.suppress(OSError, ValueError, psutil.Error):
-                    pss, heap = memory_of(process.pid)
-                    total += pss
-                    name = " ".join(process.cmdline()[:3])[:70] or process.name()
-                    if name.startswith("ray::"):
-                        name = name.split()[0]
-                    self.peaks[name] = max(self.peaks.get(name, 0), heap)
-            self.total = max(self.total, total)
-            self._done.wait(self.interval)
-
-    def stop(self) -> None:
-        self._done.set()
-        self.join()
+    def measure(self, process: psutil.Process) -> int:
+        pss, heap = memory_of(process.pid)
+        name = " ".join(process.cmdline()[:3])[:70] or process.name()
+        if name.startswith("ray::"):
+            name = name.split()[0]
+        self.peaks[name] = max(self.peaks.get(name, 0), heap)
+        return pss
 
 
 def write_corpus(folder: Path, megabytes: int, files: int = 4) -> int:
@@ -170,7 +152,7 @@ def run_pipeline(work: Path, corpus: Path, steps: int) -> dict:
             ]["shards"]
         ),
         "samples_per_s": windows[len(windows) // 2],
-        "peak_total": peaks.total,
+        "peak_total": peaks.peak,
         "peaks": dict(sorted(peaks.peaks.items(), key=lambda item: -item[1])[:8]),
     }
 

@@ -61,10 +61,14 @@ class TreeMemory(threading.Thread):
                 break
             total = 0
             for process in processes:
-                with contextlib.suppress(OSError, ValueError):
-                    total += proportional_set_size(process.pid)
+                with contextlib.suppress(OSError, ValueError, psutil.Error):
+                    total += self.measure(process)
             self.peak = max(self.peak, total)
             self._done.wait(self.interval)
+
+    def measure(self, process: psutil.Process) -> int:
+        """One process's share of the sum: its PSS."""
+        return proportional_set_size(process.pid)
 
     def stop(self) -> int:
         self._done.set()
