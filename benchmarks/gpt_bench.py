@@ -179,7 +179,7 @@ def bare_loop(
 
 def cpu_benchmarks(work: Path, steps: int) -> list[str]:
     # One thread on each side: the worker holds one of the 2 cores (torch threads = its CPUs), and
-    # Ray Data needs the other to stream the shards in.
+    # the driver, Ray and the feed's prefetch thread need the other.
     threads = 1
     torch.set_num_threads(threads)
     overrides = [

@@ -39,7 +39,7 @@ class ModelSection(Strict):
 
 class TrainConfig(Strict):
     num_workers: int = Field(2, gt=0)
-    cpus_per_worker: float = Field(0.5, gt=0, description="fractional leaves CPUs for Ray Data")
+    cpus_per_worker: float = Field(0.5, gt=0, description="fractional leaves CPU for the driver and Ray")
     use_gpu: bool | Literal["auto"] = "auto"
     batch_size: int = Field(64, gt=0, description="per worker")
     epochs: int = Field(1, gt=0)
