@@ -108,19 +108,23 @@ def load_verified(uri: str) -> Manifest:
     """The manifest of the dataset at `uri`, after checking every shard is there at its size.
 
     Sizes, not hashes: cheap enough to run before every training, and they catch the common
-    faults (a missing, truncated or replaced file). `verify_checksums` does the full check.
+    faults (a missing, truncated or replaced file); each shard's sha256 is checked as it is read
+    (data_prep/readers.py).
     """
     manifest_uri = join(uri, MANIFEST)
     if not exists(manifest_uri):
         raise DataError(f"{manifest_uri}: no manifest; the dataset was never (fully) prepared")
-    manifest = Manifest.model_validate(read_json(manifest_uri))
-    fs, _ = filesystem(uri)
+    # Read from where it was found: a dataset folder copied elsewhere (local to S3) stays readable.
+    manifest = Manifest.model_validate(read_json(manifest_uri)).model_copy(update={"uri": uri.rstrip("/")})
+    fs, root = filesystem(uri)
+    # One listing of the dataset folder rather than a stat per shard: on S3 a paginated LIST of
+    # 1,000 keys a request instead of one HEAD per shard (~15,000 for a 1 TB corpus).
+    sizes = {path.rstrip("/"): info.get("size") for path, info in fs.find(root, detail=True).items()}
     for split in manifest.splits:
         for shard, shard_uri in zip(manifest.splits[split].shards, manifest.shard_uris(split), strict=True):
-            path = filesystem(shard_uri)[1]
-            if not fs.exists(path):
+            size = sizes.get(filesystem(shard_uri)[1].rstrip("/"))
+            if size is None:
                 raise DataError(f"{shard_uri}: shard listed in the manifest is missing")
-            size = fs.size(path)
             if size != shard.bytes:
                 raise DataError(f"{shard_uri}: {size} bytes, the manifest says {shard.bytes}")
     return manifest

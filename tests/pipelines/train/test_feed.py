@@ -16,7 +16,7 @@ from helpers import REPO
 
 from data_prep.config import DataConfig
 from data_prep.errors import DataError
-from data_prep.manifest import Manifest
+from data_prep.manifest import Manifest, load_verified
 from data_prep.prepare import prepare
 from data_prep.sample_order import Cursor, rank_batches, step_start
 from pipelines.cluster.local import MOTO_REGION, create_bucket, s3_environment
@@ -111,7 +111,8 @@ def test_shards_stream_from_s3(digits, moto_server, monkeypatch):
     bucket = create_bucket(s3_environment(moto_server), "streaming")
     remote = f"s3://{bucket}/datasets/{digits.fingerprint}"
     s3fs.S3FileSystem().put(digits.uri.rstrip("/") + "/", remote + "/", recursive=True)
-    on_s3 = digits.model_copy(update={"uri": remote})
+    on_s3 = load_verified(remote)  # the folder, copied: one listing finds every shard at its size
+    assert on_s3.splits == digits.splits and on_s3.uri == remote
     train = TrainConfig(shuffle_window=300, device_cache_mb=0)
     from_s3, local = open_feed(on_s3, "train", train, CPU), open_feed(digits, "train", train, CPU)
     for a, b in zip(batches(from_s3), batches(local), strict=True):
@@ -123,7 +124,7 @@ MEASURE = """
 import json, resource, sys
 sys.path.insert(0, {repo!r})
 import numpy as np, torch
-from data_prep.manifest import Manifest
+from data_prep.manifest import Manifest, load_verified
 from data_prep.sample_order import Cursor, rank_batches, step_start
 from pipelines.config import TrainConfig
 from pipelines.train.feed import open_feed
