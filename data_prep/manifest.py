@@ -16,6 +16,7 @@ from storage import exists, filesystem, join, read_json, write_json_atomic
 
 MANIFEST = "manifest.json"
 # Bump when a change to data_prep alters the shards' content: it invalidates every cached dataset.
+MEGABYTE = 1 << 20
 PREP_CODE_VERSION = "2"  # 2: shards sized by bytes and hashed while written; BPE on a sample
 
 
@@ -64,6 +65,17 @@ class Manifest(BaseModel):
     rejects: dict[str, Any]
     source: dict[str, Any]
     prep_config: dict[str, Any]
+
+    @property
+    def row_bytes(self) -> int:
+        """One row as the model reads it: a block of int32 tokens, or float32 pixels and a label."""
+        if self.text is not None:
+            return (self.text.seq_len + 1) * 4
+        channels, height, width = self.images
+        return channels * height * width * 4 + 8
+
+    def decoded_mb(self, split: str) -> float:
+        return self.splits[split].rows * self.row_bytes / MEGABYTE
 
     @property
     def images(self) -> tuple[int, int, int]:

@@ -24,10 +24,8 @@ from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
 from data_prep.errors import DataError
-from data_prep.manifest import Shard, Split
+from data_prep.manifest import MEGABYTE, Shard, Split
 from storage import filesystem, join, write_bytes_atomic
-
-MEGABYTE = 1 << 20
 
 
 def new_write_id() -> str:

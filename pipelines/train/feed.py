@@ -30,16 +30,6 @@ from data_prep.sample_order import SampleOrder
 from pipelines.config import TrainConfig
 
 log = logging.getLogger("genpipe.train")
-MEGABYTE = 1 << 20
-
-
-def decoded_bytes(manifest: Manifest, split: str) -> int:
-    """What the split weighs once decoded, as the model reads it."""
-    rows = manifest.splits[split].rows
-    if manifest.text is not None:
-        return rows * (manifest.text.seq_len + 1) * 4
-    channels, height, width = manifest.images
-    return rows * (channels * height * width * 4 + 8)
 
 
 def shard_rows(manifest: Manifest, split: str) -> tuple[int, ...]:
@@ -86,7 +76,7 @@ class StreamedFeed(Feed):
 
     def __init__(self, manifest: Manifest, split: str, train: TrainConfig, device: torch.device):
         super().__init__(shard_rows(manifest, split), train, device)
-        fewest = min(s.rows for s in manifest.splits[split].shards)
+        fewest = min(self.order.shard_rows)
         # A step may straddle two windows, and a window may start and end inside a shard.
         self.reader = ShardReader(manifest, split, max_shards=2 * math.ceil(train.shuffle_window / fewest) + 2)
 
@@ -140,7 +130,7 @@ def _ahead(items: Iterator[Any], depth: int) -> Iterator[Any]:
 def open_feed(manifest: Manifest, split: str, train: TrainConfig, device: torch.device) -> Feed:
     """Cache the split on the device when it fits `train.device_cache_mb`, otherwise stream it;
     the choice and its reason go to the log."""
-    size_mb = decoded_bytes(manifest, split) / MEGABYTE
+    size_mb = manifest.decoded_mb(split)
     if size_mb <= train.device_cache_mb:
         log.info(
             "[train] %s split: %.1f MB decoded, kept on the %s (device_cache_mb %g)",

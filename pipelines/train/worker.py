@@ -35,11 +35,12 @@ from pipelines.train.throughput import Throughput
 log = logging.getLogger("genpipe.train")
 
 
-def _all_reduce(values: list[float], device: torch.device, op: str) -> list[float]:
+def _all_reduce(values: list[float], device: torch.device) -> list[float]:
+    """The sums of `values` over every rank."""
     import torch.distributed as dist
 
     tensor = torch.tensor(values, dtype=torch.float64 if device.type == "cpu" else torch.float32, device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MIN if op == "min" else dist.ReduceOp.SUM)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor.tolist()
 
 
@@ -134,7 +135,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         throughput.samples += train.batch_size * train.grad_accum_steps
         last = step == total_steps
         if step % train.log_every == 0 or last:
-            totals = _all_reduce(window.totals(), device, "sum")
+            totals = _all_reduce(window.totals(), device)
             metrics = {
                 f"train/{name}_loss": total / (world * window.steps)
                 for name, total in zip(window.names, totals, strict=True)
