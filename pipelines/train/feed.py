@@ -127,25 +127,21 @@ def _ahead(items: Iterator[Any], depth: int) -> Iterator[Any]:
         stop.set()
 
 
-def open_feed(manifest: Manifest, split: str, train: TrainConfig, device: torch.device) -> Feed:
+def open_feed(manifest: Manifest, split: str, train: TrainConfig, device: torch.device, announce: bool = True) -> Feed:
     """Cache the split on the device when it fits `train.device_cache_mb`, otherwise stream it;
-    the choice and its reason go to the log."""
+    the choice and its reason go to the log (at INFO when `announce`: rank 0 of a group)."""
     size_mb = manifest.decoded_mb(split)
-    if size_mb <= train.device_cache_mb:
-        log.info(
-            "[train] %s split: %.1f MB decoded, kept on the %s (device_cache_mb %g)",
-            split,
-            size_mb,
-            device.type,
-            train.device_cache_mb,
-        )
-        columns = {name: torch.from_numpy(values) for name, values in read_split(manifest, split).items()}
-        return CachedFeed(columns, shard_rows(manifest, split), train, device)
-    log.info(
-        "[train] %s split: %.1f MB decoded, streamed from %d shards (over device_cache_mb %g)",
+    cached = size_mb <= train.device_cache_mb
+    how = f"kept on the {device.type}" if cached else f"streamed from {len(manifest.splits[split].shards)} shards"
+    log.log(
+        logging.INFO if announce else logging.DEBUG,
+        "[train] %s split: %.1f MB decoded, %s (device_cache_mb %g)",
         split,
         size_mb,
-        len(manifest.splits[split].shards),
+        how,
         train.device_cache_mb,
     )
+    if cached:
+        columns = {name: torch.from_numpy(values) for name, values in read_split(manifest, split).items()}
+        return CachedFeed(columns, shard_rows(manifest, split), train, device)
     return StreamedFeed(manifest, split, train, device)

@@ -110,7 +110,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     model.set_activation_checkpointing(config.train.activation_checkpointing)
     model = model.to(device)
     manifest = load_verified(loop_config["manifest_uri"])
-    feed = open_feed(manifest, "train", config.train, device)
+    feed = open_feed(manifest, "train", config.train, device, announce=rank == 0)
     settings = loop_settings(config.train, rank, world, device, manifest.splits["train"].rows)
     train, total_steps = settings.train, settings.total_steps
     tokens = manifest.text.seq_len if manifest.text else None
