@@ -1,5 +1,6 @@
-"""evaluate: score the trained model on the val split, log the scores and artifacts (sample grid
-or text completions, loss curve) to the workflow's MLflow run, and score the champion the same way.
+"""evaluate: score the trained model on the val split, log it as an MLflow Model with the scores as
+its metrics (pipelines/registry/logged_models.py), log the artifacts (sample grid, or text
+completions as a table) to the workflow's MLflow run, and score the champion the same way.
 
 Images: classifier-FID and class coverage of generated samples. Text: val loss, perplexity and bits
 per byte, plus completions of fixed prompts.
@@ -7,6 +8,7 @@ per byte, plus completions of fixed prompts.
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from pathlib import Path
@@ -19,11 +21,11 @@ from data_prep.manifest import Manifest
 from models.weights import load_model
 from pipelines.config import EvaluateConfig, PipelineConfig
 from pipelines.evaluate.key import evaluation_key
-from pipelines.evaluate.pictures import save_loss_curve
-from pipelines.evaluate.scorers import Scorer, image_scorer, text_scorer
-from pipelines.registry import tracking
+from pipelines.evaluate.scorers import TABLE_FILE, Scorer, image_scorer, text_scorer
+from pipelines.registry import lineage, tracking
+from pipelines.registry.logged_models import log_evaluated_model
 from pipelines.registry.registration import EVAL_KEY_TAG
-from pipelines.registry.versions import aliased_version, download
+from pipelines.registry.versions import aliased_version, download, version_metrics
 from storage import join, local_copy, write_bytes_atomic
 
 
@@ -37,12 +39,6 @@ def _device(settings: EvaluateConfig) -> torch.device:
     return torch.device("cuda" if settings.num_gpus > 0 and torch.cuda.is_available() else "cpu")
 
 
-def loss_history(uri: str, run_id: str) -> dict[str, list[tuple[int, float]]]:
-    mlflow_client = tracking.client(uri)
-    keys = [k for k in mlflow_client.get_run(run_id).data.metrics if k.startswith("train/") and k.endswith("_loss")]
-    return {k: [(m.step, m.value) for m in mlflow_client.get_metric_history(run_id, k)] for k in keys}
-
-
 def _champion(
     config: PipelineConfig, key: str, score: Scorer, tracking_uri: str, folder: str, device: torch.device
 ) -> dict[str, Any] | None:
@@ -52,7 +48,7 @@ def _champion(
     if version is None:
         return None
     if version.tags.get(EVAL_KEY_TAG) == key:
-        metrics = {k: float(v) for k, v in version.tags.items() if k.startswith("eval/")}
+        metrics = version_metrics(tracking_uri, version)
         return {"version": int(version.version), "metrics": metrics, "rescored": False}
     model = load_model(download(f"models:/{version.name}/{version.version}", tracking_uri, f"{folder}/champion")).to(
         device
@@ -61,8 +57,16 @@ def _champion(
 
 
 def evaluate(
-    config: PipelineConfig, manifest: Manifest, model_uri: str, workflow_uri: str, tracking_uri: str, run_id: str
+    config: PipelineConfig,
+    manifest: Manifest,
+    model_uri: str,
+    workflow_uri: str,
+    tracking_uri: str,
+    run_id: str,
+    model_tags: dict[str, str],
 ) -> dict[str, Any]:
+    """Scores of the model at `model_uri` (and of the champion), the id of the logged model that
+    carries them, and where its samples are."""
     settings = config.evaluate
     torch.set_num_threads(_threads(settings.num_cpus))
     device = _device(settings)
@@ -74,17 +78,28 @@ def evaluate(
         score, info = (text_scorer if manifest.text else image_scorer)(manifest, settings)
         metrics = score(model, artifacts)
         champion = _champion(config, key, score, tracking_uri, folder, device)
-        # A sweep's losses are on its best trial's child run.
-        curve_run = tracking.client(tracking_uri).get_run(run_id).data.tags.get("genpipe.tune.best_run_id") or run_id
-        save_loss_curve(loss_history(tracking_uri, curve_run), artifacts / "loss_curve.png")
 
         sample_file = next(artifacts.glob("samples.*"))
         samples_uri = join(workflow_uri, sample_file.name)
         write_bytes_atomic(samples_uri, sample_file.read_bytes())
-        logged = dict(metrics)
+        evaluation_data = lineage.log_dataset(tracking_uri, run_id, manifest, "val", "evaluation")
+        model_id = log_evaluated_model(
+            model_uri, tracking_uri, run_id, config.register.model_name, model_tags, metrics, evaluation_data
+        )
         if champion:
-            logged.update({f"champion/{k}": v for k, v in champion["metrics"].items()})
-        tracking.log_metrics(tracking_uri, run_id, logged)
+            tracking.log_metrics(tracking_uri, run_id, {f"champion/{k}": v for k, v in champion["metrics"].items()})
         for artifact in sorted(artifacts.iterdir()):
-            tracking.log_artifact(tracking_uri, run_id, str(artifact), "evaluation")
-    return {"metrics": metrics, "samples_uri": samples_uri, **info, "evaluation_key": key, "champion": champion}
+            if artifact.name == TABLE_FILE:
+                tracking.client(tracking_uri).log_table(
+                    run_id, json.loads(artifact.read_text()), f"evaluation/{TABLE_FILE}"
+                )
+            else:
+                tracking.log_artifact(tracking_uri, run_id, str(artifact), "evaluation")
+    return {
+        "metrics": metrics,
+        "samples_uri": samples_uri,
+        **info,
+        "evaluation_key": key,
+        "champion": champion,
+        "model_id": model_id,
+    }

@@ -1,4 +1,4 @@
-"""PNG pictures for people: sample grids, grids by class, and the loss curve."""
+"""PNG pictures for people: sample grids and grids by class."""
 
 from __future__ import annotations
 
@@ -60,25 +60,3 @@ def save_class_grids(
 
 def _file_safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
-
-
-def save_loss_curve(history: dict[str, list[tuple[int, float]]], path: str | Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for name, points in history.items():
-        steps, values = zip(*points, strict=True) if points else ((), ())
-        axis.plot(steps, values, label=name)
-    axis.set_xlabel("step")
-    axis.set_ylabel("loss")
-    axis.set_yscale("log")
-    axis.legend()
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path

@@ -7,6 +7,7 @@ loss, perplexity and bits per byte, and completions of fixed prompts.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,15 @@ from models.base import GenerativeModel
 from pipelines.config import EvaluateConfig
 from pipelines.evaluate.classifier import load_or_train_classifier, score_samples
 from pipelines.evaluate.pictures import save_class_grids, save_grid
-from pipelines.evaluate.text_metrics import complete, score_text
+from pipelines.evaluate.text_metrics import score_text
+from pipelines.registry.drawing import complete
 
 # A scorer turns a model into metrics, and (for the model under evaluation) writes its artifacts
 # into a folder: the same function scores the champion, so both are judged alike.
 Scorer = Callable[[GenerativeModel, Path | None], dict[str, float]]
 # Val images classifier-FID compares samples with: the first shards' rows, read no further.
 REFERENCE_ROWS = 10_000
+TABLE_FILE = "completions.json"  # a text model's completions, logged as an MLflow table
 
 
 def image_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, dict[str, Any]]:
@@ -67,13 +70,13 @@ def text_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, d
         metrics = {f"eval/{k}": v for k, v in score_text(model, blocks, bytes_per_token).items()}
         if artifacts is not None:
             generator = torch.Generator(next(model.parameters()).device).manual_seed(settings.seed)
-            sections = []
-            for prompt in settings.prompts:
-                text = complete(
-                    model, tokenizer, prompt, settings.max_new_tokens, settings.temperature, settings.top_k, generator
-                )
-                sections.append(f"## {prompt!r}\n\n```\n{text}\n```\n")
+            options = (settings.max_new_tokens, settings.temperature, settings.top_k, generator)
+            completions = [complete(model, tokenizer, prompt, *options) for prompt in settings.prompts]
+            pairs = zip(settings.prompts, completions, strict=True)
+            sections = [f"## {prompt!r}\n\n```\n{text}\n```\n" for prompt, text in pairs]
             (artifacts / "samples.md").write_text("\n".join(sections))
+            table = {"prompt": list(settings.prompts), "completion": completions}
+            (artifacts / TABLE_FILE).write_text(json.dumps(table))
         return metrics
 
     return score, {"val_blocks": len(blocks)}

@@ -1,9 +1,9 @@
-"""register: the trained weights become an MLflow model version (safetensors + config.json, no
-pickle), idempotently per workflow run; the alias goes to it when the model has none yet."""
+"""register: the evaluated model (a LoggedModel, pipelines/registry/logged_models.py) becomes a
+version of the registered model, once per workflow run; the alias goes to the version only when the
+gate lets it past the champion."""
 
 from __future__ import annotations
 
-import tempfile
 import time
 from typing import Any
 
@@ -12,23 +12,16 @@ from mlflow.exceptions import MlflowException
 from pipelines.config import RegisterConfig
 from pipelines.registry import tracking
 from pipelines.registry.gate import decide
-from pipelines.registry.versions import aliased_version
-from storage import local_copy
+from pipelines.registry.versions import aliased_version, version_metrics
 
-ARTIFACT_PATH = "model"
 EVAL_KEY_TAG = "genpipe.evaluation_key"  # a version's scores compare only under the same key
 
 
 def register(
-    model_uri: str,
-    settings: RegisterConfig,
-    tracking_uri: str,
-    run_id: str,
-    evaluation: dict[str, Any],
-    tags: dict[str, str],
+    settings: RegisterConfig, tracking_uri: str, run_id: str, evaluation: dict[str, Any], tags: dict[str, str]
 ) -> dict[str, Any]:
-    """Register the weights as a new version (once per workflow run) and move the alias to it
-    only if the gate lets it past the champion."""
+    """Register the evaluated model (the logged model the evaluate step made) as a new version
+    (once per workflow run) and move the alias to it only if the gate lets it past the champion."""
     mlflow_client = tracking.client(tracking_uri)
     name = settings.model_name
     try:
@@ -48,16 +41,11 @@ def register(
             settings.gate, evaluation["metrics"], champion and champion["metrics"], champion and champion["version"]
         )
         decision_tags = decision.tags()
-        with tempfile.TemporaryDirectory() as folder:
-            mlflow_client.log_artifacts(run_id, local_copy(model_uri, f"{folder}/model"), ARTIFACT_PATH)
-        source = f"{mlflow_client.get_run(run_id).info.artifact_uri}/{ARTIFACT_PATH}"
-        version_tags = {
-            **tags,
-            **decision_tags,
-            EVAL_KEY_TAG: evaluation["evaluation_key"],
-            **{k: repr(float(v)) for k, v in evaluation["metrics"].items()},
-        }
-        version = mlflow_client.create_model_version(name, source, run_id=run_id, tags=version_tags)
+        model_id = evaluation["model_id"]
+        version_tags = {**tags, **decision_tags, EVAL_KEY_TAG: evaluation["evaluation_key"]}
+        version = mlflow_client.create_model_version(
+            name, f"models:/{model_id}", run_id=run_id, tags=version_tags, model_id=model_id
+        )
         for key, value in decision_tags.items():
             mlflow_client.set_tag(run_id, key, value)
         if decision.promote:
@@ -104,7 +92,7 @@ def history(tracking_uri: str, model_name: str) -> list[dict[str, Any]]:
                 "dataset": version.tags.get("genpipe.dataset.fingerprint"),
                 "decision": version.tags.get("genpipe.gate.decision"),
                 "reason": version.tags.get("genpipe.gate.reason"),
-                "metrics": {k: float(v) for k, v in version.tags.items() if k.startswith("eval/")},
+                "metrics": version_metrics(tracking_uri, version),
             }
         )
     return rows

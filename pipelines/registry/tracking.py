@@ -6,12 +6,17 @@ Steps and Ray Train workers log through `MlflowClient` with an explicit run id r
 
 from __future__ import annotations
 
+import getpass
+import logging
 import os
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from pipelines.config import PipelineConfig, flatten
@@ -19,6 +24,14 @@ from pipelines.registry.environment import apply_mlflow_defaults
 from storage import is_local, join
 
 MAX_PARAM_LENGTH = 6000  # MLflow 3's limit for a param value
+# The UI opens an experiment with this kind in its model-training view (runs, charts, models),
+# not in the GenAI traces view it picks for an experiment of unknown kind.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# Captured where a command runs and carried into a Ray job's environment (its working_dir has
+# no .git), so a run on a cluster records the commit it was submitted from.
+GIT_COMMIT_VARIABLE, GIT_DIRTY_VARIABLE = "GENPIPE_GIT_COMMIT", "GENPIPE_GIT_DIRTY"
+
+log = logging.getLogger("genpipe.tracking")
 
 
 def tracking_uri(config: PipelineConfig) -> str:
@@ -36,6 +49,22 @@ def default_tracking_uri(storage: str) -> str:
     return f"sqlite:///{Path('.genpipe').resolve() / 'mlflow.db'}"
 
 
+@contextmanager
+def pointed_at(uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking and registry URIs at `uri` for the block, as they were after.
+    Only for MLflow calls that take no client (logging an MLflow Model); the rest use `client`."""
+    import mlflow
+
+    tracking_before, registry_before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(tracking_before)
+        mlflow.set_registry_uri(registry_before)
+
+
 def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://", "databricks"))
 
@@ -47,24 +76,54 @@ def client(uri: str) -> MlflowClient:
 
 
 def _experiment_id(mlflow_client: MlflowClient, name: str, artifact_root: str | None) -> str:
+    """The experiment named `name`, created (or marked, if an older genpipe made it) as a
+    model-training experiment."""
     experiment = mlflow_client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return mlflow_client.create_experiment(name, artifact_location=artifact_root)
+    if experiment is None:
+        return mlflow_client.create_experiment(name, artifact_location=artifact_root, tags=EXPERIMENT_KIND)
+    for key, value in EXPERIMENT_KIND.items():
+        if key not in experiment.tags:
+            mlflow_client.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
 
 
-def git_commit() -> str | None:
+def _git(*args: str) -> str | None:
     try:
         return subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-            check=True,
+            ["git", *args], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent, check=True
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def git_state() -> dict[str, str]:
+    """The commit genpipe's code is at and whether the checkout has uncommitted changes, as
+    environment variables: read from the environment when a submitter set them (a Ray job), else
+    from git; empty outside a git checkout."""
+    if os.environ.get(GIT_COMMIT_VARIABLE):
+        return {name: os.environ[name] for name in (GIT_COMMIT_VARIABLE, GIT_DIRTY_VARIABLE) if name in os.environ}
+    commit = _git("rev-parse", "HEAD")
+    if not commit:
+        return {}
+    changes = _git("status", "--porcelain", "--untracked-files=no")
+    return {GIT_COMMIT_VARIABLE: commit, GIT_DIRTY_VARIABLE: "true" if changes else "false"}
+
+
+def _source_tags(workflow_id: str) -> dict[str, str]:
+    """What the UI shows as the run's source, user and commit."""
+    command = " ".join(["genpipe", *sys.argv[1:]]) if Path(sys.argv[0]).name == "genpipe" else Path(sys.argv[0]).name
+    tags = {
+        "mlflow.runName": workflow_id,
+        "mlflow.source.name": command or "genpipe",
+        "mlflow.source.type": "JOB" if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ else "LOCAL",
+        "mlflow.user": os.environ.get("MLFLOW_TRACKING_USERNAME") or getpass.getuser(),
+        "genpipe.workflow_id": workflow_id,
+    }
+    git = git_state()
+    if git:
+        tags["mlflow.source.git.commit"] = git[GIT_COMMIT_VARIABLE]
+        tags["genpipe.git.dirty"] = git.get(GIT_DIRTY_VARIABLE, "unknown")
+    return tags
 
 
 def start_workflow_run(config: PipelineConfig, uri: str, workflow_id: str) -> tuple[str, str]:
@@ -74,11 +133,7 @@ def start_workflow_run(config: PipelineConfig, uri: str, workflow_id: str) -> tu
     # embedded store keeps them in genpipe's storage, local or s3://, beside the shards.
     artifact_root = None if is_server(uri) else join(config.storage, "mlartifacts")
     experiment_id = _experiment_id(mlflow_client, config.experiment_name, artifact_root)
-    tags = {"genpipe.workflow_id": workflow_id, "mlflow.runName": f"{config.name}-{workflow_id}"}
-    commit = git_commit()
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
-    run = mlflow_client.create_run(experiment_id, tags=tags)
+    run = mlflow_client.create_run(experiment_id, tags=_source_tags(workflow_id))
     params = [
         Param(key, str(value)[:MAX_PARAM_LENGTH]) for key, value in flatten(config.model_dump(mode="json")).items()
     ]
@@ -126,10 +181,30 @@ def run_url(uri: str, experiment_id: str, run_id: str) -> str:
     return f"{uri} (open with `mlflow ui --backend-store-uri {uri}`) run {run_id}"
 
 
-def log_metrics(uri: str, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
+def log_metrics(
+    uri: str, run_id: str, metrics: dict[str, float], step: int | None = None, synchronous: bool = True
+) -> None:
+    """Metrics on the run. `synchronous=False` queues them in MLflow's background logger: a slow or
+    unreachable server then costs the caller nothing (the logger reports what it failed to send)."""
     stamp = int(time.time() * 1000)
     entries = [Metric(key, float(value), stamp, step or 0) for key, value in metrics.items()]
-    client(uri).log_batch(run_id, metrics=entries)
+    client(uri).log_batch(run_id, metrics=entries, synchronous=synchronous)
+
+
+def end_run(uri: str, run_id: str, status: str) -> None:
+    """End the workflow's run with `status` (FINISHED, FAILED or KILLED), and any nested run a
+    sweep left open with it."""
+    mlflow_client = client(uri)
+    for child in child_runs(uri, run_id):
+        if child.info.status == "RUNNING":
+            mlflow_client.set_terminated(child.info.run_id, status)
+    mlflow_client.set_terminated(run_id, status)
+
+
+def reopen_run(uri: str, run_id: str) -> None:
+    """A resumed workflow's run is RUNNING again until the resume ends it."""
+    if client(uri).get_run(run_id).info.status != RunStatus.to_string(RunStatus.RUNNING):
+        client(uri).update_run(run_id, RunStatus.to_string(RunStatus.RUNNING))
 
 
 def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
@@ -143,22 +218,3 @@ def log_artifact(uri: str, run_id: str, local_path: str, artifact_path: str | No
         client(uri).log_artifacts(run_id, local_path, f"{artifact_path}/{folder}" if artifact_path else folder)
     else:
         client(uri).log_artifact(run_id, local_path, artifact_path)
-
-
-def log_dataset(uri: str, run_id: str, manifest_uri: str, fingerprint: str) -> None:
-    """Dataset lineage: the manifest as the source and its fingerprint as the digest."""
-    import warnings
-
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.data.meta_dataset import MetaDataset
-    from mlflow.entities import DatasetInput, InputTag
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # MLflow warns that resolve_dataset_source is experimental
-        source = resolve_dataset_source(manifest_uri)
-    # MLflow's own typing marks MetaDataset abstract (`profile`); it is the concrete class for this.
-    dataset = MetaDataset(source=source, name=f"dataset-{fingerprint}", digest=fingerprint)  # type: ignore[abstract]
-    lineage = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])
-    mlflow_client = client(uri)
-    mlflow_client.log_inputs(run_id, datasets=[lineage])
-    mlflow_client.set_tag(run_id, "genpipe.dataset.fingerprint", fingerprint)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from typing import Any
 
@@ -11,6 +12,10 @@ from mlflow.exceptions import MlflowException
 
 from pipelines.registry import tracking
 
+# Where the weights folder sits inside a registered MLflow Model (pipelines/registry/served_model.py).
+WEIGHTS_ARTIFACT = "weights"
+WEIGHTS_PATH = f"artifacts/{WEIGHTS_ARTIFACT}"
+
 
 def aliased_version(tracking_uri: str, model_name: str, alias: str) -> ModelVersion | None:
     """The version holding `alias`, or None when the model or the alias does not exist yet."""
@@ -18,6 +23,15 @@ def aliased_version(tracking_uri: str, model_name: str, alias: str) -> ModelVers
         return tracking.client(tracking_uri).get_model_version_by_alias(model_name, alias)
     except MlflowException:
         return None
+
+
+def version_metrics(tracking_uri: str, version: ModelVersion) -> dict[str, float]:
+    """A version's evaluation scores: its logged model's metrics, or (a version an older genpipe
+    registered) its `eval/` tags."""
+    if version.model_id:
+        logged = tracking.client(tracking_uri).get_logged_model(version.model_id)
+        return {metric.key: metric.value for metric in logged.metrics or [] if metric.key.startswith("eval/")}
+    return {k: float(v) for k, v in version.tags.items() if k.startswith("eval/")}
 
 
 def read_model_spec(model_uri: str, tracking_uri: str) -> dict[str, Any]:
@@ -29,9 +43,14 @@ def read_model_spec(model_uri: str, tracking_uri: str) -> dict[str, Any]:
     version = resolve_version(model_uri, tracking_uri)
     source = tracking.client(tracking_uri).get_model_version_download_uri(version.name, version.version)
     with tempfile.TemporaryDirectory() as folder:
-        path = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"{source}/{CONFIG_FILE}", dst_path=folder, tracking_uri=tracking_uri
-        )
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{source}/{WEIGHTS_PATH}/{CONFIG_FILE}", dst_path=folder, tracking_uri=tracking_uri
+            )
+        except MlflowException:  # a version registered before genpipe logged MLflow Models
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{source}/{CONFIG_FILE}", dst_path=folder, tracking_uri=tracking_uri
+            )
         with open(path) as handle:
             return json.load(handle)
 
@@ -51,9 +70,12 @@ def resolve_version(model_uri: str, tracking_uri: str):
 
 
 def download(model_uri: str, tracking_uri: str, destination: str) -> str:
-    """A registered model's files (safetensors weights + config.json) in a local folder."""
+    """A registered model's weights folder (safetensors weights + config.json, a tokenizer) on the
+    local disk: inside the MLflow Model, or the whole version of an older genpipe."""
     import mlflow.artifacts
 
     version = resolve_version(model_uri, tracking_uri)
     source = tracking.client(tracking_uri).get_model_version_download_uri(version.name, version.version)
-    return mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=destination, tracking_uri=tracking_uri)
+    local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=destination, tracking_uri=tracking_uri)
+    inside = os.path.join(local, WEIGHTS_PATH)
+    return inside if os.path.isdir(inside) else local

@@ -240,40 +240,18 @@ def sample(
     language model `n` completions of `prompt` (1 by default). `family_options` are sampling options
     of the model's own family (`GenerativeModel.sample_options`). A ValueError names the option
     that does not fit the model; ModelUnavailable, a model that cannot be loaded."""
+    from data_prep.text_tokenizer import TOKENIZER_FILE, TextTokenizer
     from models.weights import load_model as load_weights
+    from pipelines.registry.drawing import draw_completions, draw_images
 
     if n is not None and n <= 0:
         raise ValueError("-n: must be > 0")
     apply_mlflow_defaults()
-    generator = torch.Generator().manual_seed(seed)
     with tempfile.TemporaryDirectory() as folder:
         local = _download(model_uri, registry_uri(tracking_uri, storage), folder)
         model = load_weights(local)
         if model.modality == "text":
-            return _complete(model, local, n or 1, prompt or "", max_new_tokens, temperature, top_k, generator)
-    options = model.sample_options(
-        n or 16, prompt=prompt, label=label, guidance=guidance, sampler=sampler, steps=steps, **(family_options or {})
-    )
-    return model.sample(n or 16, generator=generator, **options)
-
-
-def _complete(
-    model: GenerativeModel,
-    folder: Path,
-    n: int,
-    prompt: str,
-    max_new_tokens: int,
-    temperature: float,
-    top_k: int | None,
-    generator: torch.Generator,
-) -> list[str]:
-    """`n` completions of `prompt`; one longer than the context is cut, with a warning."""
-    from data_prep.text_tokenizer import TOKENIZER_FILE, TextTokenizer
-    from pipelines.evaluate.text_metrics import complete
-
-    if max_new_tokens <= 0:
-        raise ValueError("--max-new-tokens: must be > 0")
-    if top_k is not None and top_k <= 0:
-        raise ValueError("--top-k: must be > 0")
-    tokenizer = TextTokenizer.load(str(folder / TOKENIZER_FILE))
-    return [complete(model, tokenizer, prompt, max_new_tokens, temperature, top_k, generator) for _ in range(n)]
+            tokenizer = TextTokenizer.load(str(local / TOKENIZER_FILE))
+            return draw_completions(model, tokenizer, prompt or "", n or 1, seed, max_new_tokens, temperature, top_k)
+    options = dict(prompt=prompt, label=label, guidance=guidance, sampler=sampler, steps=steps)
+    return draw_images(model, n or 16, seed, **options, **(family_options or {}))

@@ -62,6 +62,7 @@ class EvaluateResult(StepResult):
     samples_uri: str
     evaluation_key: str
     champion: ChampionScore | None
+    model_id: str | None = None  # the logged model carrying the scores (MLflow 3)
     classifier_cached: bool | None = None  # images
     val_blocks: int | None = None  # text
 

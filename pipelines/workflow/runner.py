@@ -7,6 +7,7 @@ succeeds. Re-running a workflow skips every step that has a record.
 
 from __future__ import annotations
 
+import logging
 import time
 import traceback
 import uuid
@@ -21,6 +22,7 @@ from pipelines.workflow.steps import RUN_STEPS, STEP_ORDER, StepContext, run_ste
 from storage import exists, filesystem, join, read_json, write_json_atomic
 
 Printer = Callable[[str], None]
+log = logging.getLogger("genpipe.workflow")
 
 
 class WorkflowFailed(RuntimeError):
@@ -121,7 +123,24 @@ class Workflow:
         return states
 
     def run(self, steps: tuple[str, ...] = RUN_STEPS, echo: Printer = print) -> dict[str, StepResult]:
-        """Run `steps` in order as Ray tasks, skipping those already recorded."""
+        """Run `steps` in order as Ray tasks, skipping those already recorded. The workflow's MLflow
+        run is RUNNING meanwhile, and ends FINISHED, FAILED (a step failed) or KILLED (Ctrl-C,
+        SIGTERM)."""
+        meta = self.meta()
+        uri, run_id = meta["tracking_uri"], meta["run_id"]
+        _mark_run(tracking.reopen_run, uri, run_id)
+        try:
+            results = self._run_steps(steps, echo)
+        except WorkflowFailed:
+            _mark_run(tracking.end_run, uri, run_id, "FAILED")
+            raise
+        except BaseException:  # Ctrl-C, SIGTERM (the CLI turns it into KeyboardInterrupt), a lost driver
+            _mark_run(tracking.end_run, uri, run_id, "KILLED")
+            raise
+        _mark_run(tracking.end_run, uri, run_id, "FINISHED")
+        return results
+
+    def _run_steps(self, steps: tuple[str, ...], echo: Printer) -> dict[str, StepResult]:
         import ray
 
         meta = self.meta()
@@ -163,6 +182,14 @@ class Workflow:
             results[step] = result
             echo(f"+ {step} ({duration:.1f}s)")
         return results
+
+
+def _mark_run(change: Callable[..., None], *args: str) -> None:
+    """A change of the run's status; an MLflow that is down costs the workflow nothing but a warning."""
+    try:
+        change(*args)
+    except Exception as exc:
+        log.warning("could not set the MLflow run's status (%s): %s", change.__name__, str(exc).splitlines()[0])
 
 
 def list_workflows(storage: str) -> list[Workflow]:

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from data_prep.manifest import MANIFEST, load_verified
+from data_prep.manifest import load_verified
 from models import build_model, family_class
 from pipelines.config import PipelineConfig
-from pipelines.registry import tracking
+from pipelines.registry import lineage
 from pipelines.registry.environment import apply_mlflow_defaults
 from pipelines.workflow.results import (
     EvaluateResult,
@@ -50,10 +50,9 @@ def _prepared(inputs: Inputs) -> PrepareResult:
 
 def prepare_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> PrepareResult:
     from data_prep.prepare import describe_result, prepare
-    from storage import join
 
     manifest, cache_hit = prepare(config.data, config.storage)
-    tracking.log_dataset(context.tracking_uri, context.run_id, join(manifest.uri, MANIFEST), manifest.fingerprint)
+    lineage.log_dataset(context.tracking_uri, context.run_id, manifest, "train", "training")
     return PrepareResult(**describe_result(manifest, cache_hit))
 
 
@@ -99,7 +98,7 @@ def _attach_registered_parts(
             ) from None
         pinned = f"models:/{version.name}/{version.version}"
         model_config[f"{field}_spec"] = read_model_spec(pinned, context.tracking_uri)
-        tracking.client(context.tracking_uri).set_tag(context.run_id, f"genpipe.{field}", pinned)
+        lineage.log_parent_model(context.tracking_uri, context.run_id, pinned, field)
         parts[part] = pinned
     if parts:
         build_model(config.model.family, model_config)  # the parts fit the data, or a clear error
@@ -121,7 +120,7 @@ def _warm_start_uri(config: PipelineConfig, model_config: dict[str, Any], contex
             f"train.warm_start: {uri} is a different model ({', '.join(differing) or 'family'} "
             "differ); train from scratch or match its model.params"
         )
-    tracking.client(context.tracking_uri).set_tag(context.run_id, "genpipe.warm_start", uri)
+    lineage.log_parent_model(context.tracking_uri, context.run_id, uri, "warm_start")
     return uri
 
 
@@ -143,16 +142,14 @@ def evaluate_step(config: PipelineConfig, inputs: Inputs, context: StepContext) 
     from pipelines.evaluate.evaluator import evaluate
 
     manifest = load_verified(_prepared(inputs).dataset_uri)
+    model_uri, tags = fitted(inputs).model_uri, _model_tags(config, inputs, context)
     return EvaluateResult(
-        **evaluate(
-            config, manifest, fitted(inputs).model_uri, context.workflow_uri, context.tracking_uri, context.run_id
-        )
+        **evaluate(config, manifest, model_uri, context.workflow_uri, context.tracking_uri, context.run_id, tags)
     )
 
 
-def register_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> RegisterResult:
-    from pipelines.registry.registration import register
-
+def _model_tags(config: PipelineConfig, inputs: Inputs, context: StepContext) -> dict[str, str]:
+    """What the logged model and its registered version say about where they come from."""
     model = fitted(inputs)
     family = model.family if isinstance(model, TuneResult) else config.model.family
     tags = {
@@ -163,10 +160,15 @@ def register_step(config: PipelineConfig, inputs: Inputs, context: StepContext) 
     }
     if isinstance(model, TuneResult):
         tags["genpipe.tune.best_trial"] = model.best_trial
+    return tags
+
+
+def register_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> RegisterResult:
+    from pipelines.registry.registration import register
+
     evaluation = inputs["evaluate"].record()
-    return RegisterResult(
-        **register(model.model_uri, config.register, context.tracking_uri, context.run_id, evaluation, tags)
-    )
+    tags = _model_tags(config, inputs, context)
+    return RegisterResult(**register(config.register, context.tracking_uri, context.run_id, evaluation, tags))
 
 
 StepFunction = Callable[[PipelineConfig, Inputs, StepContext], StepResult]

@@ -13,7 +13,8 @@ from data_prep.text_tokenizer import TextTokenizer, train_tokenizer
 from models import build_model, resolve_config
 from models.weights import load_model, save_model
 from pipelines import cli
-from pipelines.evaluate.text_metrics import complete, score_text
+from pipelines.evaluate.text_metrics import score_text
+from pipelines.registry.drawing import complete
 
 
 def tiny_gpt(**overrides) -> torch.nn.Module:
