@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 
 from pipelines.cli import cluster_commands
+from pipelines.cli.logs import set_up_logging
 from pipelines.cli.model_commands import cmd_models, cmd_promote, cmd_sample
-from pipelines.cli.output import EXIT_OK, EXIT_USAGE, UsageError, warn
+from pipelines.cli.output import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, warn
 from pipelines.cli.schedule_commands import (
     cmd_schedule_add,
     cmd_schedule_list,
@@ -73,23 +76,26 @@ def _add_registry_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genpipe", description="Train generative models as workflows on Ray.")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show every library's log lines too (Ray, Ray Train, DeepSpeed)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the whole workflow")
     _add_run_options(run)
-    run.set_defaults(handler=lambda a: run_workflow(a, RUN_STEPS))
+    run.set_defaults(handler=lambda a: run_workflow(a, RUN_STEPS), keeps_log=True)
     for index, step in enumerate(RUN_STEPS[:-1]):
         single = commands.add_parser(step, help=f"run {step} (and any earlier step not yet done)")
         _add_run_options(single)
-        single.set_defaults(handler=lambda a, i=index: run_workflow(a, RUN_STEPS[: i + 1]))
+        single.set_defaults(handler=lambda a, i=index: run_workflow(a, RUN_STEPS[: i + 1]), keeps_log=True)
     tune = commands.add_parser(
         "tune", help="sweep the config's tune.space with Ray Tune; the best trial is evaluated and registered"
     )
     _add_run_options(tune)
-    tune.set_defaults(handler=lambda a: run_workflow(a, SWEEP_STEPS))
+    tune.set_defaults(handler=lambda a: run_workflow(a, SWEEP_STEPS), keeps_log=True)
     resume = commands.add_parser("resume", help="re-run a workflow, skipping its finished steps")
     resume.add_argument("workflow_id")
     _add_cluster_options(resume)
-    resume.set_defaults(handler=cmd_resume)
+    resume.set_defaults(handler=cmd_resume, keeps_log=True)
     status = commands.add_parser("status", help="list workflows, or one workflow's steps")
     status.add_argument("workflow_id", nargs="?")
     status.add_argument("--storage")
@@ -163,13 +169,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler's timeout, `ray job stop`, Kubernetes) stops a command as Ctrl-C does:
+    the workflow's MLflow run ends KILLED and the finished steps stay recorded for `resume`."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     apply_mlflow_defaults()
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines (database set-up) are not ours
     args = build_parser().parse_args(argv)
     _leave_a_jobs_working_directory()
+    _stop_on_sigterm()
+    if args.verbose:
+        os.environ["GENPIPE_VERBOSE"] = "1"  # Ray then forwards every process's output (api.connect_ray)
+    if getattr(args, "keeps_log", False):
+        args.log_file = set_up_logging(args.verbose)
     try:
         return args.handler(args)
+    except KeyboardInterrupt:
+        warn("interrupted: finished steps are kept; `genpipe status` shows them, `genpipe resume ID` goes on")
+        return EXIT_INTERRUPTED
     except ConfigError as error:
         for problem in error.problems:
             warn(problem)

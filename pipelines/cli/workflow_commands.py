@@ -27,7 +27,7 @@ def run_workflow(args: argparse.Namespace, steps: tuple[str, ...]) -> int:
             echo=say,
         )
     except WorkflowFailed as failure:
-        return _failed(failure)
+        return _failed(failure, getattr(args, "log_file", None))
     if outcome.skipped:
         say(f"workflow {outcome.workflow.id} skipped: {outcome.skipped}")
         return EXIT_OK
@@ -35,8 +35,10 @@ def run_workflow(args: argparse.Namespace, steps: tuple[str, ...]) -> int:
     return EXIT_OK
 
 
-def _failed(failure: WorkflowFailed) -> int:
+def _failed(failure: WorkflowFailed, log_file: str | None) -> int:
     say(f"FAILED: {failure}")
+    record = Workflow(failure.storage, failure.workflow_id).error_uri(failure.step)
+    say(f"traceback: {record}" + (f"; log: {log_file}" if log_file else ""))
     say(f"fix the cause, then: genpipe resume {failure.workflow_id} --storage {failure.storage}")
     return EXIT_FAILED
 
@@ -68,7 +70,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     try:
         outcome = api.resume(args.workflow_id, storage=args.storage, address=args.address, echo=say)
     except WorkflowFailed as failure:
-        return _failed(failure)
+        return _failed(failure, getattr(args, "log_file", None))
     _summarise(outcome.workflow, outcome.results)
     return EXIT_OK
 

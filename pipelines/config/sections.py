@@ -57,6 +57,14 @@ class TrainConfig(Strict):
     checkpoint_every: int = Field(200, gt=0, description="optimizer steps between checkpoints")
     keep_checkpoints: int = Field(2, gt=0, description="checkpoints kept per run (train) or per trial (tune)")
     log_every: int = Field(20, gt=0)
+    sample_every: int | None = Field(
+        None,
+        ge=0,
+        description="steps between sample grids (text: completions) in MLflow; default checkpoint_every; 0: none",
+    )
+    system_metrics_every_s: float = Field(
+        10, ge=0, description="seconds between CPU/memory/GPU samples logged per node; 0: none"
+    )
     max_failures: int = Field(1, ge=-1, description="worker-group restarts; -1 means forever")
     seed: int = 0
     warm_start: bool = Field(False, description="start from the registered champion's weights")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,10 @@ from pipelines.registry.versions import aliased_version, download, version_metri
 from storage import join, local_copy, write_bytes_atomic
 
 
+def _silent(stage: str, **event: Any) -> None:
+    """No console to report to."""
+
+
 def _threads(requested: float) -> int:
     if ray.is_initialized() and ray.get_runtime_context().get_task_id():
         requested = ray.get_runtime_context().get_assigned_resources().get("CPU", requested)
@@ -40,7 +45,13 @@ def _device(settings: EvaluateConfig) -> torch.device:
 
 
 def _champion(
-    config: PipelineConfig, key: str, score: Scorer, tracking_uri: str, folder: str, device: torch.device
+    config: PipelineConfig,
+    key: str,
+    score: Scorer,
+    tracking_uri: str,
+    folder: str,
+    device: torch.device,
+    report: Callable[..., None],
 ) -> dict[str, Any] | None:
     """The current champion's scores under this very evaluation: read from its tags when it was
     scored the same way (same evaluation key), else re-scored now."""
@@ -50,6 +61,7 @@ def _champion(
     if version.tags.get(EVAL_KEY_TAG) == key:
         metrics = version_metrics(tracking_uri, version)
         return {"version": int(version.version), "metrics": metrics, "rescored": False}
+    report("evaluate", text=f"scoring the champion (version {version.version}) the same way")
     model = load_model(download(f"models:/{version.name}/{version.version}", tracking_uri, f"{folder}/champion")).to(
         device
     )
@@ -64,6 +76,7 @@ def evaluate(
     tracking_uri: str,
     run_id: str,
     model_tags: dict[str, str],
+    report: Callable[..., None] = _silent,
 ) -> dict[str, Any]:
     """Scores of the model at `model_uri` (and of the champion), the id of the logged model that
     carries them, and where its samples are."""
@@ -75,13 +88,16 @@ def evaluate(
         artifacts = Path(folder) / "evaluation"
         artifacts.mkdir()
         model = load_model(local_copy(model_uri, f"{folder}/model")).to(device)
+        report("evaluate", text="scoring the model" if manifest.text else "the classifier, then the model's samples")
         score, info = (text_scorer if manifest.text else image_scorer)(manifest, settings)
         metrics = score(model, artifacts)
-        champion = _champion(config, key, score, tracking_uri, folder, device)
+        report("evaluate", text=", ".join(f"{k.removeprefix('eval/')}={v:.4g}" for k, v in metrics.items()))
+        champion = _champion(config, key, score, tracking_uri, folder, device, report)
 
         sample_file = next(artifacts.glob("samples.*"))
         samples_uri = join(workflow_uri, sample_file.name)
         write_bytes_atomic(samples_uri, sample_file.read_bytes())
+        report("evaluate", text="logging the model to MLflow")
         evaluation_data = lineage.log_dataset(tracking_uri, run_id, manifest, "val", "evaluation")
         model_id = log_evaluated_model(
             model_uri, tracking_uri, run_id, config.register.model_name, model_tags, metrics, evaluation_data

@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from models.captions import evaluation_prompt
+from pipelines.registry.drawing import grid_image
 
 
 def save_grid(images: torch.Tensor, path: str | Path, scale: int | None = None, columns: int | None = None) -> Path:
     """(N, C, H, W) in [-1, 1] -> one PNG, `columns` wide (else as square as N allows), upscaled
     for viewing."""
-    n, channels, height, width = images.shape
-    columns = columns or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / columns)
-    scale = scale or max(1, 64 // height)
-    pad = 1
-    canvas = np.ones((rows * (height + pad) + pad, columns * (width + pad) + pad, channels), np.float32)
-    pixels = ((images.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
-    for index in range(n):
-        r, c = divmod(index, columns)
-        top, left = pad + r * (height + pad), pad + c * (width + pad)
-        canvas[top : top + height, left : left + width] = pixels[index]
-    array = (canvas * 255).round().astype(np.uint8)
-    image = Image.fromarray(array[..., 0] if channels == 1 else array)
-    image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
+    grid_image(images, scale, columns).save(path)
     return path
 
 

@@ -4,10 +4,13 @@ MLflow model all draw through here."""
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 from data_prep.text_tokenizer import TextTokenizer
 from models.base import GenerativeModel
@@ -20,6 +23,25 @@ def draw_images(model: GenerativeModel, n: int, seed: int = 0, **asked: Any) -> 
         raise ValueError("-n: must be > 0")
     options = model.sample_options(n, **asked)
     return model.sample(n, generator=torch.Generator().manual_seed(seed), **options)
+
+
+def grid_image(images: torch.Tensor, scale: int | None = None, columns: int | None = None) -> Image.Image:
+    """(N, C, H, W) in [-1, 1] -> one picture, `columns` wide (else as square as N allows), small
+    images upscaled for viewing."""
+    n, channels, height, width = images.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    scale = scale or max(1, 64 // height)
+    pad = 1
+    canvas = np.ones((rows * (height + pad) + pad, columns * (width + pad) + pad, channels), np.float32)
+    pixels = ((images.detach().float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
+    for index in range(n):
+        r, c = divmod(index, columns)
+        top, left = pad + r * (height + pad), pad + c * (width + pad)
+        canvas[top : top + height, left : left + width] = pixels[index]
+    array = (canvas * 255).round().astype(np.uint8)
+    image = Image.fromarray(array[..., 0] if channels == 1 else array)
+    return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
 
 
 def complete(

@@ -85,8 +85,9 @@ class GenerativePyfunc(PythonModel):
         text = self.model.modality == "text"
         self.tokenizer = TextTokenizer.load(str(folder / TOKENIZER_FILE)) if text else None
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
-        rows = [_given(row) for row in pd.DataFrame(model_input).to_dict("records")]
+    # A DataFrame hint: MLflow takes the request's schema from the signature logged with the model.
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
+        rows = [_given(row) for row in model_input.to_dict("records")]
         if self.tokenizer is not None:
             completions = [draw_completions(self.model, self.tokenizer, **row)[0] for row in rows]
             return pd.DataFrame({"completion": completions})

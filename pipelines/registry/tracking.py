@@ -181,14 +181,13 @@ def run_url(uri: str, experiment_id: str, run_id: str) -> str:
     return f"{uri} (open with `mlflow ui --backend-store-uri {uri}`) run {run_id}"
 
 
-def log_metrics(
-    uri: str, run_id: str, metrics: dict[str, float], step: int | None = None, synchronous: bool = True
-) -> None:
-    """Metrics on the run. `synchronous=False` queues them in MLflow's background logger: a slow or
-    unreachable server then costs the caller nothing (the logger reports what it failed to send)."""
+def metric_entries(metrics: dict[str, float], step: int | None = None) -> list[Metric]:
     stamp = int(time.time() * 1000)
-    entries = [Metric(key, float(value), stamp, step or 0) for key, value in metrics.items()]
-    client(uri).log_batch(run_id, metrics=entries, synchronous=synchronous)
+    return [Metric(key, float(value), stamp, step or 0) for key, value in metrics.items()]
+
+
+def log_metrics(uri: str, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
+    client(uri).log_batch(run_id, metrics=metric_entries(metrics, step))
 
 
 def end_run(uri: str, run_id: str, status: str) -> None:

@@ -8,6 +8,7 @@ Fault tolerance is Ray Train's: a checkpoint (pipelines/train/checkpoints.py) is
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from data_prep.manifest import Manifest
@@ -27,6 +28,7 @@ def run_training(
     run_id: str,
     warm_start: str | None = None,
     pretrained: dict[str, str] | None = None,
+    report: Callable[..., None] | None = None,
 ) -> dict[str, Any]:
     """Fit the model on the prepared dataset; returns where the final checkpoint and weights are."""
     import ray
@@ -48,6 +50,7 @@ def run_training(
             "pretrained": pretrained or {},
             "manifest_uri": manifest.uri,
             "model_files": {TOKENIZER_FILE: manifest.tokenizer_uri} if manifest.text else {},
+            "report": report,
         },
         scaling_config=ScalingConfig(
             num_workers=train.num_workers,

@@ -26,10 +26,11 @@ from pipelines.train.checkpoints import restore, write_checkpoint
 from pipelines.train.engines import build_engines
 from pipelines.train.feed import open_feed
 from pipelines.train.hardware import peak_flops
+from pipelines.train.live import LiveRun
 from pipelines.train.loop import Fit, LossWindow
 from pipelines.train.ops import use_environment_extension_cache
 from pipelines.train.registered import load_registered_weights
-from pipelines.train.settings import loop_settings, set_up_process
+from pipelines.train.settings import LoopSettings, loop_settings, set_up_process
 from pipelines.train.throughput import Throughput
 
 log = logging.getLogger("genpipe.train")
@@ -125,9 +126,23 @@ def train_loop(loop_config: dict[str, Any]) -> None:
 
     uri, run_id = loop_config["tracking_uri"], loop_config["run_id"]
     _log_placement(model, uri, run_id, train.zero_stage)
+    ranks = (rank, context.get_local_rank(), context.get_node_rank())
+    live = LiveRun(config, manifest, uri, run_id, ranks, loop_config.get("report"))
     if checkpoint and rank == 0:
         log.info("[train] resumed from the checkpoint at step %d", start_step)
+        live.note(f"resumed from the checkpoint at step {start_step}")
         tracking.log_metrics(uri, run_id, {"train/resumed_from_step": start_step}, start_step)
+    try:
+        _fit(fit, live, throughput, settings, start_step, loop_config.get("model_files", {}))
+    finally:
+        live.close()
+
+
+def _fit(
+    fit: Fit, live: LiveRun, throughput: Throughput, settings: LoopSettings, start_step: int, files: dict[str, str]
+) -> None:
+    """The steps from `start_step` on, with what the run shows and its checkpoints."""
+    train, total_steps, world = settings.train, settings.total_steps, settings.world_size
     window = LossWindow(list(fit.engines))
     throughput.restart()
     last_metrics: dict[str, float] = {}
@@ -135,7 +150,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         throughput.samples += train.batch_size * train.grad_accum_steps
         last = step == total_steps
         if step % train.log_every == 0 or last:
-            totals = _all_reduce(window.totals(), device)
+            totals = _all_reduce(window.totals(), settings.device)
             metrics = {
                 f"train/{name}_loss": total / (world * window.steps)
                 for name, total in zip(window.names, totals, strict=True)
@@ -143,13 +158,11 @@ def train_loop(loop_config: dict[str, Any]) -> None:
             metrics.update(throughput.metrics())
             metrics["train/lr"] = next(iter(fit.engines.values())).get_lr()[0]
             metrics["train/epoch"] = fit.cursor.epoch
-            if rank == 0:
-                tracking.log_metrics(uri, run_id, metrics, step)
-                shown = ", ".join(f"{k.removeprefix('train/')}={v:.4g}" for k, v in metrics.items())
-                log.info("[train] step %d/%d %s", step, total_steps, shown)
+            live.metrics(step, total_steps, metrics)
             window.reset()
             throughput.restart()
             last_metrics = metrics
+        live.samples(step, total_steps, fit.model)
         if step % train.checkpoint_every == 0 or last:
-            _report_checkpoint(fit, step, last_metrics, final=last, extra_files=loop_config.get("model_files", {}))
-            throughput.restart()  # a checkpoint's time is not training throughput
+            _report_checkpoint(fit, step, last_metrics, final=last, extra_files=files)
+            throughput.restart()  # a checkpoint's (or a sample grid's) time is not training throughput

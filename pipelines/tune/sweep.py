@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 from data_prep.manifest import Manifest
@@ -63,7 +64,12 @@ def _tuner(config: PipelineConfig, setup: TrialSetup, workflow_id: str):
 
 
 def run_sweep(
-    config: PipelineConfig, manifest: Manifest, workflow_id: str, tracking_uri: str, run_id: str
+    config: PipelineConfig,
+    manifest: Manifest,
+    workflow_id: str,
+    tracking_uri: str,
+    run_id: str,
+    report: Callable[..., None] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the sweep; record every trial and the best on the workflow's run."""
     settings = config.sweep
@@ -79,6 +85,7 @@ def run_sweep(
         run_id,
         settings.cpus_per_trial,
         settings.gpus_per_trial > 0,
+        report,
     )
     results = _tuner(config, setup, workflow_id).fit()
     errors = [result for result in results if result.error]

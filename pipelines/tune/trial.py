@@ -6,6 +6,7 @@ restored sweep resumes it."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ class TrialSetup:
     parent_run_id: str
     cpus: float
     use_gpu: bool
+    report: Callable[..., None] | None = None  # progress lines for the console
 
 
 def trial_config(base_config: dict[str, Any], params: dict[str, Any]) -> PipelineConfig:
@@ -82,6 +84,9 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
             model.train()
             epoch = step // steps_per_epoch
             tracking.log_metrics(setup.tracking_uri, run_id, metrics, epoch)
+            if setup.report is not None:
+                shown = ", ".join(f"{k.split('/')[-1]}={v:.4g}" for k, v in metrics.items())
+                setup.report("tune", text=f"trial {trial_id} epoch {epoch}/{config.train.epochs}: {shown}")
             if step == total_steps:
                 # Before the report: at max_t, ASHA stops the actor as soon as the report is in.
                 tracking.client(setup.tracking_uri).set_terminated(run_id, "FINISHED")

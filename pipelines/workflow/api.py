@@ -54,7 +54,9 @@ class ModelUnavailable(RuntimeError):
 
 
 def connect_ray(address: str | None = None) -> None:
-    """Join the cluster at `address` (or RAY_ADDRESS), else start Ray in this process."""
+    """Join the cluster at `address` (or RAY_ADDRESS), else start Ray in this process. The output
+    of Ray's processes stays in Ray's session logs (the steps report progress through
+    pipelines/workflow/progress.py) unless GENPIPE_VERBOSE=1 (`genpipe -v`)."""
     import ray
 
     if ray.is_initialized():
@@ -64,7 +66,8 @@ def connect_ray(address: str | None = None) -> None:
         # A Ray started here, for this process only, warns either way about token auth (on when
         # ~/.ray/auth_token exists, off when not); a cluster's own setting is the README's topic.
         logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
-    ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+    verbose = os.environ.get("GENPIPE_VERBOSE") == "1"
+    ray.init(address=address, logging_level=logging.INFO if verbose else logging.WARNING, log_to_driver=verbose)
 
 
 def resolve_config(

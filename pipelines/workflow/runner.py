@@ -17,6 +17,7 @@ from typing import Any
 
 from pipelines.config import PipelineConfig
 from pipelines.registry import tracking
+from pipelines.workflow.progress import ConsoleProgress, open_board
 from pipelines.workflow.results import StepResult, parse_result
 from pipelines.workflow.steps import RUN_STEPS, STEP_ORDER, StepContext, run_step, step_resources
 from storage import exists, filesystem, join, read_json, write_json_atomic
@@ -145,7 +146,9 @@ class Workflow:
 
         meta = self.meta()
         config = PipelineConfig.model_validate(meta["config"])
-        context = StepContext(self.id, self.uri, meta["tracking_uri"], meta["run_id"])
+        board, report = open_board()
+        console = ConsoleProgress(echo)
+        context = StepContext(self.id, self.uri, meta["tracking_uri"], meta["run_id"], report)
         results: dict[str, StepResult] = {}
         for step in steps:
             done = self.record(step)
@@ -157,7 +160,7 @@ class Workflow:
             started = time.monotonic()
             task = ray.remote(run_step).options(**step_resources(step, config), max_retries=0, name=f"genpipe.{step}")
             try:
-                result = ray.get(task.remote(step, meta["config"], results, context))
+                result = _wait_showing_progress(task.remote(step, meta["config"], results, context), board, console)
             except Exception as exc:
                 cause = getattr(exc, "cause", None) or exc
                 message = f"{type(cause).__name__}: {cause}".splitlines()[0]
@@ -182,6 +185,18 @@ class Workflow:
             results[step] = result
             echo(f"+ {step} ({duration:.1f}s)")
         return results
+
+
+def _wait_showing_progress(pending: Any, board: Any, console: ConsoleProgress) -> Any:
+    """The step's result, printing what its processes report while it runs."""
+    import ray
+
+    while True:
+        ready, _ = ray.wait([pending], timeout=0.5)
+        for event in ray.get(board.take.remote()):
+            console.show(event)
+        if ready:
+            return ray.get(pending)
 
 
 def _mark_run(change: Callable[..., None], *args: str) -> None:

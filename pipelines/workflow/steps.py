@@ -16,6 +16,7 @@ from models import build_model, family_class
 from pipelines.config import PipelineConfig
 from pipelines.registry import lineage
 from pipelines.registry.environment import apply_mlflow_defaults
+from pipelines.workflow.progress import Report
 from pipelines.workflow.results import (
     EvaluateResult,
     FitResult,
@@ -31,12 +32,17 @@ RUN_STEPS = ("prepare", "train", "evaluate", "register")  # genpipe run
 SWEEP_STEPS = ("prepare", "tune", "evaluate", "register")  # genpipe tune: the best trial goes on
 
 
+def _silent(stage: str, **event: Any) -> None:
+    """The `report` of a step run without a console (a test calling a step directly)."""
+
+
 @dataclass(frozen=True)
 class StepContext:
     workflow_id: str
     workflow_uri: str
     tracking_uri: str
     run_id: str
+    report: Report = _silent  # progress for the console (pipelines/workflow/progress.py)
 
 
 Inputs = dict[str, StepResult]
@@ -73,6 +79,7 @@ def train_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> 
         context.run_id,
         warm_start,
         pretrained,
+        context.report,
     )
     return TrainResult(**result, warm_start=warm_start)
 
@@ -128,7 +135,9 @@ def tune_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> T
     from pipelines.tune.sweep import run_sweep
 
     manifest = load_verified(_prepared(inputs).dataset_uri)
-    return TuneResult(**run_sweep(config, manifest, context.workflow_id, context.tracking_uri, context.run_id))
+    return TuneResult(
+        **run_sweep(config, manifest, context.workflow_id, context.tracking_uri, context.run_id, context.report)
+    )
 
 
 def fitted(inputs: Inputs) -> FitResult:
@@ -143,9 +152,8 @@ def evaluate_step(config: PipelineConfig, inputs: Inputs, context: StepContext) 
 
     manifest = load_verified(_prepared(inputs).dataset_uri)
     model_uri, tags = fitted(inputs).model_uri, _model_tags(config, inputs, context)
-    return EvaluateResult(
-        **evaluate(config, manifest, model_uri, context.workflow_uri, context.tracking_uri, context.run_id, tags)
-    )
+    where = (context.workflow_uri, context.tracking_uri, context.run_id)
+    return EvaluateResult(**evaluate(config, manifest, model_uri, *where, tags, context.report))
 
 
 def _model_tags(config: PipelineConfig, inputs: Inputs, context: StepContext) -> dict[str, str]:

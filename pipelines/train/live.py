@@ -1,0 +1,114 @@
+"""What a training run shows while it goes: its metrics (sent in the background, so no rank waits
+on MLflow), progress lines for the console, sample grids or completions every `sample_every` steps
+(the run page's step slider), and CPU/memory/GPU use of every node."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from data_prep.manifest import Manifest
+from data_prep.text_tokenizer import TextTokenizer
+from models.base import GenerativeModel
+from pipelines.config import PipelineConfig
+from pipelines.registry import tracking
+from pipelines.registry.drawing import complete, grid_image
+from pipelines.registry.metric_sender import MetricSender
+
+log = logging.getLogger("genpipe.train")
+SAMPLE_GRID = 16  # images in a live grid
+SAMPLE_TOKENS = 64  # new tokens in a live completion
+SAMPLES_TABLE = "train/samples.json"
+
+
+def _silent(stage: str, **event: Any) -> None:
+    """No console to report to."""
+
+
+class LiveRun:
+    """Created on every rank; rank 0 alone talks to MLflow and the console, the first rank of each
+    node samples its system metrics. Sampling runs on every rank (ZeRO-3 gathers parameters
+    collectively), so ranks stay in step."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        manifest: Manifest,
+        uri: str,
+        run_id: str,
+        ranks: tuple[int, int, int],
+        report: Callable[..., None] | None,
+    ):
+        rank, local_rank, node_rank = ranks
+        self.config, self.uri, self.run_id, self.rank = config, uri, run_id, rank
+        self.report = report if report is not None and rank == 0 else _silent
+        self.sender = MetricSender(uri, run_id) if rank == 0 else None
+        every = config.train.sample_every
+        self.sample_every = config.train.checkpoint_every if every is None else every
+        self.tokenizer = TextTokenizer.load(manifest.tokenizer_uri) if manifest.text else None
+        self.monitor = None
+        if local_rank == 0 and config.train.system_metrics_every_s > 0:
+            self.monitor = _system_metrics(uri, run_id, f"node{node_rank}", config.train.system_metrics_every_s)
+
+    def metrics(self, step: int, total: int, metrics: dict[str, float]) -> None:
+        if self.sender is None:
+            return
+        self.sender.send(metrics, step)
+        shown = ", ".join(f"{k.removeprefix('train/')}={v:.4g}" for k, v in metrics.items() if k != "train/epoch")
+        self.report("train", done=step, total=total, unit="steps", text=shown)
+
+    def note(self, text: str) -> None:
+        self.report("train", text=text)
+
+    def samples(self, step: int, total: int, model: GenerativeModel) -> None:
+        """A sample grid (images) or completions (text) at this step, when it is due."""
+        if not self.sample_every or (step % self.sample_every and step != total):
+            return
+        was_training = model.training
+        model.eval()
+        try:
+            device = next(model.parameters()).device
+            generator = torch.Generator(device=device).manual_seed(self.config.train.seed)
+            if self.tokenizer is not None:
+                self._completions(step, model, self.tokenizer, generator)
+            else:
+                images = model.sample(SAMPLE_GRID, generator=generator)
+                if self.rank == 0:
+                    tracking.client(self.uri).log_image(self.run_id, grid_image(images), key="samples", step=step)
+        except Exception as exc:  # a preview is never worth the run
+            log.warning("[train] samples at step %d not logged: %s", step, str(exc).splitlines()[0])
+        finally:
+            model.train(was_training)
+
+    def _completions(
+        self, step: int, model: GenerativeModel, tokenizer: TextTokenizer, generator: torch.Generator
+    ) -> None:
+        settings = self.config.evaluate
+        options = (SAMPLE_TOKENS, settings.temperature, settings.top_k, generator)
+        texts = [complete(model, tokenizer, prompt, *options) for prompt in settings.prompts]
+        if self.rank == 0:
+            table = {"step": [step] * len(texts), "prompt": list(settings.prompts), "completion": texts}
+            tracking.client(self.uri).log_table(self.run_id, table, SAMPLES_TABLE)
+
+    def close(self) -> None:
+        if self.sender is not None:
+            self.sender.close()
+        if self.monitor is not None:
+            self.monitor.finish()
+
+
+def _system_metrics(uri: str, run_id: str, node: str, every_s: float) -> Any:
+    """MLflow's system metrics monitor for this node (`system/node0/cpu_utilization_percentage`, ...);
+    None when it cannot start (no psutil)."""
+    try:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(run_id, sampling_interval=every_s, node_id=node, tracking_uri=uri)
+        monitor.start()
+        return monitor
+    except Exception as exc:
+        log.warning("[train] no system metrics: %s", str(exc).splitlines()[0])
+        return None
