@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import signal
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from pipelines.cli.workflow_commands import cmd_resume, cmd_status, run_workflow
 from pipelines.cluster.jobs import JobsError
 from pipelines.config import ConfigError
 from pipelines.registry.environment import apply_mlflow_defaults
+from pipelines.registry.tracking import COMMAND_VARIABLE
 from pipelines.workflow.steps import RUN_STEPS, SWEEP_STEPS
 
 
@@ -184,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     apply_mlflow_defaults()
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines (database set-up) are not ours
     args = build_parser().parse_args(argv)
+    os.environ[COMMAND_VARIABLE] = shlex.join(["genpipe", *(sys.argv[1:] if argv is None else argv)])
     _leave_a_jobs_working_directory()
     _stop_on_sigterm()
     if args.verbose:

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipelines.registry.tracking import git_state
+
 REPO_ROOT = Path(__file__).resolve().parents[2]  # pipelines/cluster/jobs.py -> the repository
 AGENT_WAIT_SECONDS = 90
 # Nothing a job needs, and some of it large: environments, caches, local outputs. Ray also skips
@@ -96,9 +98,10 @@ def _git_ignored() -> list[str]:
 
 
 def runtime_env(env_vars: dict[str, str] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The job's runtime_env: this repository as working_dir, plus the config's own settings."""
+    """The job's runtime_env: this repository as working_dir, plus the config's own settings, and
+    the commit it was submitted from (the working_dir carries no .git for MLflow to read it from)."""
     extra = dict(extra or {})
-    merged_vars = {**extra.pop("env_vars", {}), **(env_vars or {})}
+    merged_vars = {**git_state(), **extra.pop("env_vars", {}), **(env_vars or {})}
     excludes = [*WORKING_DIR_EXCLUDES, *_git_ignored(), *extra.pop("excludes", [])]
     return {**extra, "working_dir": str(REPO_ROOT), "excludes": excludes, "env_vars": merged_vars}
 

@@ -157,11 +157,17 @@ def s3_environment(moto: Server) -> dict[str, str]:
 
 
 def start_mlflow(
-    folder: Path, artifacts: str, *, env: dict[str, str] | None = None, admin_password: str | None = None
+    folder: Path,
+    artifacts: str,
+    *,
+    env: dict[str, str] | None = None,
+    admin_password: str | None = None,
+    port: int | None = None,
 ) -> Server:
     """`mlflow server` with an sqlite store; artifacts proxied to `artifacts` (a folder or
-    s3://...). `admin_password`: the basic-auth app, with `admin` as its only user."""
-    port = free_port()
+    s3://...). `admin_password`: the basic-auth app, with `admin` as its only user. `port`: a given
+    one (a server started again where its clients expect it), else a free one."""
+    port = port or free_port()
     command = [
         str(BIN / "mlflow"),
         "server",

@@ -10,7 +10,7 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelInput
 
 from data_prep.manifest import MANIFEST, Manifest
 from pipelines.registry import tracking
-from pipelines.registry.versions import resolve_version
+from pipelines.registry.versions import logged_model_id, resolve_version
 from storage import join
 
 
@@ -47,6 +47,6 @@ def log_parent_model(uri: str, run_id: str, model_uri: str, role: str) -> None:
     have no model id: the tag alone records them."""
     mlflow_client = tracking.client(uri)
     mlflow_client.set_tag(run_id, f"genpipe.{role}", model_uri)
-    model_id = getattr(resolve_version(model_uri, uri), "model_id", None)
+    model_id = logged_model_id(resolve_version(model_uri, uri))
     if model_id:
         mlflow_client.log_inputs(run_id, models=[LoggedModelInput(model_id)])

@@ -1,9 +1,10 @@
-"""Training metrics sent from a background thread, so that no rank waits on MLflow.
+"""Training metrics (and sample grids) sent from a background thread, so that no rank waits on MLflow.
 
 Rank 0 logs inside the step loop; a synchronous call there stalls every rank at the next
-collective whenever the server is slow, and a server that is down would end the run. The sender
-queues each batch and one thread sends them in order; a batch that fails stays buffered (oldest
-dropped past `max_buffered`, with a warning) and goes with the next attempt. Written by hand rather
+collective whenever the server is slow (MLflow's client retries for minutes), and a server that is
+down would end the run. The sender queues each batch and one thread sends them in order; a batch
+that fails stays buffered (oldest dropped past `max_buffered`, with a warning) and goes with the
+next attempt. Other logging calls (an image, a table) are tried once and dropped with a warning. Written by hand rather
 than with MlflowClient's `synchronous=False`: that queue lives on the store object, is flushed only
 at interpreter exit (which a Ray Train worker, ended by Ray, never reaches) and gives up on a batch
 after one failure.
@@ -16,6 +17,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 from mlflow.entities import Metric
 
@@ -28,9 +30,10 @@ RETRY_SECONDS = 5.0
 class MetricSender:
     """`send` returns at once; `close` waits (at most `timeout` seconds) for what is queued."""
 
-    def __init__(self, uri: str, run_id: str, max_buffered: int = 100_000):
+    def __init__(self, uri: str, run_id: str, max_buffered: int = 100_000, tell: Callable[[str], None] | None = None):
         self.uri, self.run_id, self.max_buffered = uri, run_id, max_buffered
-        self._queue: queue.Queue[list[Metric] | None] = queue.Queue()
+        self.tell = tell  # the user's console, for the warnings that matter to them
+        self._queue: queue.Queue[list[Metric] | Callable[[], None] | None] = queue.Queue()
         self._buffer: deque[Metric] = deque()
         self._failing_since: float | None = None
         self.dropped = 0
@@ -40,13 +43,17 @@ class MetricSender:
     def send(self, metrics: dict[str, float], step: int) -> None:
         self._queue.put(tracking.metric_entries(metrics, step))
 
+    def call(self, log_call: Callable[[], None]) -> None:
+        """Run one logging call (an image, a table) in the background, in order with the metrics."""
+        self._queue.put(log_call)
+
     def close(self, timeout: float = 30.0) -> None:
         """Send what is left; what still cannot go after `timeout` is dropped with a warning."""
         self._queue.put(None)
         self._thread.join(timeout)
-        left = len(self._buffer) + sum(len(batch or []) for batch in list(self._queue.queue))
+        left = len(self._buffer) + sum(len(batch) for batch in list(self._queue.queue) if isinstance(batch, list))
         if self._thread.is_alive() or left:
-            log.warning("MLflow at %s: %d training metrics could not be sent and are dropped", self.uri, left)
+            self._tell(f"MLflow at {self.uri}: {left} training metrics could not be sent and are dropped")
 
     def _run(self) -> None:
         closing = False
@@ -57,12 +64,25 @@ class MetricSender:
                 batch = []
             if batch is None:
                 closing = True
+            elif callable(batch):
+                self._try(batch)
             else:
                 self._buffer.extend(batch)
                 self._trim()
             self._flush()
             if closing and (not self._buffer or self._failing_since is not None):
                 return
+
+    def _tell(self, message: str) -> None:
+        log.warning(message)
+        if self.tell is not None:
+            self.tell(message)
+
+    def _try(self, log_call: Callable[[], None]) -> None:
+        try:
+            log_call()
+        except Exception as exc:
+            log.warning("MLflow at %s: a logging call was dropped: %s", self.uri, str(exc).splitlines()[0][:200])
 
     def _trim(self) -> None:
         while len(self._buffer) > self.max_buffered:
@@ -80,14 +100,11 @@ class MetricSender:
             except Exception as exc:
                 if self._failing_since is None:
                     self._failing_since = time.monotonic()
-                    log.warning(
-                        "MLflow at %s is not answering (%s): training goes on, metrics are buffered",
-                        self.uri,
-                        str(exc).splitlines()[0][:200],
-                    )
+                    log.warning("MLflow at %s is not answering: %s", self.uri, str(exc).splitlines()[0][:300])
+                    self._tell(f"MLflow at {self.uri} is not answering: training goes on, metrics are buffered")
                 return
             for _ in chunk:
                 self._buffer.popleft()
             if self._failing_since is not None:
-                log.warning("MLflow at %s answers again: buffered metrics sent", self.uri)
+                self._tell(f"MLflow at {self.uri} answers again: buffered metrics sent")
                 self._failing_since = None

@@ -43,10 +43,12 @@ def register(
         decision_tags = decision.tags()
         model_id = evaluation["model_id"]
         version_tags = {**tags, **decision_tags, EVAL_KEY_TAG: evaluation["evaluation_key"]}
-        # The logged model's own folder as the source (a `models:/<id>` source would be resolved
-        # through MLflow's process-wide tracking URI, not this client's).
-        source = mlflow_client.get_logged_model(model_id).artifact_location
-        version = mlflow_client.create_model_version(name, source, run_id=run_id, tags=version_tags, model_id=model_id)
+        # A `models:/<id>` source links the version to its logged model (MLflow's UI follows it);
+        # the registry resolves it through MLflow's process-wide tracking URI, not this client's.
+        with tracking.pointed_at(tracking_uri):
+            version = mlflow_client.create_model_version(
+                name, f"models:/{model_id}", run_id=run_id, tags=version_tags, model_id=model_id
+            )
         for key, value in decision_tags.items():
             mlflow_client.set_tag(run_id, key, value)
         if decision.promote:

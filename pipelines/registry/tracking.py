@@ -30,6 +30,7 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # Captured where a command runs and carried into a Ray job's environment (its working_dir has
 # no .git), so a run on a cluster records the commit it was submitted from.
 GIT_COMMIT_VARIABLE, GIT_DIRTY_VARIABLE = "GENPIPE_GIT_COMMIT", "GENPIPE_GIT_DIRTY"
+COMMAND_VARIABLE = "GENPIPE_COMMAND"  # the command line a run comes from, its MLflow source
 
 log = logging.getLogger("genpipe.tracking")
 
@@ -111,10 +112,11 @@ def git_state() -> dict[str, str]:
 
 def _source_tags(workflow_id: str) -> dict[str, str]:
     """What the UI shows as the run's source, user and commit."""
-    command = " ".join(["genpipe", *sys.argv[1:]]) if Path(sys.argv[0]).name == "genpipe" else Path(sys.argv[0]).name
+    # The CLI names its command line in GENPIPE_COMMAND; a script using the API is named by its file.
+    command = os.environ.get(COMMAND_VARIABLE) or Path(sys.argv[0]).name or "python"
     tags = {
         "mlflow.runName": workflow_id,
-        "mlflow.source.name": command or "genpipe",
+        "mlflow.source.name": command,
         "mlflow.source.type": "JOB" if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ else "LOCAL",
         "mlflow.user": os.environ.get("MLFLOW_TRACKING_USERNAME") or getpass.getuser(),
         "genpipe.workflow_id": workflow_id,

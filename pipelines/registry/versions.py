@@ -12,24 +12,38 @@ from mlflow.exceptions import MlflowException
 
 from pipelines.registry import tracking
 
+NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")  # no such model, or no such alias
 # Where the weights folder sits inside a registered MLflow Model (pipelines/registry/served_model.py).
 WEIGHTS_ARTIFACT = "weights"
 WEIGHTS_PATH = f"artifacts/{WEIGHTS_ARTIFACT}"
 
 
 def aliased_version(tracking_uri: str, model_name: str, alias: str) -> ModelVersion | None:
-    """The version holding `alias`, or None when the model or the alias does not exist yet."""
+    """The version holding `alias`, or None when the model or the alias does not exist yet. Any
+    other failure (a server that is down) is raised: it must never read as "no champion"."""
     try:
         return tracking.client(tracking_uri).get_model_version_by_alias(model_name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in NOT_FOUND:
+            return None
+        raise
+
+
+def logged_model_id(version: ModelVersion) -> str | None:
+    """The id of the logged model a version was registered from (MLflow's SQL registry keeps it
+    only in the version's `models:/<id>` source); None for a version of an older genpipe."""
+    if version.model_id:
+        return version.model_id
+    source = version.source or ""
+    return source.removeprefix("models:/") if source.startswith("models:/m-") else None
 
 
 def version_metrics(tracking_uri: str, version: ModelVersion) -> dict[str, float]:
     """A version's evaluation scores: its logged model's metrics, or (a version an older genpipe
     registered) its `eval/` tags."""
-    if version.model_id:
-        logged = tracking.client(tracking_uri).get_logged_model(version.model_id)
+    model_id = logged_model_id(version)
+    if model_id:
+        logged = tracking.client(tracking_uri).get_logged_model(model_id)
         return {metric.key: metric.value for metric in logged.metrics or [] if metric.key.startswith("eval/")}
     return {k: float(v) for k, v in version.tags.items() if k.startswith("eval/")}
 

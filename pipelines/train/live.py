@@ -5,6 +5,7 @@ on MLflow), progress lines for the console, sample grids or completions every `s
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ log = logging.getLogger("genpipe.train")
 SAMPLE_GRID = 16  # images in a live grid
 SAMPLE_TOKENS = 64  # new tokens in a live completion
 SAMPLES_TABLE = "train/samples.json"
+MONITOR_STOP_SECONDS = 15
 
 
 def _silent(stage: str, **event: Any) -> None:
@@ -45,7 +47,7 @@ class LiveRun:
         rank, local_rank, node_rank = ranks
         self.config, self.uri, self.run_id, self.rank = config, uri, run_id, rank
         self.report = report if report is not None and rank == 0 else _silent
-        self.sender = MetricSender(uri, run_id) if rank == 0 else None
+        self.sender = MetricSender(uri, run_id, tell=self.note) if rank == 0 else None
         every = config.train.sample_every
         self.sample_every = config.train.checkpoint_every if every is None else every
         self.tokenizer = TextTokenizer.load(manifest.tokenizer_uri) if manifest.text else None
@@ -75,9 +77,10 @@ class LiveRun:
             if self.tokenizer is not None:
                 self._completions(step, model, self.tokenizer, generator)
             else:
-                images = model.sample(SAMPLE_GRID, generator=generator)
-                if self.rank == 0:
-                    tracking.client(self.uri).log_image(self.run_id, grid_image(images), key="samples", step=step)
+                grid = grid_image(model.sample(SAMPLE_GRID, generator=generator))
+                if self.sender is not None:
+                    client = tracking.client(self.uri)
+                    self.sender.call(lambda: client.log_image(self.run_id, grid, key="samples", step=step))
         except Exception as exc:  # a preview is never worth the run
             log.warning("[train] samples at step %d not logged: %s", step, str(exc).splitlines()[0])
         finally:
@@ -89,15 +92,19 @@ class LiveRun:
         settings = self.config.evaluate
         options = (SAMPLE_TOKENS, settings.temperature, settings.top_k, generator)
         texts = [complete(model, tokenizer, prompt, *options) for prompt in settings.prompts]
-        if self.rank == 0:
+        if self.sender is not None:
             table = {"step": [step] * len(texts), "prompt": list(settings.prompts), "completion": texts}
-            tracking.client(self.uri).log_table(self.run_id, table, SAMPLES_TABLE)
+            client = tracking.client(self.uri)
+            self.sender.call(lambda: client.log_table(self.run_id, table, SAMPLES_TABLE))
 
     def close(self) -> None:
+        """Send what is queued (bounded waits: an MLflow that is down never holds the run)."""
         if self.sender is not None:
             self.sender.close()
         if self.monitor is not None:
-            self.monitor.finish()
+            stopping = threading.Thread(target=self.monitor.finish, daemon=True)
+            stopping.start()
+            stopping.join(MONITOR_STOP_SECONDS)
 
 
 def _system_metrics(uri: str, run_id: str, node: str, every_s: float) -> Any:

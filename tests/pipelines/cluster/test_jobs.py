@@ -3,6 +3,8 @@ config's runtime_env, and never a secret from the config."""
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 from helpers import REPO
 
@@ -23,7 +25,12 @@ def test_runtime_env_merges_the_config_and_keeps_working_dir():
     )
     env = jobs.runtime_env({"GENPIPE_CONFIG": "x"}, config.cluster.runtime_env)
     assert env["working_dir"] == str(REPO) and env["pip"] == ["einops"]
-    assert env["env_vars"] == {"LOG_LEVEL": "debug", "GENPIPE_CONFIG": "x"}
+    # The commit the job comes from travels with it (its working_dir has no .git).
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    dirty = env["env_vars"].get("GENPIPE_GIT_DIRTY")
+    git = {"GENPIPE_GIT_COMMIT": commit, "GENPIPE_GIT_DIRTY": dirty} if commit else {}
+    assert env["env_vars"] == {"LOG_LEVEL": "debug", "GENPIPE_CONFIG": "x", **git}
+    assert not commit or git["GENPIPE_GIT_DIRTY"] in ("true", "false")
 
 
 @pytest.mark.parametrize(

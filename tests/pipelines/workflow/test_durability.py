@@ -1,60 +1,69 @@
 """A workflow whose driver is killed mid-training (SIGKILL, every process of the run with it) is
 finished by `genpipe resume`: prepare is not re-run and training restarts from its latest
-checkpoint, not from step 0."""
+checkpoint, not from step 0. A driver stopped by SIGTERM ends its MLflow run KILLED. An MLflow
+server that dies mid-run does not stop training; resume, once it is back, registers one version."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from helpers import REPO, TINY
 
 from pipelines import cli
+from pipelines.cluster import local as local_cluster
 from pipelines.registry import tracking
 from pipelines.workflow.runner import Workflow
 
 pytestmark = pytest.mark.slow
 
 
-def test_killed_run_resumes_from_its_last_checkpoint(ray_session, tmp_path):
-    storage = tmp_path / "store"
-    options = [item for setting in TINY for item in ("--set", setting)]
-    options += ["--set", "train.max_steps=150", "--set", "train.checkpoint_every=20"]
-    log = (tmp_path / "run.log").open("w")
-    run = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.cli",
-            "run",
-            "quickstart",
-            "--storage",
-            str(storage),
-            "--workflow-id",
-            "wf",
-            *options,
-        ],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    checkpoints = storage / "checkpoints" / "wf-train"
+def _start_run(tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`genpipe run quickstart` (tiny) as workflow `wf` in its own process group, output in run.log."""
+    options = [item for setting in [*TINY, *extra] for item in ("--set", setting)]
+    command = ["run", "quickstart", "--storage", str(tmp_path / "store"), "--workflow-id", "wf", *options]
+    with (tmp_path / "run.log").open("w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", *command],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+
+
+def _wait_for_a_checkpoint(run: subprocess.Popen, tmp_path: Path) -> None:
+    checkpoints = tmp_path / "store" / "checkpoints" / "wf-train"
     deadline = time.monotonic() + 300
     while not list(checkpoints.glob("checkpoint_*/unet")):
         assert run.poll() is None and time.monotonic() < deadline, (tmp_path / "run.log").read_text()[-3000:]
         time.sleep(0.5)
     time.sleep(3)  # past the ~2 s in which a crash can lose the report just made (FIELD_NOTES)
-    os.killpg(run.pid, signal.SIGKILL)  # the driver and every Ray process it started
+
+
+def _kill_group(run: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(run.pid, signal.SIGKILL)  # the driver and every Ray process it started
     run.wait()
-    log.close()
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(ray_session, tmp_path):
+    storage = tmp_path / "store"
+    run = _start_run(tmp_path, "train.max_steps=150", "train.checkpoint_every=20")
+    _wait_for_a_checkpoint(run, tmp_path)
+    _kill_group(run)
     workflow = Workflow(str(storage), "wf")
     prepared = workflow.record("prepare")
     assert workflow.step_states()["train"] == "pending"
+    meta = workflow.meta()
+    assert tracking.client(meta["tracking_uri"]).get_run(meta["run_id"]).info.status == "RUNNING"  # no one to end it
 
     assert cli.main(["resume", "wf", "--storage", str(storage)]) == 0
     assert workflow.record("prepare") == prepared
@@ -63,6 +72,63 @@ def test_killed_run_resumes_from_its_last_checkpoint(ray_session, tmp_path):
     assert len(resumed) == 1 and resumed[0].value >= 20
     assert workflow.record("train")["result"]["metrics"]["step"] == 150
     assert workflow.step_states()["register"] == "succeeded"
+    assert tracking.client(meta["tracking_uri"]).get_run(meta["run_id"]).info.status == "FINISHED"
+
+
+def test_sigterm_stops_the_run_and_its_mlflow_run_ends_killed(ray_session, tmp_path):
+    run = _start_run(tmp_path, "train.max_steps=150", "train.checkpoint_every=20")
+    _wait_for_a_checkpoint(run, tmp_path)
+    run.send_signal(signal.SIGTERM)  # the driver only, as a scheduler's timeout or `ray job stop` would
+    try:
+        assert run.wait(timeout=120) == 130
+    finally:
+        _kill_group(run)
+    assert "interrupted" in (tmp_path / "run.log").read_text()
+    workflow = Workflow(str(tmp_path / "store"), "wf")
+    meta = workflow.meta()
+    assert tracking.client(meta["tracking_uri"]).get_run(meta["run_id"]).info.status == "KILLED"
+    assert workflow.step_states()["prepare"] == "succeeded"
+
+
+def test_mlflow_down_mid_run_training_goes_on_and_resume_registers_once(ray_session, tmp_path):
+    folder = tmp_path / "mlflow"
+    server = local_cluster.start_mlflow(folder, str(folder / "artifacts"))
+    port = int(server.url.rsplit(":", 1)[1])
+    # Fail fast instead of MLflow's default minutes of retries: the point is what happens after.
+    patience = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    run = _start_run(
+        tmp_path,
+        "train.max_steps=60",
+        "train.checkpoint_every=15",
+        f"tracking_uri={server.url}",
+        env={**os.environ, **patience},
+    )
+    try:
+        _wait_for_a_checkpoint(run, tmp_path)
+        server.stop()
+        assert run.wait(timeout=600) == 1
+    finally:
+        _kill_group(run)
+    console = (tmp_path / "run.log").read_text()
+    assert "is not answering: training goes on, metrics are buffered" in console
+    workflow = Workflow(str(tmp_path / "store"), "wf")
+    assert workflow.record("train")["result"]["metrics"]["step"] == 60  # trained to the end
+    assert workflow.step_states()["evaluate"] == "failed"
+    assert f"127.0.0.1:{port}" in workflow.error("evaluate")
+
+    again = local_cluster.start_mlflow(folder, str(folder / "artifacts"), port=port)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in patience.items():
+                patch.setenv(name, value)
+            assert cli.main(["resume", "wf", "--storage", str(tmp_path / "store")]) == 0
+            assert cli.main(["resume", "wf", "--storage", str(tmp_path / "store")]) == 0
+        mlflow_client = tracking.client(again.url)
+        assert len(mlflow_client.search_model_versions("name = 'quickstart-ddpm'")) == 1
+        meta = workflow.meta()
+        assert mlflow_client.get_run(meta["run_id"]).info.status == "FINISHED"
+    finally:
+        again.stop()
 
 
 def test_a_damaged_shard_fails_train_naming_it_and_resume_goes_on_once_repaired(ray_session, tmp_path, capsys):

@@ -1,21 +1,31 @@
-"""The whole workflow on a real local Ray and a real MLflow: a train step that fails, a resume
-that skips prepare, 2-worker ZeRO-2 training that lowers the loss, a registered model that loads
-in a fresh process, idempotent registration, and a real `mlflow server`."""
+"""The whole workflow on a real local Ray and a real MLflow: a train step that fails (its run ends
+FAILED), a resume that skips prepare (the run ends FINISHED), 2-worker ZeRO-2 training that lowers
+the loss, a registered MLflow Model that loads in a fresh process with pickle disabled and answers
+over HTTP from `mlflow models serve`, idempotent registration, and a real `mlflow server`."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 
+import numpy
 import pytest
 from helpers import REPO, TINY
 from PIL import Image
 
+from data_prep.manifest import load_verified
 from pipelines import cli
 from pipelines.registry import tracking
+from pipelines.registry.lineage import split_dataset
+from pipelines.registry.logged_models import log_evaluated_model
 from pipelines.registry.registration import register
-from pipelines.registry.versions import aliased_version
+from pipelines.registry.versions import aliased_version, logged_model_id
 from pipelines.workflow.runner import Workflow
 
 pytestmark = pytest.mark.slow
@@ -42,6 +52,8 @@ def finished(ray_session, tmp_path_factory):
     }
     error = json.loads((storage / "workflows" / "wf" / "train.error.json").read_text())["error"]
     assert "shard listed in the manifest is missing" in error and shard.name in error
+    meta = workflow.meta()
+    assert tracking.client(meta["tracking_uri"]).get_run(meta["run_id"]).info.status == "FAILED"
     hidden.rename(shard)
     assert cli.main(["resume", "wf", "--storage", str(storage)]) == 0
     return storage, workflow, prepared
@@ -54,6 +66,13 @@ def test_resume_skipped_prepare_and_finished(finished, capsys):
     assert len(list((storage / "datasets").glob("*/write-*"))) == 1  # one dataset write in all
     assert cli.main(["status", "--storage", str(storage)]) == 0
     assert "wf  prepare:succeeded  train:succeeded  evaluate:succeeded  register:succeeded" in capsys.readouterr().out
+    meta = workflow.meta()
+    run = tracking.client(meta["tracking_uri"]).get_run(meta["run_id"])
+    assert run.info.status == "FINISHED" and run.info.end_time > run.info.start_time
+    assert run.info.run_name == "wf" and run.data.tags["mlflow.user"]
+    assert run.data.tags["mlflow.source.name"].startswith("genpipe prepare quickstart --storage")
+    experiment = tracking.client(meta["tracking_uri"]).get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_two_worker_zero2_training_lowers_the_loss(finished):
@@ -65,8 +84,14 @@ def test_two_worker_zero2_training_lowers_the_loss(finished):
     assert losses[-1] < 0.7 * losses[0]
     run = tracking.client(meta["tracking_uri"]).get_run(meta["run_id"])
     assert run.data.params["train.zero_stage"] == "2" and run.data.params["train.num_workers"] == "2"
-    assert run.data.tags["genpipe.dataset.fingerprint"] == workflow.record("prepare")["result"]["fingerprint"]
-    assert run.inputs.dataset_inputs[0].dataset.digest == workflow.record("prepare")["result"]["fingerprint"]
+    fingerprint = workflow.record("prepare")["result"]["fingerprint"]
+    assert run.data.tags["genpipe.dataset.fingerprint"] == fingerprint
+    inputs = {i.dataset.name: i.tags[0].value for i in run.inputs.dataset_inputs}
+    assert inputs == {f"{fingerprint}/train": "training", f"{fingerprint}/val": "evaluation"}
+    # Live: a sample grid at each checkpoint (steps 15 and 30), system metrics of the node.
+    images = {a.path for a in tracking.client(meta["tracking_uri"]).list_artifacts(meta["run_id"], "images")}
+    assert any("+step+15+" in path for path in images) and any("+step+30+" in path for path in images)
+    assert any(key.startswith("system/node0/") for key in run.data.metrics)
 
 
 def test_evaluation_logged_metrics_and_pictures(finished):
@@ -76,7 +101,7 @@ def test_evaluation_logged_metrics_and_pictures(finished):
     metrics = mlflow_client.get_run(meta["run_id"]).data.metrics
     assert metrics["eval/classifier_fid"] > 0 and 0 <= metrics["eval/class_coverage"] <= 10
     artifacts = {a.path for a in mlflow_client.list_artifacts(meta["run_id"], "evaluation")}
-    assert artifacts == {"evaluation/samples.png", "evaluation/loss_curve.png"}
+    assert artifacts == {"evaluation/samples.png"}
     grid = Image.open(workflow.record("evaluate")["result"]["samples_uri"])
     assert grid.size[0] > 64
 
@@ -108,18 +133,112 @@ def test_registered_model_samples_in_a_fresh_process(finished, tmp_path):
     assert Image.open(out).size == (4 * 9 * 8 + 8, 4 * 9 * 8 + 8)  # 4x4 grid of 8 px digits, upscaled 8x
 
 
+def test_the_champion_is_an_mlflow_model_that_predicts_without_pickle(finished):
+    """A fresh process, pickle deserialization off: the champion loads as a pyfunc model and
+    predicts from the input example logged with it."""
+    storage, workflow, _ = finished
+    script = (
+        "import json, mlflow\n"
+        "model = mlflow.pyfunc.load_model('models:/quickstart-ddpm@champion')\n"
+        "images = model.predict(model.input_example)\n"
+        "print(json.dumps({'type': type(images).__name__, 'dtype': str(images.dtype), 'shape': images.shape,\n"
+        "    'low': float(images.min()), 'high': float(images.max()),\n"
+        "    'inputs': model.metadata.get_input_schema().input_names()}))\n"
+    )
+    environment = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": workflow.meta()["tracking_uri"],
+        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=300, cwd=storage
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    predicted = json.loads(done.stdout.splitlines()[-1])
+    assert (predicted["type"], predicted["dtype"], predicted["shape"]) == ("ndarray", "float32", [2, 1, 8, 8])
+    assert -1.0 <= predicted["low"] <= predicted["high"] <= 1.0
+    assert predicted["inputs"][:2] == ["n", "seed"]
+
+
+def test_mlflow_models_serve_answers_over_http(finished):
+    """`mlflow models serve` on the champion, for real: a request for 3 images, one for a bad column."""
+    storage, workflow, _ = finished
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": workflow.meta()["tracking_uri"],
+        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
+    }
+    command = ["mlflow", "models", "serve", "-m", "models:/quickstart-ddpm@champion", "--env-manager", "local"]
+    server = subprocess.Popen(
+        [sys.executable, "-m", *command, "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
+        env=environment,
+        cwd=storage,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, server.stderr.read()[-3000:] if server.stderr else ""
+            try:
+                if urllib.request.urlopen(f"{url}/ping", timeout=2).status == 200:
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "mlflow models serve did not come up in 180 s"
+                time.sleep(1)
+        request = {"dataframe_split": {"columns": ["n", "seed"], "data": [[3, 7]]}}
+        answer = _post(f"{url}/invocations", request)
+        images = numpy.array(answer["predictions"], dtype=numpy.float32)
+        assert images.shape == (3, 1, 8, 8) and -1 <= images.min() <= images.max() <= 1
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _post(f"{url}/invocations", {"dataframe_split": {"columns": ["seed"], "data": [[1]]}})
+        assert refused.value.code == 400  # the signature requires `n`
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())
+
+
+def test_logged_models_rank_by_the_evaluation_metric(finished):
+    """MLflow 3's LoggedModel: the scores are numbers on the model, measured on the val split."""
+    _, workflow, _ = finished
+    meta = workflow.meta()
+    mlflow_client = tracking.client(meta["tracking_uri"])
+    experiment_id = mlflow_client.get_run(meta["run_id"]).info.experiment_id
+    ranked = mlflow_client.search_logged_models(
+        [experiment_id], order_by=[{"field_name": "metrics.eval/classifier_fid", "ascending": True}]
+    )
+    scores = [next(m.value for m in model.metrics if m.key == "eval/classifier_fid") for model in ranked]
+    assert len(scores) >= 1 and scores == sorted(scores)
+    evaluated = workflow.record("evaluate")["result"]
+    mine = mlflow_client.get_logged_model(evaluated["model_id"])
+    fingerprint = workflow.record("prepare")["result"]["fingerprint"]
+    assert {m.key: m.value for m in mine.metrics} == evaluated["metrics"]
+    assert {m.dataset_name for m in mine.metrics} == {f"{fingerprint}/val"}
+    version = mlflow_client.get_model_version("quickstart-ddpm", "1")
+    assert logged_model_id(version) == evaluated["model_id"]
+    assert not any(key.startswith("eval/") for key in version.tags)  # scores live on the model, not in tags
+
+
 def test_registering_twice_makes_one_version(finished):
     _, workflow, _ = finished
     meta, result = workflow.meta(), workflow.record("register")["result"]
     mlflow_client = tracking.client(meta["tracking_uri"])
     before = len(mlflow_client.search_model_versions("name = 'quickstart-ddpm'"))
     again = register(
-        workflow.record("train")["result"]["model_uri"],
-        workflow.config().register,
-        meta["tracking_uri"],
-        meta["run_id"],
-        workflow.record("evaluate")["result"],
-        {},
+        workflow.config().register, meta["tracking_uri"], meta["run_id"], workflow.record("evaluate")["result"], {}
     )
     assert again["version"] == result["version"] and not again["created"]
     assert again["decision"] == result["decision"] == "promoted"
@@ -132,15 +251,20 @@ def test_register_with_a_real_mlflow_server(finished, mlflow_server, tmp_path):
     run_id, url = tracking.start_workflow_run(config, mlflow_server, "wf-server")
     assert url.startswith(mlflow_server)
     settings = config.register.model_copy(update={"model_name": "server-ddpm"})
-    result = register(
+    evaluation = workflow.record("evaluate")["result"]
+    manifest = load_verified(workflow.record("prepare")["result"]["dataset_uri"])
+    model_id = log_evaluated_model(
         workflow.record("train")["result"]["model_uri"],
-        settings,
         mlflow_server,
         run_id,
-        workflow.record("evaluate")["result"],
+        "server-ddpm",
         {"genpipe.workflow_id": "wf-server"},
+        evaluation["metrics"],
+        split_dataset(manifest, "val"),
     )
+    result = register(settings, mlflow_server, run_id, {**evaluation, "model_id": model_id}, {})
     assert result["version"] == 1 and result["alias_version"] == 1
+    tracking.end_run(mlflow_server, run_id, "FINISHED")
     out = tmp_path / "s.png"
     assert (
         cli.main(
@@ -194,7 +318,7 @@ def test_the_gate_keeps_a_worse_model_out_and_promote_rolls_back(finished, capsy
     assert worse["decision"] == "rejected" and worse["alias_version"] == int(champion.version)
     evaluated = Workflow(str(storage), "wf-worse").record("evaluate")["result"]
     assert evaluated["champion"]["version"] == int(champion.version)
-    assert not evaluated["champion"]["rescored"]  # same data, same evaluation: its tags are reused
+    assert not evaluated["champion"]["rescored"]  # same data, same evaluation: its logged scores are reused
     version = tracking.client(uri).get_model_version("quickstart-ddpm", str(worse["version"]))
     assert version.tags["genpipe.gate.decision"] == "rejected"
     assert float(version.tags["genpipe.gate.challenger_score"]) > float(version.tags["genpipe.gate.champion_score"])
@@ -224,6 +348,10 @@ def test_the_gate_keeps_a_worse_model_out_and_promote_rolls_back(finished, capsy
     )  # it started from the champion of that moment
     better = Workflow(str(storage), "wf-better").record("register")["result"]
     assert better["decision"] == "promoted" and better["alias_version"] == better["version"]
+    # Lineage: the model it started from is an input of its run.
+    better_run = tracking.client(uri).get_run(Workflow(str(storage), "wf-better").meta()["run_id"])
+    worse_version = tracking.client(uri).get_model_version("quickstart-ddpm", str(worse["version"]))
+    assert [m.model_id for m in better_run.inputs.model_inputs] == [logged_model_id(worse_version)]
 
     # Roll back to the original champion by hand; history shows all three and who holds the alias.
     assert cli.main(["promote", "quickstart-ddpm", str(champion.version), "--storage", str(storage)]) == 0
