@@ -4,6 +4,7 @@ as its metrics on the evaluation dataset, so the server can rank models by them.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 
@@ -48,7 +49,11 @@ def _logged_model(
     if ready:
         return ready[0].model_id
     with tempfile.TemporaryDirectory() as folder, tracking.pointed_at(tracking_uri):
-        weights = local_copy(model_uri, f"{folder}/{WEIGHTS_ARTIFACT}")
+        # MLflow files an artifact folder under its own name: the weights go in as `weights/`.
+        weights = f"{folder}/{WEIGHTS_ARTIFACT}"
+        fetched = local_copy(model_uri, weights)
+        if fetched != weights:
+            shutil.copytree(fetched, weights)
         return log_served_model(weights, mlflow_client, experiment_id, run_id, name, {**tags, REGISTERED_FOR_TAG: name})
 
 

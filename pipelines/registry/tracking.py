@@ -53,17 +53,22 @@ def default_tracking_uri(storage: str) -> str:
 @contextmanager
 def pointed_at(uri: str) -> Iterator[None]:
     """MLflow's process-wide tracking and registry URIs at `uri` for the block, as they were after.
-    Only for MLflow calls that take no client (logging an MLflow Model); the rest use `client`."""
+    Only for MLflow calls that take no client (logging an MLflow Model); the rest use `client`.
+    MLflow keeps the process-wide URIs in MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI too: those are
+    restored (or unset) exactly, never left pointing at MLflow's own default."""
     import mlflow
 
-    tracking_before, registry_before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    before = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(tracking_before)
-        mlflow.set_registry_uri(registry_before)
+        mlflow.set_tracking_uri(before["MLFLOW_TRACKING_URI"])  # type: ignore[arg-type]  # None unsets it
+        mlflow.set_registry_uri(before["MLFLOW_REGISTRY_URI"])  # type: ignore[arg-type]
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
 
 
 def is_server(uri: str) -> bool:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import mlflow.pyfunc
+import pandas as pd
 import pytest
 import torch
 from helpers import TINY
@@ -14,7 +16,7 @@ from safetensors.torch import load_file
 
 from pipelines import cli
 from pipelines.registry import tracking
-from pipelines.registry.versions import download
+from pipelines.registry.versions import download, logged_model_id
 from pipelines.train.checkpoints import MODEL_STATE_FILE
 from pipelines.workflow.runner import Workflow
 
@@ -100,6 +102,11 @@ def test_text_to_image_registers_its_ema_and_answers_prompts(ray_session, mlflow
         )
         == 0
     )  # a text model takes a class as its prompt too
+    # The same through MLflow's pyfunc: a row per request, by prompt or by class.
+    with tracking.pointed_at(mlflow_server):
+        served = mlflow.pyfunc.load_model("models:/t-t2i@champion")
+        images = served.predict(pd.DataFrame({"n": [2, 1], "prompt": ["a seven", None], "label": [None, "seven"]}))
+    assert images.shape == (3, 1, 8, 8)
     assert (
         cli.main(
             ["sample", "models:/quickstart-missing@champion", "--prompt", "a seven", "--tracking-uri", mlflow_server]
@@ -121,6 +128,9 @@ def test_latent_diffusion_runs_in_a_registered_vaes_space(ray_session, mlflow_se
     )
     tags = tracking.client(mlflow_server).get_run(run_id).data.tags
     assert tags["genpipe.autoencoder"] == "models:/t-latent-vae/1"  # pinned to the version it trained on
+    vae_version = tracking.client(mlflow_server).get_model_version("t-latent-vae", "1")
+    inputs = tracking.client(mlflow_server).get_run(run_id).inputs.model_inputs
+    assert [model.model_id for model in inputs] == [logged_model_id(vae_version)]  # lineage: the VAE it builds on
     vae = registered_weights("models:/t-latent-vae@champion", mlflow_server)
     latent = registered_weights("models:/t-ldm@champion", mlflow_server)
     assert all(torch.equal(latent[f"vae.{k}"], v) for k, v in vae.items())  # the VAE travels, frozen

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 
+import mlflow.pyfunc
+import pandas as pd
 import pytest
 
 from pipelines import cli
@@ -37,8 +39,18 @@ def test_gpt_trains_evaluates_registers_and_samples(ray_session, mlflow_server, 
     assert 0 < metrics["eval/bits_per_byte"] < 8 and metrics["train/tokens_per_s"] > 0
     samples = (tmp_path / "workflows" / "gpt" / "samples.md").read_text()
     assert "## 'def '" in samples and "## 'class Message'" in samples
-    artifacts = {a.path for a in client.list_artifacts(meta["run_id"], "model")}
-    assert {"model/model.safetensors", "model/config.json", "model/tokenizer.json"} <= artifacts
+    # Completions as tables: the evaluation's, and the live ones of training (the final step's).
+    evaluated = {a.path for a in client.list_artifacts(meta["run_id"], "evaluation")}
+    assert "evaluation/completions.json" in evaluated
+    assert "train/samples.json" in {a.path for a in client.list_artifacts(meta["run_id"], "train")}
+    # The registered MLflow Model carries the weights and the tokenizer, and completes prompts.
+    model_id = Workflow(str(tmp_path), "gpt").record("evaluate")["result"]["model_id"]
+    weights = {a.path for a in client.list_logged_model_artifacts(model_id, "artifacts/weights")}
+    assert {f"artifacts/weights/{name}" for name in ("model.safetensors", "config.json", "tokenizer.json")} <= weights
+    with tracking.pointed_at(mlflow_server):
+        served = mlflow.pyfunc.load_model("models:/gpt-code-tiny@champion")
+        answer = served.predict(pd.DataFrame({"prompt": ["def ", "import "], "max_new_tokens": [8, 8]}))
+    assert list(answer.columns) == ["completion"] and answer["completion"][1].startswith("import ")
 
     capsys.readouterr()
     assert (

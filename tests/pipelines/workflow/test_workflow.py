@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy
 import pytest
@@ -170,6 +171,8 @@ def test_mlflow_models_serve_answers_over_http(finished):
         **os.environ,
         "MLFLOW_TRACKING_URI": workflow.meta()["tracking_uri"],
         "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
+        # MLflow starts `uvicorn` by name: the environment's bin folder on PATH, as when it is activated.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     command = ["mlflow", "models", "serve", "-m", "models:/quickstart-ddpm@champion", "--env-manager", "local"]
     server = subprocess.Popen(
