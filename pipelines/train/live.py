@@ -105,6 +105,9 @@ class LiveRun:
             stopping = threading.Thread(target=self.monitor.finish, daemon=True)
             stopping.start()
             stopping.join(MONITOR_STOP_SECONDS)
+        flush = getattr(self.report, "flush", None)  # a Reporter (pipelines/workflow/progress.py)
+        if flush is not None:
+            flush()  # the last progress lines reach the console before the worker goes
 
 
 def _system_metrics(uri: str, run_id: str, node: str, every_s: float) -> Any:

@@ -5,12 +5,12 @@ the driver with a rate and an ETA.
 Ray's own log forwarding would carry them too, but with every library's chatter (Ray Train's
 reports, DeepSpeed's op builds): the driver starts Ray with `log_to_driver=False` unless asked to be
 verbose, and this channel carries only genpipe's own lines. Steps get a `report` callable (a
-partial over the actor handle, which Ray ships to any process) and know nothing of the board.
+`Reporter` over the actor handle, which Ray ships to any process) and know nothing of the board.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,17 +33,40 @@ class ProgressBoard:
         return events
 
 
-def _post(board: Any, stage: str, **event: Any) -> None:
-    board.post.remote({"stage": stage, **event})  # fire and forget: a step never waits on the console
+class Reporter:
+    """`report(stage, text="...", done=3, total=10, unit="steps")` posts to the board without
+    waiting (a step never waits on the console); `flush()`, at the end of a process's part, waits
+    until what it posted is on the board (Ray runs one caller's actor calls in order)."""
+
+    def __init__(self, board: Any):
+        self.board, self.last = board, None
+
+    def __reduce__(self) -> tuple[type[Reporter], tuple[Any]]:
+        return Reporter, (self.board,)  # to another process: the board, not this one's last call
+
+    def __call__(self, stage: str, **event: Any) -> None:
+        self.last = self.board.post.remote({"stage": stage, **event})
+
+    def flush(self, timeout: float = 5.0) -> None:
+        import ray
+
+        if self.last is not None:
+            with contextlib.suppress(Exception):  # a board gone with its driver: nothing to show
+                ray.get(self.last, timeout=timeout)
 
 
-def open_board() -> tuple[Any, Report]:
-    """A new board (an actor holding no CPU) and the `report` callable that posts to it:
-    `report(stage, text="...", done=3, total=10, unit="steps")`."""
+def flush(report: Report) -> None:
+    """Wait until what `report` posted is on the board (a no-op for a report that is not a Reporter)."""
+    if isinstance(report, Reporter):
+        report.flush()
+
+
+def open_board() -> tuple[Any, Reporter]:
+    """A new board (an actor holding no CPU) and the `report` callable that posts to it."""
     import ray
 
     board = ray.remote(num_cpus=0)(ProgressBoard).remote()
-    return board, functools.partial(_post, board)
+    return board, Reporter(board)
 
 
 def _clock(seconds: float) -> str:

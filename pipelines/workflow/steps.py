@@ -16,7 +16,7 @@ from models import build_model, family_class
 from pipelines.config import PipelineConfig
 from pipelines.registry import lineage
 from pipelines.registry.environment import apply_mlflow_defaults
-from pipelines.workflow.progress import Report
+from pipelines.workflow.progress import Report, flush
 from pipelines.workflow.results import (
     EvaluateResult,
     FitResult,
@@ -206,4 +206,6 @@ def run_step(step: str, config_json: dict[str, Any], inputs: Inputs, context: St
     # Bars off (the runner prints each step); Ray Data then warns that they are off, once per process.
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    return STEPS[step](PipelineConfig.model_validate(config_json), inputs, context)
+    result = STEPS[step](PipelineConfig.model_validate(config_json), inputs, context)
+    flush(context.report)  # the step's last progress lines are on the console before its result
+    return result

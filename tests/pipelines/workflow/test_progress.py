@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ray
 
-from pipelines.workflow.progress import ConsoleProgress, open_board
+from pipelines.workflow.progress import ConsoleProgress, flush, open_board
 
 
 def test_events_from_a_ray_task_reach_the_driver_in_order(ray_session):
@@ -16,6 +16,7 @@ def test_events_from_a_ray_task_reach_the_driver_in_order(ray_session):
         report("train", text="train split: kept on the cpu")
         for done in (10, 20, 40):
             report("train", done=done, total=40, unit="steps", text=f"loss={1 / done:.3f}")
+        flush(report)  # as every step's task does before it returns
 
     ray.get(step.remote(report))
     events = ray.get(board.take.remote())
