@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +69,12 @@ def connect_ray(address: str | None = None) -> None:
         # ~/.ray/auth_token exists, off when not); a cluster's own setting is the README's topic.
         logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
     verbose = os.environ.get("GENPIPE_VERBOSE") == "1"
+    own_handler = signal.getsignal(signal.SIGTERM)
     ray.init(address=address, logging_level=logging.INFO if verbose else logging.WARNING, log_to_driver=verbose)
+    # ray.init replaces the SIGTERM handler (its core worker then aborts the process): a caller that
+    # handles SIGTERM itself (the CLI ends the MLflow run KILLED) keeps its handler.
+    if callable(own_handler) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, own_handler)
 
 
 def resolve_config(

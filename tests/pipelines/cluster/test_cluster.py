@@ -22,6 +22,7 @@ from pipelines.cluster import jobs
 from pipelines.cluster import local as local_cluster
 from pipelines.cluster.local import free_port
 from pipelines.registry import tracking
+from pipelines.registry.versions import logged_model_id
 from pipelines.schedule.launchers import Launchers
 from pipelines.schedule.schedules import Schedule, Scheduler, ScheduleStore
 
@@ -116,8 +117,12 @@ def test_submitted_quickstart_uses_s3_and_the_remote_mlflow(client_env, tmp_path
     run = client.get_run(version.run_id)
     assert run.data.tags["genpipe.workflow_id"] == "it-quickstart"
     assert len(client.get_metric_history(run.info.run_id, "train/unet_loss")) >= 2  # rank 0 reached the server
-    artifacts = _bucket_keys(f"mlartifacts/{run.info.experiment_id}/{run.info.run_id}")
-    assert any(k.endswith("model/model.safetensors") for k in artifacts), artifacts
+    model_id = logged_model_id(version)
+    artifacts = _bucket_keys(f"mlartifacts/{run.info.experiment_id}/models/{model_id}")
+    assert any(k.endswith("artifacts/weights/model.safetensors") for k in artifacts), artifacts  # in the server's S3
+    # A job's working_dir has no .git: the commit it was submitted from came with it.
+    assert run.data.tags["mlflow.source.git.commit"] == tracking.git_state()["GENPIPE_GIT_COMMIT"]
+    assert run.data.tags["mlflow.source.type"] == "JOB"
 
     out = tmp_path / "grid.png"
     assert (
