@@ -9,7 +9,7 @@ import tempfile
 import time
 
 from mlflow import MlflowClient
-from mlflow.entities import Dataset, Metric
+from mlflow.entities import Dataset, LoggedModelStatus, Metric
 
 from pipelines.registry import tracking
 from pipelines.registry.served_model import log_served_model
@@ -45,7 +45,7 @@ def _logged_model(
         [experiment_id],
         filter_string=f"source_run_id = '{run_id}' and tags.`{REGISTERED_FOR_TAG}` = '{name}'",
     )
-    ready = [model for model in found if str(model.status) in ("READY", "LoggedModelStatus.READY")]
+    ready = [model for model in found if model.status == LoggedModelStatus.READY]
     if ready:
         return ready[0].model_id
     with tempfile.TemporaryDirectory() as folder, tracking.pointed_at(tracking_uri):

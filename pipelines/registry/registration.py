@@ -41,7 +41,9 @@ def register(
             settings.gate, evaluation["metrics"], champion and champion["metrics"], champion and champion["version"]
         )
         decision_tags = decision.tags()
-        model_id = evaluation["model_id"]
+        model_id = evaluation.get("model_id")
+        if not model_id:  # an evaluation recorded by a genpipe that logged no MLflow Model
+            raise ValueError("register: the evaluate record names no logged model; evaluate again")
         version_tags = {**tags, **decision_tags, EVAL_KEY_TAG: evaluation["evaluation_key"]}
         # A `models:/<id>` source links the version to its logged model (MLflow's UI follows it);
         # the registry resolves it through MLflow's process-wide tracking URI, not this client's.
