@@ -64,6 +64,12 @@ def _summarise(workflow: Workflow, results: dict[str, StepResult]) -> None:
         say(f"registered {reg.model_name} version {reg.version}: {reg.model_uri}")
         say(f"gate: {reg.decision}: {reg.reason}; @{reg.alias} -> version {reg.alias_version}")
     say(f"workflow {workflow.id} succeeded")
+    if isinstance(reg, RegisterResult):
+        text = isinstance(prep, PrepareResult) and prep.tokens is not None
+        asked = '--prompt "def "' if text else "-n 16 --out samples.png"
+        registry = workflow.meta()["tracking_uri"]
+        where = f"--storage {workflow.storage}" if registry == api.registry_uri(storage=workflow.storage) else ""
+        say(f"next: genpipe sample {reg.model_uri} {asked} {where or f'--tracking-uri {registry}'}")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

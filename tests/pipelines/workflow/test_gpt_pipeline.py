@@ -29,6 +29,9 @@ def test_gpt_trains_evaluates_registers_and_samples(ray_session, mlflow_server, 
     options = [item for setting in TINY_GPT for item in ("--set", setting)]
     args = ["gpt-code-tiny", "--storage", str(tmp_path), "--tracking-uri", mlflow_server, "--workflow-id", "gpt"]
     assert cli.main(["run", *args, *options]) == 0
+    # The console ends with the command to type next, aimed at the registry the run used.
+    next_line = f'next: genpipe sample models:/gpt-code-tiny/1 --prompt "def " --tracking-uri {mlflow_server}'
+    assert next_line in capsys.readouterr().out
     meta = Workflow(str(tmp_path), "gpt").meta()
     client = tracking.client(mlflow_server)
     history = sorted(client.get_metric_history(meta["run_id"], "train/transformer_loss"), key=lambda m: m.step)
