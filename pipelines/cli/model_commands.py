@@ -6,12 +6,16 @@ import argparse
 import inspect
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from pipelines.cli.output import EXIT_FAILED, EXIT_OK, UsageError, say, warn
 from pipelines.workflow import api
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = [ROOT / name for name in ("pipelines", "models", "data_prep", "storage")]
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -39,7 +43,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"{exc} ({args.model_uri})") from None
     for warning in caught:
-        warn(f"warning: {warning.message}")
+        where = Path(warning.filename).resolve()
+        if any(where.is_relative_to(package) for package in PACKAGES):  # ours (a long prompt), not a library's
+            warn(f"warning: {warning.message}")
     if isinstance(samples, list):  # a language model's completions
         for index, text in enumerate(samples):
             if index:
