@@ -7,7 +7,6 @@ Steps and Ray Train workers log through `MlflowClient` with an explicit run id r
 from __future__ import annotations
 
 import getpass
-import logging
 import os
 import subprocess
 import sys
@@ -31,8 +30,6 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # no .git), so a run on a cluster records the commit it was submitted from.
 GIT_COMMIT_VARIABLE, GIT_DIRTY_VARIABLE = "GENPIPE_GIT_COMMIT", "GENPIPE_GIT_DIRTY"
 COMMAND_VARIABLE = "GENPIPE_COMMAND"  # the command line a run comes from, its MLflow source
-
-log = logging.getLogger("genpipe.tracking")
 
 
 def tracking_uri(config: PipelineConfig) -> str:
@@ -209,8 +206,9 @@ def end_run(uri: str, run_id: str, status: str) -> None:
 
 def reopen_run(uri: str, run_id: str) -> None:
     """A resumed workflow's run is RUNNING again until the resume ends it."""
-    if client(uri).get_run(run_id).info.status != RunStatus.to_string(RunStatus.RUNNING):
-        client(uri).update_run(run_id, RunStatus.to_string(RunStatus.RUNNING))
+    mlflow_client, running = client(uri), RunStatus.to_string(RunStatus.RUNNING)
+    if mlflow_client.get_run(run_id).info.status != running:
+        mlflow_client.update_run(run_id, running)
 
 
 def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
