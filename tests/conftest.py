@@ -37,3 +37,18 @@ def moto_server(tmp_path_factory) -> Server:
     server = local_cluster.start_moto(tmp_path_factory.mktemp("moto"))
     yield server
     server.stop(timeout=10)
+
+
+@pytest.fixture
+def s3_env(moto_server, monkeypatch):
+    """AWS settings for the moto server; AWS_ENDPOINT_URL is each test's to set (or proxy)."""
+    import s3fs
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", local_cluster.MOTO_REGION)
+    monkeypatch.delenv("AWS_RETRY_MODE", raising=False)
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
+    s3fs.S3FileSystem.clear_instance_cache()  # instances remember the endpoint they were made with
+    yield monkeypatch
+    s3fs.S3FileSystem.clear_instance_cache()

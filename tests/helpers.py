@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipelines.cluster.local import Server, create_bucket, s3_environment
 from pipelines.config import PipelineConfig, load_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,3 +25,8 @@ TINY = [
 
 def tiny_config(storage: Path, *extra: str) -> PipelineConfig:
     return load_config("quickstart", [*TINY, *extra], storage=str(storage))
+
+
+def s3_bucket(moto: Server, name: str) -> str:
+    """A new bucket on the moto server."""
+    return create_bucket(s3_environment(moto), name)

@@ -25,6 +25,8 @@ def describe_error(error: Mapping[str, Any]) -> str:
         return f"must be {bounds[error['type']]} {limit}"
     if error["type"] == "extra_forbidden":
         return "unknown field"
+    if error["type"] == "string_pattern_mismatch":
+        return f"{error['input']!r} does not match {ctx['pattern']}"
     if error["type"] == "missing":
         return "required"
     return error["msg"].removeprefix("Value error, ")

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from data_prep.config import DataConfig, Strict
 from models import family_class
+from models.base import GenerativeModel
 from pipelines.config.cluster import ClusterConfig, without_credentials
 from pipelines.config.errors import problem_line
 from pipelines.config.overrides import assign
-from pipelines.config.sections import EvaluateConfig, ModelSection, RegisterConfig, TrainConfig
+from pipelines.config.sections import SAFE_NAME, EvaluateConfig, ModelSection, RegisterConfig, TrainConfig
 from pipelines.config.sweep import TuneSection
 
 DEFAULT_STORAGE = "./.genpipe"
@@ -32,7 +34,7 @@ warnings.filterwarnings("ignore", message='Field name "register"', category=User
 
 
 class PipelineConfig(Strict):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, pattern=SAFE_NAME, description="letters, digits, . _ -; names workflows")
     experiment: str | None = None
     storage: str = Field(default_factory=default_storage, description="default: GENPIPE_STORAGE, else ./.genpipe")
     tracking_uri: str | None = None
@@ -40,16 +42,30 @@ class PipelineConfig(Strict):
     model: ModelSection = Field(default_factory=ModelSection)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
-    register: RegisterConfig
+    register: RegisterConfig = Field(description="model_name defaults to the config's name")
     tune: TuneSection | None = Field(None, description="`genpipe tune`: the sweep")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="`genpipe submit`: the Ray job")
 
     _no_credentials_in_uris = field_validator("storage", "tracking_uri")(without_credentials)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _register_defaults_to_the_name(cls, raw: Any) -> Any:
+        """A config without `register:` registers under its own name."""
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+            register = raw.get("register")
+            if register is None:
+                raw = {**raw, "register": {"model_name": raw["name"]}}
+            elif isinstance(register, dict) and "model_name" not in register:
+                raw = {**raw, "register": {**register, "model_name": raw["name"]}}
+        return raw
+
     @model_validator(mode="after")
     def _sweep_is_valid(self) -> PipelineConfig:
         if self.tune is None:
             return self
+        if self.train.max_steps is not None:
+            raise ValueError("train.max_steps: a sweep counts a trial's length in epochs (ASHA's unit); set epochs")
         if self.data.modality != "image":
             raise ValueError(
                 f"tune: sweeps are for image families (GANs, autoencoders, diffusion), not {self.data.modality} data"
@@ -63,12 +79,7 @@ class PipelineConfig(Strict):
                 raise ValueError(
                     f"tune.space.{path}: {shown} gives an invalid config: {problem_line(exc.errors()[0])}"
                 ) from None
-        families = (
-            [family_class(f) for f in self.tune.space["model.family"].choice or []]
-            if "model.family" in self.tune.space
-            else [family_class(self.model.family)]
-        )
-        for family in families:
+        for family in self._families():
             if self.tune.metric not in family.metric_names():
                 raise ValueError(
                     f"tune.metric: {self.tune.metric!r} is not reported by {family.family} trials; "
@@ -98,12 +109,25 @@ class PipelineConfig(Strict):
     def _gate_defaults_to_the_family(self) -> PipelineConfig:
         """An unset gate metric is the family's own (what every model of it reports), with its mode."""
         gate = self.register.gate
-        if "metric" not in gate.model_fields_set:
+        if "metric" in gate.model_fields_set:
+            for family in self._families():
+                if gate.metric not in family.metric_names():
+                    raise ValueError(
+                        f"register.gate.metric: {family.family} models do not report {gate.metric!r}; "
+                        f"they report {', '.join(family.metric_names())}"
+                    )
+        else:
             metric, mode = family_class(self.model.family).default_gate
             gate.metric = metric
             if "mode" not in gate.model_fields_set:
                 gate.mode = mode  # type: ignore[assignment]  # a family declares "min" or "max"
         return self
+
+    def _families(self) -> list[type[GenerativeModel]]:
+        """The families this config trains: the model's, or each one a sweep chooses from."""
+        if self.tune is not None and "model.family" in self.tune.space:
+            return [family_class(f) for f in self.tune.space["model.family"].choice or []]
+        return [family_class(self.model.family)]
 
     @property
     def sweep(self) -> TuneSection:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from data_prep.config import Strict
 from models import family_class
@@ -43,7 +44,9 @@ class TrainConfig(Strict):
     use_gpu: bool | Literal["auto"] = "auto"
     batch_size: int = Field(64, gt=0, description="per worker")
     epochs: int = Field(1, gt=0)
-    max_steps: int | None = Field(None, gt=0, description="stop after this many optimizer steps")
+    max_steps: int | None = Field(
+        None, gt=0, description="the run's length in optimizer steps; overrides epochs (as in the HF Trainer)"
+    )
     learning_rate: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0, description="on weight matrices only")
     adam_beta1: float = Field(0.9, ge=0, lt=1, description="GANs: 0.5 (DCGAN) or 0 (WGAN-GP)")
@@ -119,7 +122,20 @@ class GateConfig(Strict):
     min_improvement: float = Field(0.0, ge=0)
 
 
+# A name that becomes a folder, a Ray job id or an MLflow name: no separators, no leading dot.
+SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+# MLflow keeps `latest` and `v<number>` for itself (models:/NAME@latest, @v3 name versions).
+RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
+
+
 class RegisterConfig(Strict):
-    model_name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    alias: str = "champion"
+    model_name: str = Field(min_length=1, pattern=SAFE_NAME, description="default: the config's name")
+    alias: str = Field("champion", pattern=r"^[A-Za-z0-9_-]{1,255}$")
     gate: GateConfig = Field(default_factory=GateConfig)
+
+    @field_validator("alias")
+    @classmethod
+    def _not_reserved(cls, alias: str) -> str:
+        if RESERVED_ALIAS.match(alias):
+            raise ValueError(f"{alias!r} is reserved by MLflow (latest and v<number> name versions)")
+        return alias

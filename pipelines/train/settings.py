@@ -45,7 +45,8 @@ def loop_settings(
     train: TrainConfig, rank: int, world_size: int, device: torch.device, split_rows: int
 ) -> LoopSettings:
     """The settings of a group of `world_size` processes sharing a train split of `split_rows`:
-    every step reads world x batch x accum samples of it, so each rank runs the same steps."""
+    every step reads world x batch x accum samples of it, so each rank runs the same steps. The run
+    lasts `max_steps` optimizer steps when set (epochs then follow from it), else `epochs` epochs."""
     train = for_world_size(train, world_size)
     rows_per_step = world_size * train.batch_size * train.grad_accum_steps
     steps_per_epoch = split_rows // rows_per_step
@@ -54,8 +55,9 @@ def loop_settings(
             f"train.batch_size: {train.batch_size} x train.grad_accum_steps {train.grad_accum_steps} x "
             f"{world_size} workers is more than the train split's {split_rows} rows"
         )
-    total = steps_per_epoch * train.epochs
-    return LoopSettings(train, rank, world_size, device, steps_per_epoch, min(total, train.max_steps or total))
+    # As in the Hugging Face Trainer: max_steps, when set, is the run's length and overrides epochs.
+    total = train.max_steps or steps_per_epoch * train.epochs
+    return LoopSettings(train, rank, world_size, device, steps_per_epoch, total)
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from typing import Any
 
 from pipelines.config import PipelineConfig
 from pipelines.registry import tracking
+from pipelines.workflow.lease import DriverLease, holder_alive
 from pipelines.workflow.progress import ConsoleProgress, open_board
 from pipelines.workflow.results import StepResult, parse_result
 from pipelines.workflow.steps import RUN_STEPS, STEP_ORDER, StepContext, run_step, step_resources
@@ -112,13 +113,18 @@ class Workflow:
 
     def step_states(self) -> dict[str, str]:
         """Each of the workflow's steps (a run's or a sweep's; a skipped workflow's are the run's,
-        all pending): succeeded, failed or pending."""
+        all pending): succeeded, failed, running (its driver is alive), interrupted (its driver
+        stopped or died in it) or pending."""
+        latest = self.lease().latest()
+        driver = latest[1] if latest else {}
         states = {}
         for step in self.meta()["steps"] or RUN_STEPS:
             if exists(self.record_uri(step)):
                 states[step] = "succeeded"
             elif exists(self.error_uri(step)):
                 states[step] = "failed"
+            elif driver.get("step") == step and driver.get("state") in ("running", "interrupted"):
+                states[step] = "running" if holder_alive(driver, time.time()) else "interrupted"
             else:
                 states[step] = "pending"
         return states
@@ -129,19 +135,27 @@ class Workflow:
         SIGTERM)."""
         meta = self.meta()
         uri, run_id = meta["tracking_uri"], meta["run_id"]
+        lease = self.lease()
+        lease.acquire()  # WorkflowBusy (exit 2) while another driver runs this workflow
         _mark_run(tracking.reopen_run, uri, run_id)
         try:
-            results = self._run_steps(steps, echo)
+            results = self._run_steps(steps, echo, lease)
         except WorkflowFailed:
             _mark_run(tracking.end_run, uri, run_id, "FAILED")
+            lease.release("failed")
             raise
         except BaseException:  # Ctrl-C, SIGTERM (the CLI turns it into KeyboardInterrupt), a lost driver
             _mark_run(tracking.end_run, uri, run_id, "KILLED")
+            lease.release("interrupted")
             raise
         _mark_run(tracking.end_run, uri, run_id, "FINISHED")
+        lease.release("finished")
         return results
 
-    def _run_steps(self, steps: tuple[str, ...], echo: Printer) -> dict[str, StepResult]:
+    def lease(self) -> DriverLease:
+        return DriverLease(self.uri)
+
+    def _run_steps(self, steps: tuple[str, ...], echo: Printer, lease: DriverLease) -> dict[str, StepResult]:
         import ray
 
         meta = self.meta()
@@ -157,6 +171,7 @@ class Workflow:
                 echo(f"= {step}: done earlier, skipped")
                 continue
             echo(f"> {step} ...")
+            lease.running(step)
             started = time.monotonic()
             task = ray.remote(run_step).options(**step_resources(step, config), max_retries=0, name=f"genpipe.{step}")
             try:

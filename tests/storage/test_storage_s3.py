@@ -10,11 +10,10 @@ from urllib.parse import urlsplit
 
 import pytest
 import s3fs
-from helpers import tiny_config
+from helpers import s3_bucket, tiny_config
 
 import storage
 from pipelines import cli
-from pipelines.cluster.local import MOTO_REGION, Server, create_bucket, s3_environment
 from pipelines.registry import tracking
 from pipelines.workflow import preflight
 
@@ -81,22 +80,6 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def s3_env(moto_server, monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", MOTO_REGION)
-    monkeypatch.delenv("AWS_RETRY_MODE", raising=False)
-    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
-    s3fs.S3FileSystem.clear_instance_cache()  # instances remember the endpoint they were made with
-    yield monkeypatch
-    s3fs.S3FileSystem.clear_instance_cache()
-
-
-def _bucket(moto: Server, name: str) -> str:
-    return create_bucket(s3_environment(moto), name)
-
-
-@pytest.fixture
 def flaky(moto_server, s3_env):
     proxy = FlakyProxy(moto_server.url, fail_every=2)
     thread = threading.Thread(target=proxy.serve_forever, daemon=True)
@@ -108,7 +91,7 @@ def flaky(moto_server, s3_env):
 
 
 def test_transient_s3_errors_are_retried(moto_server, flaky):
-    bucket = _bucket(moto_server, "flaky-retried")
+    bucket = s3_bucket(moto_server, "flaky-retried")
     uri = f"s3://{bucket}/runs/workflows/w/train.json"
     for index in range(5):
         storage.write_json_atomic(uri, {"step": index})
@@ -118,7 +101,7 @@ def test_transient_s3_errors_are_retried(moto_server, flaky):
 
 def test_without_retries_the_same_errors_fail(moto_server, flaky):
     """The control: the proxy's 500s do reach the client, so the test above proves the retries."""
-    bucket = _bucket(moto_server, "flaky-control")
+    bucket = s3_bucket(moto_server, "flaky-control")
     fs, path = storage.filesystem(
         f"s3://{bucket}/x.json", skip_instance_cache=True, config_kwargs={"retries": {"total_max_attempts": 1}}
     )
@@ -128,11 +111,11 @@ def test_without_retries_the_same_errors_fail(moto_server, flaky):
     assert flaky.failed >= 1
 
 
-def test_preflight_names_a_missing_bucket(moto_server, s3_env):
+def test_preflight_names_a_missings3_bucket(moto_server, s3_env):
     s3_env.setenv("AWS_ENDPOINT_URL", moto_server.url)
     with pytest.raises(preflight.PreflightError, match="bucket 'no-such-bucket' does not exist"):
         preflight.check_storage("s3://no-such-bucket/runs")
-    preflight.check_storage(f"s3://{_bucket(moto_server, 'preflight-ok')}/runs")  # writable: passes
+    preflight.check_storage(f"s3://{s3_bucket(moto_server, 'preflight-ok')}/runs")  # writable: passes
 
 
 def test_preflight_names_an_unreachable_endpoint(s3_env):
@@ -143,7 +126,7 @@ def test_preflight_names_an_unreachable_endpoint(s3_env):
 
 def test_embedded_mlflow_keeps_artifacts_beside_the_shards_on_s3(moto_server, s3_env, tmp_path):
     s3_env.setenv("AWS_ENDPOINT_URL", moto_server.url)
-    bucket = _bucket(moto_server, "embedded-artifacts")
+    bucket = s3_bucket(moto_server, "embedded-artifacts")
     config = tiny_config(f"s3://{bucket}/runs")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_id, _ = tracking.start_workflow_run(config, uri, "w1")
@@ -157,6 +140,6 @@ def test_status_on_a_missing_bucket_is_one_line_not_a_traceback(moto_server, s3_
     assert cli.main(["status", "--storage", "s3://no-such-bucket/runs"]) == 2
     expected = "--storage: s3://no-such-bucket/runs: bucket 'no-such-bucket' does not exist"
     assert capsys.readouterr().err.strip() == expected
-    bucket = _bucket(moto_server, "status-ok")
+    bucket = s3_bucket(moto_server, "status-ok")
     assert cli.main(["status", "--storage", f"s3://{bucket}/runs"]) == 0
     assert f"no workflows in s3://{bucket}/runs" in capsys.readouterr().out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import ray
+import torch
 
 from pipelines import cli
 from pipelines.config import ConfigError, apply_overrides, flatten, load_config
@@ -121,3 +122,64 @@ def test_the_gate_defaults_to_the_family_metric_unless_named(tmp_path):
     assert (gate.metric, gate.mode) == ("eval/val_loss", "min")  # what every language model reports
     named = load_config(str(path), ["register.gate.metric=eval/bits_per_byte"]).register.gate
     assert (named.metric, named.mode) == ("eval/bits_per_byte", "min")
+
+
+def test_a_config_without_register_registers_under_its_name(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("name: mine\ndata: {source: {kind: digits}}\n")
+    register = load_config(str(path)).register
+    assert (register.model_name, register.alias) == ("mine", "champion")
+
+
+@pytest.mark.parametrize(
+    ("setting", "problem"),
+    [
+        ("name=../../x", "name: '../../x' does not match"),
+        ("name=a/b", "name: 'a/b' does not match"),
+        ("register.model_name=.hidden", "register.model_name: '.hidden' does not match"),
+        ("register.alias=latest", "register.alias: 'latest' is reserved by MLflow"),
+        ("register.alias=V3", "register.alias: 'V3' is reserved by MLflow"),
+        ("register.alias=a b", "register.alias: 'a b' does not match"),
+        ("register.gate.metric=eval/perplexity", "register.gate.metric: ddpm models do not report 'eval/perplexity'"),
+    ],
+)
+def test_unsafe_names_reserved_aliases_and_foreign_gate_metrics_are_refused(setting, problem):
+    with pytest.raises(ConfigError) as caught:
+        load_config("quickstart", [setting])
+    assert any(line.startswith(problem) for line in caught.value.problems), caught.value.problems
+
+
+def test_a_sweep_refuses_max_steps():
+    with pytest.raises(ConfigError, match="train.max_steps: a sweep counts a trial's length in epochs"):
+        load_config("gan-sweep-digits", ["train.max_steps=10"])
+
+
+def test_max_steps_is_the_run_length_and_overrides_epochs():
+    from pipelines.train.settings import loop_settings
+
+    train = load_config("quickstart", ["train.epochs=1", "train.max_steps=60"]).train
+    settings = loop_settings(train, 0, 2, torch.device("cpu"), split_rows=1437)
+    assert settings.steps_per_epoch == 11 and settings.total_steps == 60  # 6 epochs' worth, not 11
+    by_epochs = loop_settings(train.model_copy(update={"max_steps": None}), 0, 2, torch.device("cpu"), 1437)
+    assert by_epochs.total_steps == 11
+
+
+def test_resources_no_node_has_exit_2_before_anything_starts(ray_session, tmp_path, capsys):
+    storage = tmp_path / "store"
+    code = cli.main(
+        [
+            "run",
+            "quickstart",
+            "--storage",
+            str(storage),
+            "--set",
+            "train.cpus_per_worker=3",
+            "--set",
+            "train.num_workers=1",
+        ]
+    )
+    assert code == 2
+    assert "train.num_workers: 1 workers of 3 CPU each (PACK) do not fit the cluster (2 CPU/0 GPU)" in (
+        capsys.readouterr().err
+    )
+    assert not (storage / "workflows").exists()

@@ -66,9 +66,13 @@ def test_every_family_in_the_space_must_report_the_metric():
         "tune.space={model.family: {choice: [vae, dae]}}",
         "tune.metric=eval/nll_iw",
         "model.family=vae",
-        "register.gate.metric=eval/nll_iw",
     )
     assert any("tune.metric: 'eval/nll_iw' is not reported by dae trials" in p for p in found), found
+    # the gate's metric, too, must be one that every family of the space reports
+    found = problems(
+        "tune.space={model.family: {choice: [vae, dae]}}", "model.family=vae", "register.gate.metric=eval/nll_iw"
+    )
+    assert any("register.gate.metric: dae models do not report 'eval/nll_iw'" in p for p in found), found
 
 
 def test_the_built_in_sweeps_are_valid():

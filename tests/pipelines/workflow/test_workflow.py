@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy
 import pytest
 from helpers import REPO, TINY
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from PIL import Image
 
 from data_prep.manifest import load_verified
@@ -246,6 +248,59 @@ def test_registering_twice_makes_one_version(finished):
     assert again["version"] == result["version"] and not again["created"]
     assert again["decision"] == result["decision"] == "promoted"
     assert len(mlflow_client.search_model_versions("name = 'quickstart-ddpm'")) == before
+
+
+def _challenger(finished, model_name: str, workflow_id: str, fid: float, key: str | None = None):
+    """The finished workflow's model logged again under a new run with `fid` as its score: what
+    the register step of another workflow would be given."""
+    _, workflow, _ = finished
+    config, uri = workflow.config(), workflow.meta()["tracking_uri"]
+    run_id, _ = tracking.start_workflow_run(config, uri, workflow_id)
+    evaluation = {**workflow.record("evaluate")["result"], "champion": None}
+    evaluation["metrics"] = {**evaluation["metrics"], "eval/classifier_fid": fid}
+    manifest = load_verified(workflow.record("prepare")["result"]["dataset_uri"])
+    model_id = log_evaluated_model(
+        workflow.record("train")["result"]["model_uri"],
+        uri,
+        run_id,
+        model_name,
+        {},
+        evaluation["metrics"],
+        split_dataset(manifest, "val"),
+    )
+    evaluation.update(model_id=model_id, evaluation_key=key or evaluation["evaluation_key"])
+    settings = config.register.model_copy(update={"model_name": model_name})
+    return settings, uri, run_id, evaluation
+
+
+def test_a_promotion_cut_short_moves_the_alias_when_register_runs_again(finished, monkeypatch):
+    settings, uri, run_id, evaluation = _challenger(finished, "cut-ddpm", "wf-cut", 10.0)
+
+    def connection_lost(*args, **kwargs):
+        raise MlflowException("connection lost")
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", connection_lost)
+    with pytest.raises(MlflowException):
+        register(settings, uri, run_id, evaluation, {})
+    assert aliased_version(uri, "cut-ddpm", "champion") is None  # the version exists, the alias does not
+    monkeypatch.undo()
+    again = register(settings, uri, run_id, evaluation, {})
+    assert not again["created"] and again["decision"] == "promoted"
+    assert again["version"] == again["alias_version"] == 1
+
+
+def test_the_gate_compares_with_the_champion_of_register_time(finished):
+    """Two workflows evaluated while there was no champion: the first to register takes the alias,
+    the second is compared with it (same evaluation key) or, scored otherwise, not promoted."""
+    first = _challenger(finished, "race-ddpm", "wf-race-1", 10.0)
+    worse = _challenger(finished, "race-ddpm", "wf-race-2", 20.0)
+    elsewise = _challenger(finished, "race-ddpm", "wf-race-3", 5.0, key="another-evaluation")
+    assert register(*first, {})["decision"] == "promoted"
+    later = register(*worse, {})
+    assert later["decision"] == "rejected" and "does not beat the champion's 10" in later["reason"]
+    other = register(*elsewise, {})
+    assert other["decision"] == "rejected" and "the champion changed to version 1" in other["reason"]
+    assert other["alias_version"] == 1
 
 
 def test_register_with_a_real_mlflow_server(finished, mlflow_server, tmp_path):
