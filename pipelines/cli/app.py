@@ -44,15 +44,13 @@ def _leave_a_jobs_working_directory() -> None:
         os.chdir(tempfile.gettempdir())
 
 
+def _add_set_option(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="a YAML file or a built-in config name (e.g. quickstart)")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. train.epochs=5 (repeatable)",
-    )
+    _add_set_option(parser, "override a config value, e.g. train.epochs=5 (repeatable)")
     _add_cluster_options(parser)
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite in the storage)")
     parser.add_argument("--workflow-id", help="continue or name this workflow")
@@ -96,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.set_defaults(handler=lambda a: run_workflow(a, SWEEP_STEPS), keeps_log=True)
     resume = commands.add_parser("resume", help="re-run a workflow, skipping its finished steps")
     resume.add_argument("workflow_id")
+    _add_set_option(resume, "change the config of the steps not yet done, e.g. register.gate.metric=eval/val_loss")
     _add_cluster_options(resume)
     resume.set_defaults(handler=cmd_resume, keeps_log=True)
     status = commands.add_parser("status", help="list workflows, or one workflow's steps")

@@ -74,7 +74,7 @@ def _summarise(workflow: Workflow, results: dict[str, StepResult]) -> None:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     try:
-        outcome = api.resume(args.workflow_id, storage=args.storage, address=args.address, echo=say)
+        outcome = api.resume(args.workflow_id, sets=args.set, storage=args.storage, address=args.address, echo=say)
     except WorkflowFailed as failure:
         return _failed(failure, getattr(args, "log_file", None))
     _summarise(outcome.workflow, outcome.results)

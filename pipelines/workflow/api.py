@@ -159,13 +159,20 @@ def open_workflow(workflow_id: str, storage: str | None = None, write: bool = Tr
 
 
 def resume(
-    workflow_id: str, *, storage: str | None = None, address: str | None = None, echo: Printer = _quiet
+    workflow_id: str,
+    *,
+    sets: Sequence[str] = (),
+    storage: str | None = None,
+    address: str | None = None,
+    echo: Printer = _quiet,
 ) -> Outcome:
-    """Re-run a workflow with the config it started with, skipping its finished steps."""
+    """Re-run a workflow with the config it started with, skipping its finished steps. `sets`
+    change the config for the steps not yet done (a gate metric that failed register), and are
+    recorded in the workflow."""
     apply_mlflow_defaults()
     workflow = open_workflow(workflow_id, storage)
+    config = workflow.amend(list(sets)) if sets else workflow.config()
     meta = workflow.meta()
-    config = workflow.config()
     preflight.check_ray_address(address)
     preflight.check_tracking(tracking.tracking_uri(config))
     connect_ray(address)

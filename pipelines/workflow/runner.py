@@ -15,12 +15,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from pipelines.config import PipelineConfig
+from pipelines.config import ConfigError, PipelineConfig, apply_overrides
+from pipelines.config.loading import validate_config
 from pipelines.registry import tracking
 from pipelines.workflow.lease import DriverLease, holder_alive
 from pipelines.workflow.progress import ConsoleProgress, open_board
 from pipelines.workflow.results import StepResult, parse_result
-from pipelines.workflow.steps import RUN_STEPS, STEP_ORDER, StepContext, run_step, step_resources
+from pipelines.workflow.steps import RUN_STEPS, STEP_ORDER, STEP_SECTIONS, StepContext, run_step, step_resources
 from storage import exists, filesystem, join, read_json, write_json_atomic
 
 Printer = Callable[[str], None]
@@ -89,6 +90,37 @@ class Workflow:
         }
         write_json_atomic(self.meta_uri, meta)
         return meta
+
+    def amend(self, assignments: list[str]) -> PipelineConfig:
+        """Change the config for the steps not yet done (`genpipe resume ID --set ...`), after a
+        config-caused failure: a ConfigError names a setting that a finished step already used.
+        The change is validated and recorded in workflow.json (`amendments`) and on the run."""
+        meta = self.meta()
+        done = [step for step in meta["steps"] if self.record(step) is not None]
+        problems = []
+        for assignment in assignments:
+            section = assignment.partition("=")[0].strip().split(".")[0]
+            readers = [step for step, sections in STEP_SECTIONS.items() if section in sections]
+            used = [step for step in done if step in readers]
+            if not readers:
+                problems.append(f"--set {assignment}: {section} is fixed for a workflow; start a new one")
+            elif used:
+                problems.append(
+                    f"--set {assignment}: {', '.join(used)} already ran with {section}; a new workflow can change it"
+                )
+        if problems:
+            raise ConfigError(problems)
+        config = validate_config(apply_overrides(meta["config"], assignments))
+        meta["config"] = config.model_dump(mode="json")
+        meta.setdefault("amendments", []).append({"at": _now(), "sets": assignments})
+        write_json_atomic(self.meta_uri, meta)
+        _mark_run(
+            tracking.set_tags,
+            meta["tracking_uri"],
+            meta["run_id"],
+            {"genpipe.resume.sets": " ".join(s for amendment in meta["amendments"] for s in amendment["sets"])},
+        )
+        return config
 
     def skip(self, config: PipelineConfig, reason: str) -> None:
         """Record a workflow that decided not to run (e.g. its data has not changed)."""
@@ -214,7 +246,7 @@ def _wait_showing_progress(pending: Any, board: Any, console: ConsoleProgress) -
             return ray.get(pending)
 
 
-def _mark_run(change: Callable[..., None], *args: str) -> None:
+def _mark_run(change: Callable[..., None], *args: Any) -> None:
     """A change of the run's status; an MLflow that is down costs the workflow nothing but a warning."""
     try:
         change(*args)

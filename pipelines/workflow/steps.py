@@ -30,6 +30,15 @@ from pipelines.workflow.results import (
 STEP_ORDER = ("prepare", "train", "tune", "evaluate", "register")
 RUN_STEPS = ("prepare", "train", "evaluate", "register")  # genpipe run
 SWEEP_STEPS = ("prepare", "tune", "evaluate", "register")  # genpipe tune: the best trial goes on
+# The config sections each step reads: `genpipe resume ID --set` may change a section only while
+# every step reading it is still to run.
+STEP_SECTIONS: dict[str, tuple[str, ...]] = {
+    "prepare": ("data",),
+    "train": ("model", "train"),
+    "tune": ("model", "train", "tune"),
+    "evaluate": ("evaluate",),
+    "register": ("register",),
+}
 
 
 def _silent(stage: str, **event: Any) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -301,6 +302,21 @@ def test_the_gate_compares_with_the_champion_of_register_time(finished):
     other = register(*elsewise, {})
     assert other["decision"] == "rejected" and "the champion changed to version 1" in other["reason"]
     assert other["alias_version"] == 1
+
+
+def test_resume_set_changes_the_steps_not_yet_done_and_refuses_the_others(finished, capsys):
+    storage, workflow, _ = finished
+    copy = storage / "workflows" / "wf-amend"
+    shutil.copytree(storage / "workflows" / "wf", copy, ignore=shutil.ignore_patterns("leases", "register.json"))
+    base = ["resume", "wf-amend", "--storage", str(storage)]
+    assert cli.main([*base, "--set", "train.epochs=2", "--set", "name=other"]) == 2
+    err = capsys.readouterr().err
+    assert "--set train.epochs=2: train already ran with train" in err and "--set name=other: name is fixed" in err
+    assert cli.main([*base, "--set", "register.model_name=amended-ddpm"]) == 0
+    amended = Workflow(str(storage), "wf-amend")
+    assert amended.record("register")["result"]["model_name"] == "amended-ddpm"
+    assert amended.record("train") == workflow.record("train")  # not trained again
+    assert [a["sets"] for a in amended.meta()["amendments"]] == [["register.model_name=amended-ddpm"]]
 
 
 def test_register_with_a_real_mlflow_server(finished, mlflow_server, tmp_path):
