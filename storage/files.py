@@ -85,10 +85,25 @@ def create_exclusive(uri: str, payload: Any) -> bool:
     try:
         with fs.open(path, "xb") as handle:
             handle.write(data)
-    except FileExistsError:
-        return False
     except (ValueError, NotImplementedError) as exc:
         raise RuntimeError(
             f"{uri}: this storage cannot create a file exclusively ({exc}); run a single scheduler on it"
         ) from exc
+    except Exception as exc:
+        # The PUT may have landed though its answer was lost (a retry then meets the object and
+        # fails): the object is ours if it holds our payload, which carries a nonce when it matters.
+        if _holds(fs, path, data):
+            return True
+        if isinstance(exc, FileExistsError):
+            return False
+        raise
     return True
+
+
+def _holds(fs: Any, path: str, data: bytes) -> bool:
+    """Whether the object at `path` exists and holds exactly `data`."""
+    try:
+        with fs.open(path, "rb") as handle:
+            return handle.read() == data
+    except FileNotFoundError:
+        return False

@@ -60,7 +60,11 @@ def cmd_schedule_list(args: argparse.Namespace) -> int:
         say(f"no schedules in {store.storage}")
     now = time.time()
     for name in names:
-        schedule, state = store.get(name), store.state(name)
+        try:
+            schedule, state = store.get(name), store.state(name)
+        except Exception as exc:  # one broken schedule must not hide the others
+            say(f"{name}  broken: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}")
+            continue
         nxt = "paused" if schedule.paused else f"next {_when(schedule.next_slot(now))}"
         running = f", running {state.running.workflow_id}" if state.running else ""
         where = f"  on {schedule.address}" if schedule.address else ""
@@ -99,11 +103,14 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     import uuid
 
     from pipelines.schedule.launchers import Launchers
-    from pipelines.schedule.schedules import Scheduler
+    from pipelines.schedule.schedules import LEASE_SECONDS, Scheduler
 
     store = _schedules(args)
     holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
-    scheduler = Scheduler(store, Launchers(store.storage), holder, echo=say)
+    # A run's heartbeat is refreshed once a tick: its lease spans a few ticks, so a live scheduler
+    # with a long tick is never taken for a dead one.
+    lease = max(LEASE_SECONDS, 3 * args.tick)
+    scheduler = Scheduler(store, Launchers(store.storage), holder, echo=say, lease_seconds=lease)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -15,20 +15,25 @@ died, and is written off so the schedule is not blocked forever.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import BaseModel, Field, field_validator
 
 from storage import create_exclusive, exists, filesystem, join, read_json, write_json_atomic
+from storage.lease import Lease, LeaseHeld
 
 LEASE_SECONDS = 60.0
+LAUNCH_ATTEMPTS = 3
+TICK_LOCK_SECONDS = 120.0  # one scheduler at a time updates a schedule's state (storage/lease.py)
 HISTORY_LENGTH = 20
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
@@ -50,6 +55,10 @@ class Schedule(BaseModel):
     def _valid_cron(cls, value: str) -> str:
         if not croniter.is_valid(value):
             raise ValueError(f"{value!r} is not a cron expression (5 fields, or 6 with seconds)")
+        try:  # valid fields can still name a date that never comes (February 31st)
+            croniter(value, datetime(2000, 1, 1)).get_next(float)
+        except CroniterBadDateError:
+            raise ValueError(f"{value!r} never fires (no such date)") from None
         return value
 
     @field_validator("timezone")
@@ -84,6 +93,7 @@ class Running(BaseModel):
     started_at: float
     holder: str
     heartbeat_at: float
+    lease_s: float | None = None  # the holder's lease: a few of its ticks (older states: LEASE_SECONDS)
 
 
 class ScheduleState(BaseModel):
@@ -93,6 +103,7 @@ class ScheduleState(BaseModel):
     last_workflow_id: str | None = None
     running: Running | None = None
     queued_slot: float | None = None
+    launch_failures: int = 0  # in a row, for the queued slot: retried up to LAUNCH_ATTEMPTS times
     history: list[dict[str, Any]] = Field(default_factory=list)
 
     def note(self, slot: float, outcome: str, workflow_id: str | None, at: float) -> None:
@@ -153,7 +164,11 @@ class ScheduleStore:
 
     def claim(self, name: str, slot: float, holder: str, at: float) -> bool:
         """True for exactly one caller per (schedule, slot), however many schedulers race."""
-        return create_exclusive(self._uri(name, "claims", f"{int(slot)}.json"), {"holder": holder, "at": at})
+        payload = {"holder": holder, "at": at, "nonce": uuid.uuid4().hex}
+        return create_exclusive(self._uri(name, "claims", f"{int(slot)}.json"), payload)
+
+    def tick_lock(self, name: str) -> Lease:
+        return Lease(self._uri(name, "tick-lock"), term_s=TICK_LOCK_SECONDS)
 
 
 def workflow_id_for(name: str, slot: float) -> str:
@@ -171,17 +186,41 @@ class Scheduler:
     lease_seconds: float = LEASE_SECONDS
 
     def tick(self, now: float) -> list[str]:
-        """One pass over every schedule; returns the workflow ids fired."""
+        """One pass over every schedule; returns the workflow ids fired. A schedule that fails
+        (a broken file, storage or a dashboard that is down) has the error noted on its state and
+        never stops the pass, the other schedules or the scheduler."""
         fired = []
         for name in self.store.names():
+            lock = self.store.tick_lock(name)
             try:
-                schedule = self.store.get(name)
+                lock.acquire(renew=False)  # its state is read, changed and written by one scheduler
+            except LeaseHeld:
+                continue  # another scheduler is on it this very moment
+            except Exception as exc:  # the storage failing: the next tick tries again
+                self.echo(f"[scheduler] {name}: cannot take its lock: {type(exc).__name__}: {exc}".splitlines()[0])
+                continue
+            try:
+                workflow_id = self._tick_one(self.store.get(name), now)
+                if workflow_id:
+                    fired.append(workflow_id)
             except KeyError:
                 continue  # removed during the pass
-            workflow_id = self._tick_one(schedule, now)
-            if workflow_id:
-                fired.append(workflow_id)
+            except Exception as exc:
+                self._note_error(name, exc, now)
+            finally:
+                with contextlib.suppress(Exception):  # unreleased, it lapses after its term
+                    lock.release("finished")
         return fired
+
+    def _note_error(self, name: str, exc: Exception, now: float) -> None:
+        problem = f"error: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
+        self.echo(f"[scheduler] {name}: {problem}")
+        try:
+            state = self.store.state(name)
+            state.note(state.last_slot or now, problem, None, now)
+            self.store.save_state(name, state)
+        except Exception:  # the storage itself is failing: the echo above is all there is
+            return
 
     def _tick_one(self, schedule: Schedule, now: float) -> str | None:
         state = self.store.state(schedule.name)
@@ -224,7 +263,7 @@ class Scheduler:
             state.note(running.slot, outcome, running.workflow_id, now)
             self.echo(f"[scheduler] {schedule.name}: {running.workflow_id} {outcome}")
             return True
-        if now - running.heartbeat_at > self.lease_seconds:
+        if now - running.heartbeat_at > (running.lease_s or LEASE_SECONDS):
             state.running = None
             state.note(
                 running.slot,
@@ -235,11 +274,31 @@ class Scheduler:
             return True
         return False
 
-    def _fire(self, schedule: Schedule, state: ScheduleState, slot: float, now: float) -> str:
+    def _fire(self, schedule: Schedule, state: ScheduleState, slot: float, now: float) -> str | None:
+        """Start the slot's run. A launch that fails is noted and the slot queued for the next
+        tick, LAUNCH_ATTEMPTS times in all; then it is noted as given up: never silently lost."""
         workflow_id = workflow_id_for(schedule.name, slot)
-        self.launcher.start(schedule, workflow_id)
+        try:
+            self.launcher.start(schedule, workflow_id)
+        except Exception as exc:
+            state.launch_failures += 1
+            retry = state.launch_failures < LAUNCH_ATTEMPTS
+            state.queued_slot = slot if retry else None
+            outcome = f"launch failed ({state.launch_failures}/{LAUNCH_ATTEMPTS}): {type(exc).__name__}: {exc}"
+            outcome = outcome.splitlines()[0][:300] + ("; retried next tick" if retry else "; given up")
+            state.note(slot, outcome, workflow_id, now)
+            self.echo(f"[scheduler] {schedule.name}: slot {_iso(slot)} {outcome}")
+            if not retry:
+                state.launch_failures = 0
+            return None
+        state.launch_failures = 0
         state.running = Running(
-            workflow_id=workflow_id, slot=slot, started_at=now, holder=self.holder, heartbeat_at=now
+            workflow_id=workflow_id,
+            slot=slot,
+            started_at=now,
+            holder=self.holder,
+            heartbeat_at=now,
+            lease_s=self.lease_seconds,
         )
         state.last_fired_at = now
         self.echo(f"[scheduler] {schedule.name}: fired {workflow_id} for slot {_iso(slot)}")

@@ -18,7 +18,7 @@ from typing import Any
 from pipelines.config import ConfigError, PipelineConfig, apply_overrides
 from pipelines.config.loading import validate_config
 from pipelines.registry import tracking
-from pipelines.workflow.lease import DriverLease, holder_alive
+from pipelines.workflow.lease import DriverLease
 from pipelines.workflow.progress import ConsoleProgress, open_board
 from pipelines.workflow.results import StepResult, parse_result
 from pipelines.workflow.steps import RUN_STEPS, STEP_ORDER, STEP_SECTIONS, StepContext, run_step, step_resources
@@ -147,18 +147,15 @@ class Workflow:
         """Each of the workflow's steps (a run's or a sweep's; a skipped workflow's are the run's,
         all pending): succeeded, failed, running (its driver is alive), interrupted (its driver
         stopped or died in it) or pending."""
-        latest = self.lease().latest()
-        driver = latest[1] if latest else {}
+        lease = self.lease()
         states = {}
         for step in self.meta()["steps"] or RUN_STEPS:
             if exists(self.record_uri(step)):
                 states[step] = "succeeded"
             elif exists(self.error_uri(step)):
                 states[step] = "failed"
-            elif driver.get("step") == step and driver.get("state") in ("running", "interrupted"):
-                states[step] = "running" if holder_alive(driver, time.time()) else "interrupted"
             else:
-                states[step] = "pending"
+                states[step] = lease.step_state(step) or "pending"
         return states
 
     def run(self, steps: tuple[str, ...] = RUN_STEPS, echo: Printer = print) -> dict[str, StepResult]:
@@ -185,7 +182,7 @@ class Workflow:
         return results
 
     def lease(self) -> DriverLease:
-        return DriverLease(self.uri)
+        return DriverLease.of(self.uri)
 
     def _run_steps(self, steps: tuple[str, ...], echo: Printer, lease: DriverLease) -> dict[str, StepResult]:
         import ray
@@ -203,7 +200,7 @@ class Workflow:
                 echo(f"= {step}: done earlier, skipped")
                 continue
             echo(f"> {step} ...")
-            lease.running(step)
+            lease.doing(step)
             started = time.monotonic()
             task = ray.remote(run_step).options(**step_resources(step, config), max_retries=0, name=f"genpipe.{step}")
             try:

@@ -27,11 +27,14 @@ class FlakyProxy(ThreadingHTTPServer):
     """Forwards S3 requests to moto and answers every `fail_every`-th one with HTTP 500 itself,
     as S3 does now and then (s3fs does not retry a 500 by itself: botocore's retry config must)."""
 
-    def __init__(self, upstream: str, fail_every: int):
+    def __init__(self, upstream: str, fail_every: int, lose_answers_to: str | None = None):
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
         self.upstream, self.fail_every = urlsplit(upstream), fail_every
-        self.requests = self.failed = 0
+        self.requests = self.failed = self.lost = 0
         self.lock = threading.Lock()
+        # PUTs whose path contains this reach moto, but their answer is replaced by a 500 once: a
+        # write that landed while the client heard it fail.
+        self.lose_answers_to = lose_answers_to
 
     @property
     def url(self) -> str:
@@ -44,6 +47,13 @@ class FlakyProxy(ThreadingHTTPServer):
             self.failed += fail
             return fail
 
+    def should_lose_answer(self, method: str, path: str) -> bool:
+        with self.lock:
+            lose = method == "PUT" and self.lose_answers_to is not None and self.lose_answers_to in path
+            if lose:
+                self.lose_answers_to, self.lost = None, self.lost + 1
+            return lose
+
 
 class _ProxyHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -52,17 +62,15 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         head = self.command == "HEAD"  # a HEAD answer has no body but the length of the GET's
         if self.server.should_fail():
-            self.send_response(500)
-            self.send_header("Content-Type", "application/xml")
-            self.send_header("Content-Length", "0" if head else str(len(INTERNAL_ERROR)))
-            self.end_headers()
-            if not head:
-                self.wfile.write(INTERNAL_ERROR)
+            self._internal_error(head)
             return
         upstream = http.client.HTTPConnection(self.server.upstream.hostname, self.server.upstream.port, timeout=30)
         upstream.request(self.command, self.path, body=body, headers=dict(self.headers))
         response = upstream.getresponse()
         payload = response.read()
+        if self.server.should_lose_answer(self.command, self.path):
+            self._internal_error(head)
+            return
         self.send_response(response.status)
         for name, value in response.getheaders():
             if name.lower() not in ("transfer-encoding", "connection") and (head or name.lower() != "content-length"):
@@ -72,6 +80,14 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
         upstream.close()
+
+    def _internal_error(self, head: bool) -> None:
+        self.send_response(500)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", "0" if head else str(len(INTERNAL_ERROR)))
+        self.end_headers()
+        if not head:
+            self.wfile.write(INTERNAL_ERROR)
 
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
 
@@ -99,6 +115,24 @@ def test_transient_s3_errors_are_retried(moto_server, flaky):
     assert flaky.failed >= 5  # half of all requests failed, and every operation still succeeded
 
 
+def test_an_exclusive_create_whose_answer_was_lost_is_still_won(moto_server, s3_env):
+    """A scheduler's claim (or a driver's lease) lands on S3 but the answer is lost: the client's
+    retry meets the object. The nonce read back tells it the object is its own, so the slot is
+    neither lost nor fired twice; another caller's payload still loses."""
+    proxy = FlakyProxy(moto_server.url, fail_every=10**9, lose_answers_to="/claims/")
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    s3_env.setenv("AWS_ENDPOINT_URL", proxy.url)
+    try:
+        bucket = s3_bucket(moto_server, "lost-answers")
+        uri = f"s3://{bucket}/schedules/s/claims/1700000000.json"
+        assert storage.create_exclusive(uri, {"holder": "a", "nonce": "n1"}) is True
+        assert proxy.lost == 1
+        assert storage.create_exclusive(uri, {"holder": "b", "nonce": "n2"}) is False
+        assert storage.read_json(uri) == {"holder": "a", "nonce": "n1"}
+    finally:
+        proxy.shutdown()
+
+
 def test_without_retries_the_same_errors_fail(moto_server, flaky):
     """The control: the proxy's 500s do reach the client, so the test above proves the retries."""
     bucket = s3_bucket(moto_server, "flaky-control")
@@ -111,7 +145,7 @@ def test_without_retries_the_same_errors_fail(moto_server, flaky):
     assert flaky.failed >= 1
 
 
-def test_preflight_names_a_missings3_bucket(moto_server, s3_env):
+def test_preflight_names_a_missing_bucket(moto_server, s3_env):
     s3_env.setenv("AWS_ENDPOINT_URL", moto_server.url)
     with pytest.raises(preflight.PreflightError, match="bucket 'no-such-bucket' does not exist"):
         preflight.check_storage("s3://no-such-bucket/runs")

@@ -133,3 +133,57 @@ def test_shutdown_stops_runs_and_records_them(tmp_path):
 def test_bad_cron_is_refused(cron):
     with pytest.raises(ValueError, match="not a cron expression"):
         Schedule(name="x", config="quickstart", cron=cron, created_at=0)
+
+
+def test_a_cron_that_never_fires_is_refused_and_a_leap_day_is_not():
+    with pytest.raises(ValueError, match="never fires"):
+        Schedule(name="x", config="quickstart", cron="0 0 31 2 *", created_at=0)
+    Schedule(name="x", config="quickstart", cron="0 0 29 2 *", created_at=0)
+
+
+class FailingLauncher(RecordingLauncher):
+    """A launcher whose first `failures` starts raise, as a Ray dashboard that is down does."""
+
+    def __init__(self, failures: int):
+        super().__init__()
+        self.failures = failures
+
+    def start(self, schedule, workflow_id):
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("dashboard at http://head:8265 refused the connection")
+        super().start(schedule, workflow_id)
+
+
+def test_a_launch_that_fails_is_retried_then_reported_never_lost(tmp_path):
+    store, _, _ = make(tmp_path)
+    scheduler = Scheduler(store, FailingLauncher(failures=2), "a", echo=lambda _: None)
+    assert scheduler.tick(at("2026-01-01T01:00:00")) == []
+    assert store.state("hourly").queued_slot == at("2026-01-01T01:00:00")
+    assert scheduler.tick(at("2026-01-01T01:00:10")) == []
+    assert scheduler.tick(at("2026-01-01T01:00:20")) == ["hourly-20260101-010000"]  # third try
+    outcomes = [h["outcome"] for h in store.state("hourly").history]
+    assert outcomes[0].startswith("launch failed (1/3): ConnectionError: dashboard at http://head:8265")
+
+    hopeless = Scheduler(store, FailingLauncher(failures=99), "b", echo=lambda _: None)
+    store.save_state("hourly", store.state("hourly").model_copy(update={"running": None}))
+    for second in range(0, 40, 10):
+        assert hopeless.tick(at("2026-01-01T02:00:00") + second) == []
+    state = store.state("hourly")
+    assert state.last_outcome.startswith("launch failed (3/3)") and state.last_outcome.endswith("given up")
+    assert state.queued_slot is None
+
+
+def test_a_broken_schedule_stops_neither_the_others_nor_the_list(tmp_path, capsys):
+    from pipelines import cli
+    from storage import write_json_atomic
+
+    store, launcher, scheduler = make(tmp_path)
+    broken = Schedule(name="broken", config="quickstart", cron="0 * * * *", created_at=at("2026-01-01T00:30:00"))
+    # As an older genpipe could store it: a date that never comes.
+    write_json_atomic(store._uri("broken", "schedule.json"), {**broken.model_dump(mode="json"), "cron": "0 0 31 2 *"})
+    assert scheduler.tick(at("2026-01-01T01:00:00")) == ["hourly-20260101-010000"]
+    assert store.state("broken").last_outcome.startswith("error: ValidationError")
+    assert cli.main(["schedule", "list", "--storage", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "broken  broken: ValidationError" in out and "hourly  '0 * * * *'" in out

@@ -25,7 +25,7 @@ def _race(uri: str, drivers: int) -> int:
     won, start = [], threading.Barrier(drivers)
 
     def attempt() -> None:
-        lease = DriverLease(uri)
+        lease = DriverLease.of(uri)
         start.wait()
         try:
             lease.acquire()
@@ -44,25 +44,25 @@ def _race(uri: str, drivers: int) -> int:
 
 
 def test_a_second_driver_is_refused_naming_the_holder(tmp_path):
-    holder = DriverLease(str(tmp_path / "wf"))
+    holder = DriverLease.of(str(tmp_path / "wf"))
     holder.acquire()
-    holder.running("train")
-    with pytest.raises(WorkflowBusy, match=r"being run by .*:\d+ \(step train\)"):
-        DriverLease(str(tmp_path / "wf")).acquire()
+    holder.doing("train")
+    with pytest.raises(WorkflowBusy, match=r"being run by .*:\d+ \(train\)"):
+        DriverLease.of(str(tmp_path / "wf")).acquire()
     holder.release("finished")
-    DriverLease(str(tmp_path / "wf")).acquire()  # free once released
+    DriverLease.of(str(tmp_path / "wf")).acquire()  # free once released
 
 
 def test_a_dead_holder_on_this_host_frees_the_lease_at_once(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    lease = DriverLease(str(tmp_path / "wf"))
+    lease = DriverLease.of(str(tmp_path / "wf"))
     try:
         record = {
             "host": socket.gethostname(),
             "pid": child.pid,
             "pid_started": psutil.Process(child.pid).create_time(),
             "state": "running",
-            "step": "train",
+            "doing": "train",
             "heartbeat_at": time.time(),
         }
         write_json_atomic(f"{lease.folder}/00000001.json", record)
@@ -76,8 +76,8 @@ def test_a_dead_holder_on_this_host_frees_the_lease_at_once(tmp_path):
 
 
 def test_a_holder_on_another_host_is_trusted_until_its_heartbeat_lapses(tmp_path):
-    lease = DriverLease(str(tmp_path / "wf"), term_s=30)
-    record = {"host": "elsewhere", "pid": 1, "state": "running", "step": "train", "term_s": 30}
+    lease = DriverLease(str(tmp_path / "wf" / "leases"), term_s=30)
+    record = {"host": "elsewhere", "pid": 1, "state": "running", "doing": "train", "term_s": 30}
     write_json_atomic(f"{lease.folder}/00000001.json", {**record, "heartbeat_at": time.time() - 5})
     with pytest.raises(WorkflowBusy, match="elsewhere:1"):
         lease.acquire()
@@ -102,7 +102,7 @@ def test_resume_of_a_workflow_another_driver_runs_exits_2_and_status_shows_it(ra
     workflow.create(config, tracking.tracking_uri(config), ("prepare", "train", "evaluate", "register"))
     other = workflow.lease()
     other.acquire()
-    other.running("prepare")
+    other.doing("prepare")
     assert cli.main(["resume", "wf-busy", "--storage", str(tmp_path)]) == 2
     assert "is being run by" in capsys.readouterr().err
     assert workflow.step_states()["prepare"] == "running"
