@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, get_
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from data_prep.images import DEFAULT_MAX_PIXELS
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -70,6 +72,7 @@ class ImageFolderSource(SourceConfig):
     kind: Literal["image_folder"]
     path: str
     channels: Literal[1, 3] = 1
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="larger images are rejects, never decoded")
 
     def describe(self) -> dict[str, Any]:
         from data_prep.sources import describe_files
@@ -97,6 +100,8 @@ class ParquetSource(SourceConfig):
     label_column: str | None = "label"
     text_column: str | None = Field(None, description="makes this a text source")
     channels: Literal[1, 3] = 1
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="larger images are rejects, never decoded")
+    max_classes: int = Field(1000, gt=0, description="a label outside [0, max_classes) is a reject")
 
     @property
     def is_text(self) -> bool:

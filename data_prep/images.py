@@ -9,12 +9,34 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
+
+# What a user means by an image: PIL knows dozens of formats (and their decoders' bugs); these are
+# the ones genpipe reads, whatever the file's name says.
+IMAGE_FORMATS = ("PNG", "JPEG")
+DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
-def decode_image(data: bytes, channels: int) -> np.ndarray:
-    """PNG/JPEG bytes -> float32 array (C, H, W) in [0, 1]; raises on anything unreadable."""
-    with Image.open(io.BytesIO(data)) as image:
+class ImageRejected(ValueError):
+    """A file that is an image, but not one genpipe reads: its format or its size (a reject reason)."""
+
+
+def decode_image(data: bytes, channels: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """PNG/JPEG bytes -> float32 array (C, H, W) in [0, 1]; raises on anything unreadable. The size
+    is read from the header and checked before any pixel is decoded: a few KB of PNG can claim
+    169 megapixels (2 GB of floats)."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ImageRejected(f"holds {type(data).__name__}, not encoded image bytes")
+    try:
+        image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+    except UnidentifiedImageError:
+        raise ImageRejected(f"not a {' or '.join(IMAGE_FORMATS)} image") from None
+    with image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageRejected(
+                f"{width}x{height} = {width * height} pixels, over data.source.max_pixels ({max_pixels})"
+            )
         image.load()
         converted = image.convert("L" if channels == 1 else "RGB")
     array = np.asarray(converted, dtype=np.float32) / 255.0

@@ -7,12 +7,18 @@ dataset folder without a manifest is an unfinished write and is never read.
 
 from __future__ import annotations
 
+import hashlib
+import logging
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from data_prep.errors import DataError
-from storage import exists, filesystem, join, read_json, write_json_atomic
+from storage import exists, filesystem, join, read_bytes, read_json, write_json_atomic
+
+log = logging.getLogger("genpipe.data")
+HASH_CHECK_MAX_BYTES = 2 << 30
 
 MANIFEST = "manifest.json"
 # Bump when a change to data_prep alters the shards' content: it invalidates every cached dataset.
@@ -110,10 +116,50 @@ def publish(manifest: Manifest) -> None:
 
 
 def find_manifest(storage: str, fingerprint: str) -> Manifest | None:
+    """The cached dataset of `fingerprint` when it is whole; None when there is none, or when it
+    is damaged: then its manifest is set aside (`manifest.damaged-<time>.json`, with the reason)
+    so the dataset is prepared again rather than failing every later run in train."""
     uri = join(dataset_uri(storage, fingerprint), MANIFEST)
     if not exists(uri):
         return None
-    return Manifest.model_validate(read_json(uri))
+    try:
+        manifest = Manifest.model_validate(read_json(uri))
+        problem = damage(manifest)
+    except (ValueError, ValidationError) as exc:  # not JSON, or not a manifest
+        manifest, problem = None, f"{uri}: unreadable manifest ({type(exc).__name__})"
+    if problem is None:
+        return manifest
+    log.warning("cached dataset %s is damaged, preparing it again: %s", fingerprint, problem)
+    fs, path = filesystem(uri)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    write_json_atomic(join(dataset_uri(storage, fingerprint), f"manifest.damaged-{stamp}.json"), {"reason": problem})
+    fs.rm_file(path)
+    return None
+
+
+def damage(manifest: Manifest) -> str | None:
+    """Why a dataset cannot be used, or None: a shard missing or resized, and (for datasets up to
+    HASH_CHECK_MAX_BYTES, which a cache hit can afford to read) a shard or tokenizer whose sha256
+    is not the manifest's."""
+    try:
+        load_verified(manifest.uri)
+    except DataError as exc:
+        return str(exc)
+    files = [
+        (join(manifest.uri, shard.path), shard.sha256) for split in manifest.splits.values() for shard in split.shards
+    ]
+    if manifest.text is not None:
+        files.append((manifest.tokenizer_uri, manifest.text.tokenizer_sha256))
+    if sum(shard.bytes for split in manifest.splits.values() for shard in split.shards) > HASH_CHECK_MAX_BYTES:
+        return None  # each shard is still checked as it is read (data_prep/readers.py)
+    for uri, expected in files:
+        try:
+            digest = hashlib.sha256(read_bytes(uri)).hexdigest()
+        except FileNotFoundError:
+            return f"{uri}: missing"
+        if digest != expected:
+            return f"{uri}: sha256 {digest[:12]}..., the manifest says {expected[:12]}..."
+    return None
 
 
 def load_verified(uri: str) -> Manifest:

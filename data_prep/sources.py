@@ -8,15 +8,18 @@ crash).
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import ray.data
+from fsspec.implementations.local import LocalFileSystem
 
 from data_prep.errors import DataError
-from data_prep.images import decode_image, to_bytes
+from data_prep.images import ImageRejected, decode_image, to_bytes
 from storage import filesystem
 
 if TYPE_CHECKING:  # the source classes call in here; only their types are needed
@@ -93,19 +96,24 @@ def read_digits() -> ray.data.Dataset:
 
 
 def read_image_folder(source: ImageFolderSource) -> ray.data.Dataset:
-    _, root = filesystem(source.path)
+    fs, root = filesystem(source.path)
     names = folder_class_names(source)
     items = []
     for path in _list_files(source):
         relative = posixpath.relpath(path, root)
         items.append({"key": relative, "path": path, "label": names.index(relative.split("/")[0])})
     uri_prefix = source.path.split("://")[0] + "://" if "://" in source.path else ""
+    real_root = os.path.realpath(root) if isinstance(fs, LocalFileSystem) else None
 
     def load(row: dict[str, Any]) -> dict[str, Any]:
+        if real_root is not None and not _inside(os.path.realpath(row["path"]), real_root):
+            return raw_row(row["key"], row["label"], None, "a symlink that leads outside data.source.path")
         fs, _ = filesystem(uri_prefix + row["path"])
         try:
             with fs.open(row["path"], "rb") as handle:
-                decoded = decode_image(handle.read(), source.channels)
+                decoded = decode_image(handle.read(), source.channels, source.max_pixels)
+        except ImageRejected as exc:
+            return raw_row(row["key"], row["label"], None, f"image refused: {exc}")
         except Exception as exc:  # any unreadable file is a reject, with its reason
             return raw_row(row["key"], row["label"], None, f"unreadable image: {type(exc).__name__}: {exc}")
         return raw_row(row["key"], row["label"], decoded)
@@ -113,15 +121,48 @@ def read_image_folder(source: ImageFolderSource) -> ray.data.Dataset:
     return ray.data.from_items(items).map(load)
 
 
+def _inside(path: str, root: str) -> bool:
+    return os.path.commonpath([path, root]) == root
+
+
+def check_parquet_columns(source: ParquetSource, columns: list[str]) -> None:
+    """Every Parquet file has the columns the config names: a missing one is a DataError naming
+    the field, the column and the file, before any task runs."""
+    fs, _ = filesystem(source.path)
+    for path in _list_files(source):
+        with fs.open(path, "rb") as handle:
+            names = pq.ParquetFile(handle).schema_arrow.names
+        for column in columns:
+            if column not in names:
+                field = {source.text_column: "text_column", source.label_column: "label_column"}.get(
+                    column, "image_column"
+                )
+                raise DataError(f"data.source.{field}: {path} has no column {column!r} (it has {', '.join(names)})")
+
+
+def _label(value: Any, source: ParquetSource) -> int:
+    """A label cell as a class index; a ValueError says why it is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"label column {source.label_column!r} holds {type(value).__name__} {value!r}, not a class")
+    if not 0 <= int(value) < source.max_classes:
+        raise ValueError(f"label {value} is outside [0, data.source.max_classes={source.max_classes})")
+    return int(value)
+
+
 def read_parquet_images(source: ParquetSource) -> ray.data.Dataset:
     columns = [source.image_column] + ([source.label_column] if source.label_column else [])
+    check_parquet_columns(source, columns)
     dataset = ray.data.read_parquet(source.path, columns=columns, include_paths=True)
 
     def load(row: dict[str, Any]) -> dict[str, Any]:
-        label = row.get(source.label_column, -1) if source.label_column else -1
-        key = f"{row['path']}#{hashlib.sha1(row[source.image_column] or b'').hexdigest()}"
+        data = row[source.image_column]
+        digest = hashlib.sha1(data if isinstance(data, bytes) else repr(data).encode()).hexdigest()
+        key = f"{row['path']}#{digest}"
         try:
-            return raw_row(key, int(label), decode_image(row[source.image_column], source.channels))
+            label = _label(row[source.label_column], source) if source.label_column else -1
+            return raw_row(key, label, decode_image(data, source.channels, source.max_pixels))
+        except ImageRejected as exc:
+            return raw_row(key, -1, None, f"image column {source.image_column!r} refused: {exc}")
         except Exception as exc:  # a bad record is a reject, with its reason
             return raw_row(key, -1, None, f"unreadable record: {type(exc).__name__}: {exc}")
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import ray.data
 
 from data_prep.errors import DataError
-from data_prep.sources import file_stamps
+from data_prep.sources import check_parquet_columns, file_stamps
 from storage import filesystem
 
 if TYPE_CHECKING:  # the source classes call in here; only their types are needed
@@ -126,6 +126,7 @@ def read_parquet_text(source: ParquetSource) -> ray.data.Dataset:
     column = source.text_column
     if column is None:
         raise DataError("data.source.text_column: names the column that holds the text")
+    check_parquet_columns(source, [column])
     fs, root = filesystem(source.path)
     dataset = ray.data.read_parquet(
         root, filesystem=None if "://" not in source.path else fs, columns=[column], include_paths=True
@@ -133,6 +134,10 @@ def read_parquet_text(source: ParquetSource) -> ray.data.Dataset:
 
     def load(row: dict[str, Any]) -> dict[str, Any]:
         value = row[column]
+        if not isinstance(value, str | bytes | None):
+            digest = hashlib.sha1(repr(value).encode()).hexdigest()
+            error = f"text column {column!r} holds {type(value).__name__}, not text"
+            return {"key": f"{row['path']}#{digest}", "text": "", "error": error}
         digest = hashlib.sha1(value.encode() if isinstance(value, str) else (value or b"")).hexdigest()
         return document(f"{row['path']}#{digest}", value)
 
