@@ -14,12 +14,14 @@ from storage.files import (
     write_json_atomic,
 )
 from storage.ray_paths import ray_storage, storage_uri
+from storage.secrets import has_credentials, redact
 from storage.uris import filesystem, is_local, join, normalize
 
 __all__ = [
     "create_exclusive",
     "exists",
     "filesystem",
+    "has_credentials",
     "is_local",
     "join",
     "local_copy",
@@ -27,6 +29,7 @@ __all__ = [
     "ray_storage",
     "read_bytes",
     "read_json",
+    "redact",
     "storage_uri",
     "write_bytes_atomic",
     "write_json_atomic",

@@ -10,7 +10,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from storage import redact
+
 HANDLER_NAME = "genpipe-cli"  # the handlers this module adds, replaced when a process runs main() again
+
+
+class RedactingFormatter(logging.Formatter):
+    """Log lines (a library's too: an error quoting a URL) without credentials."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 def log_folder() -> Path:
@@ -27,9 +36,9 @@ def set_up_logging(verbose: bool) -> Path:
         root.removeHandler(handler)
         handler.close()
     to_file = logging.FileHandler(path)
-    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    to_file.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     to_console = logging.StreamHandler(sys.stderr)
-    to_console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    to_console.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
     if not verbose:
         to_console.setLevel(logging.WARNING)
         to_console.addFilter(lambda record: record.name.startswith("genpipe") or record.levelno >= logging.ERROR)

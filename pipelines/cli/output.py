@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from storage import redact
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by Ctrl-C
 
@@ -13,9 +15,9 @@ class UsageError(Exception):
 
 
 def say(message: str) -> None:
-    """One line for the user, on stdout, at once (a Ray job's log streams it)."""
-    print(message, flush=True)
+    """One line for the user, on stdout, at once (a Ray job's log streams it); never a credential."""
+    print(redact(message), flush=True)
 
 
 def warn(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(redact(message), file=sys.stderr, flush=True)

@@ -7,13 +7,12 @@ submitting shell (the Ray token) and of the cluster's nodes (AWS keys, MLflow pa
 
 from __future__ import annotations
 
-import re
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
 from data_prep.config import Strict
+from storage.secrets import SECRET_NAME, has_credentials
 
 # runtime_env keys a job may set; genpipe owns working_dir (this repository).
 RUNTIME_ENV_KEYS = {
@@ -29,7 +28,6 @@ RUNTIME_ENV_KEYS = {
     "nsight",
     "config",
 }
-SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|CREDENTIAL|PRIVATE|ACCESS_KEY|SESSION_KEY|API_KEY", re.IGNORECASE)
 
 
 class ClusterConfig(Strict):
@@ -63,12 +61,26 @@ class ClusterConfig(Strict):
                     f"env_vars.{name}: looks like a secret, and the config is logged as MLflow "
                     "params and shown in the Ray dashboard; give it to the cluster's nodes instead"
                 )
+        for path, value in _strings(runtime_env):
+            if has_credentials(value):  # the value itself is never echoed
+                raise ValueError(
+                    f"{path}: holds a URI with credentials, and the config is logged as MLflow params and shown "
+                    "in the Ray dashboard; use a credential helper or the nodes' environment (PIP_INDEX_URL)"
+                )
         return {**runtime_env, "env_vars": {k: str(v) for k, v in env_vars.items()}} if env_vars else runtime_env
+
+
+def _strings(value: Any, path: str = "") -> list[tuple[str, str]]:
+    """Every string inside `value` with its dotted path."""
+    if isinstance(value, str):
+        return [(path, value)]
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
+    return [found for key, item in items for found in _strings(item, f"{path}.{key}" if path else str(key))]
 
 
 def without_credentials(uri: str | None) -> str | None:
     """A URI with user:password@ would carry its password into logs and MLflow params."""
-    if uri and "://" in uri and urlsplit(uri).password is not None:
+    if uri and has_credentials(uri):
         raise ValueError(
             "credentials in the URI would be logged; give them through the environment "
             "(MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN, AWS_* variables) instead"

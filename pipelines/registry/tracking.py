@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from pipelines.config import PipelineConfig, flatten
 from pipelines.registry.environment import apply_mlflow_defaults
-from storage import is_local, join
+from storage import is_local, join, redact
 
 MAX_PARAM_LENGTH = 6000  # MLflow 3's limit for a param value
 # The UI opens an experiment with this kind in its model-training view (runs, charts, models),
@@ -115,7 +115,7 @@ def git_state() -> dict[str, str]:
 def _source_tags(workflow_id: str) -> dict[str, str]:
     """What the UI shows as the run's source, user and commit."""
     # The CLI names its command line in GENPIPE_COMMAND; a script using the API is named by its file.
-    command = os.environ.get(COMMAND_VARIABLE) or Path(sys.argv[0]).name or "python"
+    command = redact(os.environ.get(COMMAND_VARIABLE) or Path(sys.argv[0]).name or "python")
     tags = {
         "mlflow.runName": workflow_id,
         "mlflow.source.name": command,

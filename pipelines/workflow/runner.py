@@ -22,7 +22,7 @@ from pipelines.workflow.lease import DriverLease
 from pipelines.workflow.progress import ConsoleProgress, open_board
 from pipelines.workflow.results import StepResult, parse_result
 from pipelines.workflow.steps import RUN_STEPS, STEP_ORDER, STEP_SECTIONS, StepContext, run_step, step_resources
-from storage import exists, filesystem, join, read_json, write_json_atomic
+from storage import exists, filesystem, join, read_json, redact, write_json_atomic
 
 Printer = Callable[[str], None]
 log = logging.getLogger("genpipe.workflow")
@@ -207,14 +207,14 @@ class Workflow:
                 result = _wait_showing_progress(task.remote(step, meta["config"], results, context), board, console)
             except Exception as exc:
                 cause = getattr(exc, "cause", None) or exc
-                message = f"{type(cause).__name__}: {cause}".splitlines()[0]
+                message = redact(f"{type(cause).__name__}: {cause}".splitlines()[0])
                 write_json_atomic(
                     self.error_uri(step),
                     {
                         "step": step,
                         "failed_at": _now(),
                         "error": message,
-                        "traceback": traceback.format_exception(cause)[-20:],
+                        "traceback": [redact(line) for line in traceback.format_exception(cause)[-20:]],
                     },
                 )
                 raise WorkflowFailed(self.id, step, message, self.storage) from exc

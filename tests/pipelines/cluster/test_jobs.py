@@ -44,13 +44,21 @@ def test_runtime_env_merges_the_config_and_keeps_working_dir():
         ("cluster.runtime_env.working_dir=/src", "working_dir: genpipe ships this repository"),
         ("cluster.runtime_env.conda_env=x", "conda_env: not a runtime_env field"),
         ("tracking_uri=http://admin:hunter2@mlflow:5000", "tracking_uri: credentials in the URI would be logged"),
+        (
+            "cluster.runtime_env.pip=[git+https://bot:hunter2@git.example.com/lib.git]",
+            "cluster.runtime_env.pip.0: holds a URI with credentials",
+        ),
+        (
+            "cluster.runtime_env.env_vars.INDEX=https://ghp_abcdefghijklmnopqrstuvwx@pypi.example.com/simple",
+            "cluster.runtime_env.env_vars.INDEX: holds a URI with credentials",
+        ),
     ],
 )
 def test_secrets_and_conflicts_in_the_cluster_config_are_refused(assignment, problem):
     with pytest.raises(ConfigError) as error:
         load_config("quickstart", [assignment])
     assert problem in str(error.value)
-    assert "hunter2" not in str(error.value) and "abc" not in str(error.value)
+    assert not any(secret in str(error.value) for secret in ("hunter2", "abc", "ghp_"))
 
 
 def test_a_config_can_come_from_an_environment_variable(monkeypatch):
