@@ -6,8 +6,13 @@ DeepSpeed). Ray keeps the newest `train.keep_checkpoints` of a run or a trial.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
+import pickle
+from typing import Any
 
+import torch
 from safetensors.torch import load_file, save_file
 
 from data_prep.sample_order import Cursor
@@ -18,13 +23,52 @@ from storage import read_bytes
 
 MODEL_DIR = "model"  # inside the final checkpoint: safetensors weights + config.json
 MODEL_STATE_FILE = "model_state.safetensors"  # beside the networks' checkpoints: e.g. the EMA
+# The classes DeepSpeed itself puts in its checkpoints (ZeRO's loss scaler, stage and fragment
+# map): plain data holders, allowed by name. torch's weights_only unpickler refuses anything else,
+# so a `.pt` planted in storage cannot run code at the next resume.
+DEEPSPEED_CHECKPOINT_CLASSES = (
+    "deepspeed.runtime.fp16.loss_scaler.LossScaler",
+    "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler",
+    "deepspeed.runtime.zero.config.ZeroStageEnum",
+    "deepspeed.utils.tensor_fragment.fragment_address",
+)
+
+
+class CheckpointRefused(RuntimeError):
+    """A checkpoint file holding Python objects genpipe does not load (tampered, or not ours)."""
+
+
+def _allowed_classes() -> list[Any]:
+    found = []
+    for dotted in DEEPSPEED_CHECKPOINT_CLASSES:
+        module, _, name = dotted.rpartition(".")
+        with contextlib.suppress(ImportError, AttributeError):  # another DeepSpeed version: fewer
+            found.append(getattr(importlib.import_module(module), name))
+    return found
+
+
+def load_without_code(path: str, map_location: Any = None) -> Any:
+    """torch.load with weights_only: tensors, containers, numbers and DeepSpeed's data classes."""
+    try:
+        with torch.serialization.safe_globals(_allowed_classes()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = next((line for line in str(exc).splitlines() if "GLOBAL" in line), str(exc).splitlines()[0])
+        raise CheckpointRefused(
+            f"{path}: refused: it holds Python objects that a genpipe checkpoint never does ({reason.strip()}); "
+            "was it replaced? Remove the checkpoint to resume from an earlier one"
+        ) from None
 
 
 def restore(fit: Fit, folder: str) -> int:
-    """Load every network's DeepSpeed checkpoint from `folder`, the model's own training state
-    (an EMA) and the data cursor; returns the step it was taken at."""
+    """Load every network's DeepSpeed checkpoint from `folder` (no pickled code: see
+    `load_without_code`), the model's own training state (an EMA) and the data cursor; returns
+    the step it was taken at."""
     step = 0
     for name, engine in fit.engines.items():
+        # DeepSpeed reads every file of a checkpoint through its engine's checkpoint_engine, whose
+        # torch.load has weights_only=False; this engine's reads go through ours instead.
+        engine.checkpoint_engine.load = load_without_code
         _, client_state = engine.load_checkpoint(os.path.join(folder, name))
         step = client_state["step"]
         fit.cursor = Cursor(*client_state["cursor"])

@@ -3,14 +3,13 @@ sweep) and the budget of trial-epochs."""
 
 from __future__ import annotations
 
-import pickle
 from typing import Any
 
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.stopper import Stopper
 
 from pipelines.config import PipelineConfig
-from storage import exists, join, read_bytes, write_bytes_atomic
+from storage import exists, join, read_json, write_json_atomic
 
 
 def search_algorithm(config: PipelineConfig):
@@ -27,14 +26,12 @@ def search_algorithm(config: PipelineConfig):
     return BasicVariantGenerator(random_state=settings.seed, max_concurrent=settings.max_concurrent)
 
 
-SEARCH_PROPERTIES = ("_metric", "_mode", "_metric_op")
-
-
 class ResumableASHA(ASHAScheduler):
     """ASHA whose rungs survive a killed sweep. A restored Tuner gets its search algorithm's state
     back but its scheduler as it was pickled at the start (empty rungs), so resumed trials would be
-    judged only against each other. This one writes its state (what Ray's own `save` writes) to
-    `state_uri` after every result, and reads it back when the restored Tuner unpickles it."""
+    judged only against each other. This one writes its rungs to `state_uri` as JSON after every
+    result, and reads them back when the restored Tuner unpickles it: JSON, not a pickle, so the
+    storage never hands this process code to run."""
 
     def __init__(self, state_uri: str, **kwargs: Any):
         super().__init__(**kwargs)
@@ -42,23 +39,43 @@ class ResumableASHA(ASHAScheduler):
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         decision = super().on_trial_result(tune_controller, trial, result)
-        write_bytes_atomic(self.state_uri, pickle.dumps(self.__dict__))
+        write_json_atomic(self.state_uri, self._rung_state())
         return decision
+
+    def _rung_state(self) -> dict[str, Any]:
+        """Every bracket's rungs (milestone, {trial id: score}), each trial's bracket, the counters."""
+        brackets = self._brackets
+        return {
+            "counter": self._counter,
+            "num_stopped": self._num_stopped,
+            "trial_bracket": {trial: brackets.index(bracket) for trial, bracket in self._trial_info.items()},
+            "rungs": [
+                [
+                    [milestone, {trial: float(score) for trial, score in recorded.items()}]
+                    for milestone, recorded in b._rungs
+                ]
+                for b in brackets
+            ],
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        if exists(self.state_uri):  # written by this sweep's own driver, beside Tune's tuner.pkl
-            saved = pickle.loads(read_bytes(self.state_uri))
-            # The metric and mode stay unset: the restored Tuner sets them, and refuses a scheduler
-            # that already has them.
-            self.__dict__.update({k: v for k, v in saved.items() if k not in SEARCH_PROPERTIES})
+        if not exists(self.state_uri):  # written by this sweep's own driver, beside Tune's tuner.pkl
+            return
+        saved = read_json(self.state_uri)
+        if len(saved["rungs"]) != len(self._brackets):
+            raise ValueError(f"{self.state_uri}: {len(saved['rungs'])} brackets, this sweep has {len(self._brackets)}")
+        for bracket, rungs in zip(self._brackets, saved["rungs"], strict=True):
+            bracket._rungs = [(milestone, dict(recorded)) for milestone, recorded in rungs]
+        self._trial_info = {trial: self._brackets[int(index)] for trial, index in saved["trial_bracket"].items()}
+        self._counter, self._num_stopped = int(saved["counter"]), int(saved["num_stopped"])
 
 
 def trial_scheduler(config: PipelineConfig, sweep_uri: str):
     settings = config.sweep
     if settings.scheduler == "asha":
         return ResumableASHA(
-            join(sweep_uri, "asha-state.pkl"),
+            join(sweep_uri, "asha-state.json"),
             max_t=config.train.epochs,
             grace_period=min(settings.grace_period, config.train.epochs),
             reduction_factor=settings.reduction_factor,

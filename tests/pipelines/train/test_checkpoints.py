@@ -13,7 +13,7 @@ import torch
 import models
 from models.weights import load_model
 from pipelines.config import TrainConfig
-from pipelines.train.checkpoints import MODEL_DIR, restore, write_checkpoint
+from pipelines.train.checkpoints import MODEL_DIR, CheckpointRefused, restore, write_checkpoint
 from pipelines.train.engines import build_engines
 from pipelines.train.feed import CachedFeed
 from pipelines.train.loop import Fit, LossWindow
@@ -131,3 +131,27 @@ def test_a_run_killed_at_any_step_and_resumed_has_the_uninterrupted_loss_curve(f
         resumed = resumable_fit(name, config, shard, 12)
         start = restore(resumed, str(folder))
         assert before + step_losses(resumed, start, 12) == uninterrupted, f"stopped at step {stop_at}"
+
+
+class Payload:
+    """What a bucket's intruder would plant: unpickling it runs a command."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_tampered_checkpoint_is_refused_and_runs_nothing(process_group, tmp_path):
+    config = tiny_config("ddpm")
+    shard = shard_for(models.build_model("ddpm", config))
+    trained = fit_for("ddpm", config, shard)
+    write_checkpoint(str(tmp_path / "ckpt"), trained, 1, with_model=False)
+    assert restore(fit_for("ddpm", config, shard), str(tmp_path / "ckpt")) == 1  # genpipe's own: loads
+    states = next((tmp_path / "ckpt").rglob("mp_rank_00_model_states.pt"))
+    marker = tmp_path / "pwned"
+    torch.save({"module": Payload(str(marker))}, states)
+    with pytest.raises(CheckpointRefused, match=r"mp_rank_00_model_states.pt: refused: .*posix.system"):
+        restore(fit_for("ddpm", config, shard), str(tmp_path / "ckpt"))
+    assert not marker.exists()
