@@ -11,6 +11,10 @@ from pipelines.config import ConfigError, apply_overrides, flatten, load_config
 from pipelines.registry import tracking
 
 
+def _sets(*assignments: str) -> list[str]:
+    return [item for assignment in assignments for item in ("--set", assignment)]
+
+
 def test_quickstart_builtin_is_valid():
     config = load_config("quickstart")
     assert config.model.family == "ddpm" and config.train.num_workers == 2
@@ -61,16 +65,7 @@ def test_invalid_config_exits_2_and_starts_nothing(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(tracking, "start_workflow_run", must_not_start)
     storage = tmp_path / "store"
     code = cli.main(
-        [
-            "run",
-            "quickstart",
-            "--storage",
-            str(storage),
-            "--set",
-            "train.batch_size=0",
-            "--set",
-            "evaluate.num_samples=1",
-        ]
+        ["run", "quickstart", "--storage", str(storage), *_sets("train.batch_size=0", "evaluate.num_samples=1")]
     )
     err = capsys.readouterr().err.splitlines()
     assert code == 2
@@ -167,16 +162,7 @@ def test_max_steps_is_the_run_length_and_overrides_epochs():
 def test_resources_no_node_has_exit_2_before_anything_starts(ray_session, tmp_path, capsys):
     storage = tmp_path / "store"
     code = cli.main(
-        [
-            "run",
-            "quickstart",
-            "--storage",
-            str(storage),
-            "--set",
-            "train.cpus_per_worker=3",
-            "--set",
-            "train.num_workers=1",
-        ]
+        ["run", "quickstart", "--storage", str(storage), *_sets("train.cpus_per_worker=3", "train.num_workers=1")]
     )
     assert code == 2
     assert "train.num_workers: 1 workers of 3 CPU each (PACK) do not fit the cluster (2 CPU/0 GPU)" in (

@@ -139,11 +139,13 @@ def test_a_damaged_shard_fails_train_naming_it_and_resume_goes_on_once_repaired(
     storage = tmp_path / "store"
     options = [item for setting in TINY for item in ("--set", setting)]
     options += ["--set", "train.max_failures=0", "--set", "train.device_cache_mb=0"]
-    manifest, _ = prepare(tiny_config(storage).data, str(storage))  # the dataset the run will find
+    prepared = ["prepare", "quickstart", "--storage", str(storage), "--workflow-id", "damaged", *options]
+    assert cli.main(prepared) == 0  # the workflow's dataset, whole when prepare checked it
+    manifest, _ = prepare(tiny_config(storage).data, str(storage))
     shard = manifest.shard_uris("train")[0]
     with open(shard, "rb") as handle:
         original = handle.read()
-    with open(shard, "wb") as handle:
+    with open(shard, "wb") as handle:  # damaged after prepare: train must name it
         handle.write(original[:100] + bytes([original[100] ^ 0xFF]) + original[101:])
 
     run = ["run", "quickstart", "--storage", str(storage), "--workflow-id", "damaged", *options]
