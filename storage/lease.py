@@ -12,6 +12,7 @@ bucket) is the only thing every holder shares.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -143,5 +144,6 @@ class Lease:
     def release(self, state: str) -> None:
         """Give the lease up, saying how the holder ended (finished, failed, interrupted)."""
         self._stop.set()
-        self._write(state=state)
+        with contextlib.suppress(Exception):  # storage unreachable: the lease lapses after its term
+            self._write(state=state)
         self._generation = None
