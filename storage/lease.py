@@ -118,10 +118,8 @@ class Lease:
     def _forget_before(self, generation: int) -> None:
         fs, _ = filesystem(self.folder)
         for old in range(max(1, generation - 3), generation):  # the few a holder can have left behind
-            try:
-                fs.rm_file(filesystem(self._uri(old))[1])
-            except (FileNotFoundError, OSError):
-                continue
+            with contextlib.suppress(OSError):  # already gone
+                fs.rm_file(self._uri(old))  # fsspec strips the protocol itself
 
     def _write(self, **changes: Any) -> None:
         with self._lock:

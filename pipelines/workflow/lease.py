@@ -39,10 +39,11 @@ class DriverLease(Lease):
                 ]
             ) from None
 
-    def step_state(self, step: str) -> str | None:
-        """running or interrupted when the newest driver was in `step`; None otherwise."""
+    def driver_state(self) -> tuple[str | None, str]:
+        """The step the newest driver was in and whether it is `running` or `interrupted` there
+        (None and "" when no driver is in a step): one read of the lease for a whole status."""
         latest = self.latest()
         record: dict[str, Any] = latest[1] if latest else {}
-        if record.get("doing") != step or record.get("state") not in ("running", "interrupted"):
-            return None
-        return "running" if holder_alive(record, time.time()) else "interrupted"
+        if record.get("state") not in ("running", "interrupted"):
+            return None, ""
+        return record.get("doing"), "running" if holder_alive(record, time.time()) else "interrupted"

@@ -147,7 +147,7 @@ class Workflow:
         """Each of the workflow's steps (a run's or a sweep's; a skipped workflow's are the run's,
         all pending): succeeded, failed, running (its driver is alive), interrupted (its driver
         stopped or died in it) or pending."""
-        lease = self.lease()
+        driver_step, driver_state = self.lease().driver_state()
         states = {}
         for step in self.meta()["steps"] or RUN_STEPS:
             if exists(self.record_uri(step)):
@@ -155,7 +155,7 @@ class Workflow:
             elif exists(self.error_uri(step)):
                 states[step] = "failed"
             else:
-                states[step] = lease.step_state(step) or "pending"
+                states[step] = driver_state if step == driver_step else "pending"
         return states
 
     def run(self, steps: tuple[str, ...] = RUN_STEPS, echo: Printer = print) -> dict[str, StepResult]:
