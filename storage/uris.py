@@ -39,7 +39,13 @@ def _configure_s3_retries() -> None:
 
 
 def filesystem(uri: str, **storage_options: Any) -> tuple[fsspec.AbstractFileSystem, str]:
-    """(filesystem, path inside it) for `uri`."""
-    if not is_local(uri):
-        _configure_s3_retries()
-    return fsspec.core.url_to_fs(uri, **storage_options)
+    """(filesystem, path inside it) for `uri`.
+
+    Object stores are read without fsspec's listings cache: leases, claims and schedule state are
+    written by other processes (and threads sharing the cached instance), and a cached listing made
+    `exists` and `ls` answer from the past, e.g. a lease folder that never showed the newer
+    generation, so every later taker lost its create and gave up for good."""
+    if is_local(uri):
+        return fsspec.core.url_to_fs(uri, **storage_options)
+    _configure_s3_retries()
+    return fsspec.core.url_to_fs(uri, **{"use_listings_cache": False, **storage_options})

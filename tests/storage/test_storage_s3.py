@@ -4,7 +4,9 @@ preflight check tells a missing bucket from refused credentials before anything 
 from __future__ import annotations
 
 import http.client
+import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -16,6 +18,7 @@ import storage
 from pipelines import cli
 from pipelines.registry import tracking
 from pipelines.workflow import preflight
+from storage.lease import Lease, LeaseHeld
 
 INTERNAL_ERROR = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
@@ -131,6 +134,26 @@ def test_an_exclusive_create_whose_answer_was_lost_is_still_won(moto_server, s3_
         assert storage.read_json(uri) == {"holder": "a", "nonce": "n1"}
     finally:
         proxy.shutdown()
+
+
+def test_a_lease_sees_what_another_process_wrote(moto_server, s3_env):
+    """Listings are never answered from a cache: a lease whose newer generation another process
+    wrote (and then released) is seen as it is, held and then free, not refused for ever."""
+    s3_env.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    folder = f"s3://{s3_bucket(moto_server, 'lease-view')}/lease"
+    mine = Lease(folder)
+    mine.acquire(renew=False)
+    mine.release("finished")
+    assert mine.latest()[0] == 1  # listed once: a listings cache would keep this answer
+    other_process = s3fs.S3FileSystem(skip_instance_cache=True)
+    elsewhere = {"host": "elsewhere", "pid": 1, "state": "running", "term_s": 60.0, "heartbeat_at": time.time()}
+    other_process.pipe(f"{folder[5:]}/00000002.json", json.dumps(elsewhere).encode())
+    assert mine.latest()[0] == 2
+    with pytest.raises(LeaseHeld, match="elsewhere"):
+        Lease(folder).acquire(renew=False)
+    other_process.pipe(f"{folder[5:]}/00000002.json", json.dumps({**elsewhere, "state": "finished"}).encode())
+    Lease(folder).acquire(renew=False)  # free again: taken as generation 3
+    assert mine.latest()[0] == 3
 
 
 def test_without_retries_the_same_errors_fail(moto_server, flaky):
