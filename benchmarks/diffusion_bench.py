@@ -106,9 +106,9 @@ def genpipe_deepspeed_arm(
     # plain buffers and refuses channels-last strides; the images may still be channels-last.
     model = model.to(device)
     train = TrainConfig(
-        batch_size=batch, learning_rate=lr, precision=precision, zero_stage=0, grad_clip=0.0, compile=compile_model
+        batch_size=batch, learning_rate=lr, precision=precision, strategy="ddp", grad_clip=0.0, compile=compile_model
     )
-    engine = build_engine(model.unet, train, 10_000, on_gpu=True, preferred_precision=model.gpu_precision)
+    engine = build_engine(model.unet, train, 0, 10_000, on_gpu=True, preferred_precision=model.gpu_precision)
     if compile_model:
         engine.compile()
     model.use_network("unet", engine)

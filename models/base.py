@@ -162,8 +162,10 @@ class GenerativeModel(nn.Module, ABC):
         temperature: float = 1.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
+        use_cache: bool = True,
     ) -> torch.Tensor:
-        """Text families: extend token ids (B, T) by sampling `max_new_tokens` more."""
+        """Text families: extend token ids (B, T) by sampling `max_new_tokens` more, reusing
+        what earlier tokens computed (`use_cache`) where the family can."""
         raise NotImplementedError(f"the {self.family} family does not generate text")
 
     @torch.no_grad()

@@ -2,7 +2,8 @@
 
 Pre-LayerNorm blocks, a GELU MLP, learned or rotary positions, the token embedding tied to the
 output head, attention through `F.scaled_dot_product_attention` (flash kernels on GPU) and GPT-2's
-initialisation (residual projections scaled by 1/sqrt(2 * n_layer)).
+initialisation (residual projections scaled by 1/sqrt(2 * n_layer)). Generation keeps each layer's
+keys and values (`KVCache`), so a new token costs one position's work, not the whole context's.
 """
 
 from __future__ import annotations
@@ -57,29 +58,62 @@ class Rotary(nn.Module):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, heads, T, head_size)
-        length = x.shape[-2]
-        cos, sin = self.cos[:length].to(x.dtype), self.sin[:length].to(x.dtype)
+    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:  # x: (B, heads, T, head_size)
+        """Rotated as positions start .. start + T - 1 (a cached generation's new tokens)."""
+        end = start + x.shape[-2]
+        cos, sin = self.cos[start:end].to(x.dtype), self.sin[start:end].to(x.dtype)
         even, odd = x[..., 0::2], x[..., 1::2]
         return torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2)
 
 
-class CausalSelfAttention(nn.Module):
+class KVCache:
+    """Every layer's keys and values of the tokens fed so far, in buffers of `capacity`
+    positions: each generated token attends to them instead of recomputing the context."""
+
     def __init__(self, config: GPTConfig):
+        self.capacity, self.length = config.block_size, 0  # `length` tokens are held
+        self.keys: list[torch.Tensor | None] = [None] * config.n_layer
+        self.values: list[torch.Tensor | None] = [None] * config.n_layer
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store one layer's keys and values of the new tokens; all keys and values so far. The
+        buffers take the dtype attention computes in (bf16 under autocast, whatever the weights)."""
+        if self.keys[layer] is None:
+            batch, heads, _, head_size = k.shape
+            self.keys[layer] = k.new_empty(batch, heads, self.capacity, head_size)
+            self.values[layer] = v.new_empty(batch, heads, self.capacity, head_size)
+        keys, values = self.keys[layer], self.values[layer]
+        assert keys is not None and values is not None
+        end = self.length + k.shape[2]
+        keys[:, :, self.length : end] = k
+        values[:, :, self.length : end] = v
+        return keys[:, :, :end], values[:, :, :end]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig, layer: int):
         super().__init__()
-        self.n_head, self.dropout = config.n_head, config.dropout
+        self.layer, self.n_head, self.dropout = layer, config.n_head, config.dropout
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.proj.residual = True  # type: ignore[assignment]  # a marker: scaled at init
         head_size = config.n_embd // config.n_head
         self.rotary = Rotary(head_size, config.block_size) if config.positions == "rotary" else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         batch, length, width = x.shape
         q, k, v = (t.view(batch, length, self.n_head, -1).transpose(1, 2) for t in self.qkv(x).split(width, dim=2))
+        start = cache.length if cache is not None else 0
         if self.rotary is not None:
-            q, k = self.rotary(q), self.rotary(k)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+            q, k = self.rotary(q, start), self.rotary(k, start)
+        mask = None
+        if cache is not None:
+            k, v = cache.extend(self.layer, k, v)
+            if start and length > 1:  # new tokens after cached ones: each sees the cache and its past
+                mask = torch.ones(length, start + length, dtype=torch.bool, device=x.device).tril(start)
+        causal = mask is None and start == 0  # a lone new token attends to everything cached
+        dropout = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=dropout)
         return self.proj(y.transpose(1, 2).reshape(batch, length, width))
 
 
@@ -96,15 +130,15 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, layer: int):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config)
+        self.attn = CausalSelfAttention(config, layer)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -117,7 +151,7 @@ class Transformer(nn.Module):
         self.wte = nn.Embedding(config.padded_vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.block_size, config.n_embd) if config.positions == "learned" else None
         self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.blocks = nn.ModuleList(Block(config, layer) for layer in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied: one matrix reads and writes tokens
@@ -133,17 +167,21 @@ class Transformer(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        length = ids.shape[1]
-        if length > self.config.block_size:
-            raise ValueError(f"sequence of {length} tokens is longer than block_size={self.config.block_size}")
+    def forward(self, ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """With a `cache`, `ids` are the tokens after those it holds, and join them."""
+        start = cache.length if cache is not None else 0
+        end = start + ids.shape[1]
+        if end > self.config.block_size:
+            raise ValueError(f"sequence of {end} tokens is longer than block_size={self.config.block_size}")
         x = self.wte(ids)
         if self.wpe is not None:
-            x = x + self.wpe(torch.arange(length, device=ids.device))
+            x = x + self.wpe(torch.arange(start, end, device=ids.device))
         x = self.drop(x)
         recompute = self.activation_checkpointing and self.training  # memory for compute, for long contexts
         for block in self.blocks:
-            x = checkpoint(block, x, use_reentrant=False) if recompute else block(x)
+            x = checkpoint(block, x, use_reentrant=False) if recompute else block(x, cache)
+        if cache is not None:
+            cache.length = end
         return self.lm_head(self.ln_f(x))
 
 
@@ -194,9 +232,9 @@ class GPT(GenerativeModel):
             + 12 * c.n_layer * c.n_head * (c.n_embd // c.n_head) * seq_len
         )
 
-    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+    def logits(self, ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Float logits over the real vocabulary (the padding columns dropped)."""
-        return self.net("transformer")(ids).float()[..., : self.config.vocab_size]
+        return self.net("transformer")(ids, cache=cache).float()[..., : self.config.vocab_size]
 
     def loss(self, network: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Next-token cross-entropy in nats over each block's seq_len predictions."""
@@ -216,10 +254,18 @@ class GPT(GenerativeModel):
         temperature: float = 1.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
+        use_cache: bool = True,
     ) -> torch.Tensor:
-        """Extend `ids` (B, T) by sampling; the context is cut from the left to block_size."""
+        """Extend `ids` (B, T) by sampling; the context is cut from the left to block_size.
+        While the text fits the context, earlier tokens' keys and values are reused (`use_cache`);
+        past it, the window slides and moves every position, so each token is computed afresh."""
+        block = self.config.block_size
+        cache = KVCache(self.config) if use_cache and ids.shape[1] < block else None
         for _ in range(max_new_tokens):
-            logits = self.logits(ids[:, -self.config.block_size :])[:, -1, :]
+            if cache is not None and ids.shape[1] <= block:
+                logits = self.logits(ids[:, cache.length :], cache)[:, -1, :]
+            else:
+                logits = self.logits(ids[:, -block:])[:, -1, :]
             if temperature <= 0:
                 ids = torch.cat((ids, logits.argmax(dim=-1, keepdim=True)), dim=1)
                 continue

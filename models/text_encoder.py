@@ -40,7 +40,7 @@ class TextEncoder(nn.Module):
         self.width, self.max_tokens = width, max_tokens
         self.token_embedding = nn.Embedding(VOCAB, width)
         self.position_embedding = nn.Embedding(max_tokens, width)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(layers))
+        self.blocks = nn.ModuleList(Block(config, layer) for layer in range(layers))
         self.ln_f = nn.LayerNorm(width, bias=False)
         for module in self.modules():
             if isinstance(module, nn.Linear | nn.Embedding):

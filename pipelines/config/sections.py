@@ -53,7 +53,14 @@ class TrainConfig(Strict):
     adam_beta2: float = Field(0.999, gt=0, lt=1)
     warmup_steps: int = Field(0, ge=0)
     grad_clip: float = Field(1.0, ge=0)
-    zero_stage: int = Field(2, ge=0, le=3)
+    strategy: Literal["auto", "ddp", "zero1", "zero2", "zero3"] = Field(
+        "auto",
+        description="auto: the least ZeRO sharding under which the model fits (pipelines/train/strategy.py); "
+        "ddp: every worker holds everything; zeroN: DeepSpeed ZeRO stage N",
+    )
+    zero_stage: int | None = Field(
+        None, ge=0, le=3, exclude=True, description="the older spelling of strategy (0: ddp)"
+    )
     precision: Literal["auto", "fp32", "bf16", "bf16-autocast"] = Field(
         "auto", description="auto: fp32 on CPU; on GPU the model's choice (GPT bf16, U-Nets bf16-autocast)"
     )
@@ -88,11 +95,23 @@ class TrainConfig(Strict):
     peak_tflops: float | None = Field(None, gt=0, description="device peak for MFU; known GPUs are looked up")
 
     @model_validator(mode="after")
+    def _zero_stage_is_a_strategy(self) -> TrainConfig:
+        """`zero_stage: N`, the older spelling, reads as `strategy: zeroN` (0: ddp)."""
+        if self.zero_stage is not None:
+            stage = "ddp" if self.zero_stage == 0 else f"zero{self.zero_stage}"
+            if self.strategy not in ("auto", stage):
+                raise ValueError(
+                    f"zero_stage: {self.zero_stage} contradicts strategy {self.strategy}; set strategy alone"
+                )
+            self.strategy, self.zero_stage = stage, None  # type: ignore[assignment]
+        return self
+
+    @model_validator(mode="after")
     def _offload_needs_zero(self) -> TrainConfig:
-        if self.offload_params and self.zero_stage != 3:
-            raise ValueError(f"offload_params: needs zero_stage 3, not {self.zero_stage}")
-        if self.offload_optimizer and self.zero_stage == 0:
-            raise ValueError("offload_optimizer: needs zero_stage 1, 2 or 3")
+        if self.offload_params and self.strategy not in ("auto", "zero3"):
+            raise ValueError(f"offload_params: needs strategy zero3 (or auto), not {self.strategy}")
+        if self.offload_optimizer and self.strategy == "ddp":
+            raise ValueError("offload_optimizer: needs a ZeRO strategy (zero1, zero2, zero3 or auto)")
         return self
 
 

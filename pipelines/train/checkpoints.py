@@ -96,7 +96,7 @@ def write_checkpoint(
             {k: v.detach().cpu().contiguous() for k, v in model_state.items()}, os.path.join(folder, MODEL_STATE_FILE)
         )
     if with_model:
-        weights = fit.model.exported_state(full_state_dict(fit.model, fit.settings.train.zero_stage))
+        weights = fit.model.exported_state(full_state_dict(fit.model, fit.settings.strategy.zero_stage))
         if fit.settings.rank == 0:
             model_dir = save_model(fit.model, os.path.join(folder, MODEL_DIR), weights)
             for file_name, uri in (extra_files or {}).items():

@@ -20,19 +20,12 @@ def precision_mode(config: TrainConfig, on_gpu: bool, preferred: str = "bf16") -
     return config.precision
 
 
-def for_world_size(config: TrainConfig, world_size: int) -> TrainConfig:
-    """The config a group of `world_size` workers runs. One worker has nothing to shard: ZeRO 1-3
-    would only add its bucketing and hooks (13% of a tiny GPT's CPU step, benchmarks/RESULTS.md),
-    so it runs at stage 0 unless it offloads to CPU memory, which needs ZeRO."""
-    if world_size == 1 and not (config.offload_optimizer or config.offload_params) and config.zero_stage:
-        return config.model_copy(update={"zero_stage": 0})
-    return config
-
-
-def deepspeed_config(config: TrainConfig, on_gpu: bool, preferred_precision: str = "bf16") -> dict[str, Any]:
+def deepspeed_config(
+    config: TrainConfig, zero_stage: int, on_gpu: bool, preferred_precision: str = "bf16"
+) -> dict[str, Any]:
     precision = precision_mode(config, on_gpu, preferred_precision)
-    zero: dict[str, Any] = {"stage": config.zero_stage}
-    if config.zero_stage == 3:
+    zero: dict[str, Any] = {"stage": zero_stage}
+    if zero_stage == 3:
         zero["stage3_gather_16bit_weights_on_model_save"] = True
     if config.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": on_gpu}
@@ -66,7 +59,12 @@ def warmup_cosine(total_steps: int, warmup_steps: int, floor: float = 0.1):
 
 
 def build_engine(
-    network: nn.Module, config: TrainConfig, total_steps: int, on_gpu: bool, preferred_precision: str = "bf16"
+    network: nn.Module,
+    config: TrainConfig,
+    zero_stage: int,
+    total_steps: int,
+    on_gpu: bool,
+    preferred_precision: str = "bf16",
 ):
     import deepspeed
 
@@ -90,7 +88,7 @@ def build_engine(
         model=network,
         optimizer=optimizer,
         lr_scheduler=scheduler,
-        config=deepspeed_config(config, on_gpu, preferred_precision),
+        config=deepspeed_config(config, zero_stage, on_gpu, preferred_precision),
     )
     return engine
 
@@ -111,12 +109,16 @@ def _cpu_fp32(tensor: torch.Tensor) -> torch.Tensor:
     return (tensor.float() if tensor.is_floating_point() else tensor).clone()
 
 
-def build_engines(model: GenerativeModel, train: TrainConfig, total_steps: int, on_gpu: bool) -> dict[str, Any]:
-    """One DeepSpeed engine (and optimizer, LR schedule) per network, routed into the model. A
-    network updated several times per step (a WGAN critic) has that many more scheduler steps."""
+def build_engines(
+    model: GenerativeModel, train: TrainConfig, zero_stage: int, total_steps: int, on_gpu: bool
+) -> dict[str, Any]:
+    """One DeepSpeed engine (and optimizer, LR schedule) per network, routed into the model, all
+    at the group's ZeRO stage. A network updated several times per step (a WGAN critic) has that
+    many more scheduler steps."""
     engines = {}
     for name, network in model.networks().items():
-        engine = build_engine(network, train, total_steps * model.updates_per_step(name), on_gpu, model.gpu_precision)
+        steps = total_steps * model.updates_per_step(name)
+        engine = build_engine(network, train, zero_stage, steps, on_gpu, model.gpu_precision)
         if train.compile:
             engine.compile()
         model.use_network(name, engine)

@@ -1,5 +1,5 @@
 """One training set-up for a Ray Train worker and a Tune trial alike: the process's threads and
-seeds, the train config its group size runs, and how many steps make an epoch and the run."""
+seeds, the group's strategy, and how many steps make an epoch and the run."""
 
 from __future__ import annotations
 
@@ -13,14 +13,15 @@ from dataclasses import dataclass
 import torch
 
 from pipelines.config import TrainConfig
-from pipelines.train.engines import for_world_size
+from pipelines.train.strategy import Strategy
 
 
 @dataclass(frozen=True)
 class LoopSettings:
     """How one process trains; equal on every rank of a group except `rank`."""
 
-    train: TrainConfig  # as a group of `world_size` runs it (one process: no ZeRO sharding)
+    train: TrainConfig
+    strategy: Strategy  # how the group shares the model (pipelines/train/strategy.py)
     rank: int
     world_size: int
     device: torch.device
@@ -42,12 +43,11 @@ def set_up_process(train: TrainConfig, rank: int, cpus: float, device: torch.dev
 
 
 def loop_settings(
-    train: TrainConfig, rank: int, world_size: int, device: torch.device, split_rows: int
+    train: TrainConfig, strategy: Strategy, rank: int, world_size: int, device: torch.device, split_rows: int
 ) -> LoopSettings:
     """The settings of a group of `world_size` processes sharing a train split of `split_rows`:
     every step reads world x batch x accum samples of it, so each rank runs the same steps. The run
     lasts `max_steps` optimizer steps when set (epochs then follow from it), else `epochs` epochs."""
-    train = for_world_size(train, world_size)
     rows_per_step = world_size * train.batch_size * train.grad_accum_steps
     steps_per_epoch = split_rows // rows_per_step
     if steps_per_epoch == 0:
@@ -57,7 +57,7 @@ def loop_settings(
         )
     # As in the Hugging Face Trainer: max_steps, when set, is the run's length and overrides epochs.
     total = train.max_steps or steps_per_epoch * train.epochs
-    return LoopSettings(train, rank, world_size, device, steps_per_epoch, total)
+    return LoopSettings(train, strategy, rank, world_size, device, steps_per_epoch, total)
 
 
 @contextmanager

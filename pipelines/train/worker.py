@@ -31,6 +31,7 @@ from pipelines.train.loop import Fit, LossWindow
 from pipelines.train.ops import use_environment_extension_cache
 from pipelines.train.registered import load_registered_weights
 from pipelines.train.settings import LoopSettings, loop_settings, set_up_process
+from pipelines.train.strategy import strategy_for, worker_memory
 from pipelines.train.throughput import Throughput
 
 log = logging.getLogger("genpipe.train")
@@ -43,6 +44,15 @@ def _all_reduce(values: list[float], device: torch.device) -> list[float]:
     tensor = torch.tensor(values, dtype=torch.float64 if device.type == "cpu" else torch.float32, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor.tolist()
+
+
+def _smallest(value: float, device: torch.device) -> float:
+    """The least of `value` over every rank."""
+    import torch.distributed as dist
+
+    tensor = torch.tensor([value], dtype=torch.float64 if device.type == "cpu" else torch.float32, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return float(tensor.item())
 
 
 def _report_checkpoint(
@@ -112,11 +122,13 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     model = model.to(device)
     manifest = load_verified(loop_config["manifest_uri"])
     feed = open_feed(manifest, "train", config.train, device, announce=rank == 0)
-    settings = loop_settings(config.train, rank, world, device, manifest.splits["train"].rows)
+    memory = _smallest(worker_memory(device, context.get_local_world_size()), device)
+    strategy = strategy_for(config.train, model, world, memory, device.type == "cuda")
+    settings = loop_settings(config.train, strategy, rank, world, device, manifest.splits["train"].rows)
     train, total_steps = settings.train, settings.total_steps
     tokens = manifest.text.seq_len if manifest.text else None
     throughput = Throughput(model, tokens, world, peak_flops(device, train.peak_tflops))  # before ZeRO-3 shards it
-    fit = Fit(model, build_engines(model, train, total_steps, settings.on_gpu), feed, settings)
+    fit = Fit(model, build_engines(model, train, strategy.zero_stage, total_steps, settings.on_gpu), feed, settings)
 
     start_step = 0
     checkpoint = ray.train.get_checkpoint()
@@ -125,9 +137,14 @@ def train_loop(loop_config: dict[str, Any]) -> None:
             start_step = restore(fit, folder)
 
     uri, run_id = loop_config["tracking_uri"], loop_config["run_id"]
-    _log_placement(model, uri, run_id, train.zero_stage)
+    _log_placement(model, uri, run_id, strategy.zero_stage)
     ranks = (rank, context.get_local_rank(), context.get_node_rank())
     live = LiveRun(config, manifest, uri, run_id, ranks, loop_config.get("report"))
+    if rank == 0:
+        live.note(f"strategy {strategy.name} (ZeRO stage {strategy.zero_stage}): {strategy.reason}")
+        tracking.set_tags(
+            uri, run_id, {"genpipe.train.strategy": strategy.name, "genpipe.train.strategy_reason": strategy.reason}
+        )
     if checkpoint and rank == 0:
         log.info("[train] resumed from the checkpoint at step %d", start_step)
         live.note(f"resumed from the checkpoint at step {start_step}")

@@ -24,6 +24,7 @@ from pipelines.train.feed import open_feed
 from pipelines.train.loop import Fit, LossWindow
 from pipelines.train.model_setup import model_config
 from pipelines.train.settings import loop_settings, one_process_group, set_up_process
+from pipelines.train.strategy import strategy_for, worker_memory
 from pipelines.train.worker import quiet_worker_logs
 
 
@@ -56,13 +57,19 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     manifest = load_verified(setup.manifest_uri)
     model = models.build_model(config.model.family, model_config(config, manifest)).to(device)
     feed = open_feed(manifest, "train", config.train, device)
-    settings = loop_settings(config.train, 0, 1, device, manifest.splits["train"].rows)
+    strategy = strategy_for(config.train, model, 1, worker_memory(device, 1), device.type == "cuda")
+    settings = loop_settings(config.train, strategy, 0, 1, device, manifest.splits["train"].rows)
     steps_per_epoch, total_steps = settings.steps_per_epoch, settings.total_steps
     score, _ = image_scorer(manifest, config.evaluate)
     trial_id = tune.get_context().get_trial_id()
     run_id = tracking.child_run(setup.tracking_uri, setup.parent_run_id, trial_id, params)
     with one_process_group(settings.on_gpu):
-        fit = Fit(model, build_engines(model, settings.train, total_steps, settings.on_gpu), feed, settings)
+        fit = Fit(
+            model,
+            build_engines(model, settings.train, strategy.zero_stage, total_steps, settings.on_gpu),
+            feed,
+            settings,
+        )
         step = 0
         checkpoint = tune.get_checkpoint()
         if checkpoint:

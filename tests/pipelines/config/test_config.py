@@ -32,6 +32,7 @@ def test_each_problem_is_a_line_naming_its_field():
             "quickstart",
             [
                 "train.batch_size=0",
+                "train.strategy=zero4",
                 "train.zero_stage=4",
                 "bogus=1",
                 "model.params.base_channels=-1",
@@ -41,6 +42,7 @@ def test_each_problem_is_a_line_naming_its_field():
         )
     assert set(caught.value.problems) == {
         "train.batch_size: must be > 0",
+        "train.strategy: Input should be 'auto', 'ddp', 'zero1', 'zero2' or 'zero3'",
         "train.zero_stage: must be <= 3",
         "bogus: unknown field",
         "model.params.base_channels: must be > 0",
@@ -151,11 +153,13 @@ def test_a_sweep_refuses_max_steps():
 
 def test_max_steps_is_the_run_length_and_overrides_epochs():
     from pipelines.train.settings import loop_settings
+    from pipelines.train.strategy import Strategy
 
     train = load_config("quickstart", ["train.epochs=1", "train.max_steps=60"]).train
-    settings = loop_settings(train, 0, 2, torch.device("cpu"), split_rows=1437)
+    ddp = Strategy("ddp", "a test")
+    settings = loop_settings(train, ddp, 0, 2, torch.device("cpu"), split_rows=1437)
     assert settings.steps_per_epoch == 11 and settings.total_steps == 60  # 6 epochs' worth, not 11
-    by_epochs = loop_settings(train.model_copy(update={"max_steps": None}), 0, 2, torch.device("cpu"), 1437)
+    by_epochs = loop_settings(train.model_copy(update={"max_steps": None}), ddp, 0, 2, torch.device("cpu"), 1437)
     assert by_epochs.total_steps == 11
 
 

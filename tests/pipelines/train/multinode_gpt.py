@@ -20,7 +20,7 @@ def main(storage: str) -> int:
     cluster.wait_for_nodes()
     try:
         settings = [
-            "train.zero_stage=3",
+            "train.strategy=zero3",
             "train.placement_strategy=STRICT_SPREAD",
             "train.max_steps=30",
             "train.log_every=10",

@@ -18,6 +18,7 @@ from pipelines.train.engines import build_engines
 from pipelines.train.feed import CachedFeed
 from pipelines.train.loop import Fit, LossWindow
 from pipelines.train.settings import loop_settings, one_process_group
+from pipelines.train.strategy import Strategy
 from pipelines.train.worker import quiet_worker_logs
 
 ROWS = 16
@@ -40,11 +41,14 @@ def process_group():
             os.environ[name] = value
 
 
+ONE_WORKER = Strategy("ddp", "one worker")
+
+
 def fit_for(family: str, model_config: dict, shard: dict[str, torch.Tensor]) -> Fit:
     model = models.build_model(family, model_config)
-    settings = loop_settings(TrainConfig(batch_size=4, max_steps=3, zero_stage=0), 0, 1, torch.device("cpu"), ROWS)
+    settings = loop_settings(TrainConfig(batch_size=4, max_steps=3), ONE_WORKER, 0, 1, torch.device("cpu"), ROWS)
     feed = CachedFeed(shard, (ROWS,), settings.train, torch.device("cpu"))
-    return Fit(model, build_engines(model, settings.train, settings.total_steps, False), feed, settings)
+    return Fit(model, build_engines(model, settings.train, 0, settings.total_steps, False), feed, settings)
 
 
 def shard_for(model: models.GenerativeModel) -> dict[str, torch.Tensor]:
@@ -93,10 +97,10 @@ SHARDS = (7, 5, 4)  # three shards of the split, unequal, as prepare may write t
 
 def resumable_fit(family: str, config: dict, shard: dict[str, torch.Tensor], steps: int) -> Fit:
     model = models.build_model(family, config)
-    train = TrainConfig(batch_size=3, max_steps=steps, zero_stage=0, shuffle_window=5, seed=3)
-    settings = loop_settings(train, 0, 1, torch.device("cpu"), sum(SHARDS))
+    train = TrainConfig(batch_size=3, max_steps=steps, shuffle_window=5, seed=3)
+    settings = loop_settings(train, ONE_WORKER, 0, 1, torch.device("cpu"), sum(SHARDS))
     feed = CachedFeed(shard, SHARDS, settings.train, torch.device("cpu"))
-    return Fit(model, build_engines(model, settings.train, settings.total_steps, False), feed, settings)
+    return Fit(model, build_engines(model, settings.train, 0, settings.total_steps, False), feed, settings)
 
 
 def step_losses(fit: Fit, start: int, stop: int) -> list[list[float]]:

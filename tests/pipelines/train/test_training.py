@@ -32,7 +32,7 @@ def _start(config, workflow_id: str):
 
 
 def test_zero3_weights_are_gathered_into_one_safetensors_file(ray_session, tmp_path):
-    config = tiny_config(tmp_path, "train.zero_stage=3", "train.max_steps=10")
+    config = tiny_config(tmp_path, "train.strategy=zero3", "train.max_steps=10")
     manifest, uri, run_id, model_config = _start(config, "wf-z3")
     result = run_training(config, manifest, model_config, "wf-z3", uri, run_id)
     reference = models.build_model("ddpm", model_config)

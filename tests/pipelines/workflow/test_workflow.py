@@ -87,7 +87,7 @@ def test_two_worker_zero2_training_lowers_the_loss(finished):
     assert len(losses) == 6  # 30 steps, logged every 5
     assert losses[-1] < 0.7 * losses[0]
     run = tracking.client(meta["tracking_uri"]).get_run(meta["run_id"])
-    assert run.data.params["train.zero_stage"] == "2" and run.data.params["train.num_workers"] == "2"
+    assert run.data.params["train.strategy"] == "auto" and run.data.params["train.num_workers"] == "2"
     fingerprint = workflow.record("prepare")["result"]["fingerprint"]
     assert run.data.tags["genpipe.dataset.fingerprint"] == fingerprint
     inputs = {i.dataset.name: i.tags[0].value for i in run.inputs.dataset_inputs}
