@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 import pickle
 from typing import Any
@@ -19,10 +20,12 @@ from data_prep.sample_order import Cursor
 from models.weights import save_model
 from pipelines.train.engines import full_state_dict
 from pipelines.train.loop import Fit
+from pipelines.train.strategy import Strategy
 from storage import read_bytes
 
 MODEL_DIR = "model"  # inside the final checkpoint: safetensors weights + config.json
 MODEL_STATE_FILE = "model_state.safetensors"  # beside the networks' checkpoints: e.g. the EMA
+STRATEGY_FILE = "strategy.json"  # how the group that wrote it shared the model
 # The classes DeepSpeed itself puts in its checkpoints (ZeRO's loss scaler, stage and fragment
 # map): plain data holders, allowed by name. torch's weights_only unpickler refuses anything else,
 # so a `.pt` planted in storage cannot run code at the next resume.
@@ -60,6 +63,13 @@ def load_without_code(path: str, map_location: Any = None) -> Any:
         ) from None
 
 
+def written_with(recorded: bytes) -> Strategy:
+    """The strategy of the group that wrote a checkpoint, from its STRATEGY_FILE. A resumed group
+    keeps it: the checkpoint's ZeRO shards are laid out for that stage."""
+    fields = json.loads(recorded)
+    return Strategy(fields["name"], f"kept from the checkpoint it resumes ({fields['reason']})")
+
+
 def restore(fit: Fit, folder: str) -> int:
     """Load every network's DeepSpeed checkpoint from `folder` (no pickled code: see
     `load_without_code`), the model's own training state (an EMA) and the data cursor; returns
@@ -90,6 +100,10 @@ def write_checkpoint(
             tag=f"step{step}",
             client_state={"step": step, "cursor": [fit.cursor.epoch, fit.cursor.position]},
         )
+    if fit.settings.rank == 0:
+        strategy = fit.settings.strategy
+        with open(os.path.join(folder, STRATEGY_FILE), "w") as handle:
+            json.dump({"name": strategy.name, "reason": strategy.reason}, handle)
     model_state = fit.model.checkpoint_state()  # the same on every rank: rank 0 writes it
     if model_state and fit.settings.rank == 0:
         save_file(

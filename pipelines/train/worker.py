@@ -22,7 +22,7 @@ from models.base import parameter_count
 from pipelines.config import PipelineConfig
 from pipelines.registry import tracking
 from pipelines.registry.environment import apply_mlflow_defaults
-from pipelines.train.checkpoints import restore, write_checkpoint
+from pipelines.train.checkpoints import STRATEGY_FILE, restore, write_checkpoint, written_with
 from pipelines.train.engines import build_engines
 from pipelines.train.feed import open_feed
 from pipelines.train.hardware import peak_flops
@@ -31,7 +31,7 @@ from pipelines.train.loop import Fit, LossWindow
 from pipelines.train.ops import use_environment_extension_cache
 from pipelines.train.registered import load_registered_weights
 from pipelines.train.settings import LoopSettings, loop_settings, set_up_process
-from pipelines.train.strategy import strategy_for, worker_memory
+from pipelines.train.strategy import Strategy, strategy_for, worker_memory
 from pipelines.train.throughput import Throughput
 
 log = logging.getLogger("genpipe.train")
@@ -53,6 +53,17 @@ def _smallest(value: float, device: torch.device) -> float:
     tensor = torch.tensor([value], dtype=torch.float64 if device.type == "cpu" else torch.float32, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
     return float(tensor.item())
+
+
+def _kept_strategy(checkpoint: Any) -> Strategy | None:
+    """The strategy the checkpoint was written with; one file read, not the checkpoint's download."""
+    if checkpoint is None:
+        return None
+    try:
+        with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{STRATEGY_FILE}") as handle:
+            return written_with(handle.read())
+    except FileNotFoundError:  # written before strategies were recorded
+        return None
 
 
 def _report_checkpoint(
@@ -123,7 +134,8 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     manifest = load_verified(loop_config["manifest_uri"])
     feed = open_feed(manifest, "train", config.train, device, announce=rank == 0)
     memory = _smallest(worker_memory(device, context.get_local_world_size()), device)
-    strategy = strategy_for(config.train, model, world, memory, device.type == "cuda")
+    checkpoint = ray.train.get_checkpoint()
+    strategy = _kept_strategy(checkpoint) or strategy_for(config.train, model, world, memory, device.type == "cuda")
     settings = loop_settings(config.train, strategy, rank, world, device, manifest.splits["train"].rows)
     train, total_steps = settings.train, settings.total_steps
     tokens = manifest.text.seq_len if manifest.text else None
@@ -131,7 +143,6 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     fit = Fit(model, build_engines(model, train, strategy.zero_stage, total_steps, settings.on_gpu), feed, settings)
 
     start_step = 0
-    checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
             start_step = restore(fit, folder)

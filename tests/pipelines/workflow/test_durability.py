@@ -72,7 +72,10 @@ def test_killed_run_resumes_from_its_last_checkpoint(ray_session, tmp_path):
     assert len(resumed) == 1 and resumed[0].value >= 20
     assert workflow.record("train")["result"]["metrics"]["step"] == 150
     assert workflow.step_states()["register"] == "succeeded"
-    assert tracking.client(meta["tracking_uri"]).get_run(meta["run_id"]).info.status == "FINISHED"
+    finished = tracking.client(meta["tracking_uri"]).get_run(meta["run_id"])
+    assert finished.info.status == "FINISHED"
+    # The resumed group shares the model as the group that wrote the checkpoint did.
+    assert finished.data.tags["genpipe.train.strategy_reason"].startswith("kept from the checkpoint it resumes")
 
 
 def test_sigterm_stops_the_run_and_its_mlflow_run_ends_killed(ray_session, tmp_path):
