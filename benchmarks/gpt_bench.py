@@ -142,7 +142,9 @@ def bare_loop(
     torch.manual_seed(0)
     network = network.to(device)
     step_fn = torch.compile(network) if compile_model else network
-    optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=0.0, fused=device == "cuda")
+    # The pipeline's optimizer: fused kernels on GPUs, the multi-tensor path on CPU (engines.py).
+    multi_tensor = {"fused": True} if device == "cuda" else {"foreach": True}
+    optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=0.0, **multi_tensor)
     autocast = torch.autocast("cuda", torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
     warm = max(1, steps // 10)
@@ -158,7 +160,7 @@ def bare_loop(
             logits = step_fn(tokens[:, :-1])
         loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0, foreach=True)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     if device == "cuda":

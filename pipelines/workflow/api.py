@@ -70,7 +70,17 @@ def connect_ray(address: str | None = None) -> None:
         logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
     verbose = os.environ.get("GENPIPE_VERBOSE") == "1"
     own_handler = signal.getsignal(signal.SIGTERM)
-    ray.init(address=address, logging_level=logging.INFO if verbose else logging.WARNING, log_to_driver=verbose)
+    options: dict[str, Any] = {}
+    if not (address or os.environ.get("RAY_ADDRESS")) and os.environ.get("GENPIPE_RAY_DASHBOARD") != "1":
+        # A Ray that lives as long as this command: its dashboard's processes took ~3% of a
+        # 2-core machine that training would use, for pages no one opens (GENPIPE_RAY_DASHBOARD=1).
+        options["include_dashboard"] = False
+    ray.init(
+        address=address,
+        logging_level=logging.INFO if verbose else logging.WARNING,
+        log_to_driver=verbose,
+        **options,
+    )
     # ray.init replaces the SIGTERM handler (its core worker then aborts the process): a caller that
     # handles SIGTERM itself (the CLI ends the MLflow run KILLED) keeps its handler.
     if callable(own_handler) and threading.current_thread() is threading.main_thread():
