@@ -17,28 +17,11 @@ from pipelines.train.checkpoints import MODEL_DIR, CheckpointRefused, restore, w
 from pipelines.train.engines import build_engines
 from pipelines.train.feed import CachedFeed
 from pipelines.train.loop import Fit, LossWindow
-from pipelines.train.settings import loop_settings, one_process_group
+from pipelines.train.settings import loop_settings
 from pipelines.train.strategy import Strategy
-from pipelines.train.worker import quiet_worker_logs
 
 ROWS = 16
 DATA = {"image_shape": (1, 8, 8), "num_classes": 10, "class_names": [str(d) for d in range(10)], "vocab_size": 257}
-
-
-@pytest.fixture(scope="module")
-def process_group():
-    """One one-process gloo group for the module (DeepSpeed keeps its communication state for
-    the process, as a sweep trial's actor does); the launcher variables are put back afterwards."""
-    names = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "DS_ACCELERATOR", "TORCH_EXTENSIONS_DIR")
-    saved = {name: os.environ.get(name) for name in names}
-    quiet_worker_logs()
-    with one_process_group(on_gpu=False):
-        yield
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
 
 
 ONE_WORKER = Strategy("ddp", "one worker")
