@@ -11,19 +11,16 @@ temperature 1, batch 1 and 8; the median of 3 repeats each. Both ways must write
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-RESULTS = REPO / "benchmarks" / "RESULTS.md"
+from benchmarks.results_table import append_table  # noqa: E402
 
 SHAPES = {
     "tiny (4 x 128)": {"preset": "tiny", "params": {}},
@@ -78,18 +75,16 @@ def main() -> None:
             )
             print(rows[-1], flush=True)
     if args.record:
-        machine = f"{platform.machine()}, {os.cpu_count()} cores, {args.threads} threads, torch {torch.__version__}"
-        date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        lines = [
-            f"\n### Text generation with the KV cache (issue 19), {date} — {machine}\n",
-            "`python benchmarks/generation_bench.py --record`: a 16-token prompt, 200 new tokens sampled at",
-            "temperature 1, median of 3; both ways write the same tokens (checked).\n",
-            "| model | batch | with the cache, tokens/s | without, tokens/s | speed-up |",
-            "| --- | --- | --- | --- | --- |",
-            *rows,
-        ]
-        with RESULTS.open("a") as handle:
-            handle.write("\n".join(lines) + "\n")
+        append_table(
+            "Text generation with the KV cache (issue 19)",
+            [
+                "`python benchmarks/generation_bench.py --record`: a 16-token prompt, 200 new tokens sampled at",
+                "temperature 1, median of 3; both ways write the same tokens (checked).",
+            ],
+            ["model", "batch", "with the cache, tokens/s", "without, tokens/s", "speed-up"],
+            rows,
+            extra=f", {args.threads} threads",
+        )
 
 
 if __name__ == "__main__":

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -27,7 +25,8 @@ import torch.multiprocessing as mp
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-RESULTS = REPO / "benchmarks" / "RESULTS.md"
+from benchmarks.results_table import append_table  # noqa: E402
+
 STEPS, WARM, BATCH, ROWS = 60, 10, 64, 1437
 WAYS = {
     "no gradient exchange (floor)": None,
@@ -121,18 +120,15 @@ def main() -> None:
     rows = [f"| {way} | {1000 * s:.1f} | {floor / s:.3f} |" for way, s in timings.items()]
     print("\n".join(rows))
     if args.record:
-        date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
-        lines = [
-            f"\n### Strategies on a model that fits (issue 19), {date} — {machine}\n",
-            "`python benchmarks/strategy_bench.py --record`: 2 processes x 1 thread, gloo, the tiny DDPM at",
-            "64 images a process, 60 timed steps after 10, no Ray.\n",
-            "| way | ms per step | floor / way |",
-            "| --- | --- | --- |",
-            *rows,
-        ]
-        with RESULTS.open("a") as handle:
-            handle.write("\n".join(lines) + "\n")
+        append_table(
+            "Strategies on a model that fits (issue 19)",
+            [
+                "`python benchmarks/strategy_bench.py --record`: 2 processes x 1 thread, gloo, the tiny DDPM at",
+                "64 images a process, 60 timed steps after 10, no Ray.",
+            ],
+            ["way", "ms per step", "floor / way"],
+            rows,
+        )
 
 
 if __name__ == "__main__":
