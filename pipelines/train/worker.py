@@ -37,22 +37,13 @@ from pipelines.train.throughput import Throughput
 log = logging.getLogger("genpipe.train")
 
 
-def _all_reduce(values: list[float], device: torch.device) -> list[float]:
-    """The sums of `values` over every rank."""
+def _all_reduce(values: list[float], device: torch.device, op: str = "SUM") -> list[float]:
+    """`values` reduced over every rank (summed, or `op`: MIN, MAX)."""
     import torch.distributed as dist
 
     tensor = torch.tensor(values, dtype=torch.float64 if device.type == "cpu" else torch.float32, device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    dist.all_reduce(tensor, op=getattr(dist.ReduceOp, op))
     return tensor.tolist()
-
-
-def _smallest(value: float, device: torch.device) -> float:
-    """The least of `value` over every rank."""
-    import torch.distributed as dist
-
-    tensor = torch.tensor([value], dtype=torch.float64 if device.type == "cpu" else torch.float32, device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
-    return float(tensor.item())
 
 
 def _kept_strategy(checkpoint: Any) -> Strategy | None:
@@ -133,7 +124,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     model = model.to(device)
     manifest = load_verified(loop_config["manifest_uri"])
     feed = open_feed(manifest, "train", config.train, device, announce=rank == 0)
-    memory = _smallest(worker_memory(device, context.get_local_world_size()), device)
+    (memory,) = _all_reduce([worker_memory(device, context.get_local_world_size())], device, op="MIN")
     checkpoint = ray.train.get_checkpoint()
     strategy = _kept_strategy(checkpoint) or strategy_for(config.train, model, world, memory, device.type == "cuda")
     settings = loop_settings(config.train, strategy, rank, world, device, manifest.splits["train"].rows)
