@@ -67,7 +67,9 @@ def written_with(recorded: bytes) -> Strategy:
     """The strategy of the group that wrote a checkpoint, from its STRATEGY_FILE. A resumed group
     keeps it: the checkpoint's ZeRO shards are laid out for that stage."""
     fields = json.loads(recorded)
-    return Strategy(fields["name"], f"kept from the checkpoint it resumes ({fields['reason']})")
+    kept = "kept from the checkpoint it resumes"
+    reason = fields["reason"] if fields["reason"].startswith(kept) else f"{kept} ({fields['reason']})"
+    return Strategy(fields["name"], reason)  # a second resume does not wrap the reason again
 
 
 def restore(fit: Fit, folder: str) -> int:
