@@ -23,8 +23,9 @@ def parameter_count(parameters: Iterable[torch.Tensor]) -> int:
     return sum(getattr(p, "ds_numel", p.numel()) for p in parameters)
 
 
-# What every image family is scored on: classifier-FID and class coverage of its samples.
-SAMPLE_METRICS = ("eval/classifier_fid", "eval/class_coverage")
+# What every image family is scored on: classifier-FID, class coverage, and the improved
+# precision (fidelity) and recall (diversity) of its samples.
+SAMPLE_METRICS = ("eval/classifier_fid", "eval/class_coverage", "eval/precision", "eval/recall")
 
 
 def interpolate(

@@ -210,19 +210,15 @@ class DDPM(GenerativeModel):
             self.ema.update(self.unet)
 
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
-        return {f"ema.{k}": v for k, v in self.ema.state().items()} if self.ema and self.ema.shadow else {}
+        return self.ema.checkpoint_state() if self.ema is not None else {}
 
     def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
-        if self.ema is not None and state:
-            self.ema.load_state(
-                {k.removeprefix("ema."): v for k, v in state.items()}, next(self.unet.parameters()).device
-            )
+        if self.ema is not None:
+            self.ema.load_checkpoint_state(state, next(self.unet.parameters()).device)
 
     def exported_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The U-Net's EMA weights in place of the raw ones: what is evaluated and registered."""
-        if self.ema is None or not self.ema.shadow:
-            return state
-        return {**state, **{f"unet.{k}": v.detach().cpu().clone() for k, v in self.ema.shadow.items()}}
+        return self.ema.exported_state(state, "unet") if self.ema is not None else state
 
     # --- sampling -------------------------------------------------------------------------------
 

@@ -59,3 +59,20 @@ class EMA:
     def load_state(self, state: dict[str, torch.Tensor], device: torch.device) -> None:
         self.updates = int(state["updates"])
         self.shadow = {k.removeprefix("shadow."): v.to(device) for k, v in state.items() if k.startswith("shadow.")}
+
+    # A family's checkpoint_state / load_checkpoint_state / exported_state, for an EMA of one of
+    # its networks: the three hooks of models.base.GenerativeModel.
+
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        """The state under `ema.` keys; nothing before the first update."""
+        return {f"ema.{k}": v for k, v in self.state().items()} if self.shadow else {}
+
+    def load_checkpoint_state(self, state: dict[str, torch.Tensor], device: torch.device) -> None:
+        if state:
+            self.load_state({k.removeprefix("ema."): v for k, v in state.items()}, device)
+
+    def exported_state(self, state: dict[str, torch.Tensor], network: str) -> dict[str, torch.Tensor]:
+        """`state` with network `network`'s weights replaced by their averages."""
+        if not self.shadow:
+            return state
+        return {**state, **{f"{network}.{k}": v.detach().cpu().clone() for k, v in self.shadow.items()}}

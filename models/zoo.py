@@ -12,9 +12,10 @@ from models.base import GenerativeModel, ModelConfig
 from models.ddpm import DDPM, LatentDDPM
 from models.gan import GAN_FAMILIES
 from models.gpt import GPT
+from models.stylegan import StyleGAN
 
 # One line per family: the order is the order `genpipe models` lists them in.
-ZOO: tuple[type[GenerativeModel], ...] = (DDPM, LatentDDPM, GPT, *GAN_FAMILIES, *AUTOENCODER_FAMILIES)
+ZOO: tuple[type[GenerativeModel], ...] = (DDPM, LatentDDPM, GPT, *GAN_FAMILIES, StyleGAN, *AUTOENCODER_FAMILIES)
 FAMILIES: dict[str, type[GenerativeModel]] = {cls.family: cls for cls in ZOO}
 
 

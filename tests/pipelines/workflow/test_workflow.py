@@ -104,6 +104,7 @@ def test_evaluation_logged_metrics_and_pictures(finished):
     mlflow_client = tracking.client(meta["tracking_uri"])
     metrics = mlflow_client.get_run(meta["run_id"]).data.metrics
     assert metrics["eval/classifier_fid"] > 0 and 0 <= metrics["eval/class_coverage"] <= 10
+    assert 0 <= metrics["eval/precision"] <= 1 and 0 <= metrics["eval/recall"] <= 1
     artifacts = {a.path for a in mlflow_client.list_artifacts(meta["run_id"], "evaluation")}
     assert artifacts == {"evaluation/samples.png"}
     grid = Image.open(workflow.record("evaluate")["result"]["samples_uri"])
