@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, get_
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from data_prep.domains import DomainMap
 from data_prep.images import DEFAULT_MAX_PIXELS
+from data_prep.manifest import DomainInfo
 
 
 class Strict(BaseModel):
@@ -33,6 +35,16 @@ class SourceConfig(Strict):
     @property
     def image_channels(self) -> int:
         return int(getattr(self, "channels", 1))
+
+    @property
+    def image_side(self) -> int | None:
+        """The images' side when the source fixes it (digits: 8), else None."""
+        return self.native_size
+
+    @property
+    def domains(self) -> DomainInfo | None:
+        """A translation dataset's two domains; None for one domain."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """What the data is, cheaply: file names, sizes and stamps, never contents."""
@@ -161,6 +173,67 @@ class TextFilesSource(SourceConfig):
         return read_text_files(self)
 
 
+ImageSource = Annotated[
+    Union[DigitsSource, ImageFolderSource, ParquetSource],  # noqa: UP007 (a discriminated union)
+    Field(discriminator="kind"),
+]
+
+
+class DomainsSource(SourceConfig):
+    """Two image domains for unpaired translation (data_prep/domains.py): `a` and `b`, two image
+    sources, or `a` alone with `b_from_a`, a known map that turns half of a's records into B."""
+
+    kind: Literal["domains"]
+    a: ImageSource
+    b: ImageSource | None = None
+    b_from_a: DomainMap | None = Field(None, description="invert, rotate90 or flip: B is A's images under it")
+    names: tuple[str, str] = Field(("a", "b"), description="the domains' names, as samples and metrics show them")
+
+    @model_validator(mode="after")
+    def _one_way_to_b(self) -> DomainsSource:
+        if (self.b is None) == (self.b_from_a is None):
+            raise ValueError("data.source: give domain b as a source (b) or as a map of a (b_from_a), one of them")
+        for field, source in (("a", self.a), ("b", self.b)):
+            if source is not None and source.is_text:
+                raise ValueError(f"data.source.{field}: a domain holds images, not text")
+        if self.b is not None and self.b.image_channels != self.a.image_channels:
+            raise ValueError("data.source.b.channels: both domains need the same channels")
+        return self
+
+    @property
+    def image_channels(self) -> int:
+        return self.a.image_channels
+
+    @property
+    def image_side(self) -> int | None:
+        """The side both domains fix (digits, and a map of them); None when they differ."""
+        sides = {self.a.image_side, self.a.image_side if self.b is None else self.b.image_side}
+        return sides.pop() if len(sides) == 1 else None
+
+    @property
+    def domains(self) -> DomainInfo | None:
+        return DomainInfo(names=self.names, b_from_a=self.b_from_a)
+
+    def describe(self) -> dict[str, Any]:
+        b = {"b": self.b.describe()} if self.b is not None else {"b_from_a": self.b_from_a}
+        return {"kind": "domains", "a": self.a.describe(), **b, "names": list(self.names)}
+
+    def read(self) -> Any:
+        from data_prep.domains import mapped_row, tag_domain
+
+        if self.b is None:
+            name = str(self.b_from_a)
+            return self.a.read().map(lambda row: mapped_row(row, name, seed=0))
+        a_rows = self.a.read().map(lambda row: tag_domain(row, 0))
+        return a_rows.union(self.b.read().map(lambda row: tag_domain(row, 1)))
+
+    def class_names(self) -> list[str]:
+        """Class names shared by both domains (a map of one source shares them); else the
+        integer labels as they are."""
+        names = self.a.class_names()
+        return names if self.b is None or self.b.class_names() == names else []
+
+
 # The registry of source kinds: a new kind is one class above and one entry here.
 SOURCES: tuple[type[SourceConfig], ...] = (
     DigitsSource,
@@ -168,6 +241,7 @@ SOURCES: tuple[type[SourceConfig], ...] = (
     ParquetSource,
     PythonStdlibSource,
     TextFilesSource,
+    DomainsSource,
 )
 SOURCE_KINDS = frozenset(get_args(cls.model_fields["kind"].annotation)[0] for cls in SOURCES)
 if TYPE_CHECKING:
@@ -197,7 +271,7 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _size_known(self) -> DataConfig:
-        if self.image_size is None and self.source.native_size is None and not self.source.is_text:
+        if self.image_size is None and self.source.image_side is None and not self.source.is_text:
             raise ValueError("image_size: required for image_folder and parquet image sources")
         return self
 

@@ -56,6 +56,13 @@ class TextInfo(BaseModel):
         return self.utf8_bytes[split] / max(1, self.tokens[split])
 
 
+class DomainInfo(BaseModel):
+    """A translation dataset's two domains (rows carry `domain`: 0 is names[0])."""
+
+    names: tuple[str, str]
+    b_from_a: str | None = None  # the known map from A to B, when B was made from A
+
+
 class Manifest(BaseModel):
     fingerprint: str
     uri: str  # the dataset folder
@@ -66,6 +73,7 @@ class Manifest(BaseModel):
     num_classes: int = 0
     class_names: list[str] = []
     text: TextInfo | None = None
+    domains: DomainInfo | None = None
     schema_: dict[str, str]
     splits: dict[str, Split]
     rejects: dict[str, Any]
@@ -78,7 +86,7 @@ class Manifest(BaseModel):
         if self.text is not None:
             return (self.text.seq_len + 1) * 4
         channels, height, width = self.images
-        return channels * height * width * 4 + 8
+        return channels * height * width * 4 + 8 + (8 if self.domains else 0)
 
     def decoded_mb(self, split: str) -> float:
         return self.splits[split].rows * self.row_bytes / MEGABYTE

@@ -21,6 +21,8 @@ from data_prep.shards import new_write_id, record_rejects, write_split
 from data_prep.transforms import make_transform
 from storage import join
 
+IMAGE_TYPE = "binary (float32 C,H,W)"
+
 
 def describe_source(config: DataConfig) -> dict[str, Any]:
     """The source's description (file names, sizes, stamps): one listing of the files."""
@@ -53,24 +55,30 @@ def prepare(config: DataConfig, storage: str) -> tuple[Manifest, bool]:
 def _build_images(config: DataConfig, storage: str, key: str, description: dict[str, Any]) -> Manifest:
     uri = dataset_uri(storage, key)
     write_id = new_write_id()
-    channels, native = config.source.image_channels, config.source.native_size
+    channels, native = config.source.image_channels, config.source.image_side
     transform = make_transform(channels, config.image_size, native, config.split_seed, config.val_fraction)
     rows = config.source.read().map(transform).materialize()
 
     # One pass over the small columns answers every count below without re-running the pipeline.
-    index = rows.select_columns(["key", "label", "split", "error"]).to_pandas()
+    domains = config.source.domains
+    small = ["key", "label", "split", "error", *(["domain"] if domains else [])]
+    index = rows.select_columns(small).to_pandas()
     rejects_uri = join(uri, write_id, "rejects", "rejects.jsonl")
     rejected = record_rejects(index, rejects_uri, config.max_reject_fraction)
 
     kept = index[index["error"] == ""]
     size = int(config.image_size or native or 0)  # one of them is set: DataConfig checks it
     splits = {}
+    if domains:
+        for domain, name in enumerate(domains.names):
+            if not (kept["domain"] == domain).any():
+                raise DataError(f"data.source: domain {name!r} has no usable images")
     row_bytes = channels * size * size * 4 + 8
     for split, count in (("train", config.num_shards), ("val", None)):
         if not (kept["split"] == split).any():
             raise DataError(f"data.val_fraction: the {split} split is empty ({len(index)} records in all)")
         part = rows.filter(expr=(col("split") == split) & (col("error") == ""))
-        columns = part.select_columns(["key", "label", "image"])
+        columns = part.select_columns(["key", "label", *(["domain"] if domains else []), "image"])
         splits[split] = write_split(columns, uri, join(uri, write_id, split), row_bytes, config.shard_mb, count)
 
     names = config.source.class_names()
@@ -82,7 +90,8 @@ def _build_images(config: DataConfig, storage: str, key: str, description: dict[
         image_shape=(channels, size, size),
         num_classes=max(len(names), int(kept["label"].max()) + 1),
         class_names=names,
-        schema_={"key": "string", "label": "int64", "image": "binary (float32 C,H,W)"},
+        domains=domains,
+        schema_={"key": "string", "label": "int64", **({"domain": "int64"} if domains else {}), "image": IMAGE_TYPE},
         splits=splits,
         rejects={"count": rejected, "uri": rejects_uri if rejected else None},
         source=description,

@@ -41,13 +41,17 @@ def fixed_width(column: pa.ChunkedArray | pa.Array, dtype: str, shape: tuple[int
 
 def decode_table(table: pa.Table, manifest: Manifest) -> Columns:
     """A shard's table -> the model's columns: `tokens` (N, seq_len + 1) int32 for text; `image`
-    (N, C, H, W) float32 in [-1, 1] and int64 `label` for images."""
+    (N, C, H, W) float32 in [-1, 1] and int64 `label` for images (and int64 `domain` for a
+    translation dataset's)."""
     if manifest.text is not None:
         return {"tokens": fixed_width(table.column("tokens"), "<i4", (manifest.text.seq_len + 1,)).astype(np.int32)}
-    return {
+    columns = {
         "image": fixed_width(table.column("image"), "<f4", manifest.images).astype(np.float32),
         "label": table.column("label").to_numpy().astype(np.int64),
     }
+    if manifest.domains is not None:
+        columns["domain"] = table.column("domain").to_numpy().astype(np.int64)
+    return columns
 
 
 def read_shard(manifest: Manifest, shard: Shard) -> Columns:

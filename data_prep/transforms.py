@@ -37,6 +37,8 @@ def make_transform(
             "error": row["error"],
             "split": split_of(row["key"], seed, val_fraction),
         }
+        if "domain" in row:  # a translation dataset's (data_prep/domains.py)
+            out["domain"] = int(row["domain"])
         if out["error"]:
             return out
         height, width = int(row["height"]), int(row["width"])
