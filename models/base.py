@@ -64,6 +64,9 @@ class GenerativeModel(nn.Module, ABC):
     # train step pins each URI to a version, stores the part's spec in `<field>_spec` and loads its
     # weights into the submodule (a latent diffusion model's VAE).
     registered_parts: ClassVar[dict[str, str]] = {}
+    # Image-to-image families translate between the two domains of a translation dataset (data
+    # source kind `domains`): batches carry `domain`, and `sample` takes the images to translate.
+    translates: ClassVar[bool] = False
 
     @classmethod
     def metric_names(cls) -> tuple[str, ...]:
@@ -143,6 +146,12 @@ class GenerativeModel(nn.Module, ABC):
         --prompt, --label, --guidance, --sampler, --steps); a ValueError names the option that does
         not fit. A family that takes none refuses every one."""
         self.refuse_options(asked)
+        return {}
+
+    def sampling_inputs(self, n: int) -> dict[str, Any]:
+        """What `sample(n, ...)` needs beyond `n` when the caller has nothing to give it (live sample
+        grids, the served model's example request): an image-to-image family's inputs. None needed
+        by default."""
         return {}
 
     def refuse_options(self, asked: dict[str, Any]) -> None:

@@ -9,13 +9,14 @@ from typing import Any
 
 from models.autoencoders import AUTOENCODER_FAMILIES
 from models.base import GenerativeModel, ModelConfig
+from models.cyclegan import CycleGAN
 from models.ddpm import DDPM, LatentDDPM
 from models.gan import GAN_FAMILIES
 from models.gpt import GPT
 from models.stylegan import StyleGAN
 
 # One line per family: the order is the order `genpipe models` lists them in.
-ZOO: tuple[type[GenerativeModel], ...] = (DDPM, LatentDDPM, GPT, *GAN_FAMILIES, StyleGAN, *AUTOENCODER_FAMILIES)
+ZOO: tuple[type[GenerativeModel], ...] = (DDPM, LatentDDPM, GPT, *GAN_FAMILIES, StyleGAN, CycleGAN, *AUTOENCODER_FAMILIES)
 FAMILIES: dict[str, type[GenerativeModel]] = {cls.family: cls for cls in ZOO}
 
 

@@ -21,9 +21,16 @@ def build(family: str, **params) -> models.GenerativeModel:
 
 
 def train_briefly(
-    model: models.GenerativeModel, steps: int, lr: float = 1e-3, betas: tuple[float, float] = (0.5, 0.999)
+    model: models.GenerativeModel,
+    steps: int,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.5, 0.999),
+    columns: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, list[float]]:
-    """Each network in turn, a critic `updates_per_step` times, the model told after each update."""
+    """Each network in turn, a critic `updates_per_step` times, the model told after each update;
+    batches of `columns` (the digits' images and labels by default)."""
+    columns = columns or {"image": IMAGES, "label": LABELS}
+    rows_in_all = len(next(iter(columns.values())))
     optimizers = {
         name: torch.optim.Adam(net.parameters(), lr=lr, betas=betas) for name, net in model.networks().items()
     }
@@ -33,8 +40,8 @@ def train_briefly(
         model.start_step(step)
         for name, optimizer in optimizers.items():
             for _ in range(model.updates_per_step(name)):
-                rows = torch.randint(len(IMAGES), (64,), generator=generator)
-                loss = model.loss(name, {"image": IMAGES[rows], "label": LABELS[rows]})
+                rows = torch.randint(rows_in_all, (64,), generator=generator)
+                loss = model.loss(name, {key: values[rows] for key, values in columns.items()})
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()

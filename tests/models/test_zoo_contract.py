@@ -50,7 +50,9 @@ def batch(model: GenerativeModel, size: int = 4, device: str = "cpu") -> dict[st
     if model.modality == "text":
         return {"tokens": torch.randint(0, DATA["vocab_size"], (size, 17), device=device)}
     images = torch.rand(size, *IMAGE_SHAPE, device=device) * 2 - 1
-    return {"image": images, "label": torch.arange(size, device=device) % len(CLASSES)}
+    rows = torch.arange(size, device=device)
+    # Every family reads the columns it needs: `domain` is a translation dataset's (both domains here).
+    return {"image": images, "label": rows % len(CLASSES), "domain": rows % 2}
 
 
 def quick_sample(model: GenerativeModel, n: int) -> torch.Tensor:
@@ -59,7 +61,7 @@ def quick_sample(model: GenerativeModel, n: int) -> torch.Tensor:
         options = model.sample_options(n, sampler="ddim", steps=2)
     except ValueError:
         options = {}
-    return model.sample(n, generator=torch.Generator().manual_seed(0), **options)
+    return model.sample(n, generator=torch.Generator().manual_seed(0), **options, **model.sampling_inputs(n))
 
 
 def is_numeric(family: str, preset: str) -> bool:

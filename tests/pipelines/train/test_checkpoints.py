@@ -37,7 +37,8 @@ def fit_for(family: str, model_config: dict, shard: dict[str, torch.Tensor]) -> 
 def shard_for(model: models.GenerativeModel) -> dict[str, torch.Tensor]:
     if model.modality == "text":
         return {"tokens": torch.randint(0, 257, (ROWS, 9))}
-    return {"image": torch.rand(ROWS, 1, 8, 8) * 2 - 1, "label": torch.arange(ROWS) % 10}
+    rows = torch.arange(ROWS)  # `domain`: a translation family's column (others ignore it)
+    return {"image": torch.rand(ROWS, 1, 8, 8) * 2 - 1, "label": rows % 10, "domain": rows % 2}
 
 
 def tiny_config(family: str) -> dict:
