@@ -55,3 +55,19 @@ def resize(pixels: np.ndarray, size: int) -> np.ndarray:
 
 def to_bytes(pixels: np.ndarray) -> bytes:
     return np.ascontiguousarray(pixels, dtype="<f4").tobytes()
+
+
+def load_images(uris: list[str], image_shape: tuple[int, int, int]) -> np.ndarray:
+    """Image files (any fsspec URI) as a model reads them: (N, C, H, W) float32 in [-1, 1], resized
+    to `image_shape`; a ValueError names the file that cannot be read."""
+    from storage import read_bytes
+
+    channels, height, _ = image_shape
+    images = []
+    for uri in uris:
+        try:
+            pixels = decode_image(read_bytes(uri), channels)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--input {uri}: {exc}") from None
+        images.append(resize(pixels, height) * 2.0 - 1.0)
+    return np.stack(images)

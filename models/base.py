@@ -148,10 +148,11 @@ class GenerativeModel(nn.Module, ABC):
         self.refuse_options(asked)
         return {}
 
-    def sampling_inputs(self, n: int) -> dict[str, Any]:
-        """What `sample(n, ...)` needs beyond `n` when the caller has nothing to give it (live sample
-        grids, the served model's example request): an image-to-image family's inputs. None needed
-        by default."""
+    def example_options(self, n: int) -> dict[str, Any]:
+        """Sampling options (as `sample_options` takes them, JSON-able) that a request for `n`
+        samples cannot do without, made up when the caller has none: an image-to-image family's
+        `input` images, for live sample grids and the served model's example request. None by
+        default."""
         return {}
 
     def refuse_options(self, asked: dict[str, Any]) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
@@ -71,7 +70,12 @@ class ResnetGenerator(nn.Module):
             raise ValueError(f"model.params.downsamplings: {height}px cannot be halved {config.downsamplings} times")
         width = config.width
         pad = min(3, height - 1)  # reflection needs a pad below the side (a 7x7 conv on 8 px works)
-        layers: list[nn.Module] = [nn.ReflectionPad2d(pad), nn.Conv2d(channels, width, 2 * pad + 1), norm(width), nn.ReLU()]
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(pad),
+            nn.Conv2d(channels, width, 2 * pad + 1),
+            norm(width),
+            nn.ReLU(),
+        ]
         for _ in range(config.downsamplings):
             layers += [nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), norm(2 * width), nn.ReLU()]
             width *= 2
@@ -192,7 +196,7 @@ class CycleGAN(GenerativeModel):
     def loss(self, network: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         a, b = self._domains(batch)
         if len(a) == 0 or len(b) == 0:  # a small batch drew one domain only: nothing to compare
-            return sum(p.sum() for p in self.networks()[network].parameters()) * 0.0
+            return torch.stack([p.sum() for p in self.networks()[network].parameters()]).sum() * 0.0
         self._recent_inputs = a[:16].detach()
         if network.startswith("generator"):
             return self._generator_loss(network, a, b)
@@ -239,9 +243,7 @@ class CycleGAN(GenerativeModel):
 
     # --- sampling -------------------------------------------------------------------------------
 
-    def sample_options(
-        self, n: int, input: Any = None, direction: str | None = None, **other: Any
-    ) -> dict[str, Any]:
+    def sample_options(self, n: int, input: Any = None, direction: str | None = None, **other: Any) -> dict[str, Any]:
         """`--input` images (N, C, H, W) in [-1, 1], translated `--direction` a2b (default) or b2a."""
         self.refuse_options(other)
         if input is None:
@@ -249,20 +251,21 @@ class CycleGAN(GenerativeModel):
         images = torch.as_tensor(input, dtype=torch.float32)
         if images.dim() != 4 or tuple(images.shape[1:]) != tuple(self.config.image_shape):
             expected = "x".join(map(str, self.config.image_shape))
-            raise ValueError(f"--input: images of {expected} (channels x height x width) expected, not {tuple(images.shape)}")
+            raise ValueError(
+                f"--input: images of {expected} (channels x height x width) expected, not {tuple(images.shape)}"
+            )
         if len(images) != n:
             raise ValueError(f"-n: {n} samples asked for {len(images)} input images")
         if direction not in (None, *DIRECTIONS):
             raise ValueError(f"--direction: {direction!r} is neither a2b nor b2a")
         return {"inputs": images.clamp(-1, 1), "direction": direction or "a2b"}
 
-    def sampling_inputs(self, n: int) -> dict[str, Any]:
+    def example_options(self, n: int) -> dict[str, Any]:
         """The last real A images the model trained on (live grids), else blank ones."""
-        device = next(self.parameters()).device
         recent = self._recent_inputs
         if recent is None or len(recent) == 0:
-            return {"inputs": torch.zeros((n, *self.config.image_shape), device=device)}
-        return {"inputs": recent[torch.arange(n, device=recent.device) % len(recent)]}
+            return {"input": torch.zeros((n, *self.config.image_shape)).tolist()}
+        return {"input": recent[torch.arange(n, device=recent.device) % len(recent)].cpu().tolist()}
 
     @torch.no_grad()
     def sample(

@@ -16,7 +16,15 @@ from models.gpt import GPT
 from models.stylegan import StyleGAN
 
 # One line per family: the order is the order `genpipe models` lists them in.
-ZOO: tuple[type[GenerativeModel], ...] = (DDPM, LatentDDPM, GPT, *GAN_FAMILIES, StyleGAN, CycleGAN, *AUTOENCODER_FAMILIES)
+ZOO: tuple[type[GenerativeModel], ...] = (
+    DDPM,
+    LatentDDPM,
+    GPT,
+    *GAN_FAMILIES,
+    StyleGAN,
+    CycleGAN,
+    *AUTOENCODER_FAMILIES,
+)
 FAMILIES: dict[str, type[GenerativeModel]] = {cls.family: cls for cls in ZOO}
 
 

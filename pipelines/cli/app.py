@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--guidance", type=float, help="classifier-free guidance scale (the model's default)")
     sample.add_argument("--sampler", choices=["ancestral", "ddim"], help="diffusion: the model's default")
     sample.add_argument("--steps", type=int, help="DDIM: timesteps to visit")
+    sample.add_argument(
+        "--input", action="append", metavar="IMAGE", help="image-to-image models: a PNG/JPEG to translate (repeatable)"
+    )
+    sample.add_argument("--direction", choices=["a2b", "b2a"], help="image-to-image models: the way to translate (a2b)")
     sample.add_argument("--max-new-tokens", type=int, default=200)
     sample.add_argument("--temperature", type=float, default=0.8, help="0 picks the likeliest token")
     sample.add_argument("--top-k", type=int, default=50)

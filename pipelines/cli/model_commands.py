@@ -29,6 +29,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         "max_new_tokens": args.max_new_tokens,
         "temperature": args.temperature,
         "top_k": args.top_k,
+        "inputs": args.input,
+        "direction": args.direction,
     }
     options["family_options"] = _family_options(args.option)
     try:

@@ -101,6 +101,11 @@ class PipelineConfig(Strict):
                 f"data.seq_len: {self.data.seq_len} tokens do not fit the model's block_size "
                 f"{block_size}; lower data.seq_len or raise model.params.block_size"
             )
+        if cls.translates and self.data.source.domains is None:
+            raise ValueError(
+                f"model.family: {self.model.family} translates between two image domains; set data.source "
+                "to kind: domains (a and b, or a and b_from_a)"
+            )
         if self.train.activation_checkpointing and not cls.supports_activation_checkpointing:
             raise ValueError(f"train.activation_checkpointing: the {self.model.family} family does not support it")
         return self

@@ -52,6 +52,11 @@ class TrainConfig(Strict):
     adam_beta1: float = Field(0.9, ge=0, lt=1, description="GANs: 0.5 (DCGAN) or 0 (WGAN-GP)")
     adam_beta2: float = Field(0.999, gt=0, lt=1)
     warmup_steps: int = Field(0, ge=0)
+    lr_schedule: Literal["cosine", "linear"] = Field(
+        "cosine",
+        description="after warm-up: cosine decay to 10% of the peak, or linear: the peak for half the run, "
+        "then a straight line to 0 (CycleGAN)",
+    )
     grad_clip: float = Field(1.0, ge=0)
     strategy: Literal["auto", "ddp", "zero1", "zero2", "zero3"] = Field(
         "auto",

@@ -1,7 +1,8 @@
 """Scorers: a model in, its metrics out (and, for the model under evaluation, its pictures).
 
 The same scorer scores the champion, so both are judged alike. Images: classifier-FID, class
-coverage and whatever the family adds (`evaluation_metrics`, `evaluation_pictures`). Text: val
+coverage, precision and recall of its samples (of its translations, for an image-to-image model:
+pipelines/evaluate/translation.py) and whatever the family adds (`evaluation_metrics`, `evaluation_pictures`). Text: val
 loss, perplexity and bits per byte, and completions of fixed prompts.
 """
 
@@ -15,13 +16,14 @@ from typing import Any
 import torch
 
 from data_prep.manifest import Manifest
-from data_prep.readers import read_arrays, read_tokens
+from data_prep.readers import read_arrays, read_split, read_tokens
 from data_prep.text_tokenizer import TextTokenizer
 from models.base import GenerativeModel
 from pipelines.config import EvaluateConfig
-from pipelines.evaluate.classifier import load_or_train_classifier, score_samples
+from pipelines.evaluate.classifier import DigitClassifier, load_or_train_classifier, score_samples
 from pipelines.evaluate.pictures import save_class_grids, save_grid
 from pipelines.evaluate.text_metrics import score_text
+from pipelines.evaluate.translation import score_translations
 from pipelines.registry.drawing import complete
 
 # A scorer turns a model into metrics, and (for the model under evaluation) writes its artifacts
@@ -34,21 +36,23 @@ TABLE_FILE = "completions.json"  # a text model's completions, logged as an MLfl
 
 def image_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, dict[str, Any]]:
     classifier, cached = load_or_train_classifier(manifest, settings.classifier_epochs, settings.seed)
-    val_images = torch.from_numpy(read_arrays(manifest, "val", limit=max(REFERENCE_ROWS, settings.num_samples))[0])
+    val = read_split(manifest, "val", limit=max(REFERENCE_ROWS, settings.num_samples))
+    val_images = torch.from_numpy(val["image"])
 
     def score(model: GenerativeModel, artifacts: Path | None) -> dict[str, float]:
         device = next(model.parameters()).device
         generator = torch.Generator(device).manual_seed(settings.seed)
-        samples = model.sample(settings.num_samples, generator=generator).cpu()
-        # A conditional model's sample() asks for every class in turn: score them against those.
-        requested = model.requested_labels(len(samples), samples.device)
-        metrics = {f"eval/{k}": v for k, v in score_samples(classifier, samples, val_images, requested).items()}
+        if model.translates:
+            if manifest.domains is None:
+                raise ValueError(f"model.family: {model.family} translates between two domains; {manifest.uri} has one")
+            metrics = score_translations(
+                model, classifier, val, manifest.domains, settings.num_samples, generator, artifacts
+            )
+        else:
+            metrics = _score_samples(model, classifier, val_images, manifest, settings, generator, artifacts)
         val_on_device = val_images[: settings.num_samples].to(device)
         metrics.update(model.evaluation_metrics(val_on_device, settings.iw_samples, generator))
         if artifacts is not None:
-            save_grid(samples[: settings.grid_size], artifacts / "samples.png")
-            if requested is not None:
-                save_class_grids(samples, requested, manifest.class_names, metrics, artifacts / "samples_by_class")
             for name, (pictures, columns) in model.evaluation_pictures(val_on_device, generator).items():
                 save_grid(pictures, artifacts / name, columns=columns)
             # The floor to read the score against: real train images scored the same way.
@@ -59,6 +63,27 @@ def image_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, 
         return metrics
 
     return score, {"classifier_cached": cached}
+
+
+def _score_samples(
+    model: GenerativeModel,
+    classifier: DigitClassifier,
+    val_images: torch.Tensor,
+    manifest: Manifest,
+    settings: EvaluateConfig,
+    generator: torch.Generator,
+    artifacts: Path | None,
+) -> dict[str, float]:
+    """A generative model's samples against the val images (and their grids)."""
+    samples = model.sample(settings.num_samples, generator=generator).cpu()
+    # A conditional model's sample() asks for every class in turn: score them against those.
+    requested = model.requested_labels(len(samples), samples.device)
+    metrics = {f"eval/{k}": v for k, v in score_samples(classifier, samples, val_images, requested).items()}
+    if artifacts is not None:
+        save_grid(samples[: settings.grid_size], artifacts / "samples.png")
+        if requested is not None:
+            save_class_grids(samples, requested, manifest.class_names, metrics, artifacts / "samples_by_class")
+    return metrics
 
 
 def text_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, dict[str, Any]]:

@@ -46,13 +46,16 @@ def deepspeed_config(
     }
 
 
-def warmup_cosine(total_steps: int, warmup_steps: int, floor: float = 0.1):
-    """LR multiplier: linear warm-up, then cosine decay to `floor` of the peak."""
+def lr_multiplier(total_steps: int, warmup_steps: int, floor: float = 0.1, shape: str = "cosine"):
+    """LR multiplier: linear warm-up, then cosine decay to `floor` of the peak; or (`shape`
+    "linear", CycleGAN's recipe) the peak for the first half and a straight line to 0."""
 
     def multiplier(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        if shape == "linear":
+            return min(1.0, 2 * (1 - progress))
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return multiplier
@@ -86,7 +89,8 @@ def build_engine(
         # for CPU tensors by itself: one call over all parameters instead of a Python loop of them.
         fused = {"fused": True} if on_gpu else {"foreach": True}
         optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, betas=betas, **fused)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, config.warmup_steps))
+    multiplier = lr_multiplier(total_steps, config.warmup_steps, shape=config.lr_schedule)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
     engine, _, _, _ = deepspeed.initialize(
         model=network,
         optimizer=optimizer,

@@ -77,7 +77,8 @@ class LiveRun:
             if self.tokenizer is not None:
                 self._completions(step, model, self.tokenizer, generator)
             else:
-                grid = grid_image(model.sample(SAMPLE_GRID, generator=generator))
+                options = model.sample_options(SAMPLE_GRID, **model.example_options(SAMPLE_GRID))
+                grid = grid_image(model.sample(SAMPLE_GRID, generator=generator, **options))
                 if self.sender is not None:
                     client = tracking.client(self.uri)
                     self.sender.call(lambda: client.log_image(self.run_id, grid, key="samples", step=step))

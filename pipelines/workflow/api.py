@@ -264,11 +264,15 @@ def sample(
     temperature: float = 0.8,
     top_k: int | None = 50,
     family_options: dict[str, Any] | None = None,
+    inputs: list[str] | None = None,
+    direction: str | None = None,
 ) -> torch.Tensor | list[str]:
     """Samples from a registered model: images (n, C, H, W) in [-1, 1] (16 by default), or for a
     language model `n` completions of `prompt` (1 by default). `family_options` are sampling options
-    of the model's own family (`GenerativeModel.sample_options`). A ValueError names the option
-    that does not fit the model; ModelUnavailable, a model that cannot be loaded."""
+    of the model's own family (`GenerativeModel.sample_options`). An image-to-image model
+    translates the image files `inputs` (paths or URIs; `n` defaults to their number) in
+    `direction` (a2b or b2a). A ValueError names the option that does not fit the model;
+    ModelUnavailable, a model that cannot be loaded."""
     from data_prep.text_tokenizer import TOKENIZER_FILE, TextTokenizer
     from models.weights import load_model as load_weights
     from pipelines.registry.drawing import draw_completions, draw_images
@@ -282,5 +286,15 @@ def sample(
         if model.modality == "text":
             tokenizer = TextTokenizer.load(str(local / TOKENIZER_FILE))
             return draw_completions(model, tokenizer, prompt or "", n or 1, seed, max_new_tokens, temperature, top_k)
-    options = dict(prompt=prompt, label=label, guidance=guidance, sampler=sampler, steps=steps)
+    options: dict[str, Any] = dict(prompt=prompt, label=label, guidance=guidance, sampler=sampler, steps=steps)
+    if inputs or direction is not None:
+        shape = getattr(model.config, "image_shape", None)
+        if not model.translates or shape is None:
+            raise ValueError(f"--input: a {model.family} model draws images; it does not translate them")
+        if not inputs:
+            raise ValueError("--direction: give the images to translate with --input")
+        from data_prep.images import load_images
+
+        options.update(input=load_images(inputs, shape), direction=direction)
+        n = n or len(inputs)
     return draw_images(model, n or 16, seed, **options, **(family_options or {}))

@@ -57,11 +57,12 @@ def batch(model: GenerativeModel, size: int = 4, device: str = "cpu") -> dict[st
 
 def quick_sample(model: GenerativeModel, n: int) -> torch.Tensor:
     """`n` samples, with the fewest sampler steps the family takes (diffusion: 2 DDIM steps)."""
+    needed = model.example_options(n)  # an image-to-image model's inputs
     try:
-        options = model.sample_options(n, sampler="ddim", steps=2)
+        options = model.sample_options(n, sampler="ddim", steps=2, **needed)
     except ValueError:
-        options = {}
-    return model.sample(n, generator=torch.Generator().manual_seed(0), **options, **model.sampling_inputs(n))
+        options = model.sample_options(n, **needed)
+    return model.sample(n, generator=torch.Generator().manual_seed(0), **options)
 
 
 def is_numeric(family: str, preset: str) -> bool:

@@ -95,6 +95,25 @@ def test_models_command_lists_the_zoo(capsys):
     assert cli.main(["models"]) == 0
     out = capsys.readouterr().out
     assert "ddpm:" in out and "tiny:" in out and "small:" in out
+    assert "stylegan:" in out and "cyclegan:" in out
+
+
+@pytest.mark.parametrize("name", ["cyclegan-digits", "stylegan-digits", "stylegan-sweep-digits"])
+def test_the_gan_frontier_builtins_are_valid(name):
+    config = load_config(name)
+    assert config.model.family in ("stylegan", "cyclegan") and config.register.model_name
+
+
+def test_a_translation_family_needs_two_domains():
+    with pytest.raises(ConfigError) as caught:
+        load_config("quickstart", ["model.family=cyclegan"])
+    assert caught.value.problems == [
+        "model.family: cyclegan translates between two image domains; set data.source to kind: domains "
+        "(a and b, or a and b_from_a)"
+    ]
+    # Any image family can learn from a two-domain dataset (both domains as one distribution).
+    other = ["model.family=dcgan", "model.params={}", "register.gate.metric=eval/recall", "register.gate.mode=max"]
+    assert load_config("cyclegan-digits", other).model.family == "dcgan"
 
 
 def test_storage_comes_from_genpipe_storage_unless_given(tmp_path, monkeypatch):

@@ -4,6 +4,8 @@ example logged beside it (and, for image families, with a request of its own).""
 
 from __future__ import annotations
 
+import json
+
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
@@ -59,7 +61,9 @@ def test_every_family_serves_samples_without_pickle(family, store, monkeypatch):
         served = mlflow.pyfunc.load_model(f"models:/{model_id}")
         answer = served.predict(served.input_example)
         if model.modality == "image":
-            asked = served.predict(pd.DataFrame({"n": [3], "seed": [1]}))
+            needed = model.example_options(3)  # an image-to-image model's inputs
+            options = {"options": [json.dumps(needed)]} if needed else {}
+            asked = served.predict(pd.DataFrame({"n": [3], "seed": [1], **options}))
     assert client.get_logged_model(model_id).source_run_id == run_id
     if model.modality == "text":
         assert list(answer.columns) == ["completion"] and answer["completion"][0].startswith("The ")

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from pipelines.config import TrainConfig
-from pipelines.train.engines import build_engine, warmup_cosine
+from pipelines.train.engines import build_engine, lr_multiplier
 
 
 def network() -> nn.Module:
@@ -32,7 +32,7 @@ def test_the_engine_steps_as_plain_pytorch_does(grad_clip, process_group):
         {"params": [p for p in plain.parameters() if p.dim() < 2], "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(groups, lr=1e-2)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(4, 0))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(4, 0))
     for step in range(4):
         for x, y in data[2 * step : 2 * step + 2]:
             (nn.functional.mse_loss(plain(x), y) / 2).backward()
@@ -50,3 +50,12 @@ def test_the_engine_steps_as_plain_pytorch_does(grad_clip, process_group):
     assert engine.global_steps == 4
     for ours, theirs in zip(engine.module.parameters(), plain.parameters(), strict=True):
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_the_linear_schedule_holds_the_peak_for_half_the_run_then_falls_to_zero():
+    multiplier = lr_multiplier(100, 10, shape="linear")
+    assert [multiplier(step) for step in (0, 9)] == [0.1, 1.0]  # warm-up
+    assert multiplier(10) == multiplier(55) == 1.0
+    assert multiplier(77) == pytest.approx(2 * (1 - 67 / 90)) and multiplier(100) == 0.0
+    cosine = lr_multiplier(100, 0)
+    assert cosine(0) == 1.0 and cosine(100) == pytest.approx(0.1)

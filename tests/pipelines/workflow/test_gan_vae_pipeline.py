@@ -1,6 +1,7 @@
 """GAN and VAE families through `genpipe run`: two Ray Train workers under DeepSpeed ZeRO-2, one
-engine per network (the WGAN-GP critic stepped n_critic times), evaluated with their own metrics
-and pictures, registered, sampled from the registry."""
+engine per network (the WGAN-GP critic stepped n_critic times, StyleGAN's lazy R1 through its
+engine's bare network), evaluated with their own metrics and pictures, registered, sampled from
+the registry."""
 
 from __future__ import annotations
 
@@ -32,6 +33,12 @@ TINY = [
             ["train/discriminator_loss", "train/generator_loss"],
             ["eval/classifier_fid"],
             ["interpolation.png"],
+        ),
+        (
+            "stylegan",
+            ["train/discriminator_loss", "train/generator_loss"],
+            ["eval/classifier_fid", "eval/precision", "eval/recall"],
+            ["interpolation.png", "style_mixing.png"],
         ),
         (
             "conv-vae",
