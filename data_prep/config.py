@@ -78,6 +78,35 @@ class DigitsSource(SourceConfig):
         return [str(digit) for digit in range(10)]
 
 
+class SampleImageCropsSource(SourceConfig):
+    """Random square crops of scikit-learn's two sample photographs (china.jpg and flower.jpg,
+    427x640 RGB, shipped with the package): a small colour dataset for 16-64 px models, labelled by
+    the photograph each crop comes from."""
+
+    kind: Literal["sample_image_crops"]
+    crop: int = Field(32, ge=4, le=427, description="the crops' side in pixels")
+    count: int = Field(2000, gt=0, le=100_000)
+    seed: int = 0
+    channels: Literal[1, 3] = 3
+
+    @property
+    def image_side(self) -> int | None:
+        return self.crop
+
+    def describe(self) -> dict[str, Any]:
+        import sklearn
+
+        return {**self.model_dump(), "sklearn": sklearn.__version__}
+
+    def read(self) -> Any:
+        from data_prep.sources import read_sample_image_crops
+
+        return read_sample_image_crops(self)
+
+    def class_names(self) -> list[str]:
+        return ["china", "flower"]
+
+
 class ImageFolderSource(SourceConfig):
     """PNG/JPEG files under `path`; the label is the name of the image's subfolder."""
 
@@ -174,7 +203,7 @@ class TextFilesSource(SourceConfig):
 
 
 ImageSource = Annotated[
-    Union[DigitsSource, ImageFolderSource, ParquetSource],  # noqa: UP007 (a discriminated union)
+    Union[DigitsSource, SampleImageCropsSource, ImageFolderSource, ParquetSource],  # noqa: UP007 (a discriminated union)
     Field(discriminator="kind"),
 ]
 
@@ -237,6 +266,7 @@ class DomainsSource(SourceConfig):
 # The registry of source kinds: a new kind is one class above and one entry here.
 SOURCES: tuple[type[SourceConfig], ...] = (
     DigitsSource,
+    SampleImageCropsSource,
     ImageFolderSource,
     ParquetSource,
     PythonStdlibSource,

@@ -23,7 +23,7 @@ from data_prep.images import ImageRejected, decode_image, to_bytes
 from storage import filesystem
 
 if TYPE_CHECKING:  # the source classes call in here; only their types are needed
-    from data_prep.config import ImageFolderSource, ParquetSource
+    from data_prep.config import ImageFolderSource, ParquetSource, SampleImageCropsSource
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -82,13 +82,37 @@ def read_digits() -> ray.data.Dataset:
 
     digits = load_digits()
     images = (digits.images / 16.0).astype(np.float32)[:, None]  # (N, 1, 8, 8) in [0, 1]
+    return _in_memory_rows("digits", images, digits.target)
+
+
+def read_sample_image_crops(source: SampleImageCropsSource) -> ray.data.Dataset:
+    from sklearn.datasets import load_sample_images
+
+    photos = [np.asarray(image, dtype=np.float32) / 255.0 for image in load_sample_images().images]
+    rng = np.random.default_rng(source.seed)
+    labels = rng.integers(0, len(photos), source.count)
+    crops = []
+    for label in labels:
+        photo = photos[label]
+        top = rng.integers(0, photo.shape[0] - source.crop + 1)
+        left = rng.integers(0, photo.shape[1] - source.crop + 1)
+        crops.append(photo[top : top + source.crop, left : left + source.crop].transpose(2, 0, 1))
+    images = np.stack(crops)
+    if source.channels == 1:  # luma as PIL's "L" mode computes it (ITU-R 601-2)
+        images = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), images, axes=([0], [1]))[:, None]
+    return _in_memory_rows("crops", images, labels)
+
+
+def _in_memory_rows(prefix: str, images: np.ndarray, labels: np.ndarray) -> ray.data.Dataset:
+    """Raw rows of images (N, C, H, W) in [0, 1] held in memory (a dataset that ships with a package)."""
+    height, width = images.shape[2:]
     table = pa.table(
         {
-            "key": [f"digits/{i}" for i in range(len(images))],
-            "label": digits.target.astype(np.int64),
+            "key": [f"{prefix}/{i}" for i in range(len(images))],
+            "label": labels.astype(np.int64),
             "pixels": [to_bytes(image) for image in images],
-            "height": [8] * len(images),
-            "width": [8] * len(images),
+            "height": [height] * len(images),
+            "width": [width] * len(images),
             "error": [""] * len(images),
         }
     )
