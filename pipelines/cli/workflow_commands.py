@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from models.zoo import family_class
 from pipelines.cli.output import EXIT_FAILED, EXIT_OK, say
 from pipelines.config import default_storage
 from pipelines.workflow import api
@@ -67,6 +68,8 @@ def _summarise(workflow: Workflow, results: dict[str, StepResult]) -> None:
     if isinstance(reg, RegisterResult):
         text = isinstance(prep, PrepareResult) and prep.tokens is not None
         asked = '--prompt "def "' if text else "-n 16 --out samples.png"
+        if family_class(workflow.config().model.family).translates:
+            asked = "--input IMAGE.png --direction a2b --out translated.png"
         registry = workflow.meta()["tracking_uri"]
         where = f"--storage {workflow.storage}" if registry == api.registry_uri(storage=workflow.storage) else ""
         say(f"next: genpipe sample {reg.model_uri} {asked} {where or f'--tracking-uri {registry}'}")
