@@ -35,8 +35,8 @@ def problems(*assignments: str) -> list[str]:
         ),
         ("tune.space={train.learning_rate: 0.1}", "tune.space.train.learning_rate: Input should be"),
         (
-            "tune.space={model.family: {choice: [dcgan, stylegan]}}",
-            "tune.space.model.family: model.family='stylegan' gives an invalid config: "
+            "tune.space={model.family: {choice: [dcgan, nosuchgan]}}",
+            "tune.space.model.family: model.family='nosuchgan' gives an invalid config: "
             "model.family: unknown model family",
         ),
         (
