@@ -19,7 +19,7 @@ from torch import nn
 from models.autoencoders import AUTOENCODER_FAMILIES, VAE
 from models.base import GenerativeModel, ModelConfig
 from models.captions import captions_for, evaluation_prompt
-from models.ema import EMA
+from models.ema import EMA, AveragedNetworkHooks
 from models.samplers import ancestral, ddim
 from models.sampling_options import diffusion_options
 from models.schedules import BetaSchedule, NoiseSchedule, Prediction, eps_from_x0, gather, targets, x0_and_eps
@@ -67,13 +67,14 @@ CIFAR = {
 }
 
 
-class DDPM(GenerativeModel):
+class DDPM(AveragedNetworkHooks, GenerativeModel):
     """A U-Net denoiser trained on the simple loss; samples by DDPM or DDIM, guided when conditioned."""
 
     config: DDPMConfig
     caption_ids: torch.Tensor  # a buffer: every phrasing of every class, tokenised
 
     family = "ddpm"
+    averaged_network = "unet"
     config_class: ClassVar[type[ModelConfig]] = DDPMConfig
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         # ~0.4M parameters: about a second per epoch of digits on 2 CPU cores.
@@ -204,21 +205,6 @@ class DDPM(GenerativeModel):
         inputs = (self.q_sample(x0, t, noise), t) + ((condition,) if condition is not None else ())
         output = self.run_network("unet", *inputs)
         return F.mse_loss(output, targets(self.schedule, x0, noise, t, self.config.prediction))
-
-    def after_update(self, network: str) -> None:
-        if self.ema is not None:
-            self.ema.update(self.unet)
-
-    def checkpoint_state(self) -> dict[str, torch.Tensor]:
-        return self.ema.checkpoint_state() if self.ema is not None else {}
-
-    def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
-        if self.ema is not None:
-            self.ema.load_checkpoint_state(state, next(self.unet.parameters()).device)
-
-    def exported_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The U-Net's EMA weights in place of the raw ones: what is evaluated and registered."""
-        return self.ema.exported_state(state, "unet") if self.ema is not None else state
 
     # --- sampling -------------------------------------------------------------------------------
 

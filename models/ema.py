@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -76,3 +77,30 @@ class EMA:
         if not self.shadow:
             return state
         return {**state, **{f"{network}.{k}": v.detach().cpu().clone() for k, v in self.shadow.items()}}
+
+
+class AveragedNetworkHooks:
+    """A family's hooks (models.base.GenerativeModel's) for an EMA of one of its networks, the
+    attribute named `averaged_network`: update after each of its steps, keep it in checkpoints,
+    export it in place of the raw weights. Listed before GenerativeModel in the family's bases."""
+
+    averaged_network: ClassVar[str]
+    ema: EMA | None
+
+    def _averaged(self) -> nn.Module:
+        return getattr(self, self.averaged_network)
+
+    def after_update(self, network: str) -> None:
+        if network == self.averaged_network and self.ema is not None:
+            self.ema.update(self._averaged())
+
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        return self.ema.checkpoint_state() if self.ema is not None else {}
+
+    def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
+        if self.ema is not None:
+            self.ema.load_checkpoint_state(state, next(self._averaged().parameters()).device)
+
+    def exported_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The averaged network's EMA weights in place of its raw ones: what is evaluated and registered."""
+        return self.ema.exported_state(state, self.averaged_network) if self.ema is not None else state

@@ -24,7 +24,7 @@ from pydantic import Field
 from torch import nn
 
 from models.base import GenerativeModel, ModelConfig, interpolate
-from models.ema import EMA
+from models.ema import EMA, AveragedNetworkHooks
 from models.gan import frozen
 
 LEAK = 0.2
@@ -259,12 +259,13 @@ def r1_penalty(discriminator, real: torch.Tensor) -> torch.Tensor:
     return gradients.pow(2).flatten(1).sum(1).mean()
 
 
-class StyleGAN(GenerativeModel):
+class StyleGAN(AveragedNetworkHooks, GenerativeModel):
     """The StyleGAN2 recipe: see the module docstring."""
 
     config: StyleGANConfig
 
     family = "stylegan"
+    averaged_network = "generator"
     config_class = StyleGANConfig
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"latent_dim": 32, "mapping_layers": 2, "channels": 32},  # 8x8 digits on 2 CPU cores
@@ -309,21 +310,6 @@ class StyleGAN(GenerativeModel):
         with frozen(self.discriminator):
             fake = self.run_network("generator", *latents)
             return F.softplus(-self.run_network("discriminator", fake, bare=True)).mean()
-
-    def after_update(self, network: str) -> None:
-        if network == "generator" and self.ema is not None:
-            self.ema.update(self.generator)
-
-    def checkpoint_state(self) -> dict[str, torch.Tensor]:
-        return self.ema.checkpoint_state() if self.ema is not None else {}
-
-    def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
-        if self.ema is not None:
-            self.ema.load_checkpoint_state(state, next(self.generator.parameters()).device)
-
-    def exported_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The generator's EMA in place of its raw weights: what is evaluated and registered."""
-        return self.ema.exported_state(state, "generator") if self.ema is not None else state
 
     # --- sampling -------------------------------------------------------------------------------
 
