@@ -195,6 +195,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="default: 1500 (stylegan), 1000 (others)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--families", nargs="*", help="families: only these (default: all)")
     parser.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = parser.parse_args()
     stylegan = args.part == "stylegan"
@@ -223,7 +224,8 @@ def main() -> None:
             append_table("CycleGAN against the identity mapping", about, columns, rows)
         return
     size = 16 if stylegan else 8
-    rows = run(STYLEGAN_ARMS if stylegan else FAMILY_ARMS, size, steps, args.batch, args.samples)
+    arms = STYLEGAN_ARMS if stylegan else [arm for arm in FAMILY_ARMS if arm.family in (args.families or [arm.family])]
+    rows = run(arms, size, steps, args.batch, args.samples)
     title = "StyleGAN against DCGAN" if stylegan else "Precision and recall of every image family"
     about = [
         f"`python benchmarks/image_families_bench.py --part {args.part} --steps {steps}`: digits at {size} px, "
