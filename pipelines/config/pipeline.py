@@ -128,6 +128,23 @@ class PipelineConfig(Strict):
                 gate.mode = mode  # type: ignore[assignment]  # a family declares "min" or "max"
         return self
 
+    @model_validator(mode="after")
+    def _truth_metrics_need_a_known_map(self) -> PipelineConfig:
+        """L1 to the true translation exists only when B was made from A by a known map."""
+        domains = self.data.source.domains
+        if domains is not None and domains.b_from_a:
+            return self
+        chosen = [("register.gate.metric", self.register.gate.metric)]
+        if self.tune is not None:
+            chosen.append(("tune.metric", self.tune.metric))
+        for field, metric in chosen:
+            if metric.endswith("l1_to_truth"):
+                raise ValueError(
+                    f"{field}: {metric} needs the true translation, known only for data.source.b_from_a; "
+                    "gate on eval/classifier_fid or eval/class_accuracy instead"
+                )
+        return self
+
     def _families(self) -> list[type[GenerativeModel]]:
         """The families this config trains: the model's, or each one a sweep chooses from."""
         if self.tune is not None and "model.family" in self.tune.space:

@@ -111,6 +111,12 @@ def test_a_translation_family_needs_two_domains():
         "model.family: cyclegan translates between two image domains; set data.source to kind: domains "
         "(a and b, or a and b_from_a)"
     ]
+    # Two sources: no known map, so no truth to measure against.
+    two_sources = ["data.source.b={kind: digits}", "data.source.b_from_a=null"]
+    with pytest.raises(ConfigError) as caught:
+        load_config("cyclegan-digits", two_sources)
+    assert caught.value.problems[0].startswith("register.gate.metric: eval/l1_to_truth needs the true translation")
+    assert load_config("cyclegan-digits", [*two_sources, "register.gate.metric=eval/class_accuracy"])
     # Any image family can learn from a two-domain dataset (both domains as one distribution).
     other = ["model.family=dcgan", "model.params={}", "register.gate.metric=eval/recall", "register.gate.mode=max"]
     assert load_config("cyclegan-digits", other).model.family == "dcgan"
