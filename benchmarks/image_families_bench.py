@@ -9,6 +9,8 @@ Run: `python benchmarks/image_families_bench.py --part stylegan|families|cyclega
   pipeline registers it, with and without truncation.
 - cyclegan: CycleGAN on digits and their inverted (and rotated) copies, both ways: L1 to the known
   translation and label preservation, against the identity mapping.
+- stylegan-ablation: StyleGAN `small` at 16 px for 600 steps with style mixing 0.9/0.5/0 and R1
+  weights 1/5/10, beside DCGAN: what the small presets' settings rest on.
 - families: every image family that trains from data alone, at the preset and optimizer settings
   its built-in config uses, on the 8x8 digits for the same steps. The latent DDPM is left out: it
   needs a registered VAE.
@@ -40,10 +42,11 @@ class Arm:
     lr: float
     betas: tuple[float, float] = (0.9, 0.999)
     sample_options: tuple[tuple[str, float], ...] = ()
+    params: tuple[tuple[str, float], ...] = ()  # model.params over the preset
 
     @property
     def label(self) -> str:
-        options = ", ".join(f"{k}={v}" for k, v in self.sample_options)
+        options = ", ".join(f"{k}={v}" for k, v in (*self.params, *self.sample_options))
         return f"{self.family} ({self.preset}{', ' + options if options else ''})"
 
 
@@ -103,11 +106,11 @@ def run(arms: list[Arm], size: int, steps: int, batch: int, samples: int) -> lis
     classifier = train_classifier(images, labels, 10, epochs=10, seed=0)
     floor = score_samples(classifier, images[torch.randperm(len(images))[:samples]], images)
     rows = [_row("real digits (the floor)", floor, 0.0)]
-    trained: dict[tuple[str, str], tuple[object, float]] = {}
+    trained: dict[tuple, tuple[object, float]] = {}
     for arm in arms:
-        key = (arm.family, arm.preset)
+        key = (arm.family, arm.preset, arm.params)
         if key not in trained:  # the same model scored with other sampling options is not retrained
-            trained[key] = train(arm, {"image": images, "label": labels}, steps, batch)
+            trained[key] = train(arm, {"image": images, "label": labels}, steps, batch, dict(arm.params))
         model, seconds = trained[key]
         scores = score(arm, model, classifier, images, samples)
         rows.append(_row(arm.label, scores, seconds))
@@ -173,6 +176,17 @@ STYLEGAN_ARMS = [
     Arm("stylegan", "small", 2e-3, (0.0, 0.99)),
     Arm("stylegan", "small", 2e-3, (0.0, 0.99), (("truncation", 0.7),)),
 ]
+STYLEGAN_BETAS = (0.0, 0.99)
+# Style mixing and the R1 weight at a short budget (600 steps, 16 px): what the small presets chose.
+ABLATION_ARMS = [
+    Arm("dcgan", "small", 2e-4, (0.5, 0.999)),
+    *(
+        Arm("stylegan", "small", 2e-3, STYLEGAN_BETAS, params=(("style_mixing", mixing), ("r1_gamma", gamma)))
+        for gamma in (1.0, 5.0)
+        for mixing in (0.9, 0.5, 0.0)
+    ),
+    Arm("stylegan", "small", 2e-3, STYLEGAN_BETAS, params=(("style_mixing", 0.0), ("r1_gamma", 10.0))),
+]
 GAN_BETAS = (0.5, 0.999)  # gan-sweep-digits.yaml's momentum
 FAMILY_ARMS = [
     Arm("ddpm", "tiny", 2e-3),  # quickstart.yaml
@@ -191,15 +205,15 @@ FAMILY_ARMS = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["stylegan", "families", "cyclegan"], required=True)
+    parser.add_argument("--part", choices=["stylegan", "stylegan-ablation", "families", "cyclegan"], required=True)
     parser.add_argument("--steps", type=int, default=None, help="default: 1500 (stylegan), 1000 (others)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--families", nargs="*", help="families: only these (default: all)")
     parser.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = parser.parse_args()
-    stylegan = args.part == "stylegan"
-    steps = args.steps or (1500 if stylegan else 1000)
+    stylegan = args.part.startswith("stylegan")
+    steps = args.steps or {"stylegan": 1500, "stylegan-ablation": 600}.get(args.part, 1000)
     if args.part == "cyclegan":
         rows = cyclegan(["invert", "rotate90"], steps, args.batch, args.samples)
         about = [
@@ -224,9 +238,14 @@ def main() -> None:
             append_table("CycleGAN against the identity mapping", about, columns, rows)
         return
     size = 16 if stylegan else 8
-    arms = STYLEGAN_ARMS if stylegan else [arm for arm in FAMILY_ARMS if arm.family in (args.families or [arm.family])]
+    arms = {"stylegan": STYLEGAN_ARMS, "stylegan-ablation": ABLATION_ARMS}.get(
+        args.part, [arm for arm in FAMILY_ARMS if arm.family in (args.families or [arm.family])]
+    )
     rows = run(arms, size, steps, args.batch, args.samples)
-    title = "StyleGAN against DCGAN" if stylegan else "Precision and recall of every image family"
+    title = {
+        "stylegan": "StyleGAN against DCGAN",
+        "stylegan-ablation": "StyleGAN: style mixing and R1 at a short budget",
+    }.get(args.part, "Precision and recall of every image family")
     about = [
         f"`python benchmarks/image_families_bench.py --part {args.part} --steps {steps}`: digits at {size} px, "
         f"{steps} steps of batch {args.batch} per arm, {args.samples} samples scored against all 1,797 digits "
