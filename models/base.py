@@ -28,6 +28,17 @@ def parameter_count(parameters: Iterable[torch.Tensor]) -> int:
 SAMPLE_METRICS = ("eval/classifier_fid", "eval/class_coverage", "eval/precision", "eval/recall")
 
 
+# Metrics where more is better, by the last part of their name (so eval/a2b_precision counts): a
+# gate or a sweep that names one without a mode maximises it.
+HIGHER_IS_BETTER = ("class_coverage", "class_accuracy", "precision", "recall", "elbo", "elbo_per_pixel")
+
+
+def metric_mode(metric: str) -> str:
+    """ "max" for a metric where more is better, else "min" (losses, distances, FID)."""
+    name = metric.rsplit("/", 1)[-1]
+    return "max" if any(name == good or name.endswith(f"_{good}") for good in HIGHER_IS_BETTER) else "min"
+
+
 def interpolate(
     decode: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor, end: torch.Tensor, steps: int
 ) -> torch.Tensor:

@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from data_prep.config import DataConfig, Strict
 from models import family_class
-from models.base import GenerativeModel
+from models.base import GenerativeModel, metric_mode
 from pipelines.config.cluster import ClusterConfig, without_credentials
 from pipelines.config.errors import problem_line
 from pipelines.config.overrides import assign
@@ -64,6 +64,8 @@ class PipelineConfig(Strict):
     def _sweep_is_valid(self) -> PipelineConfig:
         if self.tune is None:
             return self
+        if "mode" not in self.tune.model_fields_set:
+            self.tune.mode = metric_mode(self.tune.metric)  # type: ignore[assignment]  # "min" or "max"
         if self.train.max_steps is not None:
             raise ValueError("train.max_steps: a sweep counts a trial's length in epochs (ASHA's unit); set epochs")
         if self.data.modality != "image":
@@ -115,6 +117,8 @@ class PipelineConfig(Strict):
         """An unset gate metric is the family's own (what every model of it reports), with its mode."""
         gate = self.register.gate
         if "metric" in gate.model_fields_set:
+            if "mode" not in gate.model_fields_set:
+                gate.mode = metric_mode(gate.metric)  # type: ignore[assignment]  # "min" or "max"
             for family in self._families():
                 if gate.metric not in family.metric_names():
                     raise ValueError(

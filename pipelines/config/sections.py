@@ -142,7 +142,10 @@ class GateConfig(Strict):
     `metric`, evaluated on the same split, by more than `min_improvement`."""
 
     metric: str = Field("eval/classifier_fid", description="in a pipeline: the model family's own when not set")
-    mode: Literal["min", "max"] = Field("min", description="in a pipeline: the family's when the metric is not set")
+    mode: Literal["min", "max"] = Field(
+        "min",
+        description="in a pipeline: the family's when the metric is not set, else the metric's (max: precision...)",
+    )
     min_improvement: float = Field(0.0, ge=0)
 
 

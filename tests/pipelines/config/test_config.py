@@ -8,6 +8,7 @@ import torch
 
 from pipelines import cli
 from pipelines.config import ConfigError, apply_overrides, flatten, load_config
+from pipelines.config.loading import validate_config
 from pipelines.registry import tracking
 
 
@@ -102,6 +103,27 @@ def test_models_command_lists_the_zoo(capsys):
 def test_the_gan_frontier_builtins_are_valid(name):
     config = load_config(name)
     assert config.model.family in ("stylegan", "cyclegan") and config.register.model_name
+
+
+@pytest.mark.parametrize(
+    "name, metric, mode",
+    [
+        ("quickstart", "eval/recall", "max"),
+        ("cyclegan-digits", "eval/a2b_class_accuracy", "max"),
+        ("quickstart", "eval/classifier_fid", "min"),
+    ],
+)
+def test_a_named_metric_without_a_mode_is_minimised_or_maximised_as_it_means(name, metric, mode):
+    assert load_config(name, [f"register.gate={{metric: {metric}}}"]).register.gate.mode == mode
+    assert load_config(name, [f"register.gate.metric={metric}", "register.gate.mode=min"]).register.gate.mode == "min"
+
+
+@pytest.mark.parametrize("metric, mode", [("eval/recall", "max"), ("eval/classifier_fid", "min")])
+def test_a_sweep_metric_without_a_mode_is_minimised_or_maximised_as_it_means(metric, mode):
+    raw = load_config("gan-sweep-digits").model_dump(mode="json")
+    del raw["tune"]["mode"]
+    raw["tune"]["metric"] = metric
+    assert validate_config(raw).sweep.mode == mode
 
 
 def test_a_translation_family_needs_two_domains():
