@@ -221,12 +221,12 @@ class DomainsSource(SourceConfig):
     @model_validator(mode="after")
     def _one_way_to_b(self) -> DomainsSource:
         if (self.b is None) == (self.b_from_a is None):
-            raise ValueError("data.source: give domain b as a source (b) or as a map of a (b_from_a), one of them")
+            raise ValueError("b: give domain b as a source (b) or as a map of a (b_from_a), one of them")
         for field, source in (("a", self.a), ("b", self.b)):
             if source is not None and source.is_text:
-                raise ValueError(f"data.source.{field}: a domain holds images, not text")
+                raise ValueError(f"{field}: a domain holds images, not text")
         if self.b is not None and self.b.image_channels != self.a.image_channels:
-            raise ValueError("data.source.b.channels: both domains need the same channels")
+            raise ValueError("b.channels: both domains need the same channels")
         return self
 
     @property
