@@ -61,8 +61,8 @@ def _build_images(config: DataConfig, storage: str, key: str, description: dict[
 
     # One pass over the small columns answers every count below without re-running the pipeline.
     domains = config.source.domains
-    small = ["key", "label", "split", "error", *(["domain"] if domains else [])]
-    index = rows.select_columns(small).to_pandas()
+    domain_column = ["domain"] if domains else []  # a translation dataset's rows carry their domain
+    index = rows.select_columns(["key", "label", "split", "error", *domain_column]).to_pandas()
     rejects_uri = join(uri, write_id, "rejects", "rejects.jsonl")
     rejected = record_rejects(index, rejects_uri, config.max_reject_fraction)
 
@@ -78,7 +78,7 @@ def _build_images(config: DataConfig, storage: str, key: str, description: dict[
         if not (kept["split"] == split).any():
             raise DataError(f"data.val_fraction: the {split} split is empty ({len(index)} records in all)")
         part = rows.filter(expr=(col("split") == split) & (col("error") == ""))
-        columns = part.select_columns(["key", "label", *(["domain"] if domains else []), "image"])
+        columns = part.select_columns(["key", "label", *domain_column, "image"])
         splits[split] = write_split(columns, uri, join(uri, write_id, split), row_bytes, config.shard_mb, count)
 
     names = config.source.class_names()

@@ -34,7 +34,7 @@ HIGHER_IS_BETTER = ("class_coverage", "class_accuracy", "precision", "recall", "
 
 
 def metric_mode(metric: str) -> str:
-    """ "max" for a metric where more is better, else "min" (losses, distances, FID)."""
+    """The direction to optimise `metric` in: max where more is better, else min (losses, FID)."""
     name = metric.rsplit("/", 1)[-1]
     return "max" if any(name == good or name.endswith(f"_{good}") for good in HIGHER_IS_BETTER) else "min"
 

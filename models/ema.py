@@ -61,23 +61,6 @@ class EMA:
         self.updates = int(state["updates"])
         self.shadow = {k.removeprefix("shadow."): v.to(device) for k, v in state.items() if k.startswith("shadow.")}
 
-    # A family's checkpoint_state / load_checkpoint_state / exported_state, for an EMA of one of
-    # its networks: the three hooks of models.base.GenerativeModel.
-
-    def checkpoint_state(self) -> dict[str, torch.Tensor]:
-        """The state under `ema.` keys; nothing before the first update."""
-        return {f"ema.{k}": v for k, v in self.state().items()} if self.shadow else {}
-
-    def load_checkpoint_state(self, state: dict[str, torch.Tensor], device: torch.device) -> None:
-        if state:
-            self.load_state({k.removeprefix("ema."): v for k, v in state.items()}, device)
-
-    def exported_state(self, state: dict[str, torch.Tensor], network: str) -> dict[str, torch.Tensor]:
-        """`state` with network `network`'s weights replaced by their averages."""
-        if not self.shadow:
-            return state
-        return {**state, **{f"{network}.{k}": v.detach().cpu().clone() for k, v in self.shadow.items()}}
-
 
 class AveragedNetworkHooks:
     """A family's hooks (models.base.GenerativeModel's) for an EMA of one of its networks, the
@@ -95,12 +78,19 @@ class AveragedNetworkHooks:
             self.ema.update(self._averaged())
 
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
-        return self.ema.checkpoint_state() if self.ema is not None else {}
+        """The EMA under `ema.` keys; nothing before its first update."""
+        if self.ema is None or not self.ema.shadow:
+            return {}
+        return {f"ema.{k}": v for k, v in self.ema.state().items()}
 
     def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
-        if self.ema is not None:
-            self.ema.load_checkpoint_state(state, next(self._averaged().parameters()).device)
+        if self.ema is not None and state:
+            device = next(self._averaged().parameters()).device
+            self.ema.load_state({k.removeprefix("ema."): v for k, v in state.items()}, device)
 
     def exported_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The averaged network's EMA weights in place of its raw ones: what is evaluated and registered."""
-        return self.ema.exported_state(state, self.averaged_network) if self.ema is not None else state
+        if self.ema is None or not self.ema.shadow:
+            return state
+        averages = {f"{self.averaged_network}.{k}": v.detach().cpu().clone() for k, v in self.ema.shadow.items()}
+        return {**state, **averages}

@@ -365,18 +365,10 @@ class StyleGAN(AveragedNetworkHooks, GenerativeModel):
         device = images.device
         start, end = (torch.randn((rows, self.config.latent_dim), generator=generator, device=device) for _ in range(2))
         line = interpolate(lambda z: self.decode(z, generator), start, end, steps)
-        mapping, synthesis = self.generator.mapping, self.generator.synthesis
-        coarse, fine = mapping(start.to(self._dtype())), mapping(end.to(self._dtype()))
-        crossover = max(1, synthesis.num_ws // 2)
-        ws = torch.cat(
-            [
-                torch.where(
-                    (torch.arange(synthesis.num_ws, device=device) >= crossover)[None, :, None],
-                    fine[:, None],
-                    coarse[row].expand(rows, 1, -1),
-                )
-                for row in range(rows)
-            ]
-        )
+        # Row i, column j: the coarse styles of start[i], the fine ones of end[j] (training's mixing).
+        synthesis = self.generator.synthesis
+        coarse, fine = start.repeat_interleave(rows, 0).to(self._dtype()), end.repeat(rows, 1).to(self._dtype())
+        crossover = torch.full((rows * rows,), max(1, synthesis.num_ws // 2), device=device)
+        ws = self.generator.styles(coarse, fine, crossover)
         mixed = synthesis(ws, generator).float().clamp(-1, 1)
         return {"interpolation.png": (line, steps), "style_mixing.png": (mixed, rows)}

@@ -2,8 +2,9 @@
 
 The same scorer scores the champion, so both are judged alike. Images: classifier-FID, class
 coverage, precision and recall of its samples (of its translations, for an image-to-image model:
-pipelines/evaluate/translation.py) and whatever the family adds (`evaluation_metrics`, `evaluation_pictures`). Text: val
-loss, perplexity and bits per byte, and completions of fixed prompts.
+pipelines/evaluate/translation.py) and whatever the family adds (`evaluation_metrics`,
+`evaluation_pictures`). Text: val loss, perplexity and bits per byte, and completions of fixed
+prompts.
 """
 
 from __future__ import annotations

@@ -40,11 +40,11 @@ def score_translations(
     """`eval/<direction>_<metric>` for both directions and `eval/<metric>`, their mean."""
     images, labels, domain = (torch.from_numpy(val[name]) for name in ("image", "label", "domain"))
     device = next(model.parameters()).device
+    for side, name in enumerate(domains.names):
+        if not (domain == side).any():
+            raise ValueError(f"data.val_fraction: the val split holds no image of domain {name!r}")
     per_direction: dict[str, dict[str, float]] = {}
     for direction, (source, target) in DIRECTIONS.items():
-        for side in (source, target):
-            if not (domain == side).any():
-                raise ValueError(f"data.val_fraction: the val split holds no image of domain {domains.names[side]!r}")
         rows = (domain == source).nonzero().squeeze(1)[:count]
         inputs = images[rows]
         options = model.sample_options(len(inputs), input=inputs.to(device), direction=direction)

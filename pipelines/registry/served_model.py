@@ -103,9 +103,9 @@ def signature_and_example(model: GenerativeModel) -> tuple[ModelSignature, pd.Da
     if model.modality == "text":
         example = pd.DataFrame({"prompt": ["The "], "max_new_tokens": [TEXT_EXAMPLE_TOKENS], "seed": [0]})
         return ModelSignature(TEXT_REQUEST, Schema([ColSpec("string", "completion")])), example
-    shape = tuple(draw_images(model, 1, **model.example_options(1)).shape[1:])
-    answer = Schema([TensorSpec(np.dtype(np.float32), (-1, *shape))])
     needed = model.example_options(2)  # an image-to-image model's inputs, as a request sends them
+    shape = tuple(draw_images(model, 2, **needed).shape[1:])
+    answer = Schema([TensorSpec(np.dtype(np.float32), (-1, *shape))])
     options = {"options": [json.dumps(needed)]} if needed else {}
     return ModelSignature(IMAGE_REQUEST, answer), pd.DataFrame({"n": [2], "seed": [0], **options})
 
