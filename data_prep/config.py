@@ -27,6 +27,9 @@ class SourceConfig(Strict):
 
     modality: ClassVar[str] = "image"
     native_size: ClassVar[int | None] = None  # the images' side, when the source fixes it
+    # Distinct intensities a pixel can take at the source (8-bit files: 256): what likelihood
+    # models discretise to, and what their bits per dimension are counted against.
+    native_levels: ClassVar[int] = 256
 
     @property
     def is_text(self) -> bool:
@@ -40,6 +43,10 @@ class SourceConfig(Strict):
     def image_side(self) -> int | None:
         """The images' side when the source fixes it (digits: 8), else None."""
         return self.native_size
+
+    @property
+    def pixel_levels(self) -> int:
+        return self.native_levels
 
     @property
     def domains(self) -> DomainInfo | None:
@@ -63,6 +70,7 @@ class DigitsSource(SourceConfig):
 
     kind: Literal["digits"] = "digits"
     native_size: ClassVar[int | None] = 8
+    native_levels: ClassVar[int] = 17  # ink counts 0..16
 
     def describe(self) -> dict[str, Any]:
         import sklearn
@@ -232,6 +240,10 @@ class DomainsSource(SourceConfig):
     @property
     def image_channels(self) -> int:
         return self.a.image_channels
+
+    @property
+    def pixel_levels(self) -> int:
+        return max(self.a.pixel_levels, self.b.pixel_levels if self.b is not None else 0)
 
     @property
     def image_side(self) -> int | None:

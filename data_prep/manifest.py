@@ -23,7 +23,7 @@ HASH_CHECK_MAX_BYTES = 2 << 30
 MANIFEST = "manifest.json"
 # Bump when a change to data_prep alters the shards' content: it invalidates every cached dataset.
 MEGABYTE = 1 << 20
-PREP_CODE_VERSION = "2"  # 2: shards sized by bytes and hashed while written; BPE on a sample
+PREP_CODE_VERSION = "3"  # 2: shards sized by bytes and hashed while written; BPE on a sample; 3: pixel levels
 
 
 class Shard(BaseModel):
@@ -70,6 +70,7 @@ class Manifest(BaseModel):
     created_at: str
     modality: str = "image"
     image_shape: tuple[int, int, int] | None = None
+    pixel_levels: int = 256  # distinct intensities per pixel at the source (digits: 17)
     num_classes: int = 0
     class_names: list[str] = []
     text: TextInfo | None = None

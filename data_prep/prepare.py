@@ -88,6 +88,7 @@ def _build_images(config: DataConfig, storage: str, key: str, description: dict[
         code_version=PREP_CODE_VERSION,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         image_shape=(channels, size, size),
+        pixel_levels=config.source.pixel_levels,
         num_classes=max(len(names), int(kept["label"].max()) + 1),
         class_names=names,
         domains=domains,

@@ -93,7 +93,9 @@ class Autoencoding(GenerativeModel):
         return (*super().metric_names(), "eval/reconstruction_mse")
 
     @torch.no_grad()
-    def evaluation_metrics(self, images: torch.Tensor, iw_samples: int, generator: torch.Generator) -> dict[str, float]:
+    def evaluation_metrics(
+        self, images: torch.Tensor, iw_samples: int, generator: torch.Generator, labels: torch.Tensor | None = None
+    ) -> dict[str, float]:
         """Reconstruction error: mean squared error per pixel, in [-1, 1] units."""
         return {"eval/reconstruction_mse": float((self.reconstruct(images) - images).pow(2).mean())}
 
@@ -215,7 +217,9 @@ class VAE(Autoencoding):
         return (*super().metric_names(), "eval/elbo", "eval/elbo_per_pixel", "eval/nll_iw")
 
     @torch.no_grad()
-    def evaluation_metrics(self, images: torch.Tensor, iw_samples: int, generator: torch.Generator) -> dict[str, float]:
+    def evaluation_metrics(
+        self, images: torch.Tensor, iw_samples: int, generator: torch.Generator, labels: torch.Tensor | None = None
+    ) -> dict[str, float]:
         """With the reconstruction error: the ELBO (nats per image and per pixel) and the
         k-sample importance-weighted NLL."""
         metrics = super().evaluation_metrics(images, iw_samples, generator)

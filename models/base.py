@@ -191,9 +191,11 @@ class GenerativeModel(nn.Module, ABC):
         raise NotImplementedError(f"the {self.family} family does not generate text")
 
     @torch.no_grad()
-    def evaluation_metrics(self, images: torch.Tensor, iw_samples: int, generator: torch.Generator) -> dict[str, float]:
-        """Scores beyond the samples' own, on val `images` (an autoencoder's reconstruction error,
-        a VAE's ELBO); names as in `metric_names`."""
+    def evaluation_metrics(
+        self, images: torch.Tensor, iw_samples: int, generator: torch.Generator, labels: torch.Tensor | None = None
+    ) -> dict[str, float]:
+        """Scores beyond the samples' own, on val `images` and their `labels` (an autoencoder's
+        reconstruction error, a VAE's ELBO, JEM's accuracy); names as in `metric_names`."""
         return {}
 
     @torch.no_grad()

@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from models.base import GenerativeModel, ModelConfig, parameter_count
+from models.decoding import next_token
 
 VOCAB_MULTIPLE = 64  # pad the embedding so the head's matmul has tensor-core friendly shapes
 
@@ -266,15 +267,7 @@ class GPT(GenerativeModel):
                 logits = self.logits(ids[:, cache.length :], cache)[:, -1, :]
             else:
                 logits = self.logits(ids[:, -block:])[:, -1, :]
-            if temperature <= 0:
-                ids = torch.cat((ids, logits.argmax(dim=-1, keepdim=True)), dim=1)
-                continue
-            logits = logits / temperature
-            if top_k is not None:
-                kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, [-1]]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            probabilities = F.softmax(logits, dim=-1)
-            ids = torch.cat((ids, torch.multinomial(probabilities, 1, generator=generator)), dim=1)
+            ids = torch.cat((ids, next_token(logits, temperature, top_k, generator)), dim=1)
         return ids
 
     @torch.no_grad()

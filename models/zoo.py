@@ -11,8 +11,12 @@ from models.autoencoders import AUTOENCODER_FAMILIES
 from models.base import GenerativeModel, ModelConfig
 from models.cyclegan import CycleGAN
 from models.ddpm import DDPM, LatentDDPM
+from models.ebm import EBM, JEM
+from models.flows import Glow, RealNVP
 from models.gan import GAN_FAMILIES
 from models.gpt import GPT
+from models.pixelcnn import PixelCNN
+from models.recurrent import GRULanguageModel, LSTMLanguageModel
 from models.stylegan import StyleGAN
 
 # One line per family: the order is the order `genpipe models` lists them in.
@@ -20,10 +24,17 @@ ZOO: tuple[type[GenerativeModel], ...] = (
     DDPM,
     LatentDDPM,
     GPT,
+    LSTMLanguageModel,
+    GRULanguageModel,
     *GAN_FAMILIES,
     StyleGAN,
     CycleGAN,
     *AUTOENCODER_FAMILIES,
+    PixelCNN,
+    RealNVP,
+    Glow,
+    EBM,
+    JEM,
 )
 FAMILIES: dict[str, type[GenerativeModel]] = {cls.family: cls for cls in ZOO}
 

@@ -16,7 +16,7 @@ CLASS_NAMES = [str(digit) for digit in range(10)]
 
 def build(family: str, **params) -> models.GenerativeModel:
     torch.manual_seed(0)
-    data = {"image_shape": (1, 8, 8), "num_classes": 10, "class_names": CLASS_NAMES}
+    data = {"image_shape": (1, 8, 8), "num_classes": 10, "class_names": CLASS_NAMES, "pixel_levels": 17}
     return models.build_model(family, models.resolve_config(family, "tiny", params, data))
 
 

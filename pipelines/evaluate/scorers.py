@@ -52,7 +52,8 @@ def image_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, 
         else:
             metrics = _score_samples(model, classifier, val_images, manifest, settings, generator, artifacts)
         val_on_device = val_images[: settings.num_samples].to(device)
-        metrics.update(model.evaluation_metrics(val_on_device, settings.iw_samples, generator))
+        val_labels = torch.from_numpy(val["label"][: settings.num_samples])
+        metrics.update(model.evaluation_metrics(val_on_device, settings.iw_samples, generator, val_labels))
         if artifacts is not None:
             for name, (pictures, columns) in model.evaluation_pictures(val_on_device, generator).items():
                 save_grid(pictures, artifacts / name, columns=columns)

@@ -16,6 +16,7 @@ def data_shape(manifest: Manifest) -> dict[str, Any]:
         return {"vocab_size": manifest.text.vocab_size}
     return {
         "image_shape": manifest.image_shape,
+        "pixel_levels": manifest.pixel_levels,
         "num_classes": manifest.num_classes,
         "class_names": manifest.class_names,
     }

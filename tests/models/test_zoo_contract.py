@@ -40,7 +40,7 @@ def build(family: str, preset: str, device: str = "cpu") -> GenerativeModel:
     cls = models.family_class(family)
     # A text model's context is the data's (seq_len), not the preset's: a short one keeps the
     # token-by-token sampling of every numeric preset within seconds.
-    context = {"block_size": 16} if cls.modality == "text" else {}
+    context = {"block_size": 16} if "block_size" in cls.config_class.model_fields else {}
     with torch.device(device):
         config = models.resolve_config(family, preset, {**registered_parts(cls), **context}, DATA)
         return models.build_model(family, config)

@@ -60,7 +60,9 @@ class PixelGaussian(GenerativeModel):
         return (*super().metric_names(), "eval/pixel_nll")
 
     @torch.no_grad()
-    def evaluation_metrics(self, images: torch.Tensor, iw_samples: int, generator: torch.Generator) -> dict[str, float]:
+    def evaluation_metrics(
+        self, images: torch.Tensor, iw_samples: int, generator: torch.Generator, labels: torch.Tensor | None = None
+    ) -> dict[str, float]:
         return {"eval/pixel_nll": float(self.nll(images))}
 
     def sample_options(self, n: int, temperature: float | None = None, **other: Any) -> dict[str, Any]:
