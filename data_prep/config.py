@@ -210,6 +210,59 @@ class TextFilesSource(SourceConfig):
         return read_text_files(self)
 
 
+class SeriesSource(SourceConfig):
+    """A time series: one column of numbers in time order. It is read whole on the driver (a
+    series of millions of values is tens of MB), not through Ray Data."""
+
+    modality: ClassVar[str] = "series"
+    start: float | None = Field(None, description="the first time kept (inclusive)")
+    end: float | None = Field(None, description="the last time kept (inclusive)")
+
+    @model_validator(mode="after")
+    def _range_in_order(self) -> SeriesSource:
+        if self.start is not None and self.end is not None and self.start > self.end:
+            raise ValueError(f"end: {self.end} is before start {self.start}")
+        return self
+
+
+class StatsmodelsSeriesSource(SeriesSource):
+    """A series that ships with statsmodels: yearly sunspots (1700-2008), weekly CO2 at Mauna Loa
+    (1958-2001, as decimal years) or a quarterly US macro series (1959-2009)."""
+
+    kind: Literal["statsmodels"] = "statsmodels"
+    dataset: Literal["sunspots", "co2", "macrodata"] = "sunspots"
+    column: str | None = Field(None, description="default: SUNACTIVITY, co2 or realgdp")
+
+    def describe(self) -> dict[str, Any]:
+        import statsmodels
+
+        return {**self.model_dump(mode="json"), "statsmodels": statsmodels.__version__}
+
+    def read(self) -> Any:
+        from data_prep.series_sources import read_statsmodels
+
+        return read_statsmodels(self)
+
+
+class SeriesFileSource(SeriesSource):
+    """A numeric column of a CSV or Parquet file (any fsspec URI), optionally with a time column."""
+
+    kind: Literal["series_file"]
+    path: str = Field(description="a .csv or .parquet file, local or s3://...")
+    column: str = Field(description="the values")
+    time_column: str | None = Field(None, description="numeric times; default: the row number")
+
+    def describe(self) -> dict[str, Any]:
+        from data_prep.series_sources import describe_series_file
+
+        return describe_series_file(self)
+
+    def read(self) -> Any:
+        from data_prep.series_sources import read_series_file
+
+        return read_series_file(self)
+
+
 ImageSource = Annotated[
     Union[DigitsSource, SampleImageCropsSource, ImageFolderSource, ParquetSource],  # noqa: UP007 (a discriminated union)
     Field(discriminator="kind"),
@@ -284,6 +337,8 @@ SOURCES: tuple[type[SourceConfig], ...] = (
     PythonStdlibSource,
     TextFilesSource,
     DomainsSource,
+    StatsmodelsSeriesSource,
+    SeriesFileSource,
 )
 SOURCE_KINDS = frozenset(get_args(cls.model_fields["kind"].annotation)[0] for cls in SOURCES)
 if TYPE_CHECKING:
@@ -308,15 +363,20 @@ class DataConfig(Strict):
     shard_mb: float = Field(64, gt=0, description="train shards of at most this many MB (uncompressed)")
     num_shards: int | None = Field(None, gt=0, description="a fixed train shard count instead of shard_mb")
     max_reject_fraction: float = Field(0.01, ge=0, le=1)
-    seq_len: int = Field(256, gt=0, description="text: tokens a model sees per block (+1 for the targets)")
+    seq_len: int = Field(
+        256, gt=0, description="text: tokens a model sees per block (+1 for the targets); series: values of context"
+    )
+    split_at: float | None = Field(
+        None, description="series: the first time of the held-out tail (default: the last val_fraction)"
+    )
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
 
     @model_validator(mode="after")
     def _size_known(self) -> DataConfig:
-        if self.image_size is None and self.source.image_side is None and not self.source.is_text:
+        if self.image_size is None and self.source.image_side is None and self.source.modality == "image":
             raise ValueError("image_size: required for image_folder and parquet image sources")
         return self
 
     @property
     def modality(self) -> str:
-        return "text" if self.source.is_text else "image"
+        return "text" if self.source.is_text else self.source.modality

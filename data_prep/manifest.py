@@ -63,6 +63,23 @@ class DomainInfo(BaseModel):
     b_from_a: str | None = None  # the known map from A to B, when B was made from A
 
 
+class SeriesInfo(BaseModel):
+    """A time-series dataset: windows of seq_len + 1 normalised values, the normaliser, and the
+    whole kept series (series.parquet: time, value, split) for plots and forecasts."""
+
+    name: str
+    seq_len: int  # context values per window; the last value of a window is its target
+    mean: float  # of the train values: windows hold (value - mean) / std
+    std: float
+    split_index: int  # the first held-out value's position in the series
+    split_time: float
+    values: dict[str, int]  # values per split
+    criterion_lags: dict[str, int]  # the AR order AIC and BIC pick on the train values
+    last_values: list[float]  # the series' last seq_len values, normalised: where forecasts start
+    series: str  # relative to the dataset folder
+    series_sha256: str
+
+
 class Manifest(BaseModel):
     fingerprint: str
     uri: str  # the dataset folder
@@ -75,6 +92,7 @@ class Manifest(BaseModel):
     class_names: list[str] = []
     text: TextInfo | None = None
     domains: DomainInfo | None = None
+    series: SeriesInfo | None = None
     schema_: dict[str, str]
     splits: dict[str, Split]
     rejects: dict[str, Any]
@@ -86,6 +104,8 @@ class Manifest(BaseModel):
         """One row as the model reads it: a block of int32 tokens, or float32 pixels and a label."""
         if self.text is not None:
             return (self.text.seq_len + 1) * 4
+        if self.series is not None:
+            return (self.series.seq_len + 1) * 4
         channels, height, width = self.images
         return channels * height * width * 4 + 8 + (8 if self.domains else 0)
 
@@ -94,9 +114,9 @@ class Manifest(BaseModel):
 
     @property
     def images(self) -> tuple[int, int, int]:
-        """The images' (channels, height, width); a DataError for a text dataset."""
+        """The images' (channels, height, width); a DataError for a text or series dataset."""
         if self.image_shape is None:
-            raise DataError(f"{self.uri}: a text dataset has no image shape")
+            raise DataError(f"{self.uri}: a {self.modality} dataset has no image shape")
         return self.image_shape
 
     @property
@@ -159,6 +179,8 @@ def damage(manifest: Manifest) -> str | None:
     ]
     if manifest.text is not None:
         files.append((manifest.tokenizer_uri, manifest.text.tokenizer_sha256))
+    if manifest.series is not None:
+        files.append((join(manifest.uri, manifest.series.series), manifest.series.series_sha256))
     if sum(shard.bytes for split in manifest.splits.values() for shard in split.shards) > HASH_CHECK_MAX_BYTES:
         return None  # each shard is still checked as it is read (data_prep/readers.py)
     for uri, expected in files:

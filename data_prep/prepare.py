@@ -32,7 +32,11 @@ def describe_source(config: DataConfig) -> dict[str, Any]:
 def fingerprint(config: DataConfig, source_description: dict[str, Any] | None = None) -> str:
     # Only the fields that shape this modality's shards: an image dataset's fingerprint does not
     # change when a text-only default does.
-    unused = {"seq_len", "tokenizer"} if config.modality == "image" else {"image_size"}
+    unused = {
+        "image": {"seq_len", "tokenizer", "split_at"},
+        "text": {"image_size", "split_at"},
+        "series": {"image_size", "tokenizer", "split_seed"},
+    }[config.modality]
     prep = config.model_dump(mode="json", exclude={"source", "max_reject_fraction", *unused})
     material = {"source": source_description or describe_source(config), "prep": prep, "code": PREP_CODE_VERSION}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
@@ -49,6 +53,10 @@ def prepare(config: DataConfig, storage: str) -> tuple[Manifest, bool]:
         from data_prep.text_prepare import build_text
 
         return build_text(config, storage, key, description), False
+    if config.modality == "series":
+        from data_prep.series_prepare import build_series
+
+        return build_series(config, storage, key, description), False
     return _build_images(config, storage, key, description), False
 
 
@@ -113,4 +121,6 @@ def describe_result(manifest: Manifest, cache_hit: bool) -> dict[str, Any]:
     }
     if manifest.text:
         return {**result, "tokens": manifest.text.tokens_in_blocks, "vocab_size": manifest.text.vocab_size}
+    if manifest.series:
+        return {**result, "series": manifest.series.name, "values": manifest.series.values}
     return {**result, "image_shape": list(manifest.images), "num_classes": manifest.num_classes}

@@ -40,11 +40,14 @@ def fixed_width(column: pa.ChunkedArray | pa.Array, dtype: str, shape: tuple[int
 
 
 def decode_table(table: pa.Table, manifest: Manifest) -> Columns:
-    """A shard's table -> the model's columns: `tokens` (N, seq_len + 1) int32 for text; `image`
+    """A shard's table -> the model's columns: `tokens` (N, seq_len + 1) int32 for text; `window`
+    (N, seq_len + 1) float32 normalised values for a series; `image`
     (N, C, H, W) float32 in [-1, 1] and int64 `label` for images (and int64 `domain` for a
     translation dataset's)."""
     if manifest.text is not None:
         return {"tokens": fixed_width(table.column("tokens"), "<i4", (manifest.text.seq_len + 1,)).astype(np.int32)}
+    if manifest.series is not None:
+        return {"window": fixed_width(table.column("window"), "<f4", (manifest.series.seq_len + 1,)).astype(np.float32)}
     columns = {
         "image": fixed_width(table.column("image"), "<f4", manifest.images).astype(np.float32),
         "label": table.column("label").to_numpy().astype(np.int64),
@@ -57,19 +60,24 @@ def decode_table(table: pa.Table, manifest: Manifest) -> Columns:
 def read_shard(manifest: Manifest, shard: Shard) -> Columns:
     """One shard, fetched whole and checked against the manifest: a missing or damaged shard is a
     DataError that names it (never skipped)."""
-    uri = f"{manifest.uri.rstrip('/')}/{shard.path}"
+    data = read_checked(f"{manifest.uri.rstrip('/')}/{shard.path}", shard.sha256)
+    return decode_table(pq.read_table(io.BytesIO(data)), manifest)
+
+
+def read_checked(uri: str, sha256: str, what: str = "shard") -> bytes:
+    """A dataset file's bytes, whole, if they hash to the manifest's `sha256`; else a DataError."""
     fs, path = filesystem(uri)
     try:
         data = fs.cat_file(path)
     except FileNotFoundError:
-        raise DataError(f"{uri}: shard listed in the manifest is missing") from None
+        raise DataError(f"{uri}: {what} listed in the manifest is missing") from None
     digest = hashlib.sha256(data).hexdigest()
-    if digest != shard.sha256:
+    if digest != sha256:
         raise DataError(
-            f"{uri}: checksum mismatch (sha256 {digest[:12]}..., the manifest says {shard.sha256[:12]}...); "
-            "the shard is damaged: restore it or prepare the dataset again"
+            f"{uri}: checksum mismatch (sha256 {digest[:12]}..., the manifest says {sha256[:12]}...); "
+            f"the {what} is damaged: restore it or prepare the dataset again"
         )
-    return decode_table(pq.read_table(io.BytesIO(data)), manifest)
+    return data
 
 
 class ShardReader:

@@ -7,7 +7,9 @@ log p(x|z) summed over every pixel and the KL summed over every latent dimension
 the batch; `beta` multiplies that whole-image KL (never a per-pixel mean against a per-latent sum).
 Bernoulli likelihood: each pixel's value mapped to [0, 1] is the target of a sigmoid output (the
 usual choice for digits; a proper density only for binary images). Gaussian likelihood: a fixed
-standard deviation `sigma` in the [-1, 1] pixel units.
+standard deviation `sigma` in the [-1, 1] pixel units. Categorical likelihood: a softmax over the
+source's intensity levels per pixel, a proper density of the discrete image, so the
+importance-weighted NLL compares in bits per dimension with PixelCNN's and the flows'.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch import nn
 
 from models.base import GenerativeModel, ModelConfig, interpolate
 from models.blocks import decoder, encoder
+from models.likelihood import from_levels, to_levels
 
 
 class EncoderDecoderConfig(ModelConfig):
@@ -33,7 +36,8 @@ class EncoderDecoderConfig(ModelConfig):
 
 
 class VAEConfig(EncoderDecoderConfig):
-    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    likelihood: Literal["bernoulli", "gaussian", "categorical"] = "bernoulli"
+    pixel_levels: int = Field(256, ge=2, le=65536, description="categorical: intensities per pixel, from the data")
     sigma: float = Field(0.1, gt=0, description="gaussian likelihood: pixel standard deviation")
     beta: float = Field(1.0, ge=0, description="weight of the KL term (beta-VAE)")
     kl_warmup_steps: int = Field(0, ge=0, description="the KL weight ramps from 0 to beta over these steps")
@@ -49,11 +53,12 @@ class AEConfig(EncoderDecoderConfig):
 class EncoderDecoder(nn.Module):
     """The one trainable network of an autoencoder: image -> code statistics, code -> pixels."""
 
-    def __init__(self, config: EncoderDecoderConfig, arch: str, code_features: int):
+    def __init__(self, config: EncoderDecoderConfig, arch: str, code_features: int, outputs_per_pixel: int = 1):
         super().__init__()
         shape = config.image_shape
         self.encoder = encoder(arch, shape[0], shape, config.width, config.depth, code_features)
-        self.decoder = decoder(arch, config.latent_dim, shape, config.width, config.depth)
+        output_shape = (shape[0] * outputs_per_pixel, shape[1], shape[2])
+        self.decoder = decoder(arch, config.latent_dim, output_shape, config.width, config.depth)
 
     def forward(self, images: torch.Tensor, code_transform) -> tuple[torch.Tensor, torch.Tensor]:
         """(decoder output, encoder output); `code_transform` turns the encoder output into the
@@ -141,13 +146,17 @@ class VAE(Autoencoding):
 
     def __init__(self, config: VAEConfig):
         super().__init__(config)
-        self.autoencoder = EncoderDecoder(config, self.arch, 2 * config.latent_dim)
+        levels = config.pixel_levels if config.likelihood == "categorical" else 1
+        self.autoencoder = EncoderDecoder(config, self.arch, 2 * config.latent_dim, outputs_per_pixel=levels)
 
     def log_likelihood(self, output: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """log p(x | z) per image, summed over pixels; `output` is the decoder's raw output."""
         if self.config.likelihood == "bernoulli":
             targets = ((images + 1) / 2).expand_as(output)
             return -F.binary_cross_entropy_with_logits(output, targets, reduction="none").flatten(1).sum(1)
+        if self.config.likelihood == "categorical":
+            targets = to_levels(images, self.config.pixel_levels)
+            return -F.cross_entropy(self._level_logits(output), targets, reduction="none").flatten(1).sum(1)
         sigma = self.config.sigma
         log_density = -0.5 * ((images - output) / sigma) ** 2 - math.log(sigma) - 0.5 * math.log(2 * math.pi)
         return log_density.flatten(1).sum(1)
@@ -196,8 +205,8 @@ class VAE(Autoencoding):
         mean, log_var = self.posterior(images)
         noise = torch.randn((k, *mean.shape), generator=generator, device=images.device)
         z = mean + (0.5 * log_var).exp() * noise  # (k, N, D)
-        output = self.autoencoder.decoder(z.flatten(0, 1)).float().view(k, *images.shape)
-        log_px = self.log_likelihood(output.flatten(0, 1), images.repeat(k, 1, 1, 1)).view(k, -1)
+        output = self.autoencoder.decoder(z.flatten(0, 1)).float()
+        log_px = self.log_likelihood(output, images.repeat(k, 1, 1, 1)).view(k, -1)
         log_pz = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
         log_qz = gaussian_log_density(z, mean, log_var)
         return -(torch.logsumexp(log_px + log_pz - log_qz, dim=0) - math.log(k))
@@ -210,7 +219,16 @@ class VAE(Autoencoding):
         output = self.autoencoder.decoder(codes).float()
         if self.config.likelihood == "bernoulli":
             return torch.sigmoid(output) * 2 - 1
+        if self.config.likelihood == "categorical":  # the mean pixel of each softmax
+            levels = self.config.pixel_levels
+            values = from_levels(torch.arange(levels, device=output.device), levels)
+            return torch.einsum("nlchw,l->nchw", self._level_logits(output).softmax(1), values)
         return output.clamp(-1, 1)
+
+    def _level_logits(self, output: torch.Tensor) -> torch.Tensor:
+        """The decoder's (N, C * L, H, W) as cross-entropy's (N, L, C, H, W)."""
+        n, _, height, width = output.shape
+        return output.view(n, -1, self.config.pixel_levels, height, width).transpose(1, 2)
 
     @classmethod
     def metric_names(cls) -> tuple[str, ...]:

@@ -239,13 +239,16 @@ class InvertibleConv1x1(FlowLayer):
 
 def realnvp_layers(config: FlowConfig) -> tuple[list[FlowLayer], tuple[int, int, int]]:
     """Per scale: checkerboard couplings, squeeze, channel couplings, split; the last scale one
-    more checkerboard coupling and no split. Returns the layers and the top prior's shape."""
+    more checkerboard coupling and no split. Returns the layers and the top prior's shape. On
+    vectors, shaped (features, 1, 1), the couplings alternate which half of the features they
+    change: the RealNVP of 2-D densities."""
     channels, side, _ = config.image_shape
     layers: list[FlowLayer] = []
     for scale in range(config.scales):
         last = scale == config.scales - 1
         couplings = config.steps + 1 if last else config.steps
-        layers += [AffineCoupling(channels, config.hidden, "checkerboard", i % 2) for i in range(couplings)]
+        mask = "checkerboard" if side > 1 else "channel"  # a 1x1 "image" is a vector (2-D points)
+        layers += [AffineCoupling(channels, config.hidden, mask, i % 2) for i in range(couplings)]
         if last:
             break
         layers.append(Squeeze())

@@ -17,6 +17,7 @@ from models.gan import GAN_FAMILIES
 from models.gpt import GPT
 from models.pixelcnn import PixelCNN
 from models.recurrent import GRULanguageModel, LSTMLanguageModel
+from models.series import AR, LSTMForecaster
 from models.stylegan import StyleGAN
 
 # One line per family: the order is the order `genpipe models` lists them in.
@@ -35,6 +36,8 @@ ZOO: tuple[type[GenerativeModel], ...] = (
     Glow,
     EBM,
     JEM,
+    AR,
+    LSTMForecaster,
 )
 FAMILIES: dict[str, type[GenerativeModel]] = {cls.family: cls for cls in ZOO}
 

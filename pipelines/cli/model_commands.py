@@ -54,6 +54,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
                 say("-" * 40)
             say(text)
         return EXIT_OK
+    if samples.dim() == 2:  # a forecaster's paths: (n, horizon)
+        from pipelines.evaluate.forecasts import save_paths
+
+        picture, table = save_paths(samples.numpy(), args.out)
+        say(f"wrote {len(samples)} forecast paths of {samples.shape[1]} steps from {args.model_uri} to {table} and {picture}")
+        return EXIT_OK
     from pipelines.evaluate.pictures import save_grid
 
     path = save_grid(samples, args.out)

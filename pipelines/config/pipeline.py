@@ -103,6 +103,11 @@ class PipelineConfig(Strict):
                 f"data.seq_len: {self.data.seq_len} tokens do not fit the model's block_size "
                 f"{block_size}; lower data.seq_len or raise model.params.block_size"
             )
+        if self.data.modality == "series":
+            try:
+                cls.config_class(**{**cls.presets[self.model.preset], "context_len": self.data.seq_len, **self.model.params})
+            except ValidationError as exc:
+                raise ValueError(f"model.params.{problem_line(exc.errors()[0])}") from None
         if cls.translates and self.data.source.domains is None:
             raise ValueError(
                 f"model.family: {self.model.family} translates between two image domains; set data.source "

@@ -22,7 +22,7 @@ from data_prep.manifest import Manifest
 from models.weights import load_model
 from pipelines.config import EvaluateConfig, PipelineConfig
 from pipelines.evaluate.key import evaluation_key
-from pipelines.evaluate.scorers import TABLE_FILE, Scorer, image_scorer, text_scorer
+from pipelines.evaluate.scorers import TABLE_FILE, Scorer, scorer_for
 from pipelines.registry import lineage, tracking
 from pipelines.registry.logged_models import log_evaluated_model
 from pipelines.registry.registration import EVAL_KEY_TAG
@@ -88,8 +88,8 @@ def evaluate(
         artifacts = Path(folder) / "evaluation"
         artifacts.mkdir()
         model = load_model(local_copy(model_uri, f"{folder}/model")).to(device)
-        report("evaluate", text="scoring the model" if manifest.text else "the classifier, then the model's samples")
-        score, info = (text_scorer if manifest.text else image_scorer)(manifest, settings)
+        report("evaluate", text="the classifier, then the model's samples" if manifest.image_shape else "scoring the model")
+        score, info = scorer_for(manifest, settings)
         metrics = score(model, artifacts)
         report("evaluate", text=", ".join(f"{k.removeprefix('eval/')}={v:.4g}" for k, v in metrics.items()))
         champion = _champion(config, key, score, tracking_uri, folder, device, report)

@@ -4,7 +4,7 @@ The same scorer scores the champion, so both are judged alike. Images: classifie
 coverage, precision and recall of its samples (of its translations, for an image-to-image model:
 pipelines/evaluate/translation.py) and whatever the family adds (`evaluation_metrics`,
 `evaluation_pictures`). Text: val loss, perplexity and bits per byte, and completions of fixed
-prompts.
+prompts. Series: one-step forecasts of the held-out tail (pipelines/evaluate/forecasts.py).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from data_prep.readers import read_arrays, read_split, read_tokens
 from data_prep.text_tokenizer import TextTokenizer
 from models.base import GenerativeModel
 from pipelines.config import EvaluateConfig
+from pipelines.evaluate.forecasts import series_scorer
 from pipelines.evaluate.classifier import DigitClassifier, load_or_train_classifier, score_samples
 from pipelines.evaluate.pictures import save_class_grids, save_grid
 from pipelines.evaluate.text_metrics import score_text
@@ -86,6 +87,15 @@ def _score_samples(
         if requested is not None:
             save_class_grids(samples, requested, manifest.class_names, metrics, artifacts / "samples_by_class")
     return metrics
+
+
+def scorer_for(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, dict[str, Any]]:
+    """The scorer of the dataset's modality."""
+    if manifest.text:
+        return text_scorer(manifest, settings)
+    if manifest.series:
+        return series_scorer(manifest, settings.num_samples, settings.seed)
+    return image_scorer(manifest, settings)
 
 
 def text_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, dict[str, Any]]:

@@ -67,8 +67,8 @@ class LiveRun:
 
     def samples(self, step: int, total: int, model: GenerativeModel) -> None:
         """A sample grid (images) or completions (text) at this step, when it is due."""
-        if not self.sample_every or (step % self.sample_every and step != total):
-            return
+        if not self.sample_every or (step % self.sample_every and step != total) or model.modality == "series":
+            return  # (a forecaster's picture needs the series: evaluation draws it)
         was_training = model.training
         model.eval()
         try:

@@ -14,6 +14,15 @@ def data_shape(manifest: Manifest) -> dict[str, Any]:
     """What a model takes from its data: the vocabulary, or the image shape and the classes."""
     if manifest.text:
         return {"vocab_size": manifest.text.vocab_size}
+    if manifest.series:
+        series = manifest.series
+        return {
+            "context_len": series.seq_len,
+            "series_mean": series.mean,
+            "series_std": series.std,
+            "last_values": series.last_values,
+            "criterion_lags": series.criterion_lags,
+        }
     return {
         "image_shape": manifest.image_shape,
         "pixel_levels": manifest.pixel_levels,

@@ -27,6 +27,8 @@ class PrepareResult(StepResult):
     vocab_size: int | None = None  # text
     image_shape: list[int] | None = None  # images
     num_classes: int | None = None  # images
+    series: str | None = None  # series: its name
+    values: dict[str, int] | None = None  # series: values per split
 
 
 class FitResult(StepResult):
@@ -65,6 +67,7 @@ class EvaluateResult(StepResult):
     model_id: str | None = None  # the logged model carrying the scores (MLflow 3)
     classifier_cached: bool | None = None  # images
     val_blocks: int | None = None  # text
+    val_values: int | None = None  # series
 
 
 class RegisterResult(StepResult):
