@@ -51,7 +51,11 @@ def chosen_lags(train: np.ndarray, max_lags: int, criterion: str) -> int:
 
 def windows(values: np.ndarray, seq_len: int, targets: range) -> pa.Table:
     """One row per target position t: the values t - seq_len .. t as float32 bytes."""
-    rows = np.stack([values[t - seq_len : t + 1] for t in targets]).astype("<f4") if len(targets) else np.zeros((0, seq_len + 1), "<f4")
+    rows = (
+        np.stack([values[t - seq_len : t + 1] for t in targets]).astype("<f4")
+        if len(targets)
+        else np.zeros((0, seq_len + 1), "<f4")
+    )
     return pa.table({"key": [str(t) for t in targets], "window": [row.tobytes() for row in rows]})
 
 
@@ -104,7 +108,9 @@ def build_series(config: DataConfig, storage: str, key: str, description: dict[s
         split_index=first_held_out,
         split_time=float(times[first_held_out]),
         values={"train": first_held_out, "val": len(values) - first_held_out},
-        criterion_lags={criterion: chosen_lags(normalised[:first_held_out], seq_len, criterion) for criterion in ("aic", "bic")},
+        criterion_lags={
+            criterion: chosen_lags(normalised[:first_held_out], seq_len, criterion) for criterion in ("aic", "bic")
+        },
         last_values=[float(v) for v in normalised[-seq_len:]],
         series=series_path,
         series_sha256=hashlib.sha256(buffer.getvalue()).hexdigest(),

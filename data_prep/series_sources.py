@@ -65,7 +65,9 @@ def checked(name: str, times: list[Any], values: list[Any], source: SeriesSource
 
 def _column(frame: Any, column: str, where: str) -> list[Any]:
     if column not in frame.columns:
-        raise DataError(f"data.source.column: {column!r} is not a column of {where} (columns: {', '.join(map(str, frame.columns))})")
+        raise DataError(
+            f"data.source.column: {column!r} is not a column of {where} (columns: {', '.join(map(str, frame.columns))})"
+        )
     return list(frame[column])
 
 
@@ -85,6 +87,7 @@ def read_statsmodels(source: StatsmodelsSeriesSource) -> RawSeries:
 
 
 def read_series_file(source: SeriesFileSource) -> RawSeries:
+    import pyarrow as pa
     import pyarrow.csv as pv
     import pyarrow.parquet as pq
 
@@ -96,7 +99,12 @@ def read_series_file(source: SeriesFileSource) -> RawSeries:
         raise DataError(f"data.source.path: {source.path} is neither .csv nor .parquet")
     with fs.open(path, "rb") as handle:
         try:
-            table = pv.read_csv(handle) if suffix == ".csv" else pq.read_table(handle)
+            if suffix == ".csv":  # cells read as written, so a reject quotes what the file holds
+                wanted = [name for name in (source.column, source.time_column) if name]
+                as_text = pv.ConvertOptions(column_types=dict.fromkeys(wanted, pa.string()))
+                table = pv.read_csv(handle, convert_options=as_text)
+            else:
+                table = pq.read_table(handle)
         except Exception as error:  # pyarrow's parse errors name the line; keep them
             raise DataError(f"data.source.path: {source.path} cannot be read: {error}") from error
     frame = table.to_pandas()

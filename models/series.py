@@ -37,12 +37,16 @@ class SeriesConfig(ModelConfig):
 class ARConfig(SeriesConfig):
     lags: int | None = Field(None, gt=0, description="p; default: the order the information criterion picks")
     criterion: Literal["aic", "bic"] = "aic"
-    criterion_lags: dict[str, int] = Field(default_factory=dict, description="from the data: p chosen by each criterion")
+    criterion_lags: dict[str, int] = Field(
+        default_factory=dict, description="from the data: p chosen by each criterion"
+    )
 
     @model_validator(mode="after")
     def _lags_fit_the_context(self) -> ARConfig:
         if self.order > self.context_len:
-            raise ValueError(f"lags: AR({self.order}) needs {self.order} values; the windows hold {self.context_len} (data.seq_len)")
+            raise ValueError(
+                f"lags: AR({self.order}) needs {self.order} values; the windows hold {self.context_len} (data.seq_len)"
+            )
         return self
 
     @property
@@ -75,7 +79,9 @@ class LSTMForecastNetwork(nn.Module):
 
     def __init__(self, config: LSTMForecasterConfig):
         super().__init__()
-        self.lstm = nn.LSTM(1, config.hidden, config.layers, batch_first=True, dropout=config.dropout if config.layers > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            1, config.hidden, config.layers, batch_first=True, dropout=config.dropout if config.layers > 1 else 0.0
+        )
         self.head = nn.Linear(config.hidden, 2)
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
@@ -153,7 +159,11 @@ class AR(Forecaster):
     family = "ar"
     config_class = ARConfig
     network_name = "ar"
-    presets: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}, "aic": {"criterion": "aic"}, "bic": {"criterion": "bic"}}
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {},
+        "aic": {"criterion": "aic"},
+        "bic": {"criterion": "bic"},
+    }
 
     def __init__(self, config: ARConfig):
         super().__init__(config)

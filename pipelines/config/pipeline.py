@@ -105,7 +105,9 @@ class PipelineConfig(Strict):
             )
         if self.data.modality == "series":
             try:
-                cls.config_class(**{**cls.presets[self.model.preset], "context_len": self.data.seq_len, **self.model.params})
+                cls.config_class(
+                    **{**cls.presets[self.model.preset], "context_len": self.data.seq_len, **self.model.params}
+                )
             except ValidationError as exc:
                 raise ValueError(f"model.params.{problem_line(exc.errors()[0])}") from None
         if cls.translates and self.data.source.domains is None:

@@ -88,7 +88,9 @@ def evaluate(
         artifacts = Path(folder) / "evaluation"
         artifacts.mkdir()
         model = load_model(local_copy(model_uri, f"{folder}/model")).to(device)
-        report("evaluate", text="the classifier, then the model's samples" if manifest.image_shape else "scoring the model")
+        report(
+            "evaluate", text="the classifier, then the model's samples" if manifest.image_shape else "scoring the model"
+        )
         score, info = scorer_for(manifest, settings)
         metrics = score(model, artifacts)
         report("evaluate", text=", ".join(f"{k.removeprefix('eval/')}={v:.4g}" for k, v in metrics.items()))

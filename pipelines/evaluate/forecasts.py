@@ -30,7 +30,9 @@ def one_step_forecasts(model: Any, windows: torch.Tensor) -> tuple[np.ndarray, n
     c = model.config
     device = next(model.parameters()).device
     mean, log_variance = model.predict(windows[:, :-1].to(device))
-    return (mean * c.series_std + c.series_mean).cpu().numpy(), ((0.5 * log_variance).exp() * c.series_std).cpu().numpy()
+    return (mean * c.series_std + c.series_mean).cpu().numpy(), (
+        (0.5 * log_variance).exp() * c.series_std
+    ).cpu().numpy()
 
 
 def forecast_metrics(truth: np.ndarray, mean: np.ndarray, std: np.ndarray, previous: np.ndarray) -> dict[str, float]:

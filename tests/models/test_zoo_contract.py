@@ -22,7 +22,17 @@ from models.weights import load_model, save_model
 NUMERIC_LIMIT = 10_000_000  # parameters: above it a preset is checked on the meta device
 IMAGE_SHAPE = (1, 16, 16)
 CLASSES = [str(digit) for digit in range(10)]
-DATA = {"image_shape": IMAGE_SHAPE, "num_classes": len(CLASSES), "class_names": CLASSES, "vocab_size": 300}
+CONTEXT = 12  # a series' window: 12 values of context
+DATA = {
+    "image_shape": IMAGE_SHAPE,
+    "num_classes": len(CLASSES),
+    "class_names": CLASSES,
+    "vocab_size": 300,
+    "context_len": CONTEXT,
+    "criterion_lags": {"aic": 3, "bic": 2},
+}
+# What each modality's families must report, at least.
+REPORTED = {"text": {"eval/val_loss"}, "series": {"eval/rmse"}, "image": set(SAMPLE_METRICS)}
 CASES = [(family, preset) for family, cls in models.FAMILIES.items() for preset in cls.presets]
 
 
@@ -49,6 +59,8 @@ def build(family: str, preset: str, device: str = "cpu") -> GenerativeModel:
 def batch(model: GenerativeModel, size: int = 4, device: str = "cpu") -> dict[str, torch.Tensor]:
     if model.modality == "text":
         return {"tokens": torch.randint(0, DATA["vocab_size"], (size, 17), device=device)}
+    if model.modality == "series":
+        return {"window": torch.randn(size, CONTEXT + 1, device=device)}
     images = torch.rand(size, *IMAGE_SHAPE, device=device) * 2 - 1
     rows = torch.arange(size, device=device)
     # Every family reads the columns it needs: `domain` is a translation dataset's (both domains here).
@@ -73,7 +85,7 @@ def is_numeric(family: str, preset: str) -> bool:
 def test_every_preset_builds_and_runs_on_the_meta_device(family, preset):
     model = build(family, preset, "meta").train()
     assert model.family == family and model.networks(), "a family declares its networks"
-    assert set(model.metric_names()) >= ({"eval/val_loss"} if model.modality == "text" else set(SAMPLE_METRICS))
+    assert set(model.metric_names()) >= REPORTED[model.modality]
     metric, mode = model.default_gate
     assert metric in model.metric_names() and mode in ("min", "max")
     for name in model.networks():
@@ -99,6 +111,8 @@ def test_small_presets_train_sample_and_round_trip(family, preset, tmp_path):
     if model.modality == "text":
         assert samples.shape[0] == 3 and samples.dtype == torch.long
         assert int(samples.min()) >= 0 and int(samples.max()) < DATA["vocab_size"]
+    elif model.modality == "series":  # forecast paths, in the data's units
+        assert samples.shape == (3, model.config.horizon) and torch.isfinite(samples).all()
     else:
         assert samples.shape == (3, *IMAGE_SHAPE)
         assert torch.isfinite(samples).all() and samples.min() >= -1 and samples.max() <= 1

@@ -1,6 +1,6 @@
-"""GAN and VAE families through `genpipe run`: two Ray Train workers under DeepSpeed ZeRO-2, one
-engine per network (the WGAN-GP critic stepped n_critic times, StyleGAN's lazy R1 through its
-engine's bare network), evaluated with their own metrics and pictures, registered, sampled from
+"""GAN, VAE and flow families through `genpipe run`: two Ray Train workers under DeepSpeed ZeRO-2,
+one engine per network (the WGAN-GP critic stepped n_critic times, StyleGAN's lazy R1 through its
+engine's bare network, Glow's actnorm initialised alike on both workers), evaluated with their own metrics and pictures, registered, sampled from
 the registry."""
 
 from __future__ import annotations
@@ -40,6 +40,12 @@ TINY = [
             ["eval/classifier_fid", "eval/precision", "eval/recall"],
             ["interpolation.png", "style_mixing.png"],
         ),
+        (  # actnorm initialised from the first batch, its statistics averaged over both workers
+            "glow",
+            ["train/flow_loss"],
+            ["eval/bits_per_dim", "eval/uniform_bits_per_dim", "eval/precision"],
+            [],
+        ),
         (
             "conv-vae",
             ["train/autoencoder_loss"],
@@ -74,6 +80,8 @@ def test_family_runs_through_the_pipeline(family, losses, metrics, pictures, ray
     client = tracking.client(mlflow_server)
     logged = client.get_run(run_id).data.metrics
     assert set(losses + metrics) <= set(logged), sorted(logged)
+    if family == "glow":  # below the uniform model's log2(17) after 24 steps
+        assert logged["eval/bits_per_dim"] < logged["eval/uniform_bits_per_dim"] == pytest.approx(4.087, abs=1e-3)
     if family == "conv-vae":
         history = sorted(client.get_metric_history(run_id, "train/autoencoder_loss"), key=lambda m: m.step)
         assert history[-1].value < history[0].value
