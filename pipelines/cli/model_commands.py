@@ -58,9 +58,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         from pipelines.evaluate.forecasts import save_paths
 
         picture, table = save_paths(samples.numpy(), args.out)
-        say(
-            f"wrote {len(samples)} forecast paths of {samples.shape[1]} steps from {args.model_uri} to {table} and {picture}"
-        )
+        say(f"wrote {len(samples)} forecast paths of {samples.shape[1]} steps from {args.model_uri}")
+        say(f"  {table} (median, 95% band, each path) and {picture}")
         return EXIT_OK
     from pipelines.evaluate.pictures import save_grid
 

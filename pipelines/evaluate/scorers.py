@@ -21,8 +21,8 @@ from data_prep.readers import read_arrays, read_split, read_tokens
 from data_prep.text_tokenizer import TextTokenizer
 from models.base import GenerativeModel
 from pipelines.config import EvaluateConfig
-from pipelines.evaluate.forecasts import series_scorer
 from pipelines.evaluate.classifier import DigitClassifier, load_or_train_classifier, score_samples
+from pipelines.evaluate.forecasts import series_scorer
 from pipelines.evaluate.pictures import save_class_grids, save_grid
 from pipelines.evaluate.text_metrics import score_text
 from pipelines.evaluate.translation import score_translations

@@ -1,7 +1,7 @@
 """GAN, VAE and flow families through `genpipe run`: two Ray Train workers under DeepSpeed ZeRO-2,
 one engine per network (the WGAN-GP critic stepped n_critic times, StyleGAN's lazy R1 through its
-engine's bare network, Glow's actnorm initialised alike on both workers), evaluated with their own metrics and pictures, registered, sampled from
-the registry."""
+engine's bare network, Glow's actnorm initialised alike on both workers), evaluated with their own
+metrics and pictures, registered, sampled from the registry."""
 
 from __future__ import annotations
 
