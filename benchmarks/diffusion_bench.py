@@ -47,11 +47,17 @@ class Arm:
 
 
 def genpipe_arm(
-    preset: str, image_shape: tuple[int, int, int], lr: float, device: str, compile_model: bool, channels_last: bool
+    preset: str,
+    image_shape: tuple[int, int, int],
+    lr: float,
+    device: str,
+    compile_model: bool,
+    channels_last: bool,
+    seed: int = 0,
 ) -> Arm:
     from models import build_model, resolve_config
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build_model("ddpm", resolve_config("ddpm", preset, {"dropout": 0.0}, {"image_shape": image_shape}))
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     optimizer = torch.optim.AdamW(model.unet.parameters(), lr=lr, weight_decay=0.0, fused=device == "cuda")
@@ -131,7 +137,13 @@ def genpipe_deepspeed_arm(
 
 
 def diffusers_arm(
-    preset: str, image_shape: tuple[int, int, int], lr: float, device: str, compile_model: bool, channels_last: bool
+    preset: str,
+    image_shape: tuple[int, int, int],
+    lr: float,
+    device: str,
+    compile_model: bool,
+    channels_last: bool,
+    seed: int = 0,
 ) -> Arm:
     """UNet2DModel with genpipe's preset shape: the same channels, blocks, attention levels (one
     head, as in DDPM), GroupNorm groups and schedule."""
@@ -146,7 +158,7 @@ def diffusers_arm(
     channels, size, _ = image_shape
     widths = [shape["base_channels"] * m for m in shape["channel_mults"]]
     attends = [size // 2**level in shape["attention_resolutions"] for level in range(len(widths))]
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     unet = UNet2DModel(
         sample_size=size,
         in_channels=channels,
@@ -189,9 +201,9 @@ def diffusers_arm(
     return Arm("diffusers", sum(p.numel() for p in unet.parameters()), step, sample)
 
 
-def images_per_second(arm: Arm, data: torch.Tensor, batch: int, steps: int, device: str) -> float:
+def images_per_second(arm: Arm, data: torch.Tensor, batch: int, steps: int, device: str, seed: int = 0) -> float:
     """Steps over a seeded order of `data`; images/s after the first 10% (compilation, warm-up)."""
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
     on_gpu = device == "cuda" and arm.autocast
     autocast = torch.autocast("cuda", torch.bfloat16) if on_gpu else torch.autocast("cpu", enabled=False)
     warm = max(3, steps // 10)
@@ -216,47 +228,62 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(loaded.images, dtype=torch.float32)[:, None] / 8 - 1, torch.tensor(loaded.target)
 
 
-def cpu_bench(steps: int, batch: int, samples: int) -> list[str]:
+def cpu_bench(steps: int, batch: int, samples: int, seeds: int) -> list[str]:
+    """Both arms over `seeds` seeds (initialisation, batch order, sampling noise); the gap in
+    classifier-FID per seed, with a 95% t-interval over seeds."""
+    import statistics
+
     from models.ddpm import DDPM
     from pipelines.evaluate.classifier import score_samples, train_classifier
 
     torch.set_num_threads(2)
     images, labels = digits()
     classifier = train_classifier(images, labels, 10, epochs=10, seed=0)
-    rows = []
-    for make in (genpipe_arm, diffusers_arm):
-        arm = make("tiny", (1, 8, 8), 2e-3, "cpu", False, False)
-        speed = images_per_second(arm, images, batch, steps, "cpu")
-        generated = arm.sample(samples, torch.Generator().manual_seed(0))
-        scores = score_samples(classifier, generated, images)
-        rows.append((arm, speed, scores))
-        print(
-            f"  {arm.name}: {arm.parameters / 1e6:.3f}M params, {speed:.0f} img/s, "
-            f"classifier-FID {scores['classifier_fid']:.2f}, coverage {scores['class_coverage']}",
-            flush=True,
-        )
-    (_, our_speed, our_scores), (_, their_speed, their_scores) = rows
+    results: dict[str, list[tuple[float, dict]]] = {"genpipe": [], "diffusers": []}
+    parameters: dict[str, int] = {}
+    for seed in range(seeds):
+        for make in (genpipe_arm, diffusers_arm):
+            arm = make("tiny", (1, 8, 8), 2e-3, "cpu", False, False, seed)
+            speed = images_per_second(arm, images, batch, steps, "cpu", seed)
+            generated = arm.sample(samples, torch.Generator().manual_seed(seed))
+            scores = score_samples(classifier, generated, images)
+            results[arm.name].append((speed, scores))
+            parameters[arm.name] = arm.parameters
+            print(
+                f"  seed {seed} {arm.name}: {arm.parameters / 1e6:.3f}M params, {speed:.0f} img/s, "
+                f"classifier-FID {scores['classifier_fid']:.2f}, coverage {scores['class_coverage']}",
+                flush=True,
+            )
+
+    def interval(values: list[float]) -> str:
+        if len(values) < 2:
+            return f"{values[0]:.2f}"
+        t = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78}.get(len(values), 2.0)
+        return f"{statistics.fmean(values):.2f} ± {t * statistics.stdev(values) / len(values) ** 0.5:.2f}"
+
+    fids = {name: [scores["classifier_fid"] for _, scores in runs] for name, runs in results.items()}
+    gaps = [ours - theirs for ours, theirs in zip(fids["genpipe"], fids["diffusers"], strict=True)]
+    speeds = {name: statistics.fmean(speed for speed, _ in runs) for name, runs in results.items()}
     lines = [
         f"### CPU, {_now()} — {_machine()}",
         "",
-        f"`python benchmarks/diffusion_bench.py --mode cpu --steps {steps}`: the `tiny` preset's shape on "
-        f"8x8 digits (all 1,797), batch {batch}, fp32, 2 threads; each side's EMA sampled with the ancestral "
-        f"sampler (all {DDPM.presets['tiny']['timesteps']} steps), {samples} samples scored against the "
-        "digits.",
+        f"`python benchmarks/diffusion_bench.py --mode cpu --steps {steps} --seeds {seeds}`: the `tiny` preset's "
+        f"shape on 8x8 digits (all 1,797), batch {batch}, fp32, 2 threads; each side's EMA sampled with the "
+        f"ancestral sampler (all {DDPM.presets['tiny']['timesteps']} steps), {samples} samples scored against "
+        "the digits; a seed sets the initialisation, the batch order and the sampling noise of both sides.",
         "",
-        "| | parameters | images/s | classifier-FID | coverage |",
+        "| | parameters | images/s | classifier-FID (mean ± 95% CI) | per seed |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for arm, speed, scores in rows:
+    for name in ("genpipe", "diffusers"):
+        per_seed = " / ".join(f"{v:.2f}" for v in fids[name])
         lines.append(
-            f"| {arm.name} | {arm.parameters / 1e6:.3f}M | {speed:,.0f} | {scores['classifier_fid']:.2f} "
-            f"| {scores['class_coverage']} |"
+            f"| {name} | {parameters[name] / 1e6:.3f}M | {speeds[name]:,.0f} | {interval(fids[name])} | {per_seed} |"
         )
     lines += [
         "",
-        f"- images/s ratio genpipe / diffusers: **{our_speed / their_speed:.3f}** (target ≥ 1.0); "
-        f"classifier-FID {our_scores['classifier_fid']:.2f} vs {their_scores['classifier_fid']:.2f} "
-        f"after {steps} steps (target: equal or lower).",
+        f"- images/s ratio genpipe / diffusers: **{speeds['genpipe'] / speeds['diffusers']:.3f}**; classifier-FID "
+        f"gap genpipe - diffusers per seed: {' / '.join(f'{g:+.2f}' for g in gaps)}, mean {interval(gaps)}.",
         "",
     ]
     return lines
@@ -365,11 +392,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="cpu: 1500; gpu: 100")
     parser.add_argument("--batch", type=int, nargs="+", default=None, help="cpu: 64; gpu: 128 256")
     parser.add_argument("--samples", type=int, default=500)
+    parser.add_argument("--seeds", type=int, default=3, help="cpu: seeds of both arms")
     parser.add_argument("--arms", default="deepspeed,autocast,diffusers", help="gpu: which steps to time")
     parser.add_argument("--record", action="store_true", help="append the results to benchmarks/RESULTS.md")
     args = parser.parse_args()
     if args.mode == "cpu":
-        lines = cpu_bench(args.steps or 1500, (args.batch or [64])[0], args.samples)
+        lines = cpu_bench(args.steps or 1500, (args.batch or [64])[0], args.samples, args.seeds)
     else:
         lines = gpu_bench(args.steps or 100, args.batch or [128, 256], args.arms.split(","))
     print("\n".join(lines))

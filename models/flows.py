@@ -225,7 +225,7 @@ class InvertibleConv1x1(FlowLayer):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.weight = nn.Parameter(torch.linalg.qr(torch.randn(channels, channels))[0])
+        self.weight = nn.Parameter(torch.linalg.qr(torch.randn(channels, channels))[0].contiguous())
 
     def forward(self, x: torch.Tensor, log_density: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         log_det = torch.linalg.slogdet(self.weight.float())[1]

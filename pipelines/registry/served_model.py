@@ -10,7 +10,9 @@ One request row asks for samples:
   `steps`, and `options`: the family's own sampling options as a JSON object); the answer is every
   row's images, concatenated, as a float32 array (N, C, H, W) in [-1, 1];
 - text families: a completion of `prompt` (optionally `max_new_tokens`, `temperature`, `top_k`,
-  `seed`); the answer has one `completion` per row.
+  `seed`); the answer has one `completion` per row;
+- forecasters: `n` sampled paths past the end of the series (`options`: {"horizon": 30}), float32
+  (N, horizon) in the data's units.
 """
 
 from __future__ import annotations

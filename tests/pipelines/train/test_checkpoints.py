@@ -21,7 +21,13 @@ from pipelines.train.settings import loop_settings
 from pipelines.train.strategy import Strategy
 
 ROWS = 16
-DATA = {"image_shape": (1, 8, 8), "num_classes": 10, "class_names": [str(d) for d in range(10)], "vocab_size": 257}
+DATA = {
+    "image_shape": (1, 8, 8),
+    "num_classes": 10,
+    "class_names": [str(d) for d in range(10)],
+    "vocab_size": 257,
+    "context_len": 8,
+}
 
 
 ONE_WORKER = Strategy("ddp", "one worker")
@@ -37,6 +43,8 @@ def fit_for(family: str, model_config: dict, shard: dict[str, torch.Tensor]) -> 
 def shard_for(model: models.GenerativeModel) -> dict[str, torch.Tensor]:
     if model.modality == "text":
         return {"tokens": torch.randint(0, 257, (ROWS, 9))}
+    if model.modality == "series":
+        return {"window": torch.randn(ROWS, 9)}
     rows = torch.arange(ROWS)  # `domain`: a translation family's column (others ignore it)
     return {"image": torch.rand(ROWS, 1, 8, 8) * 2 - 1, "label": rows % 10, "domain": rows % 2}
 
@@ -46,7 +54,7 @@ def tiny_config(family: str) -> dict:
     for field in models.family_class(family).registered_parts.values():  # a registered VAE, made here
         vae = models.build_model("vae", models.resolve_config("vae", "tiny", {}, DATA))
         params.update({field: "models:/v/1", f"{field}_spec": {"family": "vae", "config": vae.config.model_dump()}})
-    overrides = {"block_size": 8} if models.family_class(family).modality == "text" else {}
+    overrides = {"block_size": 8} if "block_size" in models.family_class(family).config_class.model_fields else {}
     return models.resolve_config(family, "tiny", {**params, **overrides}, DATA).model_dump(mode="json")
 
 
