@@ -18,7 +18,7 @@ comparable with PixelCNN's exact figure on the same levels.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.distributed as dist
@@ -59,11 +59,17 @@ def standard_normal_log_density(z: torch.Tensor) -> torch.Tensor:
     return (-0.5 * (z.pow(2) + LOG_2PI)).flatten(1).sum(1)
 
 
+def zeroed(conv: nn.Conv2d) -> nn.Conv2d:
+    """A convolution whose output starts at zero (an identity coupling, a standard prior)."""
+    nn.init.zeros_(conv.weight)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
 def conditioner(in_channels: int, out_channels: int, hidden: int) -> nn.Sequential:
     """The small CNN that predicts a coupling's scale and shift; it starts at the identity map."""
-    last = nn.Conv2d(hidden, out_channels, 3, padding=1)
-    nn.init.zeros_(last.weight)
-    nn.init.zeros_(last.bias)
+    last = zeroed(nn.Conv2d(hidden, out_channels, 3, padding=1))
     return nn.Sequential(
         nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(), last
     )
@@ -90,6 +96,7 @@ class AffineCoupling(FlowLayer):
         self.mask, self.parity = mask, parity
         passed = channels if mask == "checkerboard" else channels // 2
         changed = channels if mask == "checkerboard" else channels - passed
+        self.passed = passed
         self.net = conditioner(passed, 2 * changed, hidden)
         self.scale = nn.Parameter(torch.ones(1, changed, 1, 1))
 
@@ -99,7 +106,7 @@ class AffineCoupling(FlowLayer):
         return ((rows + columns + self.parity) % 2).to(x.dtype)[None, None]
 
     def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        passed, changed = x.split([self.net[0].in_channels, x.shape[1] - self.net[0].in_channels], dim=1)
+        passed, changed = x.split([self.passed, x.shape[1] - self.passed], dim=1)
         return (changed, passed) if self.parity else (passed, changed)
 
     def _join(self, passed: torch.Tensor, changed: torch.Tensor) -> torch.Tensor:
@@ -150,10 +157,8 @@ class Split(FlowLayer):
 
     def __init__(self, channels: int, learned_prior: bool):
         super().__init__()
-        self.prior = nn.Conv2d(channels // 2, 2 * (channels - channels // 2), 3, padding=1) if learned_prior else None
-        if self.prior is not None:
-            nn.init.zeros_(self.prior.weight)
-            nn.init.zeros_(self.prior.bias)
+        factored = channels - channels // 2
+        self.prior = zeroed(nn.Conv2d(channels // 2, 2 * factored, 3, padding=1)) if learned_prior else None
 
     def _prior(self, kept: torch.Tensor, factored_channels: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.prior is None:
@@ -182,7 +187,9 @@ class ActNorm(FlowLayer):
     (DeepSpeed's ZeRO) would otherwise overwrite the initialisation on its first step. Across
     workers the statistics are averaged, so every rank starts from the same map."""
 
-    initialised: torch.Tensor
+    initialised: torch.Tensor  # buffers
+    data_bias: torch.Tensor
+    data_log_scale: torch.Tensor
 
     def __init__(self, channels: int):
         super().__init__()
@@ -286,12 +293,15 @@ class FlowNetwork(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.top_shape, self.margin = top_shape, logit_margin
 
+    def flow_layers(self) -> list[FlowLayer]:
+        return [cast(FlowLayer, layer) for layer in self.layers]
+
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         squeezed = self.margin + (1 - 2 * self.margin) * y  # away from 0 and 1, where logit diverges
         x = squeezed.log() - (-squeezed).log1p()
         logit_log_det = math.log(1 - 2 * self.margin) - squeezed.log() - (-squeezed).log1p()
         log_density = logit_log_det.float().flatten(1).sum(1)
-        for layer in self.layers:
+        for layer in self.flow_layers():
             x, log_density = layer(x, log_density)
         return log_density + standard_normal_log_density(x.float())
 
@@ -301,7 +311,7 @@ class FlowNetwork(nn.Module):
         parameter = next(self.parameters())
         z = torch.randn((n, *self.top_shape), generator=generator, device=parameter.device)
         x = (temperature * z).to(parameter.dtype)
-        for layer in reversed(self.layers):
+        for layer in reversed(self.flow_layers()):
             x = layer.inverse(x, temperature, generator)
         return ((torch.sigmoid(x.float()) - self.margin) / (1 - 2 * self.margin)).clamp(0, 1)
 
