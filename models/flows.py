@@ -353,11 +353,6 @@ class RealNVP(ExactLikelihood):
     def nll_nats(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return self._nll(images, generator, bare=True)
 
-    def sample_options(self, n: int, temperature: float | None = None, **other: Any) -> dict[str, Any]:
-        """`--option temperature=0.7`: draws nearer the prior's mode (sharper, less varied)."""
-        self.refuse_options(other)
-        return self.temperature_option(temperature)
-
     @torch.no_grad()
     def sample(
         self, n: int, generator: torch.Generator | None = None, temperature: float | None = None

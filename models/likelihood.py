@@ -65,8 +65,10 @@ class ExactLikelihood(GenerativeModel):
         bits = torch.cat([self.bits_per_dim(chunk, generator) for chunk in images.split(128)])
         return {BITS_PER_DIM: float(bits.mean()), "eval/uniform_bits_per_dim": math.log2(self.config.pixel_levels)}
 
-    def temperature_option(self, temperature: Any) -> dict[str, Any]:
-        """`--option temperature=T` checked: a number > 0."""
+    def sample_options(self, n: int, temperature: float | None = None, **other: Any) -> dict[str, Any]:
+        """`--option temperature=0.8`: a flow's prior narrowed (draws nearer its mode), PixelCNN's
+        categoricals sharpened (< 1) or flattened (> 1)."""
+        self.refuse_options(other)
         if temperature is None:
             return {}
         if isinstance(temperature, bool) or not isinstance(temperature, int | float) or temperature <= 0:

@@ -139,11 +139,6 @@ class PixelCNN(ExactLikelihood):
     def nll_nats(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return self._nll(None, images)
 
-    def sample_options(self, n: int, temperature: float | None = None, **other: Any) -> dict[str, Any]:
-        """`--option temperature=0.8`: the categoricals sharpened (< 1) or flattened (> 1)."""
-        self.refuse_options(other)
-        return self.temperature_option(temperature)
-
     @torch.no_grad()
     def sample(
         self, n: int, generator: torch.Generator | None = None, temperature: float | None = None

@@ -14,9 +14,8 @@ the data's own units.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
-
 import math
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
