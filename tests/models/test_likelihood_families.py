@@ -177,3 +177,20 @@ def test_jem_is_also_a_classifier():
     train_briefly(model, 100, lr=1e-3, betas=(0.0, 0.999))
     metrics = model.evaluation_metrics(HELD_OUT, 1, torch.Generator(), LABELS[1500:])
     assert metrics["eval/class_accuracy"] > 0.5, metrics
+
+
+def test_the_ddpm_bound_sums_every_step_and_tightens_with_training():
+    from models.diffusion_bound import variational_bound_nats
+
+    model = build("ddpm", timesteps=20, ema_decay=0.0)
+    images = HELD_OUT[:64]
+
+    def bound(draws: int, seed: int) -> float:
+        return float(variational_bound_nats(model, images, 17, draws, torch.Generator().manual_seed(seed)).mean())
+
+    every_step = bound(19, 0)
+    sampled = sum(bound(4, seed) for seed in range(6)) / 6  # unbiased: near the full sum
+    assert sampled == pytest.approx(every_step, rel=0.15)
+    train_briefly(model, 80, lr=2e-3, betas=(0.9, 0.999))
+    trained = bound(19, 0)
+    assert trained < 0.8 * every_step, (every_step, trained)
