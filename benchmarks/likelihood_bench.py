@@ -1,6 +1,6 @@
 """Likelihood families against the uniform baseline and against a peer library, over seeds.
 
-Run: `python benchmarks/likelihood_bench.py --part table|moons|recurrent [--seeds 3] [--steps N] [--record]`
+Run: `python benchmarks/likelihood_bench.py --part table|moons|sunspots|recurrent [--seeds 3] [--steps N] [--record]`
 (`pip install normflows` first: the peer, not a genpipe dependency).
 
 - table: bits per dimension on held-out 8x8 digits (17 ink levels; the uniform model scores
@@ -9,6 +9,9 @@ Run: `python benchmarks/likelihood_bench.py --part table|moons|recurrent [--seed
   Glow, each trained for the same steps and batch; mean and 95% interval over seeds, and steps/s.
 - moons: exact test NLL (nats) of genpipe's RealNVP on scikit-learn's two moons (2-D) against
   normflows' RealNVP of the same couplings and width; a density plot of each.
+- sunspots: one-step-ahead forecasts of 1921-1987 after training on 1700-1920 (Zhang 2003's split,
+  AR(9) test MSE ~306): genpipe's AR(p) (lag order by AIC, and p = 9), statsmodels' `AutoReg`
+  called directly with the same lags, genpipe's LSTM forecaster over seeds, and the naive forecast.
 - recurrent: LSTM and GRU against GPT (each `tiny`) on the same byte blocks of the standard
   library's email package, for the same wall-clock seconds on the same cores (equal compute
   here); val bits per byte, tokens/s, and each one's FLOPs per token.
@@ -253,6 +256,74 @@ def plot_densities(models: dict[str, Callable[[torch.Tensor], torch.Tensor]], te
     )
 
 
+def sunspots(seeds: int, steps: int) -> list[str]:
+    """RMSE / MSE / MAE on the held-out years, every model from the same normalised windows."""
+    import numpy as np
+    from statsmodels import datasets
+    from statsmodels.tsa.ar_model import AutoReg
+
+    from data_prep.series_prepare import chosen_lags
+    from models import build_model, resolve_config
+
+    frame = datasets.sunspots.load_pandas().data
+    frame = frame[frame["YEAR"] <= 1987]
+    values = frame["SUNACTIVITY"].to_numpy(dtype=np.float64)
+    first = int(np.searchsorted(frame["YEAR"].to_numpy(), 1921))
+    context = 12
+    mean, std = values[:first].mean(), values[:first].std()
+    normalised = (values - mean) / std
+    windows = torch.tensor(np.lib.stride_tricks.sliding_window_view(normalised, context + 1), dtype=torch.float32)
+    train, test = windows[: first - context], windows[first - context :]
+    truth = values[first:]
+
+    def scores(predicted: np.ndarray) -> tuple[float, float, float]:
+        error = predicted - truth
+        return float(np.sqrt(np.mean(error**2))), float(np.mean(error**2)), float(np.mean(np.abs(error)))
+
+    def genpipe(family: str, params: dict, seed: int) -> np.ndarray:
+        torch.manual_seed(seed)
+        data = {"context_len": context, "criterion_lags": {"aic": aic_lags, "bic": aic_lags}}
+        model = build_model(family, resolve_config(family, "tiny", params, data))
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+        decay = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=0.001)  # as the pipeline's
+        order = torch.Generator().manual_seed(seed)
+        for _ in range(steps):
+            rows = torch.randint(len(train), (64,), generator=order)
+            loss = model.loss(model.network_name, {"window": train[rows]})
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            decay.step()
+        with torch.no_grad():
+            predicted, _ = model.eval().predict(test[:, :-1])
+        return predicted.numpy() * std + mean
+
+    def autoreg(lags: int) -> np.ndarray:
+        fitted = AutoReg(normalised[:first], lags=lags, trend="c").fit().params
+        rows = np.stack([normalised[t - lags : t][::-1] for t in range(first, len(values))])
+        return (fitted[0] + rows @ fitted[1:]) * std + mean
+
+    aic_lags = chosen_lags(normalised[:first], context, "aic")
+    orders = {
+        aic_lags: f"p = {aic_lags} (AIC's pick{', and Zhang' if aic_lags == 9 else ''})",
+        9: "p = 9 (Zhang's order)",
+    }
+    arms: list[tuple[str, list[np.ndarray]]] = []
+    for lags, label in orders.items():
+        arms.append((f"statsmodels AutoReg, {label}", [autoreg(lags)]))
+        arms.append((f"genpipe ar, {label}", [genpipe("ar", {"lags": lags}, seed) for seed in range(seeds)]))
+    arms += [
+        ("genpipe lstm-forecaster (tiny)", [genpipe("lstm-forecaster", {}, seed) for seed in range(seeds)]),
+        ("naive (next year = this year)", [values[first - 1 : -1]]),
+    ]
+    lines = []
+    for name, predictions in arms:
+        rmse, mse, mae = zip(*(scores(p) for p in predictions), strict=True)
+        lines.append(f"| {name} | {interval(list(rmse))} | {statistics.fmean(mse):.1f} | {statistics.fmean(mae):.2f} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def recurrent(seconds: float, batch: int) -> list[str]:
     """GPT, LSTM and GRU on the same byte blocks for the same seconds."""
     import email
@@ -303,7 +374,7 @@ def recurrent(seconds: float, batch: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=["table", "moons", "recurrent"], required=True)
+    parser.add_argument("--part", choices=["table", "moons", "recurrent", "sunspots"], required=True)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=64)
@@ -324,6 +395,13 @@ def main() -> None:
         about = [
             f"make_moons(noise 0.05): 3000 train / 1000 test points, {args.steps} steps of batch {args.batch}, "
             f"{args.seeds} seeds; densities in benchmarks/plots/moons_density.png (genpipe left)."
+        ]
+    elif args.part == "sunspots":
+        rows = sunspots(args.seeds, args.steps)
+        title, columns = "Sunspots, 1921-1987 held out (issue 18)", ["model", "RMSE (95% CI)", "MSE", "MAE"]
+        about = [
+            f"Yearly sunspots 1700-1920 train, 1921-1987 one-step-ahead test (Zhang 2003: AR(9) MSE ~306); "
+            f"windows of 12, genpipe models {args.steps} Adam steps of batch 64, {args.seeds} seeds."
         ]
     else:
         rows = recurrent(args.seconds, 16)
