@@ -304,10 +304,8 @@ def sunspots(seeds: int, steps: int) -> list[str]:
         return (fitted[0] + rows @ fitted[1:]) * std + mean
 
     aic_lags = chosen_lags(normalised[:first], context, "aic")
-    orders = {
-        aic_lags: f"p = {aic_lags} (AIC's pick{', and Zhang' if aic_lags == 9 else ''})",
-        9: "p = 9 (Zhang's order)",
-    }
+    orders = {9: "p = 9 (Zhang's order)"}
+    orders[aic_lags] = f"p = {aic_lags} (AIC's pick{', as Zhang' if aic_lags == 9 else ''})"
     arms: list[tuple[str, list[np.ndarray]]] = []
     for lags, label in orders.items():
         arms.append((f"statsmodels AutoReg, {label}", [autoreg(lags)]))
