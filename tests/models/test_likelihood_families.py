@@ -39,7 +39,7 @@ def test_pixelcnn_sees_only_the_pixels_before_each_one(row, column):
 
 
 def test_pixelcnn_learns_digits_below_the_uniform_bits_per_dim():
-    model = build("pixelcnn")
+    model = build("pixelcnn", channels=16, layers=3)
     with torch.no_grad():
         untrained = model.bits_per_dim(HELD_OUT).mean()
     train_briefly(model, 60, lr=3e-3, betas=(0.9, 0.999))
@@ -161,7 +161,7 @@ def test_recurrent_models_learn_text_and_generate_from_their_state(family):
 
 
 def test_ebm_lowers_the_energy_of_data_and_its_samples_move_towards_it():
-    model = build("ebm", sgld_steps=10, sample_steps=40)
+    model = build("ebm", sgld_steps=10, sample_steps=40, channels=16)
     mean = IMAGES.mean(0)
     before = (model.sample(64, torch.Generator().manual_seed(0)).mean(0) - mean).pow(2).mean()
     train_briefly(model, 100, lr=1e-3, betas=(0.0, 0.999))
@@ -173,7 +173,7 @@ def test_ebm_lowers_the_energy_of_data_and_its_samples_move_towards_it():
 
 
 def test_jem_is_also_a_classifier():
-    model = build("jem", sgld_steps=10)
+    model = build("jem", sgld_steps=5)
     train_briefly(model, 100, lr=1e-3, betas=(0.0, 0.999))
     metrics = model.evaluation_metrics(HELD_OUT, 1, torch.Generator(), LABELS[1500:])
     assert metrics["eval/class_accuracy"] > 0.5, metrics
