@@ -9,6 +9,7 @@ baseline log2(levels) bits per dimension.
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from typing import Any, ClassVar
 
 import torch
@@ -50,9 +51,9 @@ class ExactLikelihood(GenerativeModel):
     def metric_names(cls) -> tuple[str, ...]:
         return (*SAMPLE_METRICS, BITS_PER_DIM, "eval/uniform_bits_per_dim")
 
+    @abstractmethod
     def nll_nats(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """-log p(x) of each discrete image in nats (a flow: one dequantisation draw)."""
-        raise NotImplementedError
 
     def bits_per_dim(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return nats_to_bits_per_dim(self.nll_nats(images, generator), images[0].numel())
