@@ -35,7 +35,7 @@ class EBMConfig(ModelConfig):
     buffer_size: int = Field(10000, gt=0, description="replay buffer of past negatives")
     reinit: float = Field(0.05, ge=0, le=1, description="share of chains restarted from noise")
     data_noise: float = Field(0.03, ge=0, description="Gaussian noise added to data images")
-    sample_steps: int = Field(100, gt=0, description="Langevin steps of a sample drawn from noise")
+    sample_steps: int = Field(200, gt=0, description="Langevin steps of a sample drawn from noise")
     classifier_weight: float = Field(1.0, ge=0, description="JEM: weight of the cross-entropy")
 
 
@@ -77,8 +77,8 @@ class EBM(GenerativeModel):
     family = "ebm"
     config_class = EBMConfig
     presets: ClassVar[dict[str, dict[str, Any]]] = {
-        "tiny": {"channels": 32, "sgld_steps": 20, "buffer_size": 2000, "sample_steps": 60},
-        "small": {"channels": 64, "sgld_steps": 40, "buffer_size": 10000, "sample_steps": 100},
+        "tiny": {"channels": 32, "sgld_steps": 20, "buffer_size": 2000, "sample_steps": 200},
+        "small": {"channels": 64, "sgld_steps": 40, "buffer_size": 10000, "sample_steps": 300},
     }
     classifies: ClassVar[bool] = False
 
