@@ -67,11 +67,16 @@ def zeroed(conv: nn.Conv2d) -> nn.Conv2d:
     return conv
 
 
-def conditioner(in_channels: int, out_channels: int, hidden: int) -> nn.Sequential:
-    """The small CNN that predicts a coupling's scale and shift; it starts at the identity map."""
-    last = zeroed(nn.Conv2d(hidden, out_channels, 3, padding=1))
+def conditioner(in_channels: int, out_channels: int, hidden: int, kernel: int = 3) -> nn.Sequential:
+    """The small CNN that predicts a coupling's scale and shift; it starts at the identity map.
+    With `kernel` 1 it is an MLP applied at each position (vectors: 1x1 "images")."""
+    last = zeroed(nn.Conv2d(hidden, out_channels, kernel, padding=kernel // 2))
     return nn.Sequential(
-        nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(), last
+        nn.Conv2d(in_channels, hidden, kernel, padding=kernel // 2),
+        nn.ReLU(),
+        nn.Conv2d(hidden, hidden, 1),
+        nn.ReLU(),
+        last,
     )
 
 
@@ -91,13 +96,13 @@ class AffineCoupling(FlowLayer):
     and shift of the other half: y_b = x_b * exp(s(x_a)) + t(x_a). The log-scale is a learned
     multiple of tanh, so early steps cannot blow up."""
 
-    def __init__(self, channels: int, hidden: int, mask: str, parity: int):
+    def __init__(self, channels: int, hidden: int, mask: str, parity: int, kernel: int = 3):
         super().__init__()
         self.mask, self.parity = mask, parity
         passed = channels if mask == "checkerboard" else channels // 2
         changed = channels if mask == "checkerboard" else channels - passed
         self.passed = passed
-        self.net = conditioner(passed, 2 * changed, hidden)
+        self.net = conditioner(passed, 2 * changed, hidden, kernel)
         self.scale = nn.Parameter(torch.ones(1, changed, 1, 1))
 
     def _checkerboard(self, x: torch.Tensor) -> torch.Tensor:
@@ -254,8 +259,10 @@ def realnvp_layers(config: FlowConfig) -> tuple[list[FlowLayer], tuple[int, int,
     for scale in range(config.scales):
         last = scale == config.scales - 1
         couplings = config.steps + 1 if last else config.steps
-        mask = "checkerboard" if side > 1 else "channel"  # a 1x1 "image" is a vector (2-D points)
-        layers += [AffineCoupling(channels, config.hidden, mask, i % 2) for i in range(couplings)]
+        if side > 1:
+            layers += [AffineCoupling(channels, config.hidden, "checkerboard", i % 2) for i in range(couplings)]
+        else:  # a 1x1 "image" is a vector (2-D points): halves of it, MLP conditioners
+            layers += [AffineCoupling(channels, config.hidden, "channel", i % 2, kernel=1) for i in range(couplings)]
         if last:
             break
         layers.append(Squeeze())
