@@ -247,9 +247,9 @@ def plot_densities(models: dict[str, Callable[[torch.Tensor], torch.Tensor]], te
     grid = torch.stack(torch.meshgrid(xs, ys.flip(0), indexing="xy"), dim=-1).reshape(-1, 2)
     panels = []
     for log_density in models.values():
-        with torch.no_grad():
-            density = log_density(grid).exp().reshape(side, side)
-        panels.append((255 * density / density.max()).clamp(0, 255).byte())
+        with torch.no_grad():  # a point where a flow's inverse overflows has no density to show
+            density = torch.nan_to_num(log_density(grid).exp(), nan=0.0, posinf=0.0).reshape(side, side)
+        panels.append((255 * density / density.max().clamp_min(1e-12)).clamp(0, 255).byte())
     PLOTS.mkdir(exist_ok=True)
     Image.fromarray(torch.cat(panels, dim=1).numpy(), mode="L").resize((4 * side, 2 * side)).save(
         PLOTS / "moons_density.png"
