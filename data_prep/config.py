@@ -373,7 +373,7 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _size_known(self) -> DataConfig:
-        if self.image_size is None and self.source.image_side is None and self.source.modality == "image":
+        if self.image_size is None and self.source.image_side is None and self.modality == "image":
             raise ValueError("image_size: required for image_folder and parquet image sources")
         return self
 
