@@ -68,11 +68,9 @@ class PipelineConfig(Strict):
             self.tune.mode = metric_mode(self.tune.metric)  # type: ignore[assignment]  # "min" or "max"
         if self.train.max_steps is not None:
             raise ValueError("train.max_steps: a sweep counts a trial's length in epochs (ASHA's unit); set epochs")
-        if self.data.modality != "image":
-            raise ValueError(
-                f"tune: sweeps are for image families (GANs, autoencoders, diffusion), not {self.data.modality} data"
-            )
         base = self.model_dump(mode="json", exclude={"tune"})
+        for field in {"metric", "mode"} - self.register.gate.model_fields_set:
+            base["register"]["gate"].pop(field)  # unset: each candidate's family gives its own
         for path, assignments in self.tune.candidate_assignments():
             try:
                 PipelineConfig.model_validate(assign(base, assignments))

@@ -76,8 +76,10 @@ def run_sweep(
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     # One small checkpoint per trial-epoch is the point here, not a sync bottleneck to warn about.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Trained once here and cached beside the shards, so trials load it instead of racing to train it.
-    load_or_train_classifier(manifest, config.evaluate.classifier_epochs, config.evaluate.seed)
+    # Trained once here and cached beside the shards, so trials load it instead of racing to train it
+    # (images only: text and series are scored without a classifier).
+    if manifest.image_shape is not None:
+        load_or_train_classifier(manifest, config.evaluate.classifier_epochs, config.evaluate.seed)
     setup = TrialSetup(
         config.model_dump(mode="json"),
         manifest.uri,

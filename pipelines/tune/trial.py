@@ -15,7 +15,7 @@ import torch
 import models
 from data_prep.manifest import load_verified
 from pipelines.config import PipelineConfig, assign
-from pipelines.evaluate.scorers import image_scorer
+from pipelines.evaluate.scorers import scorer_for
 from pipelines.registry import tracking
 from pipelines.registry.environment import apply_mlflow_defaults
 from pipelines.train.checkpoints import restore, write_checkpoint
@@ -60,7 +60,7 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     strategy = strategy_for(config.train, model, 1, worker_memory(device, 1), device.type == "cuda")
     settings = loop_settings(config.train, strategy, 0, 1, device, manifest.splits["train"].rows)
     steps_per_epoch, total_steps = settings.steps_per_epoch, settings.total_steps
-    score, _ = image_scorer(manifest, config.evaluate)
+    score, _ = scorer_for(manifest, config.evaluate)
     trial_id = tune.get_context().get_trial_id()
     run_id = tracking.child_run(setup.tracking_uri, setup.parent_run_id, trial_id, params)
     with one_process_group(settings.on_gpu):

@@ -177,3 +177,18 @@ def test_optuna_sweep_of_autoencoders_ranks_by_the_iw_nll(ray_session, mlflow_se
     assert scores[result["best_trial"]] == min(scores.values())  # the lowest last-reported NLL
     assert result["family"] in {"vae", "conv-vae", "beta-vae"}
     assert workflow.record("evaluate")["result"]["metrics"]["eval/nll_iw"] > 0
+
+
+def test_a_sweep_of_forecasters_ranks_them_by_the_held_out_rmse(ray_session, mlflow_server, tmp_path):
+    """A series sweep: trials score themselves with the series scorer (one-step RMSE on the tail)."""
+    storage = str(tmp_path / "store")
+    settings = ["tune.num_samples=2", "train.epochs=2", "tune.scheduler=none", "evaluate.num_samples=20"]
+    command = ["tune", "forecast-sweep-sunspots", "--storage", storage, "--tracking-uri", mlflow_server]
+    assert cli.main([*command, "--workflow-id", "series", *[i for s in settings for i in ("--set", s)]]) == 0
+    workflow = Workflow(storage, "series")
+    result = workflow.record("tune")["result"]
+    children = tracking.child_runs(mlflow_server, workflow.meta()["run_id"])
+    scores = {run.data.tags["genpipe.trial_id"]: run.data.metrics["eval/rmse"] for run in children}
+    assert len(scores) == 2 and scores[result["best_trial"]] == min(scores.values())
+    evaluated = workflow.record("evaluate")["result"]["metrics"]
+    assert evaluated["eval/rmse"] == pytest.approx(scores[result["best_trial"]], rel=1e-3)  # the same scorer
