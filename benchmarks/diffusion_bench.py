@@ -233,6 +233,7 @@ def cpu_bench(steps: int, batch: int, samples: int, seeds: int) -> list[str]:
     classifier-FID per seed, with a 95% t-interval over seeds."""
     import statistics
 
+    from benchmarks.results_table import interval
     from models.ddpm import DDPM
     from pipelines.evaluate.classifier import score_samples, train_classifier
 
@@ -255,12 +256,6 @@ def cpu_bench(steps: int, batch: int, samples: int, seeds: int) -> list[str]:
                 flush=True,
             )
 
-    def interval(values: list[float]) -> str:
-        if len(values) < 2:
-            return f"{values[0]:.2f}"
-        t = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78}.get(len(values), 2.0)
-        return f"{statistics.fmean(values):.2f} ± {t * statistics.stdev(values) / len(values) ** 0.5:.2f}"
-
     fids = {name: [scores["classifier_fid"] for _, scores in runs] for name, runs in results.items()}
     gaps = [ours - theirs for ours, theirs in zip(fids["genpipe"], fids["diffusers"], strict=True)]
     speeds = {name: statistics.fmean(speed for speed, _ in runs) for name, runs in results.items()}
@@ -278,12 +273,12 @@ def cpu_bench(steps: int, batch: int, samples: int, seeds: int) -> list[str]:
     for name in ("genpipe", "diffusers"):
         per_seed = " / ".join(f"{v:.2f}" for v in fids[name])
         lines.append(
-            f"| {name} | {parameters[name] / 1e6:.3f}M | {speeds[name]:,.0f} | {interval(fids[name])} | {per_seed} |"
+            f"| {name} | {parameters[name] / 1e6:.3f}M | {speeds[name]:,.0f} | {interval(fids[name], 2)} | {per_seed} |"
         )
     lines += [
         "",
         f"- images/s ratio genpipe / diffusers: **{speeds['genpipe'] / speeds['diffusers']:.3f}**; classifier-FID "
-        f"gap genpipe - diffusers per seed: {' / '.join(f'{g:+.2f}' for g in gaps)}, mean {interval(gaps)}.",
+        f"gap genpipe - diffusers per seed: {' / '.join(f'{g:+.2f}' for g in gaps)}, mean {interval(gaps, 2)}.",
         "",
     ]
     return lines

@@ -34,19 +34,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.results_table import append_table  # noqa: E402
+from benchmarks.results_table import append_table, interval  # noqa: E402
 
 LEVELS = 17  # the digits' ink counts 0..16
 PLOTS = Path(__file__).resolve().parent / "plots"
-
-
-def interval(values: list[float]) -> str:
-    """mean ± the half-width of a 95% t-interval (just the value for one seed)."""
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return f"{mean:.3f}"
-    t = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78}.get(len(values), 2.0)
-    return f"{mean:.3f} ± {t * statistics.stdev(values) / math.sqrt(len(values)):.3f}"
 
 
 def digits_split() -> tuple[torch.Tensor, torch.Tensor]:

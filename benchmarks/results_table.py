@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,3 +27,12 @@ def append_table(title: str, about: list[str], columns: list[str], rows: list[st
     ]
     with RESULTS.open("a") as handle:
         handle.write("\n".join(lines) + "\n")
+
+
+def interval(values: list[float], digits: int = 3) -> str:
+    """mean ± the half-width of a 95% t-interval over seeds (just the value for one seed)."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return f"{mean:.{digits}f}"
+    t = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78}.get(len(values), 2.0)
+    return f"{mean:.{digits}f} ± {t * statistics.stdev(values) / len(values) ** 0.5:.{digits}f}"

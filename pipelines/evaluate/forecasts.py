@@ -35,6 +35,16 @@ def one_step_forecasts(model: Any, windows: torch.Tensor) -> tuple[np.ndarray, n
     ).cpu().numpy()
 
 
+def pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend (no display on a cluster node)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def forecast_metrics(truth: np.ndarray, mean: np.ndarray, std: np.ndarray, previous: np.ndarray) -> dict[str, float]:
     error = mean - truth
     nll = 0.5 * np.log(2 * math.pi * std**2) + 0.5 * (error / std) ** 2
@@ -73,11 +83,7 @@ def draw_forecasts(
 ) -> Path:
     """The series, one-step forecasts over the held-out tail with 95% intervals, and the median
     and 95% band of sampled paths after the end."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     times, values = series["time"].to_numpy(), series["value"].to_numpy()
     held_out = times[len(times) - len(mean) :]
     step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
@@ -101,11 +107,7 @@ def draw_forecasts(
 def save_paths(paths: np.ndarray, out: str | Path) -> tuple[Path, Path]:
     """Forecast paths (n, horizon) as a CSV (the median, the 95% band, then each path by step)
     and a fan chart beside it (`out`, a .png)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     picture = Path(out).with_suffix(".png")
     table = picture.with_suffix(".csv")
     low, median, high = np.percentile(paths, [2.5, 50, 97.5], axis=0)
