@@ -23,7 +23,8 @@ HASH_CHECK_MAX_BYTES = 2 << 30
 MANIFEST = "manifest.json"
 # Bump when a change to data_prep alters the shards' content: it invalidates every cached dataset.
 MEGABYTE = 1 << 20
-PREP_CODE_VERSION = "3"  # 2: shards sized by bytes and hashed while written; BPE on a sample; 3: pixel levels
+PREP_CODE_VERSION = "4"  # 2: shards sized by bytes and hashed while written; BPE on a sample; 3: pixel levels;
+# 4: Parquet record keys relative to the source root (the split no longer depends on the mount)
 
 
 class Shard(BaseModel):

@@ -164,6 +164,13 @@ def check_parquet_columns(source: ParquetSource, columns: list[str]) -> None:
                 raise DataError(f"data.source.{field}: {path} has no column {column!r} (it has {', '.join(names)})")
 
 
+def parquet_record_key(path: str, root: str, digest: str) -> str:
+    """A Parquet record's key: its file relative to the source root, and its content's digest. Not
+    the absolute path, so a record keeps its split when the data moves (another mount, a copy to S3)."""
+    relative = path[len(root) :].lstrip("/") if path.startswith(root) else path
+    return f"{relative or posixpath.basename(path)}#{digest}"
+
+
 def _label(value: Any, source: ParquetSource) -> int:
     """A label cell as a class index; a ValueError says why it is not one."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
@@ -177,11 +184,12 @@ def read_parquet_images(source: ParquetSource) -> ray.data.Dataset:
     columns = [source.image_column] + ([source.label_column] if source.label_column else [])
     check_parquet_columns(source, columns)
     dataset = ray.data.read_parquet(source.path, columns=columns, include_paths=True)
+    _, root = filesystem(source.path)
 
     def load(row: dict[str, Any]) -> dict[str, Any]:
         data = row[source.image_column]
         digest = hashlib.sha1(data if isinstance(data, bytes) else repr(data).encode()).hexdigest()
-        key = f"{row['path']}#{digest}"
+        key = parquet_record_key(row["path"], root, digest)
         try:
             label = _label(row[source.label_column], source) if source.label_column else -1
             return raw_row(key, label, decode_image(data, source.channels, source.max_pixels))

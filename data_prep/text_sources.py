@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import ray.data
 
 from data_prep.errors import DataError
-from data_prep.sources import check_parquet_columns, file_stamps
+from data_prep.sources import check_parquet_columns, file_stamps, parquet_record_key
 from storage import filesystem
 
 if TYPE_CHECKING:  # the source classes call in here; only their types are needed
@@ -137,8 +137,8 @@ def read_parquet_text(source: ParquetSource) -> ray.data.Dataset:
         if not isinstance(value, str | bytes | None):
             digest = hashlib.sha1(repr(value).encode()).hexdigest()
             error = f"text column {column!r} holds {type(value).__name__}, not text"
-            return {"key": f"{row['path']}#{digest}", "text": "", "error": error}
+            return {"key": parquet_record_key(row["path"], root, digest), "text": "", "error": error}
         digest = hashlib.sha1(value.encode() if isinstance(value, str) else (value or b"")).hexdigest()
-        return document(f"{row['path']}#{digest}", value)
+        return document(parquet_record_key(row["path"], root, digest), value)
 
     return dataset.map(load)

@@ -108,6 +108,7 @@ def test_parquet_cells_of_the_wrong_type_and_labels_out_of_range_are_rejects(ray
     assert manifest.num_classes == 3  # not 7,000,001 classes for the conditional models
     reasons = sorted(_rejects(manifest).values())
     assert len(reasons) == 2 and all("outside [0, data.source.max_classes=1000)" in r for r in reasons)
+    assert all(key.startswith("part-0.parquet#") for key in _rejects(manifest))  # not the mount: the split stays put
 
     _parquet(tmp_path / "strings", pa.table({"image": [f"img{i}.png" for i in range(5)], "label": ["cat"] * 5}))
     strings = config.model_copy(update={"source": config.source.model_copy(update={"path": str(tmp_path / "strings")})})

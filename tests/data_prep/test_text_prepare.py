@@ -71,7 +71,7 @@ def test_bpe_tokenizer_is_trained_on_train_only_and_in_the_fingerprint(ray_sessi
 
 
 def test_parquet_text_column_and_too_little_text(ray_session, tmp_path):
-    table = pa.table({"body": [DOCUMENT.format(i=i) * 10 for i in range(10)] + [None]})
+    table = pa.table({"body": [DOCUMENT.format(i=i) * 10 for i in range(20)] + [None]})
     pq.write_table(table, tmp_path / "docs.parquet")
     config = DataConfig.model_validate(
         {
@@ -82,7 +82,7 @@ def test_parquet_text_column_and_too_little_text(ray_session, tmp_path):
         }
     )
     manifest, _ = prepare(config, str(tmp_path / "store"))
-    assert manifest.rejects["count"] == 1 and sum(manifest.text.documents.values()) == 10
+    assert manifest.rejects["count"] == 1 and sum(manifest.text.documents.values()) == 20
     too_long = config.model_copy(update={"seq_len": 100_000})
     with pytest.raises(DataError, match=r"data.seq_len: the (train|val) split has \d+ tokens, not enough"):
         prepare(too_long, str(tmp_path / "store"))
