@@ -7,8 +7,11 @@ import os
 import time
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from pipelines.cli.output import EXIT_OK, UsageError, say
 from pipelines.config import ConfigError, default_storage, load_config
+from pipelines.config.errors import problem_line
 from storage import normalize
 
 
@@ -19,8 +22,6 @@ def _schedules(args: argparse.Namespace):
 
 
 def cmd_schedule_add(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
     from pipelines.schedule.schedules import Schedule
 
     store = _schedules(args)
@@ -53,6 +54,13 @@ def _when(epoch: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch)) if epoch else "-"
 
 
+def _why_broken(exc: Exception) -> str:
+    """A schedule file that does not load, in one line: its fields' problems, or the error's first line."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(problem_line(error) for error in exc.errors())[:300]
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+
+
 def cmd_schedule_list(args: argparse.Namespace) -> int:
     store = _schedules(args)
     names = store.names()
@@ -63,7 +71,7 @@ def cmd_schedule_list(args: argparse.Namespace) -> int:
         try:
             schedule, state = store.get(name), store.state(name)
         except Exception as exc:  # one broken schedule must not hide the others
-            say(f"{name}  broken: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}")
+            say(f"{name}  broken: {_why_broken(exc)} (fix or `genpipe schedule remove {name}`)")
             continue
         nxt = "paused" if schedule.paused else f"next {_when(schedule.next_slot(now))}"
         running = f", running {state.running.workflow_id}" if state.running else ""
@@ -82,6 +90,8 @@ def cmd_schedule_toggle(args: argparse.Namespace) -> int:
         schedule = store.get(args.name)
     except KeyError as exc:
         raise UsageError(f"NAME: {exc.args[0]}") from None
+    except ValueError as exc:  # a file that no longer loads (JSON or fields)
+        raise UsageError(f"NAME: schedule {args.name!r} is broken: {_why_broken(exc)}") from None
     store.put(schedule.model_copy(update={"paused": args.schedule_command == "pause"}))
     say(f"schedule {args.name} {'paused' if args.schedule_command == 'pause' else 'resumed'}")
     return EXIT_OK

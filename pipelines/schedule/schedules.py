@@ -132,6 +132,8 @@ class ScheduleStore:
         self.root = join(storage, "schedules")
 
     def _uri(self, name: str, *parts: str) -> str:
+        if not re.match(NAME_PATTERN, name):  # a name is a folder: `../x` must not reach outside
+            raise KeyError(f"{name!r} is not a schedule name ({NAME_PATTERN})")
         return join(self.root, name, *parts)
 
     def names(self) -> list[str]:
@@ -151,7 +153,9 @@ class ScheduleStore:
         write_json_atomic(self._uri(schedule.name, "schedule.json"), schedule.model_dump(mode="json"))
 
     def remove(self, name: str) -> None:
-        self.get(name)
+        """Remove a schedule, also one whose file no longer loads (that is when one wants it gone)."""
+        if not exists(self._uri(name, "schedule.json")):
+            raise KeyError(f"no schedule named {name!r} in {self.storage}")
         fs, path = filesystem(self._uri(name))
         fs.rm(path, recursive=True)
 

@@ -8,6 +8,7 @@ succeeds. Re-running a workflow skips every step that has a record.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import traceback
 import uuid
@@ -17,6 +18,7 @@ from typing import Any
 
 from pipelines.config import ConfigError, PipelineConfig, apply_overrides
 from pipelines.config.loading import validate_config
+from pipelines.config.sections import SAFE_NAME
 from pipelines.registry import tracking
 from pipelines.workflow.lease import DriverLease
 from pipelines.workflow.progress import ConsoleProgress, open_board
@@ -42,9 +44,17 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def check_workflow_id(workflow_id: str) -> str:
+    """A workflow id names a folder in storage and a Ray job: the config's safe-name pattern, so
+    `--workflow-id ../x` cannot write outside `workflows/` (exit 2 naming the option)."""
+    if not re.fullmatch(SAFE_NAME, workflow_id):
+        raise ConfigError([f"--workflow-id: {workflow_id!r} does not match {SAFE_NAME}"])
+    return workflow_id
+
+
 class Workflow:
     def __init__(self, storage: str, workflow_id: str):
-        self.storage, self.id = storage, workflow_id
+        self.storage, self.id = storage, check_workflow_id(workflow_id)
         self.uri = join(storage, "workflows", workflow_id)
 
     def record_uri(self, step: str) -> str:
@@ -255,5 +265,6 @@ def list_workflows(storage: str) -> list[Workflow]:
     fs, path = filesystem(join(storage, "workflows"))
     if not fs.exists(path):
         return []
-    ids = sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False))
+    names = sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False))
+    ids = [name for name in names if re.fullmatch(SAFE_NAME, name)]  # other folders are not genpipe's
     return [w for w in (Workflow(storage, i) for i in ids) if w.exists()]

@@ -186,4 +186,11 @@ def test_a_broken_schedule_stops_neither_the_others_nor_the_list(tmp_path, capsy
     assert store.state("broken").last_outcome.startswith("error: ValidationError")
     assert cli.main(["schedule", "list", "--storage", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "broken  broken: ValidationError" in out and "hourly  '0 * * * *'" in out
+    assert "broken  broken: cron: '0 0 31 2 *' never fires" in out and "hourly  '0 * * * *'" in out
+
+    # The broken one can be looked at and removed; a name that is not one never reaches a folder.
+    assert cli.main(["schedule", "pause", "broken", "--storage", str(tmp_path)]) == 2
+    assert "schedule 'broken' is broken: cron: '0 0 31 2 *' never fires" in capsys.readouterr().err
+    assert cli.main(["schedule", "remove", "../schedules/hourly", "--storage", str(tmp_path)]) == 2
+    assert cli.main(["schedule", "remove", "broken", "--storage", str(tmp_path)]) == 0
+    assert store.names() == ["hourly"]
