@@ -18,7 +18,7 @@ import threading
 from pipelines.cli import cluster_commands
 from pipelines.cli.logs import set_up_logging
 from pipelines.cli.model_commands import cmd_models, cmd_promote, cmd_sample
-from pipelines.cli.output import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, warn
+from pipelines.cli.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, warn
 from pipelines.cli.schedule_commands import (
     cmd_schedule_add,
     cmd_schedule_list,
@@ -32,6 +32,7 @@ from pipelines.config import ConfigError
 from pipelines.registry.environment import apply_mlflow_defaults
 from pipelines.registry.tracking import COMMAND_VARIABLE
 from pipelines.workflow.steps import RUN_STEPS, SWEEP_STEPS
+from storage import redact
 
 
 def _leave_a_jobs_working_directory() -> None:
@@ -211,6 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader left (`genpipe models | head`): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # as Python's docs advise
         return EXIT_OK
+    except Exception as error:  # unforeseen (storage gone mid-command): one line; the traceback in the log
+        if args.verbose:
+            raise
+        logging.getLogger("genpipe.cli").info("the command failed", exc_info=error)  # the log file only
+        log_file = getattr(args, "log_file", None)
+        warn(redact(f"error: {type(error).__name__}: {(str(error).splitlines() or [''])[0]}"))
+        warn(f"traceback: {log_file}" if log_file else "run it again with -v for the traceback")
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def run_workflow(args: argparse.Namespace, steps: tuple[str, ...]) -> int:
 
 def _failed(failure: WorkflowFailed, log_file: str | None) -> int:
     say(f"FAILED: {failure}")
-    record = Workflow(failure.storage, failure.workflow_id).error_uri(failure.step)
+    record = failure.record or "not written (the storage did not take it)"
     say(f"traceback: {record}" + (f"; log: {log_file}" if log_file else ""))
     say(f"fix the cause, then: genpipe resume {failure.workflow_id} --storage {failure.storage}")
     return EXIT_FAILED

@@ -31,9 +31,11 @@ log = logging.getLogger("genpipe.workflow")
 
 
 class WorkflowFailed(RuntimeError):
-    def __init__(self, workflow_id: str, step: str, message: str, storage: str):
+    """A step failed; `record` is its error record's URI, None when the storage would not take it."""
+
+    def __init__(self, workflow_id: str, step: str, message: str, storage: str, record: str | None = None):
         super().__init__(f"workflow {workflow_id}: step {step} failed: {message}")
-        self.workflow_id, self.step, self.storage = workflow_id, step, storage
+        self.workflow_id, self.step, self.storage, self.record = workflow_id, step, storage, record
 
 
 def new_workflow_id(name: str) -> str:
@@ -210,35 +212,45 @@ class Workflow:
                 echo(f"= {step}: done earlier, skipped")
                 continue
             echo(f"> {step} ...")
-            lease.doing(step)
             started = time.monotonic()
             task = ray.remote(run_step).options(**step_resources(step, config), max_retries=0, name=f"genpipe.{step}")
             try:
+                lease.doing(step)
                 result = _wait_showing_progress(task.remote(step, meta["config"], results, context), board, console)
             except Exception as exc:
-                cause = getattr(exc, "cause", None) or exc
-                message = redact(f"{type(cause).__name__}: {cause}".splitlines()[0])
-                write_json_atomic(
-                    self.error_uri(step),
-                    {
-                        "step": step,
-                        "failed_at": _now(),
-                        "error": message,
-                        "traceback": [redact(line) for line in traceback.format_exception(cause)[-20:]],
-                    },
-                )
-                raise WorkflowFailed(self.id, step, message, self.storage) from exc
+                raise self._failure(step, getattr(exc, "cause", None) or exc) from exc
             duration = time.monotonic() - started
-            write_json_atomic(
-                self.record_uri(step),
-                {"step": step, "finished_at": _now(), "duration_s": round(duration, 2), "result": result.record()},
-            )
-            fs, error_path = filesystem(self.error_uri(step))
-            if fs.exists(error_path):
-                fs.rm(error_path)  # the step has succeeded since
+            try:
+                write_json_atomic(
+                    self.record_uri(step),
+                    {"step": step, "finished_at": _now(), "duration_s": round(duration, 2), "result": result.record()},
+                )
+                fs, error_path = filesystem(self.error_uri(step))
+                if fs.exists(error_path):
+                    fs.rm(error_path)  # the step has succeeded since
+            except Exception as exc:  # the storage went away after the step's work: it runs again on resume
+                raise self._failure(step, exc, "finished, but its record could not be written: ") from exc
             results[step] = result
             echo(f"+ {step} ({duration:.1f}s)")
         return results
+
+    def _failure(self, step: str, cause: BaseException, prefix: str = "") -> WorkflowFailed:
+        """The failure of `step`, its error record written if the storage takes it: the storage
+        itself may be what failed, and that must not hide the cause behind a second traceback."""
+        message = prefix + redact(f"{type(cause).__name__}: {cause}".splitlines()[0])
+        record = {
+            "step": step,
+            "failed_at": _now(),
+            "error": message,
+            "traceback": [redact(line) for line in traceback.format_exception(cause)[-20:]],
+        }
+        try:
+            write_json_atomic(self.error_uri(step), record)
+        except Exception as exc:
+            log.warning("could not write %s: %s", self.error_uri(step), redact(str(exc).splitlines()[0]))
+            log.info("step %s failed:\n%s", step, "".join(record["traceback"]))  # the log file only
+            return WorkflowFailed(self.id, step, message, self.storage)
+        return WorkflowFailed(self.id, step, message, self.storage, self.error_uri(step))
 
 
 def _wait_showing_progress(pending: Any, board: Any, console: ConsoleProgress) -> Any:

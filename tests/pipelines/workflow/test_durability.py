@@ -6,6 +6,7 @@ server that dies mid-run does not stop training; resume, once it is back, regist
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -24,10 +25,12 @@ from pipelines.workflow.runner import Workflow
 pytestmark = pytest.mark.slow
 
 
-def _start_run(tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+def _start_run(
+    tmp_path: Path, *extra: str, env: dict[str, str] | None = None, storage: str | None = None
+) -> subprocess.Popen:
     """`genpipe run quickstart` (tiny) as workflow `wf` in its own process group, output in run.log."""
     options = [item for setting in [*TINY, *extra] for item in ("--set", setting)]
-    command = ["run", "quickstart", "--storage", str(tmp_path / "store"), "--workflow-id", "wf", *options]
+    command = ["run", "quickstart", "--storage", storage or str(tmp_path / "store"), "--workflow-id", "wf", *options]
     with (tmp_path / "run.log").open("w") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "pipelines.cli", *command],
@@ -162,3 +165,67 @@ def test_a_damaged_shard_fails_train_naming_it_and_resume_goes_on_once_repaired(
         handle.write(original)
     assert cli.main(["resume", "damaged", "--storage", str(storage)]) == 0
     assert workflow.step_states()["register"] == "succeeded"
+
+
+def _relay(port: int, upstream: str) -> subprocess.Popen:
+    """tests/tcp_relay.py in its own process: the S3 endpoint the run sees, killable apart from moto."""
+    relay = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "tcp_relay.py"), str(port), upstream.split("//")[1]],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert relay.stdout is not None and relay.stdout.readline().strip() == "listening"
+    return relay
+
+
+def test_an_s3_outage_mid_train_fails_the_step_in_one_line_and_resume_goes_on(moto_server, s3_env, tmp_path):
+    import s3fs
+    from helpers import s3_bucket
+
+    bucket, port = s3_bucket(moto_server, "outage"), local_cluster.free_port()
+    storage = f"s3://{bucket}/runs"
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        **local_cluster.s3_environment(moto_server),
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_MAX_ATTEMPTS": "2",  # give up in seconds, not botocore's minutes: the point is what follows
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    relay = _relay(port, moto_server.url)
+    run = _start_run(tmp_path, "train.max_steps=400", "train.checkpoint_every=20", env=env, storage=storage)
+    behind_the_relay = s3fs.S3FileSystem(endpoint_url=moto_server.url, skip_instance_cache=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not [key for key in behind_the_relay.find(f"{bucket}/runs/checkpoints") if "/unet/" in key]:
+            assert run.poll() is None and time.monotonic() < deadline, (tmp_path / "run.log").read_text()[-3000:]
+            time.sleep(1)
+        time.sleep(3)
+        relay.kill()  # SIGKILL: the S3 endpoint is gone; the objects behind it stay, as S3's do
+        relay.wait()
+        assert run.wait(timeout=600) == 1
+    finally:
+        _kill_group(run)
+        relay.kill()
+    console = (tmp_path / "run.log").read_text()
+    assert "FAILED: workflow wf: step train failed:" in console and "Traceback" not in console, console[-3000:]
+
+    relay = _relay(port, moto_server.url)  # S3 is back
+    try:
+        resumed = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "resume", "wf", "--storage", storage],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        relay.kill()
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "= prepare: done earlier, skipped" in resumed.stdout
+    client = tracking.client(env["MLFLOW_TRACKING_URI"])
+    run_id = json.loads(behind_the_relay.cat(f"{bucket}/runs/workflows/wf/workflow.json"))["run_id"]
+    resumed_from = client.get_metric_history(run_id, "train/resumed_from_step")
+    assert len(resumed_from) == 1 and resumed_from[0].value >= 20  # from a checkpoint written before the outage
+    assert len(client.search_model_versions("name = 'quickstart-ddpm'")) == 1
