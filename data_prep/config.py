@@ -57,6 +57,11 @@ class SourceConfig(Strict):
         """What the data is, cheaply: file names, sizes and stamps, never contents."""
         raise NotImplementedError
 
+    def locations(self) -> dict[str, str]:
+        """The paths or globs the source reads, by field: checked before anything starts."""
+        path = getattr(self, "path", None)
+        return {"path": path} if isinstance(path, str) else {}
+
     def read(self) -> Any:
         """The raw rows as a Ray Dataset: images as data_prep.sources.raw_row, text as documents."""
         raise NotImplementedError
@@ -307,6 +312,15 @@ class DomainsSource(SourceConfig):
     @property
     def domains(self) -> DomainInfo | None:
         return DomainInfo(names=self.names, b_from_a=self.b_from_a)
+
+    def locations(self) -> dict[str, str]:
+        sides = {"a": self.a, "b": self.b}
+        return {
+            f"{side}.{field}": uri
+            for side, source in sides.items()
+            if source
+            for field, uri in source.locations().items()
+        }
 
     def describe(self) -> dict[str, Any]:
         b = {"b": self.b.describe()} if self.b is not None else {"b_from_a": self.b_from_a}

@@ -133,6 +133,8 @@ def run(
     workflow = Workflow(config.storage, workflow_id or new_workflow_id(config.name))
     if workflow_id and workflow.exists():
         config = workflow.config()  # a workflow keeps the config it was started with
+    if workflow.record("prepare") is None:
+        preflight.check_source(config.data)
     if when == "data-changed" and not workflow.exists():  # a started workflow is not re-decided
         unchanged = data_unchanged(config)
         if unchanged:
@@ -183,6 +185,8 @@ def resume(
     workflow = open_workflow(workflow_id, storage)
     config = workflow.amend(list(sets)) if sets else workflow.config()
     meta = workflow.meta()
+    if workflow.record("prepare") is None:
+        preflight.check_source(config.data)
     preflight.check_ray_address(address)
     preflight.check_tracking(tracking.tracking_uri(config))
     connect_ray(address)

@@ -8,6 +8,7 @@ name the setting and the reason, never a credential.
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import socket
@@ -15,6 +16,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
+from data_prep.config import DataConfig
 from pipelines.config import ConfigError, PipelineConfig
 from pipelines.config.cluster import without_credentials
 from storage import filesystem, is_local, join
@@ -26,11 +28,8 @@ class PreflightError(ConfigError):
     """A service the run needs is missing, unreachable or refuses our credentials (exit 2)."""
 
 
-def check_storage(uri: str, field: str = "storage", write: bool = True) -> None:
-    """Write and delete a probe object: proves the bucket exists and the credentials may write.
-    `write=False` (commands that only read) lists the bucket instead."""
-    if is_local(uri):
-        return
+def _probing(uri: str) -> tuple[Any, str]:
+    """The filesystem for `uri` with one quick try: no retry loop, short timeouts."""
     storage_options: dict[str, Any] = {"skip_instance_cache": True}
     if uri.startswith(("s3://", "s3a://")):
         storage_options["config_kwargs"] = {
@@ -38,7 +37,15 @@ def check_storage(uri: str, field: str = "storage", write: bool = True) -> None:
             "connect_timeout": PROBE_TIMEOUT_S,
             "read_timeout": PROBE_TIMEOUT_S,
         }
-    fs, path = filesystem(uri, **storage_options)
+    return filesystem(uri, **storage_options) if not is_local(uri) else filesystem(uri)
+
+
+def check_storage(uri: str, field: str = "storage", write: bool = True) -> None:
+    """Write and delete a probe object: proves the bucket exists and the credentials may write.
+    `write=False` (commands that only read) lists the bucket instead."""
+    if is_local(uri):
+        return
+    fs, path = _probing(uri)
     probe = join(path, f".genpipe-probe-{uuid.uuid4().hex}")
     bucket = path.split("/", 1)[0]
     try:
@@ -63,6 +70,24 @@ def check_storage(uri: str, field: str = "storage", write: bool = True) -> None:
                 f"{_first_line(exc)}); check the endpoint (AWS_ENDPOINT_URL) and network"
             ]
         ) from None
+
+
+def check_source(data: DataConfig) -> None:
+    """Each path the data source names exists (a local glob matches a file; an object store's glob:
+    the folder it starts from exists), so a typo is exit 2 naming the field, not a prepare step that
+    fails after Ray and MLflow started. Listing a bucket for a glob is prepare's work: it can be large."""
+    for field, uri in data.source.locations().items():
+        where = uri.split("*", 1)[0].rsplit("/", 1)[0] if glob.has_magic(uri) else uri
+        fs, path = _probing(where or ".")
+        try:
+            found = fs.exists(path)
+        except Exception as exc:  # refused credentials, an endpoint that is not there
+            raise PreflightError([f"data.source.{field}: {uri}: cannot read it ({_first_line(exc)})"]) from None
+        if not found:
+            missing = f"{where} does not exist" if where != uri else "does not exist"
+            raise PreflightError([f"data.source.{field}: {uri}: {missing}"])
+        if where != uri and is_local(uri) and next(glob.iglob(filesystem(uri)[1], recursive=True), None) is None:
+            raise PreflightError([f"data.source.{field}: {uri}: matches no file"])  # local: the first match is cheap
 
 
 def check_tracking(uri: str, field: str = "tracking_uri") -> None:

@@ -28,6 +28,7 @@ from storage import exists, filesystem, join, read_json, redact, write_json_atom
 
 Printer = Callable[[str], None]
 log = logging.getLogger("genpipe.workflow")
+WORKER_ERROR = re.compile(r"^[\w.]*(Error|Exception|Interrupt)\w*: ")  # `ValueError: ...` as a traceback ends
 
 
 class WorkflowFailed(RuntimeError):
@@ -237,7 +238,7 @@ class Workflow:
     def _failure(self, step: str, cause: BaseException, prefix: str = "") -> WorkflowFailed:
         """The failure of `step`, its error record written if the storage takes it: the storage
         itself may be what failed, and that must not hide the cause behind a second traceback."""
-        message = prefix + redact(f"{type(cause).__name__}: {cause}".splitlines()[0])
+        message = prefix + redact(_one_line(cause))
         record = {
             "step": step,
             "failed_at": _now(),
@@ -251,6 +252,17 @@ class Workflow:
             log.info("step %s failed:\n%s", step, "".join(record["traceback"]))  # the log file only
             return WorkflowFailed(self.id, step, message, self.storage)
         return WorkflowFailed(self.id, step, message, self.storage, self.error_uri(step))
+
+
+def _one_line(cause: BaseException) -> str:
+    """The error in a line. Ray Train's errors end their first line with ":" (failed due to worker
+    errors:) and put the cause after it, a worker's traceback ending in its own error line: the
+    line to show with the first."""
+    lines = [line.strip() for line in f"{type(cause).__name__}: {cause}".splitlines() if line.strip()]
+    if not lines[0].endswith(":") or len(lines) == 1:
+        return lines[0]
+    raised = [line for line in lines[1:] if WORKER_ERROR.match(line)]
+    return f"{lines[0]} {(raised or lines[1:])[-1]}"
 
 
 def _wait_showing_progress(pending: Any, board: Any, console: ConsoleProgress) -> Any:

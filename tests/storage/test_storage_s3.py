@@ -200,3 +200,18 @@ def test_status_on_a_missing_bucket_is_one_line_not_a_traceback(moto_server, s3_
     bucket = s3_bucket(moto_server, "status-ok")
     assert cli.main(["status", "--storage", f"s3://{bucket}/runs"]) == 0
     assert f"no workflows in s3://{bucket}/runs" in capsys.readouterr().out
+
+
+def test_preflight_names_a_data_folder_missing_from_the_bucket(moto_server, s3_env):
+    from data_prep.config import DataConfig
+
+    s3_env.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    bucket = s3_bucket(moto_server, "data-source")
+    s3fs.S3FileSystem().pipe(f"{bucket}/corpus/a.txt", b"some text")
+    present = DataConfig.model_validate({"source": {"kind": "text_files", "path": f"s3://{bucket}/corpus/*.txt"}})
+    preflight.check_source(present)
+    missing = DataConfig.model_validate({"source": {"kind": "text_files", "path": f"s3://{bucket}/corpsu/*.txt"}})
+    with pytest.raises(
+        preflight.PreflightError, match=rf"data.source.path: s3://{bucket}/corpsu/\*.txt: .* does not exist"
+    ):
+        preflight.check_source(missing)

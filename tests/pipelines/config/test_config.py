@@ -229,3 +229,26 @@ def test_an_unsafe_workflow_id_exits_2_and_writes_nothing(tmp_path, capsys, comm
     assert code == 2
     assert "--workflow-id: 'a b/../../x' does not match" in capsys.readouterr().err
     assert not list(tmp_path.rglob("*.json"))
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        ("{kind: image_folder, path: NOWHERE}", "data.source.path: NOWHERE: does not exist"),
+        ("{kind: text_files, path: 'NOWHERE/**/*.txt'}", "data.source.path: NOWHERE/**/*.txt: NOWHERE does not exist"),
+        ("{kind: text_files, path: 'HERE/*.md'}", "data.source.path: HERE/*.md: matches no file"),
+        ("{kind: domains, a: {kind: digits}, b: {kind: image_folder, path: NOWHERE}}", "data.source.b.path: NOWHERE"),
+    ],
+)
+def test_a_data_path_that_is_not_there_exits_2_before_anything_starts(tmp_path, capsys, source, problem):
+    (tmp_path / "here").mkdir()
+    (tmp_path / "here" / "a.txt").write_text("text")
+    places = {"NOWHERE": str(tmp_path / "nowhere"), "HERE": str(tmp_path / "here")}
+    for word, place in places.items():
+        source, problem = source.replace(word, place), problem.replace(word, place)
+    family = "gpt" if "text_files" in source else "cyclegan" if "domains" in source else "ddpm"
+    config = tmp_path / "config.yaml"
+    config.write_text(f"name: x\ndata: {{source: {source}, image_size: 8}}\nmodel: {{family: {family}}}\n")
+    assert cli.main(["run", str(config), "--storage", str(tmp_path / "store")]) == 2
+    assert problem in capsys.readouterr().err
+    assert not (tmp_path / "store" / "workflows").exists()

@@ -209,6 +209,7 @@ def test_an_s3_outage_mid_train_fails_the_step_in_one_line_and_resume_goes_on(mo
         relay.kill()
     console = (tmp_path / "run.log").read_text()
     assert "FAILED: workflow wf: step train failed:" in console and "Traceback" not in console, console[-3000:]
+    assert "Could not connect to the endpoint URL" in console  # the cause, not only "controller error:"
 
     relay = _relay(port, moto_server.url)  # S3 is back
     try:
