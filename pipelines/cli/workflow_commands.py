@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from models.zoo import family_class
 from pipelines.cli.output import EXIT_FAILED, EXIT_OK, say
@@ -67,8 +68,10 @@ def _summarise(workflow: Workflow, results: dict[str, StepResult]) -> None:
     say(f"workflow {workflow.id} succeeded")
     if isinstance(reg, RegisterResult):
         text = isinstance(prep, PrepareResult) and prep.tokens is not None
-        asked = '--prompt "def "' if text else "-n 16 --out samples.png"
-        if family_class(workflow.config().model.family).translates:
+        config = workflow.config()
+        prompt = shlex.quote(config.evaluate.prompts[0]) if config.evaluate.prompts else "''"
+        asked = f"--prompt {prompt}" if text else "-n 16 --out samples.png"
+        if family_class(config.model.family).translates:
             asked = "--input IMAGE.png --direction a2b --out translated.png"
         registry = workflow.meta()["tracking_uri"]
         where = f"--storage {workflow.storage}" if registry == api.registry_uri(storage=workflow.storage) else ""

@@ -30,7 +30,7 @@ def test_gpt_trains_evaluates_registers_and_samples(ray_session, mlflow_server, 
     args = ["gpt-code-tiny", "--storage", str(tmp_path), "--tracking-uri", mlflow_server, "--workflow-id", "gpt"]
     assert cli.main(["run", *args, *options]) == 0
     # The console ends with the command to type next, aimed at the registry the run used.
-    next_line = f'next: genpipe sample models:/gpt-code-tiny/1 --prompt "def " --tracking-uri {mlflow_server}'
+    next_line = f"next: genpipe sample models:/gpt-code-tiny/1 --prompt 'def ' --tracking-uri {mlflow_server}"
     assert next_line in capsys.readouterr().out
     meta = Workflow(str(tmp_path), "gpt").meta()
     client = tracking.client(mlflow_server)
