@@ -193,7 +193,7 @@ def test_an_s3_outage_mid_train_fails_the_step_in_one_line_and_resume_goes_on(mo
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
     }
     relay = _relay(port, moto_server.url)
-    run = _start_run(tmp_path, "train.max_steps=400", "train.checkpoint_every=20", env=env, storage=storage)
+    run = _start_run(tmp_path, "train.max_steps=200", "train.checkpoint_every=20", env=env, storage=storage)
     behind_the_relay = s3fs.S3FileSystem(endpoint_url=moto_server.url, skip_instance_cache=True)
     try:
         deadline = time.monotonic() + 300
