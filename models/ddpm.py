@@ -127,12 +127,12 @@ class DDPM(AveragedNetworkHooks, GenerativeModel):
         super().__init__(config)
         channels, height, width = self.diffusion_shape()
         if height != width:
-            raise ValueError(f"model.image_shape: the U-Net needs square images, got {height}x{width}")
+            raise ValueError(f"data.image_size: the U-Net needs square images, got {height}x{width}")
         downsamples = len(config.channel_mults) - 1
         if height % (2**downsamples):
-            raise ValueError(f"model.channel_mults: {height}px cannot be halved {downsamples} times")
+            raise ValueError(f"model.params.channel_mults: {height}px cannot be halved {downsamples} times")
         if config.conditioning != "none" and config.num_classes < 2:
-            raise ValueError(f"model.conditioning: {config.conditioning} needs labelled data (num_classes >= 2)")
+            raise ValueError(f"model.params.conditioning: {config.conditioning} needs labelled data (num_classes >= 2)")
         text = (
             TextEncoder(config.text_width, config.text_layers, config.text_heads, config.max_prompt_tokens)
             if config.conditioning == "text"

@@ -56,7 +56,7 @@ class Attention(nn.Module):
     def __init__(self, channels: int, heads: int, context_dim: int | None = None):
         super().__init__()
         if channels % heads:
-            raise ValueError(f"model.attention_heads: {channels} channels do not split into {heads} heads")
+            raise ValueError(f"model.params.attention_heads: {channels} channels do not split into {heads} heads")
         self.heads = heads
         self.norm = group_norm(channels)
         self.q = nn.Linear(channels, channels)

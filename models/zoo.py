@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from models.autoencoders import AUTOENCODER_FAMILIES
 from models.base import GenerativeModel, ModelConfig
 from models.cyclegan import CycleGAN
@@ -64,3 +66,20 @@ def build_model(family: str, config: ModelConfig | dict[str, Any]) -> Generative
     if isinstance(config, dict):
         config = cls.config_class(**config)
     return cls(config)
+
+
+def check_runs_on(family: str, preset: str, params: dict[str, Any], data: dict[str, Any]) -> None:
+    """Build the model for `data` on PyTorch's meta device and run each network's loss on a batch
+    of two images: a size the network cannot take (too small to halve, a kernel larger than the
+    image) shows in milliseconds, with no memory and no arithmetic, instead of in the train step.
+    Raises what the family raises: pydantic's ValidationError, or the error of the forward pass."""
+    cls = family_class(family)
+    if any(f"{field}_spec" not in params for field in cls.registered_parts.values()):
+        return  # a part read from the registry when training starts: its shape is not known yet
+    config = resolve_config(family, preset, params, data)
+    with torch.device("meta"):
+        model = build_model(family, config).train()
+        rows = torch.arange(2)
+        batch = {"image": torch.zeros(2, *data["image_shape"]), "label": rows, "domain": rows % 2}
+        for name in model.networks():
+            model.loss(name, batch)

@@ -7,13 +7,14 @@ An invalid config becomes `ConfigError` whose lines each name a field (`train.ba
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from data_prep.config import DataConfig, Strict
-from models import family_class
+from models import check_runs_on, family_class
 from models.base import GenerativeModel, metric_mode
 from pipelines.config.cluster import ClusterConfig, without_credentials
 from pipelines.config.errors import problem_line
@@ -108,6 +109,8 @@ class PipelineConfig(Strict):
                 )
             except ValidationError as exc:
                 raise ValueError(f"model.params.{problem_line(exc.errors()[0])}") from None
+        if self.data.modality == "image":
+            self._model_runs_on_the_images(cls)
         if cls.translates and self.data.source.domains is None:
             raise ValueError(
                 f"model.family: {self.model.family} translates between two image domains; set data.source "
@@ -116,6 +119,31 @@ class PipelineConfig(Strict):
         if self.train.activation_checkpointing and not cls.supports_activation_checkpointing:
             raise ValueError(f"train.activation_checkpointing: the {self.model.family} family does not support it")
         return self
+
+    def _model_runs_on_the_images(self, cls: type[GenerativeModel]) -> None:
+        """The model, built for the images the data will have, runs (models.check_runs_on): a
+        family that cannot take that size is exit 2 naming the field, before anything starts."""
+        side = self.data.image_size or self.data.source.image_side
+        if side is None or (self.data.source.domains is None and cls.translates):
+            return  # no size yet (a check of its own names it), or a translation config that is refused anyway
+        shape = {"image_shape": (self.data.source.image_channels, side, side), "num_classes": 10}
+        data = {**shape, "pixel_levels": self.data.source.pixel_levels, "class_names": [str(i) for i in range(10)]}
+        try:
+            check_runs_on(self.model.family, self.model.preset, self.model.params, data)
+        except ValidationError as exc:
+            raise ValueError(f"model.params.{problem_line(exc.errors()[0])}") from None
+        except ValueError as exc:
+            if re.match(r"^(model|data)\.[\w.]+: ", str(exc)):
+                raise  # the family named the field
+            raise self._cannot_run(side, exc) from None
+        except Exception as exc:  # a layer that cannot take the size (RuntimeError from a convolution)
+            raise self._cannot_run(side, exc) from None
+
+    def _cannot_run(self, side: int, exc: Exception) -> ValueError:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return ValueError(
+            f"data.image_size: {self.model.family} ({self.model.preset}) cannot run on {side}x{side} images: {reason}"
+        )
 
     @model_validator(mode="after")
     def _gate_defaults_to_the_family(self) -> PipelineConfig:

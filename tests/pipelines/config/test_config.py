@@ -252,3 +252,23 @@ def test_a_data_path_that_is_not_there_exits_2_before_anything_starts(tmp_path, 
     assert cli.main(["run", str(config), "--storage", str(tmp_path / "store")]) == 2
     assert problem in capsys.readouterr().err
     assert not (tmp_path / "store" / "workflows").exists()
+
+
+@pytest.mark.parametrize(
+    ("family", "preset", "size", "problem"),
+    [
+        ("dcgan", "tiny", 6, "model.params.depth: 6px cannot be halved 2 times"),
+        ("realnvp", "small", 5, "model.params.scales: 2 levels halve the image 1 times"),
+        ("ddpm", "tiny", 7, "model.params.channel_mults: 7px cannot be halved 1 times"),
+        ("ebm", "tiny", 3, "data.image_size: ebm (tiny) cannot run on 3x3 images"),
+        ("cyclegan", "tiny", 4, "data.image_size: cyclegan (tiny) cannot run on 4x4 images"),
+    ],
+)
+def test_an_image_size_the_model_cannot_take_is_refused_before_anything_starts(family, preset, size, problem):
+    sets = [f"model.family={family}", f"model.preset={preset}", f"data.image_size={size}"]
+    if family == "cyclegan":
+        sets.append("data.source={kind: domains, a: {kind: digits}, b_from_a: invert}")
+    with pytest.raises(ConfigError) as caught:
+        load_config("quickstart", sets)
+    assert any(line.startswith(problem) for line in caught.value.problems), caught.value.problems
+    load_config("quickstart", [*sets[:2], "data.image_size=8", *sets[3:]])  # the size it can take passes

@@ -10,14 +10,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.config import ConfigError, load_config
-from pipelines.config.loading import read_config_source, validate_config
+from pipelines.config.loading import builtin_configs, read_config_source, validate_config
 from pipelines.config.overrides import flatten
 
-BUILTINS = ("quickstart", "gpt-code-tiny", "gan-sweep-digits", "vae-sweep-digits")
+BUILTINS = tuple(builtin_configs())  # every family and modality: images, text, series, two domains, sweeps
 # Every field path the built-in configs set, plus sections and fields they do not.
 PATHS = sorted(
     {path for name in BUILTINS for path in flatten(read_config_source(name))}
     | {"register", "train", "data.source", "model.params", "tune.space", "register.gate.metric", "cluster.env_vars"}
+    | {"data.source.kind", "data.source.column", "data.split_at", "data.source.b_from_a", "model.preset"}
 )
 SCALARS = st.one_of(
     st.none(),
@@ -27,6 +28,7 @@ SCALARS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=12),
     st.sampled_from(["digits", "gpt", "ddpm", "latest", "../x", "eval/classifier_fid", "s3://b/p", "1e3", "{}"]),
+    st.sampled_from(["pixelcnn", "glow", "ebm", "ar", "lstm", "cyclegan", "stylegan", "statsmodels", "invert", "tiny"]),
 )
 VALUES = st.recursive(
     SCALARS,
