@@ -34,8 +34,10 @@ def _address(args: argparse.Namespace) -> str:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """Validate and check everything here, then hand the resolved config to `genpipe run` on the cluster."""
-    from pipelines.workflow.runner import new_workflow_id
+    from pipelines.workflow.runner import check_workflow_id, new_workflow_id
 
+    if args.workflow_id:
+        check_workflow_id(args.workflow_id)  # the job's id and a folder in storage: refused here, not in the job
     config = load_config(args.config, args.set, storage=args.storage, tracking_uri=args.tracking_uri)
     config = config.model_copy(
         update={

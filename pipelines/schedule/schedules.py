@@ -35,7 +35,7 @@ LEASE_SECONDS = 60.0
 LAUNCH_ATTEMPTS = 3
 TICK_LOCK_SECONDS = 120.0  # one scheduler at a time updates a schedule's state (storage/lease.py)
 HISTORY_LENGTH = 20
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"  # its runs' workflow ids add a 16-character time
 
 
 class Schedule(BaseModel):
