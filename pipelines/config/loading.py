@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from pipelines.config.errors import ConfigError, problem_line
 from pipelines.config.overrides import apply_overrides
-from pipelines.config.pipeline import PipelineConfig
+from pipelines.config.pipeline import AS_ENTERED, PipelineConfig
 
 BUILTIN_PACKAGE = "pipelines.config.builtin"
 ENV_CONFIG_PREFIX = "env:"
@@ -50,8 +50,9 @@ def read_config_source(name_or_path: str) -> dict[str, Any]:
 
 
 def validate_config(raw: dict[str, Any]) -> PipelineConfig:
+    """A config as a user gives it: every check, each problem a line naming its field."""
     try:
-        return PipelineConfig.model_validate(raw)
+        return PipelineConfig.model_validate(raw, context={AS_ENTERED: True})
     except ValidationError as exc:
         raise ConfigError([problem_line(error) for error in exc.errors()]) from None
 

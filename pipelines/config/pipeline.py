@@ -11,7 +11,7 @@ import re
 import warnings
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from data_prep.config import DataConfig, Strict
 from models import check_runs_on, family_class
@@ -23,6 +23,11 @@ from pipelines.config.sections import SAFE_NAME, EvaluateConfig, ModelSection, R
 from pipelines.config.sweep import TuneSection
 
 DEFAULT_STORAGE = "./.genpipe"
+# Validation context of a config as a user gives it (a file, --set, resume --set): only then is the
+# model built for the data on the meta device (models.check_runs_on). A stored config, validated
+# again by every step and worker, was checked when it entered; the check's first use in a process
+# costs ~1 s (torch imports its compiler for the meta device's reference kernels).
+AS_ENTERED = "as_entered"
 
 
 def default_storage() -> str:
@@ -62,7 +67,7 @@ class PipelineConfig(Strict):
         return raw
 
     @model_validator(mode="after")
-    def _sweep_is_valid(self) -> PipelineConfig:
+    def _sweep_is_valid(self, info: ValidationInfo) -> PipelineConfig:
         if self.tune is None:
             return self
         if "mode" not in self.tune.model_fields_set:
@@ -74,7 +79,7 @@ class PipelineConfig(Strict):
             base["register"]["gate"].pop(field)  # unset: each candidate's family gives its own
         for path, assignments in self.tune.candidate_assignments():
             try:
-                PipelineConfig.model_validate(assign(base, assignments))
+                PipelineConfig.model_validate(assign(base, assignments), context=info.context)
             except ValidationError as exc:
                 shown = ", ".join(f"{k}={v!r}" for k, v in assignments.items())
                 raise ValueError(
@@ -89,7 +94,7 @@ class PipelineConfig(Strict):
         return self
 
     @model_validator(mode="after")
-    def _model_fits_data(self) -> PipelineConfig:
+    def _model_fits_data(self, info: ValidationInfo) -> PipelineConfig:
         cls = family_class(self.model.family)
         if cls.modality != self.data.modality:
             raise ValueError(
@@ -109,7 +114,7 @@ class PipelineConfig(Strict):
                 )
             except ValidationError as exc:
                 raise ValueError(f"model.params.{problem_line(exc.errors()[0])}") from None
-        if self.data.modality == "image":
+        if self.data.modality == "image" and (info.context or {}).get(AS_ENTERED):
             self._model_runs_on_the_images(cls)
         if cls.translates and self.data.source.domains is None:
             raise ValueError(

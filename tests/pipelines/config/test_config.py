@@ -222,7 +222,9 @@ def test_resources_no_node_has_exit_2_before_anything_starts(ray_session, tmp_pa
     assert not (storage / "workflows").exists()
 
 
-@pytest.mark.parametrize("command", ["run quickstart --workflow-id", "submit quickstart --workflow-id", "resume", "status"])
+@pytest.mark.parametrize(
+    "command", ["run quickstart --workflow-id", "submit quickstart --workflow-id", "resume", "status"]
+)
 def test_an_unsafe_workflow_id_exits_2_and_writes_nothing(tmp_path, capsys, command):
     storage = tmp_path / "store"
     code = cli.main([*command.split(), "a b/../../x", "--storage", str(storage)])
