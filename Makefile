@@ -7,7 +7,12 @@ STAMP := $(VENV)/.genpipe-installed
 # build). With a GPU, the range in pyproject.toml takes the CUDA build.
 CPU_TORCH ?= torch==2.13.0
 
-.PHONY: quickstart test lint bench clean
+# pytest-xdist runs the tests side by side, each worker with its own Ray. On 2 cores the suite is
+# CPU-bound once two run at a time: more workers measured slower and let timeouts fire
+# (benchmarks/RESULTS.md, "The test suite"); a bigger machine can ask for more (TEST_WORKERS=4).
+TEST_WORKERS ?= 2
+
+.PHONY: quickstart test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +31,11 @@ quickstart: $(STAMP)
 
 # The checks first (seconds), then the tests: style, the layers of DESIGN.md, the types.
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+
+# The inner loop: style, layers, types and the unit tests (no Ray, no servers), in under 3 minutes.
+test-fast: lint
+	$(BIN)/pytest -n 2 --dist loadgroup -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

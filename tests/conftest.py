@@ -5,10 +5,58 @@ from __future__ import annotations
 
 import os
 
+import process_guard
 import pytest
 
 from pipelines.cluster import local as local_cluster
 from pipelines.cluster.local import Server
+from pipelines.train.startup import embedded_ray_defaults
+
+
+def _is_controller(config: pytest.Config) -> bool:
+    """The process that owns the session: pytest itself, not one of pytest-xdist's workers."""
+    return not hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before anything starts: kill what a killed earlier session left, then mark this session's
+    processes (tests/process_guard.py); xdist's workers inherit the mark."""
+    if not _is_controller(config):
+        return
+    mark, killed = process_guard.begin()
+    if killed:
+        print(f"process guard: killed {len(killed)} processes an interrupted test session left behind")
+    os.environ[process_guard.MARK] = mark
+
+
+# A test that needs one of these starts real servers: it is an integration test whatever its marks.
+SERVER_FIXTURES = {"ray_session", "mlflow_server", "moto_server", "s3_env"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that starts servers `slow` (so `make test-fast` is the unit tests alone) and
+    run the slow ones first: under pytest-xdist the long, waiting tests then overlap each other and
+    the short ones fill the gaps at the end, instead of one long test starting last."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-xdist has stopped its workers
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The session fails when a process it started is still alive at its end."""
+    if not _is_controller(session.config):
+        return
+    left = process_guard.end(os.environ[process_guard.MARK])
+    if not left:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"process guard: {len(left)} processes started by the tests outlived the session (killed now):"]
+    lines += [f"  {entry.describe()}" for entry in left]
+    if reporter is not None:
+        reporter.write_line("\n".join(lines), red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
@@ -16,10 +64,15 @@ def ray_session():
     import ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    # address="local": never join a cluster another test started (ray_current_cluster in /tmp/ray).
-    ray.init(address="local", num_cpus=2, logging_level="WARNING")
+    embedded_ray_defaults()  # as `genpipe` starts its own Ray (pipelines/workflow/api.connect_ray)
+    # address="local": never join a cluster another test started (ray_current_cluster in /tmp/ray);
+    # no dashboard, as `genpipe` runs its own Ray (its ~10 processes would cost every worker's CPU).
+    ray.init(address="local", num_cpus=2, logging_level="WARNING", include_dashboard=False)
+    raylets = process_guard.raylets()
     yield ray
     ray.shutdown()
+    for leftover in process_guard.stop_ray_leftovers(raylets):
+        print(f"process guard: Ray left {leftover} after its shutdown; killed")
 
 
 @pytest.fixture(scope="session")

@@ -182,7 +182,9 @@ def start_mlflow(
         "--workers",
         "1",
     ]
-    server_env = {**(env or {}), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    # MLflow 3's server also starts a job runner for its GenAI jobs (scorers, trace roll-ups): a
+    # pool of huey consumer processes, ~1.7 GB in all, that genpipe never gives work.
+    server_env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {}), "MLFLOW_DISABLE_TELEMETRY": "true"}
     if admin_password:
         ini = folder / "basic_auth.ini"
         ini.parent.mkdir(parents=True, exist_ok=True)
@@ -288,6 +290,8 @@ def _ray_env(env: dict[str, str] | None) -> dict[str, str]:
 
 
 def _wait_for_nodes(head: Server, worker: Server, expected: int) -> None:
+    from ray.util.state.exception import RayStateApiException
+
     from pipelines.cluster import jobs
 
     jobs.use_token()  # the head has written ~/.ray/auth_token by now
@@ -295,7 +299,7 @@ def _wait_for_nodes(head: Server, worker: Server, expected: int) -> None:
     while True:
         try:
             alive = jobs.alive_nodes(head.url)
-        except (OSError, RuntimeError):
+        except (OSError, RuntimeError, RayStateApiException):  # a busy head's state API drops requests
             alive = 0
         if alive >= expected:
             return

@@ -8,6 +8,8 @@ Fault tolerance is Ray Train's: a checkpoint (pipelines/train/checkpoints.py) is
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +17,7 @@ from data_prep.manifest import Manifest
 from data_prep.text_tokenizer import TOKENIZER_FILE
 from pipelines.config import PipelineConfig
 from pipelines.train.checkpoints import MODEL_DIR
+from pipelines.train.startup import HEALTH_CHECK_INTERVAL_S
 from pipelines.train.worker import train_loop
 from storage import join, ray_storage, storage_uri
 
@@ -35,6 +38,8 @@ def run_training(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    # Read by Ray Train when the trainer starts (and passed on to its controller), not at import.
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
     train = config.train
     use_gpu = ray.cluster_resources().get("GPU", 0) > 0 if train.use_gpu == "auto" else train.use_gpu
     resources = {"CPU": train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
@@ -51,6 +56,7 @@ def run_training(
             "manifest_uri": manifest.uri,
             "model_files": {TOKENIZER_FILE: manifest.tokenizer_uri} if manifest.text else {},
             "report": report,
+            "fit_called_at": time.time(),  # the start-up's origin (pipelines/train/startup.py)
         },
         scaling_config=ScalingConfig(
             num_workers=train.num_workers,

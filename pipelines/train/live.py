@@ -65,6 +65,17 @@ class LiveRun:
     def note(self, text: str) -> None:
         self.report("train", text=text)
 
+    def log(self, metrics: dict[str, float], step: int = 0) -> None:
+        """Metrics outside the progress line (no console), sent in the background from rank 0."""
+        if self.sender is not None:
+            self.sender.send(metrics, step)
+
+    def tags(self, tags: dict[str, str]) -> None:
+        """Tags on the run, sent in the background from rank 0, in order with the metrics."""
+        if self.sender is not None:
+            uri, run_id = self.uri, self.run_id
+            self.sender.call(lambda: tracking.set_tags(uri, run_id, tags))
+
     def samples(self, step: int, total: int, model: GenerativeModel) -> None:
         """A sample grid (images) or completions (text) at this step, when it is due."""
         if not self.sample_every or (step % self.sample_every and step != total) or model.modality == "series":

@@ -20,7 +20,6 @@ from data_prep.manifest import load_verified
 from models import build_model
 from models.base import parameter_count
 from pipelines.config import PipelineConfig
-from pipelines.registry import tracking
 from pipelines.registry.environment import apply_mlflow_defaults
 from pipelines.train.checkpoints import STRATEGY_FILE, restore, write_checkpoint, written_with
 from pipelines.train.engines import build_engines
@@ -31,6 +30,7 @@ from pipelines.train.loop import Fit, LossWindow
 from pipelines.train.ops import use_environment_extension_cache
 from pipelines.train.registered import load_registered_weights
 from pipelines.train.settings import LoopSettings, loop_settings, set_up_process
+from pipelines.train.startup import StartupClock
 from pipelines.train.strategy import Strategy, strategy_for, worker_memory
 from pipelines.train.throughput import Throughput
 
@@ -78,9 +78,10 @@ def quiet_worker_logs() -> None:
         use_environment_extension_cache()  # the op `make` pre-built (pipelines/warmup.py)
 
 
-def _log_placement(model, uri: str, run_id: str, zero_stage: int) -> None:
+def _log_placement(model, live: LiveRun, zero_stage: int) -> None:
     """Which node each rank runs on and what share of the parameters it holds (under ZeRO-3 each
-    rank keeps only its partition): tags and metrics on the workflow's run, from rank 0."""
+    rank keeps only its partition): tags and metrics on the workflow's run, sent by rank 0 in the
+    background (no rank waits on MLflow before its first step)."""
     import ray
     import torch.distributed as dist
 
@@ -91,13 +92,8 @@ def _log_placement(model, uri: str, run_id: str, zero_stage: int) -> None:
     mine = {"node": ray.get_runtime_context().get_node_id(), "held": held, "full": full}
     everyone: list[dict[str, Any]] = [{}] * dist.get_world_size()
     dist.all_gather_object(everyone, mine)
-    if dist.get_rank() == 0:
-        tracking.set_tags(uri, run_id, {f"genpipe.train.rank{r}.node": info["node"] for r, info in enumerate(everyone)})
-        tracking.log_metrics(
-            uri,
-            run_id,
-            {f"train/rank{r}_param_fraction": info["held"] / info["full"] for r, info in enumerate(everyone)},
-        )
+    live.tags({f"genpipe.train.rank{r}.node": info["node"] for r, info in enumerate(everyone)})
+    live.log({f"train/rank{r}_param_fraction": info["held"] / info["full"] for r, info in enumerate(everyone)})
 
 
 def train_loop(loop_config: dict[str, Any]) -> None:
@@ -105,6 +101,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
+    clock = StartupClock(loop_config.get("fit_called_at"))
     apply_mlflow_defaults()
 
     quiet_worker_logs()
@@ -131,7 +128,9 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     train, total_steps = settings.train, settings.total_steps
     tokens = manifest.text.seq_len if manifest.text else None
     throughput = Throughput(model, tokens, world, peak_flops(device, train.peak_tflops))  # before ZeRO-3 shards it
+    clock.mark("setup")
     fit = Fit(model, build_engines(model, train, strategy.zero_stage, total_steps, settings.on_gpu), feed, settings)
+    clock.mark("engines")
 
     start_step = 0
     if checkpoint:
@@ -139,26 +138,30 @@ def train_loop(loop_config: dict[str, Any]) -> None:
             start_step = restore(fit, folder)
 
     uri, run_id = loop_config["tracking_uri"], loop_config["run_id"]
-    _log_placement(model, uri, run_id, strategy.zero_stage)
     ranks = (rank, context.get_local_rank(), context.get_node_rank())
     live = LiveRun(config, manifest, uri, run_id, ranks, loop_config.get("report"))
-    if rank == 0:
-        live.note(f"strategy {strategy.name} (ZeRO stage {strategy.zero_stage}): {strategy.reason}")
-        tracking.set_tags(
-            uri, run_id, {"genpipe.train.strategy": strategy.name, "genpipe.train.strategy_reason": strategy.reason}
-        )
-    if checkpoint and rank == 0:
-        log.info("[train] resumed from the checkpoint at step %d", start_step)
+    _log_placement(model, live, strategy.zero_stage)
+    live.note(f"strategy {strategy.name} (ZeRO stage {strategy.zero_stage}): {strategy.reason}")
+    live.tags({"genpipe.train.strategy": strategy.name, "genpipe.train.strategy_reason": strategy.reason})
+    if checkpoint:
+        if rank == 0:
+            log.info("[train] resumed from the checkpoint at step %d", start_step)
         live.note(f"resumed from the checkpoint at step {start_step}")
-        tracking.log_metrics(uri, run_id, {"train/resumed_from_step": start_step}, start_step)
+        live.log({"train/resumed_from_step": start_step}, start_step)
     try:
-        _fit(fit, live, throughput, settings, start_step, loop_config.get("model_files", {}))
+        _fit(fit, live, throughput, settings, start_step, loop_config.get("model_files", {}), clock)
     finally:
         live.close()
 
 
 def _fit(
-    fit: Fit, live: LiveRun, throughput: Throughput, settings: LoopSettings, start_step: int, files: dict[str, str]
+    fit: Fit,
+    live: LiveRun,
+    throughput: Throughput,
+    settings: LoopSettings,
+    start_step: int,
+    files: dict[str, str],
+    clock: StartupClock,
 ) -> None:
     """The steps from `start_step` on, with what the run shows and its checkpoints."""
     train, total_steps, world = settings.train, settings.total_steps, settings.world_size
@@ -166,6 +169,10 @@ def _fit(
     throughput.restart()
     last_metrics: dict[str, float] = {}
     for step in fit.steps(start_step, total_steps, window):
+        if step == start_step + 1:
+            clock.mark("first_step")
+            live.log(clock.metrics(), step)
+            live.note(clock.summary())
         throughput.samples += train.batch_size * train.grad_accum_steps
         last = step == total_steps
         if step % train.log_every == 0 or last:

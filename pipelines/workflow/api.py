@@ -29,6 +29,7 @@ from models.base import GenerativeModel
 from pipelines.config import ConfigError, PipelineConfig, default_storage, load_config
 from pipelines.registry import tracking
 from pipelines.registry.environment import apply_mlflow_defaults
+from pipelines.train.startup import embedded_ray_defaults
 from pipelines.workflow import preflight
 from pipelines.workflow.results import StepResult
 from pipelines.workflow.runner import Workflow, list_workflows, new_workflow_id
@@ -75,6 +76,8 @@ def connect_ray(address: str | None = None) -> None:
         # A Ray that lives as long as this command: its dashboard's processes took ~3% of a
         # 2-core machine that training would use, for pages no one opens (GENPIPE_RAY_DASHBOARD=1).
         options["include_dashboard"] = False
+    if not (address or os.environ.get("RAY_ADDRESS")):
+        embedded_ray_defaults()
     ray.init(
         address=address,
         logging_level=logging.INFO if verbose else logging.WARNING,

@@ -26,7 +26,8 @@ from pipelines.registry.versions import logged_model_id
 from pipelines.schedule.launchers import Launchers
 from pipelines.schedule.schedules import Schedule, Scheduler, ScheduleStore
 
-pytestmark = pytest.mark.slow
+# One pytest-xdist worker runs them all: its tests share one started cluster (module fixture).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cluster")]
 BUCKET = "genpipe-it"
 
 

@@ -24,6 +24,8 @@ from pipelines.config import TrainConfig
 from pipelines.train.feed import CachedFeed, StreamedFeed, open_feed
 
 CPU = torch.device("cpu")
+# One pytest-xdist worker runs them all: its tests share one prepared dataset (module fixture).
+pytestmark = pytest.mark.xdist_group("feed")
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ one safetensors file, and a worker killed mid-run that resumes from the latest c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -49,8 +50,12 @@ def _kill_a_worker_after_first_checkpoint(checkpoints, killed: list[int], timeou
     while time.monotonic() < deadline and not list(checkpoints.glob("*/checkpoint_*/unet")):
         time.sleep(0.2)
     time.sleep(3)  # a crash within ~2 s of a report can lose that report (FIELD_NOTES)
-    for process in psutil.process_iter(["cmdline"]):
-        if "ray::RayTrainWorker" in " ".join(process.info["cmdline"] or []):
+    # This session's Ray only (its processes descend from this one): other tests train beside it.
+    for process in psutil.Process().children(recursive=True):
+        command = ""
+        with contextlib.suppress(psutil.Error):
+            command = " ".join(process.cmdline())
+        if "ray::RayTrainWorker" in command:
             os.kill(process.pid, signal.SIGKILL)
             killed.append(process.pid)
             return

@@ -32,7 +32,8 @@ from pipelines.registry.registration import register
 from pipelines.registry.versions import aliased_version, logged_model_id
 from pipelines.workflow.runner import Workflow
 
-pytestmark = pytest.mark.slow
+# One pytest-xdist worker runs them all: its tests share one finished workflow (module fixture).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("workflow")]
 
 
 @pytest.fixture(scope="module")

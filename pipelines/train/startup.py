@@ -1,0 +1,71 @@
+"""Where a training run's start-up goes, phase by phase, from the driver's `fit()` to the first
+optimizer step: logged to the run as `startup/*` metrics (and one console line), so a user sees
+what a short run pays before it trains, and benchmarks/startup_bench.py can split it.
+
+Phases, each the time since the previous mark:
+- `spawn`: Ray Train's controller, placement group and the worker's process being started;
+- `imports`: the worker process importing Ray, torch, DeepSpeed, MLflow and genpipe, and joining
+  the group's torch.distributed process group;
+- `setup`: the model built, the manifest verified, the feed opened, the strategy chosen;
+- `engines`: DeepSpeed's engines (and optimizers) built;
+- `first_step`: the checkpoint restored, the run's tags, the first optimizer step.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import psutil
+
+# Ray Train's controller polls its workers this often by default (2 s): starting a worker group,
+# seeing a report and seeing the run end each wait for a poll. Measured on 2 cores, a trivial
+# 2-worker fit took 12.4 s at 2 s and 8.4 s at 0.5 s (benchmarks/RESULTS.md); a poll is one small
+# RPC per worker. A user's own RAY_TRAIN_HEALTH_CHECK_INTERVAL_S is kept.
+HEALTH_CHECK_INTERVAL_S = "0.5"
+
+
+def embedded_ray_defaults() -> None:
+    """Settings for a Ray that this process starts on its own machine, made before `ray.init` so
+    its raylet and every worker inherit them (a user's own values are kept): no preemption watcher,
+    an actor process (~1 s of a core to start) in every training run that watches for a cloud
+    node's reclaim notice, which a machine's own Ray never gets."""
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+
+
+class StartupClock:
+    """Marks taken on a worker; `called_at` is the driver's clock when it called `fit()` (epoch
+    seconds: the driver and the worker may be different processes, or different nodes with
+    synchronised clocks)."""
+
+    def __init__(self, called_at: float | None):
+        self.called_at = called_at
+        self.marks: list[tuple[str, float]] = [("imports", time.time())]
+
+    def mark(self, phase: str) -> None:
+        self.marks.append((phase, time.time()))
+
+    def metrics(self) -> dict[str, float]:
+        """`startup/<phase>_s` for each phase and `startup/total_s` (fit() to the last mark)."""
+        started = psutil.Process().create_time()
+        points = [("spawn", started), *self.marks]
+        if self.called_at is None:  # no driver clock: the phases from the worker's process start
+            points = points[1:]
+            origin = started
+        else:
+            origin = self.called_at
+        metrics, previous = {}, origin
+        for phase, at in points:
+            metrics[f"startup/{phase}_s"] = max(0.0, at - previous)
+            previous = at
+        metrics["startup/total_s"] = max(0.0, previous - origin)
+        return metrics
+
+    def summary(self) -> str:
+        metrics = self.metrics()
+        parts = ", ".join(
+            f"{name.removeprefix('startup/').removesuffix('_s')} {value:.1f}"
+            for name, value in metrics.items()
+            if name != "startup/total_s"
+        )
+        return f"started in {metrics['startup/total_s']:.1f}s ({parts})"
