@@ -91,9 +91,8 @@ def kill(found: list[Found]) -> None:
     psutil.wait_procs([entry.process for entry in found], timeout=10)
 
 
-def begin() -> tuple[str, list[Found]]:
-    """Kill what earlier sessions whose pytest is gone left behind, then open this session;
-    returns its mark and what was killed."""
+def kill_left_by_dead_sessions() -> list[Found]:
+    """Kill what earlier sessions whose pytest is gone (killed) left behind; return it."""
     SESSIONS.mkdir(parents=True, exist_ok=True)
     killed: list[Found] = []
     for record in SESSIONS.iterdir():
@@ -103,6 +102,12 @@ def begin() -> tuple[str, list[Found]]:
             kill(left)
             killed += left
             record.unlink(missing_ok=True)
+    return killed
+
+
+def begin() -> tuple[str, list[Found]]:
+    """Clean up after dead sessions, then open this one: its mark, and what was killed."""
+    killed = kill_left_by_dead_sessions()
     mark = session_mark()
     (SESSIONS / mark).touch()
     return mark, killed

@@ -48,12 +48,10 @@ class StartupClock:
     def metrics(self) -> dict[str, float]:
         """`startup/<phase>_s` for each phase and `startup/total_s` (fit() to the last mark)."""
         started = psutil.Process().create_time()
-        points = [("spawn", started), *self.marks]
         if self.called_at is None:  # no driver clock: the phases from the worker's process start
-            points = points[1:]
-            origin = started
-        else:
-            origin = self.called_at
+            points, origin = list(self.marks), started
+        else:  # (a process Ray started before fit() was called has no spawn phase)
+            points, origin = [("spawn", max(started, self.called_at)), *self.marks], self.called_at
         metrics, previous = {}, origin
         for phase, at in points:
             metrics[f"startup/{phase}_s"] = max(0.0, at - previous)

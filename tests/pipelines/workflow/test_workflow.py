@@ -97,6 +97,10 @@ def test_two_worker_zero2_training_lowers_the_loss(finished):
     images = {a.path for a in tracking.client(meta["tracking_uri"]).list_artifacts(meta["run_id"], "images")}
     assert any("+step+15+" in path for path in images) and any("+step+30+" in path for path in images)
     assert any(key.startswith("system/node0/") for key in run.data.metrics)
+    # Where the start-up went, from fit() to the first step: its phases add up to the whole.
+    phases = [run.data.metrics[f"startup/{p}_s"] for p in ("spawn", "imports", "setup", "engines", "first_step")]
+    assert all(value >= 0 for value in phases) and run.data.metrics["startup/total_s"] > 0
+    assert sum(phases) == pytest.approx(run.data.metrics["startup/total_s"], abs=0.01)
 
 
 def test_evaluation_logged_metrics_and_pictures(finished):

@@ -1,0 +1,34 @@
+"""The start-up clock: phases measured from the driver's fit() call, each since the one before."""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+import pytest
+
+from pipelines.train.startup import StartupClock
+
+
+def test_phases_run_from_the_fit_call_and_add_up_to_the_total():
+    process_started = psutil.Process().create_time()
+    clock = StartupClock(called_at=process_started - 2.0)  # the driver called fit() 2 s before this process
+    for phase in ("setup", "engines", "first_step"):
+        time.sleep(0.01)
+        clock.mark(phase)
+    metrics = clock.metrics()
+    assert metrics["startup/spawn_s"] == pytest.approx(2.0, abs=0.01)
+    assert metrics["startup/imports_s"] == pytest.approx(clock.marks[0][1] - process_started, abs=0.01)
+    assert all(metrics[f"startup/{p}_s"] >= 0.01 for p in ("setup", "engines", "first_step"))
+    phases = sum(v for k, v in metrics.items() if k != "startup/total_s")
+    assert phases == pytest.approx(metrics["startup/total_s"])
+    assert metrics["startup/total_s"] == pytest.approx(clock.marks[-1][1] - clock.called_at)
+    assert clock.summary().startswith(f"started in {metrics['startup/total_s']:.1f}s (spawn 2.0, imports ")
+
+
+def test_without_the_drivers_clock_the_phases_start_at_the_process():
+    clock = StartupClock(called_at=None)
+    clock.mark("setup")
+    metrics = clock.metrics()
+    assert "startup/spawn_s" not in metrics
+    assert metrics["startup/total_s"] == pytest.approx(clock.marks[-1][1] - psutil.Process().create_time())
