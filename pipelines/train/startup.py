@@ -59,8 +59,9 @@ class StartupClock:
         metrics["startup/total_s"] = max(0.0, previous - origin)
         return metrics
 
-    def summary(self) -> str:
-        metrics = self.metrics()
+    def summary(self, metrics: dict[str, float] | None = None) -> str:
+        """One console line; `metrics` when the caller has them already (one reading of the marks)."""
+        metrics = metrics or self.metrics()
         parts = ", ".join(
             f"{name.removeprefix('startup/').removesuffix('_s')} {value:.1f}"
             for name, value in metrics.items()

@@ -171,8 +171,9 @@ def _fit(
     for step in fit.steps(start_step, total_steps, window):
         if step == start_step + 1:
             clock.mark("first_step")
-            live.log(clock.metrics(), step)
-            live.note(clock.summary())
+            started = clock.metrics()
+            live.log(started, step)
+            live.note(clock.summary(started))
         throughput.samples += train.batch_size * train.grad_accum_steps
         last = step == total_steps
         if step % train.log_every == 0 or last:
