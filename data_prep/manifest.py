@@ -149,11 +149,14 @@ def find_manifest(storage: str, fingerprint: str) -> Manifest | None:
     """The cached dataset of `fingerprint` when it is whole; None when there is none, or when it
     is damaged: then its manifest is set aside (`manifest.damaged-<time>.json`, with the reason)
     so the dataset is prepared again rather than failing every later run in train."""
-    uri = join(dataset_uri(storage, fingerprint), MANIFEST)
+    folder = dataset_uri(storage, fingerprint)
+    uri = join(folder, MANIFEST)
     if not exists(uri):
         return None
     try:
-        manifest = Manifest.model_validate(read_json(uri))
+        # Where it was found, not where it was written: a storage copied or synced elsewhere (a
+        # folder to S3, one node's disk to another's) keeps its datasets.
+        manifest = Manifest.model_validate(read_json(uri)).model_copy(update={"uri": folder.rstrip("/")})
         problem = damage(manifest)
     except (ValueError, ValidationError) as exc:  # not JSON, or not a manifest
         manifest, problem = None, f"{uri}: unreadable manifest ({type(exc).__name__})"

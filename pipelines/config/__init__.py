@@ -5,6 +5,7 @@ from pipelines.config.loading import builtin_configs, load_config, read_config_s
 from pipelines.config.overrides import apply_overrides, assign, flatten
 from pipelines.config.pipeline import DEFAULT_STORAGE, PipelineConfig, default_storage
 from pipelines.config.sections import EvaluateConfig, GateConfig, ModelSection, RegisterConfig, TrainConfig
+from pipelines.config.threads import cpu_threads
 
 __all__ = [
     "DEFAULT_STORAGE",
@@ -18,6 +19,7 @@ __all__ = [
     "apply_overrides",
     "assign",
     "builtin_configs",
+    "cpu_threads",
     "default_storage",
     "flatten",
     "load_config",

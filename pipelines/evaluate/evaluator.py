@@ -9,7 +9,6 @@ per byte, plus completions of fixed prompts.
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 
 from data_prep.manifest import Manifest
 from models.weights import load_model
-from pipelines.config import EvaluateConfig, PipelineConfig
+from pipelines.config import EvaluateConfig, PipelineConfig, cpu_threads
 from pipelines.evaluate.key import evaluation_key
 from pipelines.evaluate.scorers import TABLE_FILE, Scorer, scorer_for
 from pipelines.registry import lineage, tracking
@@ -37,7 +36,7 @@ def _silent(stage: str, **event: Any) -> None:
 def _threads(requested: float) -> int:
     if ray.is_initialized() and ray.get_runtime_context().get_task_id():
         requested = ray.get_runtime_context().get_assigned_resources().get("CPU", requested)
-    return max(1, math.floor(requested))
+    return cpu_threads(requested)
 
 
 def _device(settings: EvaluateConfig) -> torch.device:

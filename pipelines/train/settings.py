@@ -3,7 +3,6 @@ seeds, the group's strategy, and how many steps make an epoch and the run."""
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pipelines.config import TrainConfig
+from pipelines.config import TrainConfig, cpu_threads
 from pipelines.train.strategy import Strategy
 
 
@@ -36,7 +35,7 @@ class LoopSettings:
 def set_up_process(train: TrainConfig, rank: int, cpus: float, device: torch.device) -> None:
     """Threads to match the CPUs Ray gave the process (more would over-subscribe a small node),
     a seed per rank, and TF32 matmuls on GPUs."""
-    torch.set_num_threads(max(1, math.floor(cpus)))
+    torch.set_num_threads(cpu_threads(cpus))
     torch.manual_seed(train.seed * 1000 + rank)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True

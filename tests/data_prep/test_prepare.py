@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -42,6 +43,19 @@ def test_second_prepare_is_a_cache_hit(ray_session, tmp_path):
     assert sorted(p.name for p in (tmp_path / "datasets" / first.fingerprint).iterdir()) == before
     # A different prep config is a different dataset.
     assert fingerprint(DataConfig(val_fraction=0.3)) != first.fingerprint
+
+
+def test_a_copied_storage_keeps_its_datasets(ray_session, tmp_path):
+    """A storage copied elsewhere (a folder synced to S3, one node's disk to another's) is a cache
+    hit there, read from where it now is, even with the original gone."""
+    first, _ = prepare(DataConfig(), str(tmp_path / "here"))
+    shutil.copytree(tmp_path / "here", tmp_path / "there")
+    shutil.rmtree(tmp_path / "here")
+    moved, cache_hit = prepare(DataConfig(), str(tmp_path / "there"))
+    assert cache_hit and moved.uri == str(tmp_path / "there" / "datasets" / first.fingerprint)
+    assert all(uri.startswith(moved.uri) for uri in moved.shard_uris("train"))
+    images, _ = read_arrays(moved, "train")
+    assert len(images) == first.splits["train"].rows
 
 
 def _image_folder(root, corrupt: int):
