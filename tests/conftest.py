@@ -4,6 +4,7 @@ server on 127.0.0.1, started by the same code as `genpipe local-cluster`."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import process_guard
 import pytest
@@ -78,6 +79,20 @@ def ray_session():
     ray.shutdown()
     for leftover in process_guard.stop_ray_leftovers(raylets):
         print(f"process guard: Ray left {leftover} after its shutdown; killed")
+
+
+@pytest.fixture(scope="session")
+def quickstart_dataset(ray_session, tmp_path_factory) -> Path:
+    """The quickstart's digits dataset, prepared once per test process: the folder of
+    `<storage>/datasets/<fingerprint>`, for `helpers.seed_dataset` to copy into a test's storage
+    where the test is about what happens after prepare (prepare has its own tests)."""
+    from helpers import tiny_config
+
+    from data_prep.prepare import prepare
+
+    root = tmp_path_factory.mktemp("quickstart-dataset")
+    manifest, _ = prepare(tiny_config(root).data, str(root))
+    return Path(manifest.uri)
 
 
 @pytest.fixture(scope="session")

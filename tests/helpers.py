@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pipelines.cluster.local import Server, create_bucket, s3_environment
 from pipelines.config import PipelineConfig, load_config
+from storage import filesystem, join
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,6 +26,16 @@ TINY = [
 
 def tiny_config(storage: Path, *extra: str) -> PipelineConfig:
     return load_config("quickstart", [*TINY, *extra], storage=str(storage))
+
+
+def seed_dataset(dataset: Path, storage: str | Path) -> None:
+    """Copy a prepared dataset folder into `storage` (a folder or s3://...): the workflow's prepare
+    step then finds it (a cache hit) instead of preparing it again."""
+    target = join(str(storage), "datasets", dataset.name)
+    fs, path = filesystem(target)
+    if fs.exists(path):
+        raise AssertionError(f"{target} exists: seed a fresh storage")
+    fs.put(str(dataset), path, recursive=True)
 
 
 def s3_bucket(moto: Server, name: str) -> str:

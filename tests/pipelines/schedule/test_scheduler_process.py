@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from helpers import REPO, TINY
+from helpers import REPO, TINY, seed_dataset
 
 from pipelines import cli
 from pipelines.schedule.schedules import ScheduleStore
@@ -17,8 +17,9 @@ from pipelines.schedule.schedules import ScheduleStore
 pytestmark = pytest.mark.slow
 
 
-def test_scheduler_fires_twice_and_stops_on_sigterm(tmp_path):
+def test_scheduler_fires_twice_and_stops_on_sigterm(quickstart_dataset, tmp_path):
     storage = tmp_path / "store"
+    seed_dataset(quickstart_dataset, storage)  # prepare is not what this test is about
     options = [item for setting in TINY for item in ("--set", setting)]
     assert (
         cli.main(

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO, TINY
+from helpers import REPO, TINY, seed_dataset
 
 from pipelines import cli
 from pipelines.cluster import local as local_cluster
@@ -57,8 +57,9 @@ def _kill_group(run: subprocess.Popen) -> None:
     run.wait()
 
 
-def test_killed_run_resumes_from_its_last_checkpoint(ray_session, tmp_path):
+def test_killed_run_resumes_from_its_last_checkpoint(ray_session, quickstart_dataset, tmp_path):
     storage = tmp_path / "store"
+    seed_dataset(quickstart_dataset, storage)
     run = _start_run(tmp_path, "train.max_steps=150", "train.checkpoint_every=20")
     _wait_for_a_checkpoint(run, tmp_path)
     _kill_group(run)
@@ -81,7 +82,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(ray_session, tmp_path):
     assert finished.data.tags["genpipe.train.strategy_reason"].startswith("kept from the checkpoint it resumes")
 
 
-def test_sigterm_stops_the_run_and_its_mlflow_run_ends_killed(ray_session, tmp_path):
+def test_sigterm_stops_the_run_and_its_mlflow_run_ends_killed(ray_session, quickstart_dataset, tmp_path):
+    seed_dataset(quickstart_dataset, tmp_path / "store")
     run = _start_run(tmp_path, "train.max_steps=150", "train.checkpoint_every=20")
     _wait_for_a_checkpoint(run, tmp_path)
     run.send_signal(signal.SIGTERM)  # the driver only, as a scheduler's timeout or `ray job stop` would
@@ -96,7 +98,8 @@ def test_sigterm_stops_the_run_and_its_mlflow_run_ends_killed(ray_session, tmp_p
     assert workflow.step_states()["prepare"] == "succeeded"
 
 
-def test_mlflow_down_mid_run_training_goes_on_and_resume_registers_once(ray_session, tmp_path):
+def test_mlflow_down_mid_run_training_goes_on_and_resume_registers_once(ray_session, quickstart_dataset, tmp_path):
+    seed_dataset(quickstart_dataset, tmp_path / "store")
     folder = tmp_path / "mlflow"
     server = local_cluster.start_mlflow(folder, str(folder / "artifacts"))
     port = int(server.url.rsplit(":", 1)[1])
@@ -178,12 +181,16 @@ def _relay(port: int, upstream: str) -> subprocess.Popen:
     return relay
 
 
-def test_an_s3_outage_mid_train_fails_the_step_in_one_line_and_resume_goes_on(moto_server, s3_env, tmp_path):
+def test_an_s3_outage_mid_train_fails_the_step_in_one_line_and_resume_goes_on(
+    moto_server, s3_env, quickstart_dataset, tmp_path
+):
     import s3fs
     from helpers import s3_bucket
 
     bucket, port = s3_bucket(moto_server, "outage"), local_cluster.free_port()
     storage = f"s3://{bucket}/runs"
+    s3_env.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    seed_dataset(quickstart_dataset, storage)
     endpoint = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,

@@ -6,6 +6,7 @@ metrics and pictures, registered, sampled from the registry."""
 from __future__ import annotations
 
 import pytest
+from helpers import seed_dataset
 
 from pipelines import cli
 from pipelines.registry import tracking
@@ -54,7 +55,10 @@ TINY = [
         ),
     ],
 )
-def test_family_runs_through_the_pipeline(family, losses, metrics, pictures, ray_session, mlflow_server, tmp_path):
+def test_family_runs_through_the_pipeline(
+    family, losses, metrics, pictures, ray_session, mlflow_server, quickstart_dataset, tmp_path
+):
+    seed_dataset(quickstart_dataset, tmp_path)  # prepare is not what this test is about
     options = [
         item
         for setting in [*TINY, f"model.family={family}", f"register.model_name=t-{family}"]
