@@ -32,7 +32,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # and slow the other workers down (2 threads each on 2 cores: 2.6x the wall time of 1 each).
     # Inherited by the workers, the CLI runs they start and those runs' Ray workers.
     workers = int(getattr(config.option, "numprocesses", 0) or 0)
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, workers))))
+    if not os.environ.get("OMP_NUM_THREADS", "").strip():  # a user's own value is kept
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, workers)))
 
 
 # A test that needs one of these starts real servers: it is an integration test whatever its marks.

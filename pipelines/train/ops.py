@@ -19,8 +19,21 @@ from pathlib import Path
 
 
 def use_environment_extension_cache() -> None:
-    """Point torch's JIT extension cache at this environment's own folder (unless set)."""
+    """Point torch's JIT extension cache at this environment's own folder (unless set), and build
+    with this environment's own ninja (DeepSpeed installs one).
+
+    torch runs whichever `ninja` PATH finds first. A process started as `.venv/bin/pytest` or by
+    make has no `.venv/bin` on PATH and found the system's ninja 1.11; Ray's workers had it and
+    found the environment's 1.13. Ninja 1.12 changed how its log hashes a command, so each read the
+    other's build as stale and rebuilt the op: twice in every test session, ~45 s of a core each
+    time, with every process that needed the op waiting on the build's lock.
+    """
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))
+    own_bin = Path(sys.executable).parent
+    if (own_bin / "ninja").exists():
+        path = os.environ.get("PATH", "").split(os.pathsep)
+        if not path or path[0] != str(own_bin):
+            os.environ["PATH"] = os.pathsep.join([str(own_bin), *(entry for entry in path if entry != str(own_bin))])
 
 
 def main() -> None:
