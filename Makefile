@@ -7,8 +7,8 @@ STAMP := $(VENV)/.genpipe-installed
 # build). With a GPU, the range in pyproject.toml takes the CUDA build.
 CPU_TORCH ?= torch==2.13.0
 
-# pytest-xdist runs the tests side by side, each worker with its own Ray. On 2 cores the suite is
-# CPU-bound once two run at a time: more workers measured slower and let timeouts fire
+# pytest-xdist runs the tests side by side, each worker with its own Ray and cores/workers torch
+# threads (tests/conftest.py). On 2 cores the suite is CPU-bound once two run at a time
 # (benchmarks/RESULTS.md, "The test suite"); a bigger machine can ask for more (TEST_WORKERS=4).
 TEST_WORKERS ?= 2
 
