@@ -22,11 +22,12 @@ def use_environment_extension_cache() -> None:
     """Point torch's JIT extension cache at this environment's own folder (unless set), and build
     with this environment's own ninja (DeepSpeed installs one).
 
-    torch runs whichever `ninja` PATH finds first. A process started as `.venv/bin/pytest` or by
-    make has no `.venv/bin` on PATH and found the system's ninja 1.11; Ray's workers had it and
-    found the environment's 1.13. Ninja 1.12 changed how its log hashes a command, so each read the
-    other's build as stale and rebuilt the op: twice in every test session, ~45 s of a core each
-    time, with every process that needed the op waiting on the build's lock.
+    torch runs whichever `ninja` PATH finds first. `make` and a process started as `.venv/bin/...`
+    have no `.venv/bin` on PATH and found the system's ninja 1.11; `genpipe local-cluster`'s nodes
+    (and an activated venv) have it and found the environment's 1.13. Ninja 1.12 changed how its
+    log hashes a command, so each read the other's build as stale and rebuilt the op: in a user's
+    first run on a local cluster, twice in every test session, ~45 s of a core each time, with
+    every process that needed the op waiting on the build's lock.
     """
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))
     own_bin = Path(sys.executable).parent
