@@ -145,6 +145,13 @@ def publish(manifest: Manifest) -> None:
     write_json_atomic(join(manifest.uri, MANIFEST), manifest.model_dump(mode="json"))
 
 
+def read_manifest(folder: str) -> Manifest:
+    """The manifest in the dataset `folder`, located where it was found, not where it was written:
+    a storage copied or synced elsewhere (a folder to S3, one node's disk to another's) keeps its
+    datasets."""
+    return Manifest.model_validate(read_json(join(folder, MANIFEST))).model_copy(update={"uri": folder.rstrip("/")})
+
+
 def find_manifest(storage: str, fingerprint: str) -> Manifest | None:
     """The cached dataset of `fingerprint` when it is whole; None when there is none, or when it
     is damaged: then its manifest is set aside (`manifest.damaged-<time>.json`, with the reason)
@@ -154,9 +161,7 @@ def find_manifest(storage: str, fingerprint: str) -> Manifest | None:
     if not exists(uri):
         return None
     try:
-        # Where it was found, not where it was written: a storage copied or synced elsewhere (a
-        # folder to S3, one node's disk to another's) keeps its datasets.
-        manifest = Manifest.model_validate(read_json(uri)).model_copy(update={"uri": folder.rstrip("/")})
+        manifest = read_manifest(folder)
         problem = damage(manifest)
     except (ValueError, ValidationError) as exc:  # not JSON, or not a manifest
         manifest, problem = None, f"{uri}: unreadable manifest ({type(exc).__name__})"
@@ -207,8 +212,7 @@ def load_verified(uri: str) -> Manifest:
     manifest_uri = join(uri, MANIFEST)
     if not exists(manifest_uri):
         raise DataError(f"{manifest_uri}: no manifest; the dataset was never (fully) prepared")
-    # Read from where it was found: a dataset folder copied elsewhere (local to S3) stays readable.
-    manifest = Manifest.model_validate(read_json(manifest_uri)).model_copy(update={"uri": uri.rstrip("/")})
+    manifest = read_manifest(uri)
     fs, root = filesystem(uri)
     # One listing of the dataset folder rather than a stat per shard: on S3 a paginated LIST of
     # 1,000 keys a request instead of one HEAD per shard (~15,000 for a 1 TB corpus).

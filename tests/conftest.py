@@ -29,7 +29,8 @@ def pytest_configure(config: pytest.Config) -> None:
         print(f"process guard: killed {len(killed)} processes an interrupted test session left behind")
     os.environ[process_guard.MARK] = mark
     # Each pytest-xdist worker gets its share of the cores: torch's OpenMP threads beyond them spin
-    # and slow the other workers down (2 threads each on 2 cores: 2.6x the wall time of 1 each).
+    # and slow the other workers down (2 threads each on 2 cores: 3x the wall time of 1 each,
+    # benchmarks/threads_bench.py).
     # Inherited by the workers, the CLI runs they start and those runs' Ray workers.
     workers = int(getattr(config.option, "numprocesses", 0) or 0)
     if not os.environ.get("OMP_NUM_THREADS", "").strip():  # a user's own value is kept
