@@ -64,7 +64,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
+    parser.add_argument(
+        "--address",
+        help="Ray cluster address; auto: the one `ray start` runs here (default: RAY_ADDRESS, else a Ray of its own)",
+    )
     parser.add_argument(
         "--storage", help="fsspec URI for shards, checkpoints, records (default: GENPIPE_STORAGE or ./.genpipe)"
     )

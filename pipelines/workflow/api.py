@@ -57,26 +57,31 @@ class ModelUnavailable(RuntimeError):
 
 
 def connect_ray(address: str | None = None) -> None:
-    """Join the cluster at `address` (or RAY_ADDRESS), else start Ray in this process. The output
-    of Ray's processes stays in Ray's session logs (the steps report progress through
-    pipelines/workflow/progress.py) unless GENPIPE_VERBOSE=1 (`genpipe -v`)."""
+    """Join the cluster at `address` (or RAY_ADDRESS; `auto` joins the one `ray start` last
+    started on this machine), else start Ray in this process. The output of Ray's processes stays
+    in Ray's session logs (the steps report progress through pipelines/workflow/progress.py)
+    unless GENPIPE_VERBOSE=1 (`genpipe -v`)."""
     import ray
 
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    if not (address or os.environ.get("RAY_ADDRESS")):
+    joins = (address or os.environ.get("RAY_ADDRESS") or "local") != "local"
+    if not joins:
+        # Ray's own default (address None) joins whatever cluster wrote ray_current_cluster in
+        # Ray's temp folder last, alive or not: a run then dies with someone else's cluster.
+        address = "local"
         # A Ray started here, for this process only, warns either way about token auth (on when
         # ~/.ray/auth_token exists, off when not); a cluster's own setting is the README's topic.
         logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
     verbose = os.environ.get("GENPIPE_VERBOSE") == "1"
     own_handler = signal.getsignal(signal.SIGTERM)
     options: dict[str, Any] = {}
-    if not (address or os.environ.get("RAY_ADDRESS")) and os.environ.get("GENPIPE_RAY_DASHBOARD") != "1":
+    if not joins and os.environ.get("GENPIPE_RAY_DASHBOARD") != "1":
         # A Ray that lives as long as this command: its dashboard's processes took ~3% of a
         # 2-core machine that training would use, for pages no one opens (GENPIPE_RAY_DASHBOARD=1).
         options["include_dashboard"] = False
-    if not (address or os.environ.get("RAY_ADDRESS")):
+    if not joins:
         embedded_ray_defaults()
     ray.init(
         address=address,
