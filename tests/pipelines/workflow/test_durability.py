@@ -60,7 +60,8 @@ def _kill_group(run: subprocess.Popen) -> None:
 def test_killed_run_resumes_from_its_last_checkpoint(ray_session, quickstart_dataset, tmp_path):
     storage = tmp_path / "store"
     seed_dataset(quickstart_dataset, storage)
-    run = _start_run(tmp_path, "train.max_steps=150", "train.checkpoint_every=20")
+    # 80 steps: the kill (~3 s after the step-20 checkpoint, ~20 steps alone) lands mid-train.
+    run = _start_run(tmp_path, "train.max_steps=80", "train.checkpoint_every=20")
     _wait_for_a_checkpoint(run, tmp_path)
     _kill_group(run)
     workflow = Workflow(str(storage), "wf")
@@ -74,7 +75,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(ray_session, quickstart_dat
     meta = workflow.meta()
     resumed = tracking.client(meta["tracking_uri"]).get_metric_history(meta["run_id"], "train/resumed_from_step")
     assert len(resumed) == 1 and resumed[0].value >= 20
-    assert workflow.record("train")["result"]["metrics"]["step"] == 150
+    assert workflow.record("train")["result"]["metrics"]["step"] == 80
     assert workflow.step_states()["register"] == "succeeded"
     finished = tracking.client(meta["tracking_uri"]).get_run(meta["run_id"])
     assert finished.info.status == "FINISHED"
@@ -200,7 +201,8 @@ def test_an_s3_outage_mid_train_fails_the_step_in_one_line_and_resume_goes_on(
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
     }
     relay = _relay(port, moto_server.url)
-    run = _start_run(tmp_path, "train.max_steps=200", "train.checkpoint_every=20", env=env, storage=storage)
+    # 100 steps: the outage (~5 s after the step-20 checkpoint) lands mid-train with room to spare.
+    run = _start_run(tmp_path, "train.max_steps=100", "train.checkpoint_every=20", env=env, storage=storage)
     behind_the_relay = s3fs.S3FileSystem(endpoint_url=moto_server.url, skip_instance_cache=True)
     try:
         deadline = time.monotonic() + 300
