@@ -11,7 +11,7 @@ import sys
 import grimp
 from helpers import REPO
 
-PACKAGES = ("storage", "data_prep", "models", "pipelines")
+PACKAGES = ("storage", "tokens", "data_prep", "models", "serving", "pipelines")
 
 
 def test_no_module_imports_one_that_imports_it_back():

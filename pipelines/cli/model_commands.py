@@ -15,7 +15,7 @@ from pipelines.cli.output import EXIT_FAILED, EXIT_OK, UsageError, say, warn
 from pipelines.workflow import api
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = [ROOT / name for name in ("pipelines", "models", "data_prep", "storage")]
+PACKAGES = [ROOT / name for name in ("pipelines", "serving", "models", "tokens", "data_prep", "storage")]
 
 
 def cmd_sample(args: argparse.Namespace) -> int:

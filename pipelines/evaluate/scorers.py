@@ -18,7 +18,7 @@ import torch
 
 from data_prep.manifest import Manifest
 from data_prep.readers import read_arrays, read_split, read_tokens
-from data_prep.text_tokenizer import TextTokenizer
+from data_prep.text_tokenizer import load_tokenizer
 from models.base import GenerativeModel
 from pipelines.config import EvaluateConfig
 from pipelines.evaluate.classifier import DigitClassifier, load_or_train_classifier, score_samples
@@ -26,7 +26,7 @@ from pipelines.evaluate.forecasts import series_scorer
 from pipelines.evaluate.pictures import save_class_grids, save_grid
 from pipelines.evaluate.text_metrics import score_text
 from pipelines.evaluate.translation import score_translations
-from pipelines.registry.drawing import complete
+from serving.drawing import complete
 
 # A scorer turns a model into metrics, and (for the model under evaluation) writes its artifacts
 # into a folder: the same function scores the champion, so both are judged alike.
@@ -100,7 +100,7 @@ def scorer_for(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, di
 
 def text_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, dict[str, Any]]:
     blocks = torch.from_numpy(read_tokens(manifest, "val", limit=settings.num_samples))
-    tokenizer = TextTokenizer.load(manifest.tokenizer_uri)
+    tokenizer = load_tokenizer(manifest.tokenizer_uri)
     bytes_per_token = manifest.tokens.bytes_per_token("val")
 
     def score(model: GenerativeModel, artifacts: Path | None) -> dict[str, float]:

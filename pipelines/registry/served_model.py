@@ -1,122 +1,42 @@
-"""A registered model as an MLflow Model: the `python_function` flavor, written as models-from-code.
+"""Logging a model's weights as an MLflow Model that carries its own code.
 
-MLflow keeps a three-line script (`ENTRY_SCRIPT`) that builds `GenerativePyfunc`, not a pickle of
-it; the weights stay safetensors in the model's `weights` artifact and are read by `load_context`.
-So `mlflow.pyfunc.load_model("models:/NAME@champion")` and `mlflow models serve` work with
-MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false, in any environment where genpipe is installed.
-
-One request row asks for samples:
-- image families: `n` images (and optionally `seed`, `label`, `prompt`, `guidance`, `sampler`,
-  `steps`, and `options`: the family's own sampling options as a JSON object); the answer is every
-  row's images, concatenated, as a float32 array (N, C, H, W) in [-1, 1];
-- text families: a completion of `prompt` (optionally `max_new_tokens`, `temperature`, `top_k`,
-  `seed`); the answer has one `completion` per row;
-- forecasters: `n` sampled paths past the end of the series (`options`: {"horizon": 30}), float32
-  (N, horizon) in the data's units.
+The model's code is the zoo (`models/`), the pyfunc that serves it (`serving/`) and the text
+tokenizer (`tokens/`), logged as MLflow `code_paths`; its requirements are what those import
+(torch, numpy, pandas, safetensors, pydantic; tokenizers for text), pinned to the versions that
+trained it. So `mlflow.pyfunc.load_model`, `mlflow models serve` and the platforms that deploy
+MLflow Models need neither genpipe nor Ray, DeepSpeed or s3fs.
 """
 
 from __future__ import annotations
 
-import json
-import math
+import inspect
 import os
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-from mlflow.models.signature import ModelSignature
-from mlflow.pyfunc import PythonModel
-from mlflow.types import ColSpec, Schema, TensorSpec
-
-from data_prep.text_tokenizer import TOKENIZER_FILE, TextTokenizer
-from models.base import GenerativeModel
+import models
+import serving
+import tokens
 from models.weights import load_model
-from pipelines.registry.drawing import draw_completions, draw_images
-from pipelines.registry.versions import WEIGHTS_ARTIFACT
+from serving.pyfunc import ENTRY_SCRIPT, WEIGHTS_ARTIFACT, signature_and_example
 
-ENTRY_SCRIPT = """\
-from mlflow.models import set_model
-
-from pipelines.registry.served_model import GenerativePyfunc
-
-set_model(GenerativePyfunc())
-"""
-
-IMAGE_REQUEST = Schema(
-    [
-        ColSpec("long", "n"),
-        ColSpec("long", "seed", required=False),
-        ColSpec("string", "label", required=False),
-        ColSpec("string", "prompt", required=False),
-        ColSpec("double", "guidance", required=False),
-        ColSpec("string", "sampler", required=False),
-        ColSpec("long", "steps", required=False),
-        ColSpec("string", "options", required=False),
-    ]
-)
-TEXT_REQUEST = Schema(
-    [
-        ColSpec("string", "prompt"),
-        ColSpec("long", "max_new_tokens", required=False),
-        ColSpec("double", "temperature", required=False),
-        ColSpec("long", "top_k", required=False),
-        ColSpec("long", "seed", required=False),
-    ]
-)
-TEXT_EXAMPLE_TOKENS = 16
+CODE_PACKAGES = (models, serving, tokens)
+SERVING_REQUIREMENTS = ("torch", "numpy", "pandas", "safetensors", "pydantic")
+MODALITY_REQUIREMENTS = {"text": ("tokenizers",)}
 
 
-def _given(row: dict[str, Any]) -> dict[str, Any]:
-    """A request row without the columns left empty (missing, None or NaN), numpy scalars as Python's."""
-    values = {}
-    for key, value in row.items():
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            continue
-        values[key] = value.item() if isinstance(value, np.generic) else value
-    return values
+def requirements(modality: str) -> list[str]:
+    """The served model's pip requirements (MLflow adds its own), pinned to what is installed here;
+    a local build label (`2.5.1+cpu`) is dropped, as pip cannot find it on an index."""
+    names = [*SERVING_REQUIREMENTS, *MODALITY_REQUIREMENTS.get(modality, ())]
+    return [f"{name}=={version(name).split('+')[0]}" for name in names]
 
 
-class GenerativePyfunc(PythonModel):
-    """Samples from a genpipe model, one request row at a time."""
-
-    def load_context(self, context: Any) -> None:
-        folder = Path(context.artifacts[WEIGHTS_ARTIFACT])
-        self.model: GenerativeModel = load_model(folder)
-        text = self.model.modality == "text"
-        self.tokenizer = TextTokenizer.load(str(folder / TOKENIZER_FILE)) if text else None
-
-    # A DataFrame hint: MLflow takes the request's schema from the signature logged with the model.
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
-        rows = [_given(row) for row in model_input.to_dict("records")]
-        if self.tokenizer is not None:
-            completions = [draw_completions(self.model, self.tokenizer, **row)[0] for row in rows]
-            return pd.DataFrame({"completion": completions})
-        batches = []
-        for row in rows:
-            family_options = json.loads(row.pop("options", "{}"))
-            batches.append(draw_images(self.model, **row, **family_options).numpy().astype(np.float32))
-        return np.concatenate(batches)
-
-
-def signature_and_example(model: GenerativeModel) -> tuple[ModelSignature, pd.DataFrame]:
-    """What a request and an answer look like for `model`, and a request to show (and check) it."""
-    if model.modality == "text":
-        example = pd.DataFrame({"prompt": ["The "], "max_new_tokens": [TEXT_EXAMPLE_TOKENS], "seed": [0]})
-        return ModelSignature(TEXT_REQUEST, Schema([ColSpec("string", "completion")])), example
-    needed = model.example_options(2)  # an image-to-image model's inputs, as a request sends them
-    shape = tuple(draw_images(model, 2, **needed).shape[1:])
-    answer = Schema([TensorSpec(np.dtype(np.float32), (-1, *shape))])
-    options = {"options": [json.dumps(needed)]} if needed else {}
-    return ModelSignature(IMAGE_REQUEST, answer), pd.DataFrame({"n": [2], "seed": [0], **options})
-
-
-def requirements() -> list[str]:
-    """genpipe's own requirements (the served model imports genpipe: install it beside them)."""
-    from importlib.metadata import requires
-
-    return [r for r in requires("genpipe") or [] if "extra ==" not in r]
+def code_paths() -> list[str]:
+    """The packages a served model imports, as folders MLflow copies into the model."""
+    return [str(Path(inspect.getfile(package)).parent) for package in CODE_PACKAGES]
 
 
 def log_served_model(
@@ -138,9 +58,10 @@ def log_served_model(
         mlflow.pyfunc.log_model(
             python_model=entry,
             artifacts={WEIGHTS_ARTIFACT: weights_folder},
+            code_paths=code_paths(),
             signature=signature,
             input_example=example,
-            pip_requirements=requirements(),
+            pip_requirements=requirements(model.modality),
             model_id=logged.model_id,
         )
     mlflow_client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])

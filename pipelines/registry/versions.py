@@ -11,10 +11,10 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from pipelines.registry import tracking
+from serving.pyfunc import WEIGHTS_ARTIFACT
 
 NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")  # no such model, or no such alias
 # Where the weights folder sits inside a registered MLflow Model (pipelines/registry/served_model.py).
-WEIGHTS_ARTIFACT = "weights"
 WEIGHTS_PATH = f"artifacts/{WEIGHTS_ARTIFACT}"
 
 

@@ -12,12 +12,13 @@ from typing import Any
 import torch
 
 from data_prep.manifest import Manifest
-from data_prep.text_tokenizer import TextTokenizer
+from data_prep.text_tokenizer import TextTokenizer, load_tokenizer
 from models.base import GenerativeModel
 from pipelines.config import PipelineConfig
 from pipelines.registry import tracking
-from pipelines.registry.drawing import complete, grid_image
+from pipelines.registry.drawing import grid_image
 from pipelines.registry.metric_sender import MetricSender
+from serving.drawing import complete
 
 log = logging.getLogger("genpipe.train")
 SAMPLE_GRID = 16  # images in a live grid
@@ -50,7 +51,7 @@ class LiveRun:
         self.sender = MetricSender(uri, run_id, tell=self.note) if rank == 0 else None
         every = config.train.sample_every
         self.sample_every = config.train.checkpoint_every if every is None else every
-        self.tokenizer = TextTokenizer.load(manifest.tokenizer_uri) if manifest.text else None
+        self.tokenizer = load_tokenizer(manifest.tokenizer_uri) if manifest.text else None
         self.monitor = None
         if local_rank == 0 and config.train.system_metrics_every_s > 0:
             self.monitor = _system_metrics(uri, run_id, f"node{node_rank}", config.train.system_metrics_every_s)

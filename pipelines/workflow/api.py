@@ -285,9 +285,9 @@ def sample(
     translates the image files `inputs` (paths or URIs; `n` defaults to their number) in
     `direction` (a2b or b2a). A ValueError names the option that does not fit the model;
     ModelUnavailable, a model that cannot be loaded."""
-    from data_prep.text_tokenizer import TOKENIZER_FILE, TextTokenizer
+    from data_prep.text_tokenizer import TOKENIZER_FILE, load_tokenizer
     from models.weights import load_model as load_weights
-    from pipelines.registry.drawing import draw_completions, draw_images
+    from serving.drawing import draw_completions, draw_images
 
     if n is not None and n <= 0:
         raise ValueError("-n: must be > 0")
@@ -296,7 +296,7 @@ def sample(
         local = _download(model_uri, registry_uri(tracking_uri, storage), folder)
         model = load_weights(local)
         if model.modality == "text":
-            tokenizer = TextTokenizer.load(str(local / TOKENIZER_FILE))
+            tokenizer = load_tokenizer(str(local / TOKENIZER_FILE))
             return draw_completions(model, tokenizer, prompt or "", n or 1, seed, max_new_tokens, temperature, top_k)
     options: dict[str, Any] = dict(prompt=prompt, label=label, guidance=guidance, sampler=sampler, steps=steps)
     if inputs or direction is not None:

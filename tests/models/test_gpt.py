@@ -9,13 +9,13 @@ import torch
 
 from data_prep.config import DataConfig
 from data_prep.errors import DataError
-from data_prep.text_tokenizer import TextTokenizer, train_tokenizer
+from data_prep.text_tokenizer import TextTokenizer, parse_tokenizer, train_tokenizer
 from models import build_model, resolve_config
 from models.gpt import KVCache
 from models.weights import load_model, save_model
 from pipelines import cli
 from pipelines.evaluate.text_metrics import score_text
-from pipelines.registry.drawing import complete
+from serving.drawing import complete
 
 
 def tiny_gpt(**overrides) -> torch.nn.Module:
@@ -126,7 +126,7 @@ def test_byte_and_bpe_tokenizers_round_trip():
     restored = TextTokenizer.from_json(bpe.to_json())
     assert restored.decode(restored.encode(text)) == text
     with pytest.raises(DataError, match="tok.json: not a tokenizer file"):
-        TextTokenizer.from_json("{not json", "tok.json")
+        parse_tokenizer("{not json", "tok.json")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,110 @@
+"""The `python_function` flavor of a registered model, written as models-from-code.
+
+MLflow keeps a three-line script (`ENTRY_SCRIPT`) that builds `GenerativePyfunc`, not a pickle of
+it; the weights stay safetensors in the model's `weights` artifact and are read by `load_context`.
+So `mlflow.pyfunc.load_model("models:/NAME@champion")` and `mlflow models serve` work with
+MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false, wherever the model's own requirements are installed.
+
+One request row asks for samples:
+- image families: `n` images (and optionally `seed`, `label`, `prompt`, `guidance`, `sampler`,
+  `steps`, and `options`: the family's own sampling options as a JSON object); the answer is every
+  row's images, concatenated, as a float32 array (N, C, H, W) in [-1, 1];
+- text families: a completion of `prompt` (optionally `max_new_tokens`, `temperature`, `top_k`,
+  `seed`); the answer has one `completion` per row;
+- forecasters: `n` sampled paths past the end of the series (`options`: {"horizon": 30}), float32
+  (N, horizon) in the data's units.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.models.signature import ModelSignature
+from mlflow.pyfunc import PythonModel
+from mlflow.types import ColSpec, Schema, TensorSpec
+
+from models.base import GenerativeModel
+from models.weights import load_model
+from serving.drawing import draw_completions, draw_images
+from tokens.text_tokenizer import TOKENIZER_FILE, TextTokenizer
+
+WEIGHTS_ARTIFACT = "weights"  # the artifact (a folder: safetensors + config) the model loads from
+ENTRY_SCRIPT = """\
+from mlflow.models import set_model
+
+from serving.pyfunc import GenerativePyfunc
+
+set_model(GenerativePyfunc())
+"""
+
+IMAGE_REQUEST = Schema(
+    [
+        ColSpec("long", "n"),
+        ColSpec("long", "seed", required=False),
+        ColSpec("string", "label", required=False),
+        ColSpec("string", "prompt", required=False),
+        ColSpec("double", "guidance", required=False),
+        ColSpec("string", "sampler", required=False),
+        ColSpec("long", "steps", required=False),
+        ColSpec("string", "options", required=False),
+    ]
+)
+TEXT_REQUEST = Schema(
+    [
+        ColSpec("string", "prompt"),
+        ColSpec("long", "max_new_tokens", required=False),
+        ColSpec("double", "temperature", required=False),
+        ColSpec("long", "top_k", required=False),
+        ColSpec("long", "seed", required=False),
+    ]
+)
+TEXT_EXAMPLE_TOKENS = 16
+
+
+def _given(row: dict[str, Any]) -> dict[str, Any]:
+    """A request row without the columns left empty (missing, None or NaN), numpy scalars as Python's."""
+    values = {}
+    for key, value in row.items():
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        values[key] = value.item() if isinstance(value, np.generic) else value
+    return values
+
+
+class GenerativePyfunc(PythonModel):
+    """Samples from a genpipe model, one request row at a time."""
+
+    def load_context(self, context: Any) -> None:
+        folder = Path(context.artifacts[WEIGHTS_ARTIFACT])
+        self.model: GenerativeModel = load_model(folder)
+        text = self.model.modality == "text"
+        self.tokenizer = TextTokenizer.read(folder / TOKENIZER_FILE) if text else None
+
+    # A DataFrame hint: MLflow takes the request's schema from the signature logged with the model.
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
+        rows = [_given(row) for row in model_input.to_dict("records")]
+        if self.tokenizer is not None:
+            completions = [draw_completions(self.model, self.tokenizer, **row)[0] for row in rows]
+            return pd.DataFrame({"completion": completions})
+        batches = []
+        for row in rows:
+            family_options = json.loads(row.pop("options", "{}"))
+            batches.append(draw_images(self.model, **row, **family_options).numpy().astype(np.float32))
+        return np.concatenate(batches)
+
+
+def signature_and_example(model: GenerativeModel) -> tuple[ModelSignature, pd.DataFrame]:
+    """What a request and an answer look like for `model`, and a request to show (and check) it."""
+    if model.modality == "text":
+        example = pd.DataFrame({"prompt": ["The "], "max_new_tokens": [TEXT_EXAMPLE_TOKENS], "seed": [0]})
+        return ModelSignature(TEXT_REQUEST, Schema([ColSpec("string", "completion")])), example
+    needed = model.example_options(2)  # an image-to-image model's inputs, as a request sends them
+    shape = tuple(draw_images(model, 2, **needed).shape[1:])
+    answer = Schema([TensorSpec(np.dtype(np.float32), (-1, *shape))])
+    options = {"options": [json.dumps(needed)]} if needed else {}
+    return ModelSignature(IMAGE_REQUEST, answer), pd.DataFrame({"n": [2], "seed": [0], **options})
