@@ -24,6 +24,7 @@ from pipelines.cli.schedule_commands import (
     cmd_schedule_list,
     cmd_schedule_remove,
     cmd_schedule_toggle,
+    cmd_schedule_update,
     cmd_scheduler,
 )
 from pipelines.cli.workflow_commands import cmd_resume, cmd_status, run_workflow
@@ -131,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_registry_options(sample)
     sample.set_defaults(handler=cmd_sample)
-    schedule = commands.add_parser("schedule", help="recurring runs: add, list, pause, resume, remove")
+    schedule = commands.add_parser("schedule", help="recurring runs: add, update, list, pause, resume, remove")
     schedule_commands = schedule.add_subparsers(dest="schedule_command", required=True)
     add = schedule_commands.add_parser("add", help="run CONFIG on a cron schedule")
     add.add_argument("name")
@@ -145,7 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--overlap", choices=["skip", "queue"], default="skip", help="when a slot comes while the previous run goes on"
     )
     add.add_argument("--storage")
+    add.add_argument("--tracking-uri", help="the runs' MLflow server (default: the config's, else MLFLOW_TRACKING_URI)")
     add.set_defaults(handler=cmd_schedule_add)
+    update = schedule_commands.add_parser(
+        "update", help="resolve a schedule's config again (runs fire the config as it was at add/update)"
+    )
+    update.add_argument("name")
+    update.add_argument("config", nargs="?", help="a new config (default: the one it was added from)")
+    update.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="replaces its --sets")
+    update.add_argument("--storage")
+    update.add_argument("--tracking-uri")
+    update.set_defaults(handler=cmd_schedule_update)
     listing = schedule_commands.add_parser("list", help="schedules, next fire time, last outcome")
     listing.add_argument("--storage")
     listing.set_defaults(handler=cmd_schedule_list)

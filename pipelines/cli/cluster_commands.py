@@ -11,16 +11,13 @@ import os
 import time
 from pathlib import Path
 
-import yaml
-
 from pipelines.cli.output import EXIT_FAILED, EXIT_OK, say
 from pipelines.cluster import jobs
 from pipelines.cluster import local as local_cluster
-from pipelines.config import ConfigError, PipelineConfig, load_config
+from pipelines.config import CONFIG_VARIABLE, ConfigError, dump_config, load_config
 from pipelines.workflow import preflight
 from storage import is_local, normalize
 
-CONFIG_VARIABLE = "GENPIPE_CONFIG"
 LOCAL_CLUSTER_DIR = ".genpipe/local-cluster"
 
 
@@ -66,7 +63,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         address,
         arguments,
         workflow_id,
-        env_vars={CONFIG_VARIABLE: job_config(config)},
+        env_vars={CONFIG_VARIABLE: dump_config(config)},
         extra_runtime_env=config.cluster.runtime_env,
     )
     say(f"job {job_id} submitted to {address}")
@@ -75,12 +72,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if not args.follow:
         return EXIT_OK
     return _follow(address, job_id)
-
-
-def job_config(config: PipelineConfig) -> str:
-    """The resolved config as the YAML the job reads back (`env:GENPIPE_CONFIG`): every value
-    explicit, so the job cannot fall back to a different default."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
 def _follow(address: str, job_id: str) -> int:

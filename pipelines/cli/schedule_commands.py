@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from pipelines.cli.output import EXIT_OK, UsageError, say
-from pipelines.config import ConfigError, default_storage, load_config
+from pipelines.config import ConfigError, default_storage, dump_config, load_config
 from pipelines.config.errors import problem_line
 from storage import normalize
 
@@ -21,17 +21,26 @@ def _schedules(args: argparse.Namespace):
     return ScheduleStore(normalize(args.storage or default_storage()))
 
 
+def _resolve(source: str, sets: list[str], storage: str, tracking_uri: str | None) -> str:
+    """The config every fired run gets, as YAML: read and checked now (a broken config is refused
+    now, not at 3 a.m.), `--set`s applied, storage and tracking URI filled in."""
+    config = load_config(source, sets, storage=storage, tracking_uri=tracking_uri)
+    config = config.model_copy(update={"tracking_uri": config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")})
+    return dump_config(config)
+
+
 def cmd_schedule_add(args: argparse.Namespace) -> int:
     from pipelines.schedule.schedules import Schedule
 
     store = _schedules(args)
-    load_config(args.config, args.set)  # a broken config is refused now, not at 3 a.m.
+    resolved = _resolve(args.config, args.set, store.storage, args.tracking_uri)
     config = str(Path(args.config).resolve()) if Path(args.config).is_file() else args.config
     try:
         schedule = Schedule(
             name=args.name,
             config=config,
             sets=args.set,
+            resolved=resolved,
             cron=args.cron,
             timezone=args.timezone,
             address=args.address,
@@ -84,14 +93,35 @@ def cmd_schedule_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_schedule_toggle(args: argparse.Namespace) -> int:
-    store = _schedules(args)
+def _existing(store, name: str):
     try:
-        schedule = store.get(args.name)
+        return store.get(name)
     except KeyError as exc:
         raise UsageError(f"NAME: {exc.args[0]}") from None
     except ValueError as exc:  # a file that no longer loads (JSON or fields)
-        raise UsageError(f"NAME: schedule {args.name!r} is broken: {_why_broken(exc)}") from None
+        raise UsageError(f"NAME: schedule {name!r} is broken: {_why_broken(exc)}") from None
+
+
+def cmd_schedule_update(args: argparse.Namespace) -> int:
+    """Resolve the schedule's config again: from CONFIG if given, else from where it came from;
+    with these `--set`s if any, else the ones it had. Runs fired from now on get it."""
+    store = _schedules(args)
+    schedule = _existing(store, args.name)
+    source = args.config or schedule.config
+    sets = args.set or schedule.sets
+    resolved = _resolve(source, sets, store.storage, args.tracking_uri)
+    config = str(Path(source).resolve()) if Path(source).is_file() else source
+    store.put(schedule.model_copy(update={"config": config, "sets": sets, "resolved": resolved}))
+    say(
+        f"schedule {args.name}: runs from now on get {config} as it is now"
+        + (f" with {' '.join(sets)}" if sets else "")
+    )
+    return EXIT_OK
+
+
+def cmd_schedule_toggle(args: argparse.Namespace) -> int:
+    store = _schedules(args)
+    schedule = _existing(store, args.name)
     store.put(schedule.model_copy(update={"paused": args.schedule_command == "pause"}))
     say(f"schedule {args.name} {'paused' if args.schedule_command == 'pause' else 'resumed'}")
     return EXIT_OK

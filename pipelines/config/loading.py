@@ -16,6 +16,8 @@ from pipelines.config.pipeline import AS_ENTERED, PipelineConfig
 
 BUILTIN_PACKAGE = "pipelines.config.builtin"
 ENV_CONFIG_PREFIX = "env:"
+# Where a job or a scheduled run finds its resolved config (`genpipe run env:GENPIPE_CONFIG`).
+CONFIG_VARIABLE = "GENPIPE_CONFIG"
 
 
 def builtin_configs() -> list[str]:
@@ -62,3 +64,9 @@ def load_config(name_or_path: str, assignments: list[str] | None = None, **top_l
     raw = apply_overrides(read_config_source(name_or_path), assignments or [])
     raw.update({key: value for key, value in top_level.items() if value is not None})
     return validate_config(raw)
+
+
+def dump_config(config: PipelineConfig) -> str:
+    """The resolved config as the YAML a job or a scheduled run reads back (`env:GENPIPE_CONFIG`):
+    every value explicit, so the run cannot fall back to a different default."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

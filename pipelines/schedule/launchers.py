@@ -10,17 +10,37 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
+import yaml
+
+from pipelines.config import CONFIG_VARIABLE, validate_config
+from pipelines.config.loading import ENV_CONFIG_PREFIX
 from pipelines.schedule.schedules import Schedule
 from pipelines.workflow.runner import Workflow
 from storage import is_local, join, read_json
 
 
 def run_arguments(schedule: Schedule, storage: str, workflow_id: str) -> list[str]:
+    """`genpipe run` of the schedule's resolved config (in CONFIG_VARIABLE: `run_environment`)."""
+    if schedule.resolved is not None:
+        return ["run", f"{ENV_CONFIG_PREFIX}{CONFIG_VARIABLE}", "--workflow-id", workflow_id, "--when", schedule.when]
     arguments = ["run", schedule.config, "--storage", storage, "--workflow-id", workflow_id, "--when", schedule.when]
     for assignment in schedule.sets:
         arguments += ["--set", assignment]
     return arguments
+
+
+def run_environment(schedule: Schedule) -> dict[str, str]:
+    """What a fired run needs in its environment: the resolved config."""
+    return {} if schedule.resolved is None else {CONFIG_VARIABLE: schedule.resolved}
+
+
+def run_runtime_env(schedule: Schedule) -> dict[str, Any]:
+    """The resolved config's `cluster.runtime_env`, for a run fired as a Ray job."""
+    if schedule.resolved is None:
+        return {}
+    return validate_config(yaml.safe_load(schedule.resolved)).cluster.runtime_env
 
 
 class ProcessLauncher:
@@ -37,6 +57,7 @@ class ProcessLauncher:
         with open(self.logs / f"{workflow_id}.log", "ab") as log:
             self.processes[workflow_id] = subprocess.Popen(
                 command,
+                env={**os.environ, **run_environment(schedule)},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=Path(__file__).resolve().parents[2],
@@ -80,7 +101,14 @@ class RayJobLauncher:
 
         if schedule.address is None:
             raise ValueError(f"schedule {schedule.name}: no address to submit its runs to")
-        jobs.submit(schedule.address, run_arguments(schedule, self.storage, workflow_id), workflow_id)
+        arguments = run_arguments(schedule, self.storage, workflow_id)
+        jobs.submit(
+            schedule.address,
+            arguments,
+            workflow_id,
+            env_vars=run_environment(schedule),
+            extra_runtime_env=run_runtime_env(schedule),
+        )
         self.jobs[workflow_id] = schedule.address
 
     def outcome(self, workflow_id: str) -> str | None:

@@ -40,8 +40,13 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"  # its runs' workflow ids ad
 
 class Schedule(BaseModel):
     name: str = Field(pattern=NAME_PATTERN)
-    config: str = Field(description="a YAML path (absolute) or a built-in config name")
+    config: str = Field(description="a YAML path (absolute) or a built-in config name: where `resolved` came from")
     sets: list[str] = Field(default_factory=list)
+    # The config as `schedule add` (or `update`) resolved it: its YAML, `--set`s applied, storage and
+    # tracking URI filled in. Every run fires this, so moving or editing the YAML later changes
+    # nothing, and a run on another host needs nothing of the machine that added it. (None in a
+    # schedule written before it existed: such a run reads `config` and `sets` again.)
+    resolved: str | None = None
     cron: str
     timezone: str = "UTC"
     address: str | None = Field(None, description="Ray dashboard address: fire as a Ray job there")

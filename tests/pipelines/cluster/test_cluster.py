@@ -15,16 +15,18 @@ from pathlib import Path
 
 import pytest
 import s3fs
+import yaml
 from helpers import REPO, TINY
 
 from pipelines import cli
 from pipelines.cluster import jobs
 from pipelines.cluster import local as local_cluster
 from pipelines.cluster.local import free_port
+from pipelines.config import read_config_source
 from pipelines.registry import tracking
 from pipelines.registry.versions import logged_model_id
 from pipelines.schedule.launchers import Launchers
-from pipelines.schedule.schedules import Schedule, Scheduler, ScheduleStore
+from pipelines.schedule.schedules import Scheduler, ScheduleStore
 
 # One pytest-xdist worker runs them all: its tests share one started cluster (module fixture).
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cluster")]
@@ -234,15 +236,21 @@ def test_misconfiguration_fails_at_start_with_a_clear_message(client_env, case):
 
 
 def test_schedule_with_an_address_runs_as_a_ray_job(cluster, tmp_path, monkeypatch):
+    """Added from a user's YAML that is deleted before the slot fires: the job gets the config
+    resolved at `schedule add` (and its runtime_env) in its environment, not a path."""
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     storage = str(tmp_path / "store")
     store = ScheduleStore(storage)
     head = cluster["head"].url
-    store.put(
-        Schedule(
-            name="remote", config="quickstart", sets=TINY, cron="* * * * * *", address=head, created_at=time.time() - 10
-        )
-    )
+    mine = tmp_path / "my.yaml"
+    raw = read_config_source("quickstart")
+    raw.setdefault("cluster", {})["runtime_env"] = {"env_vars": {"GENPIPE_SCHEDULE_PROBE": "carried"}}
+    mine.write_text(yaml.safe_dump(raw))
+    sets = [item for setting in TINY for item in ("--set", setting)]
+    add = ["schedule", "add", "remote", str(mine), "--cron", "* * * * * *", "--address", head, "--storage", storage]
+    assert cli.main([*add, *sets]) == 0
+    mine.unlink()
+    store.put(store.get("remote").model_copy(update={"created_at": time.time() - 10}))
     scheduler = Scheduler(store, Launchers(storage), "test", echo=lambda _: None)
     fired = scheduler.tick(time.time())
     assert len(fired) == 1
@@ -256,6 +264,9 @@ def test_schedule_with_an_address_runs_as_a_ray_job(cluster, tmp_path, monkeypat
     assert runs and runs[-1]["outcome"] == "succeeded: version 1 promoted", state.history
     log = (Path(storage) / "schedules" / "logs" / f"{fired[0]}.log").read_text()
     assert f"workflow {fired[0]} succeeded" in log
+    job = jobs.client(head).get_job_info(fired[0])
+    assert job.runtime_env["env_vars"]["GENPIPE_SCHEDULE_PROBE"] == "carried"
+    assert str(mine) not in job.entrypoint
     scheduler.shutdown(time.time())
 
 

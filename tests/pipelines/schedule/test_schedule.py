@@ -194,3 +194,51 @@ def test_a_broken_schedule_stops_neither_the_others_nor_the_list(tmp_path, capsy
     assert cli.main(["schedule", "remove", "../schedules/hourly", "--storage", str(tmp_path)]) == 2
     assert cli.main(["schedule", "remove", "broken", "--storage", str(tmp_path)]) == 0
     assert store.names() == ["hourly"]
+
+
+def test_a_schedule_fires_the_config_as_it_was_added_until_updated(tmp_path, monkeypatch):
+    """Editing or deleting the YAML after `schedule add` changes nothing; `schedule update` does.
+    The fired run's arguments name no file: the resolved config travels in its environment."""
+    import yaml
+
+    from pipelines import cli
+    from pipelines.config import CONFIG_VARIABLE, read_config_source, validate_config
+    from pipelines.schedule.launchers import run_arguments, run_environment
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    mine = tmp_path / "my.yaml"
+    raw = read_config_source("quickstart")
+    raw["train"]["max_steps"] = 30
+    mine.write_text(yaml.safe_dump(raw))
+    storage = str(tmp_path / "store")
+    add = ["schedule", "add", "nightly", str(mine), "--cron", "0 3 * * *", "--storage", storage]
+    assert cli.main([*add, "--set", "train.learning_rate=0.01"]) == 0
+
+    def fired():
+        schedule = ScheduleStore(storage).get("nightly")
+        arguments = run_arguments(schedule, storage, "wf")
+        assert str(mine) not in " ".join(arguments) and arguments[1] == f"env:{CONFIG_VARIABLE}"
+        return validate_config(yaml.safe_load(run_environment(schedule)[CONFIG_VARIABLE]))
+
+    raw["train"]["max_steps"] = 31
+    mine.write_text(yaml.safe_dump(raw))
+    config = fired()
+    assert (config.train.max_steps, config.train.learning_rate) == (30, 0.01)
+    assert config.storage == storage and config.tracking_uri == "http://mlflow.example:5000"
+
+    assert cli.main(["schedule", "update", "nightly", "--storage", storage]) == 0
+    assert (fired().train.max_steps, fired().train.learning_rate) == (31, 0.01)  # the file again, the same --set
+    assert cli.main(["schedule", "update", "nightly", "--set", "train.learning_rate=0.02", "--storage", storage]) == 0
+    assert fired().train.learning_rate == 0.02
+    mine.unlink()
+    assert fired().train.max_steps == 31  # the file is gone, the schedule is not
+    assert cli.main(["schedule", "update", "nightly", "--storage", storage]) == 2  # nothing to resolve from
+
+
+def test_a_schedule_written_before_resolved_configs_still_fires_its_config_and_sets(tmp_path):
+    from pipelines.schedule.launchers import run_arguments, run_environment
+
+    old = Schedule(name="old", config="quickstart", sets=["train.max_steps=5"], cron="0 * * * *", created_at=0)
+    assert run_environment(old) == {}
+    assert run_arguments(old, str(tmp_path), "wf")[:2] == ["run", "quickstart"]
+    assert "train.max_steps=5" in run_arguments(old, str(tmp_path), "wf")
