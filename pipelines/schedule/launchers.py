@@ -1,14 +1,16 @@
-"""The scheduler's launchers. Without an address, a fired slot is a `genpipe run` child process
-(its own Ray driver: a crash in it cannot take the scheduler down); with an address, it is a Ray
-job on that cluster. Both report the outcome from the workflow's records in the storage."""
+"""The scheduler's launchers. Without an address, a fired slot is a `genpipe run` process in a
+session of its own (its own Ray driver: a crash in it cannot take the scheduler down, and the
+scheduler stopping does not stop it); with an address, it is a Ray job on that cluster. Both
+report the outcome from the workflow's records in the storage, also for a run that another
+scheduler started and this one adopted."""
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,11 @@ import yaml
 
 from pipelines.config import CONFIG_VARIABLE, validate_config
 from pipelines.config.loading import ENV_CONFIG_PREFIX
-from pipelines.schedule.schedules import Schedule
+from pipelines.schedule.schedules import LEASE_SECONDS, Schedule
+from pipelines.workflow.lease import DriverLease
 from pipelines.workflow.runner import Workflow
 from storage import is_local, join, read_json
+from storage.lease import holder_alive
 
 
 def run_arguments(schedule: Schedule, storage: str, workflow_id: str) -> list[str]:
@@ -47,6 +51,7 @@ class ProcessLauncher:
     def __init__(self, storage: str):
         self.storage = storage
         self.processes: dict[str, subprocess.Popen] = {}
+        self.adopted: dict[str, float] = {}  # workflow id -> when this scheduler took it over
         self.logs = Path(
             join(storage, "schedules", "logs") if is_local(storage) else tempfile.mkdtemp(prefix="genpipe-scheduler-")
         )
@@ -64,7 +69,17 @@ class ProcessLauncher:
                 start_new_session=True,
             )
 
+    def adopt(self, schedule: Schedule, workflow_id: str) -> None:
+        self.adopted[workflow_id] = time.time()
+
     def outcome(self, workflow_id: str) -> str | None:
+        log = self.logs / f"{workflow_id}.log"
+        if workflow_id in self.adopted:
+            code = driver_exit(Workflow(self.storage, workflow_id), self.adopted[workflow_id])
+            if code is None:
+                return None
+            del self.adopted[workflow_id]
+            return describe_outcome(Workflow(self.storage, workflow_id), code, log)
         process = self.processes.get(workflow_id)
         if process is None:
             return "lost: this scheduler has no such run"
@@ -72,21 +87,13 @@ class ProcessLauncher:
         if code is None:
             return None
         del self.processes[workflow_id]
-        return describe_outcome(Workflow(self.storage, workflow_id), code, self.logs / f"{workflow_id}.log")
+        return describe_outcome(Workflow(self.storage, workflow_id), code, log)
 
-    def stop_all(self) -> list[str]:
-        stopped = []
-        for workflow_id, process in list(self.processes.items()):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)  # the run and the Ray processes it started
-                try:
-                    process.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
-                stopped.append(workflow_id)
-            del self.processes[workflow_id]
-        return stopped
+    def release_all(self) -> list[str]:
+        released = [*self.processes, *self.adopted]
+        self.processes.clear()  # each runs on in its own session; the next scheduler adopts it
+        self.adopted.clear()
+        return released
 
 
 class RayJobLauncher:
@@ -95,6 +102,11 @@ class RayJobLauncher:
     def __init__(self, storage: str, logs: Path):
         self.storage, self.logs = storage, logs
         self.jobs: dict[str, str] = {}  # workflow id -> dashboard address
+
+    def adopt(self, schedule: Schedule, workflow_id: str) -> None:
+        if schedule.address is None:
+            raise ValueError(f"schedule {schedule.name}: no address to follow its job {workflow_id} at")
+        self.jobs[workflow_id] = schedule.address
 
     def start(self, schedule: Schedule, workflow_id: str) -> None:
         from pipelines.cluster import jobs
@@ -130,14 +142,10 @@ class RayJobLauncher:
         code = 0 if status == JobStatus.SUCCEEDED else 1
         return describe_outcome(Workflow(self.storage, workflow_id), code, log)
 
-    def stop_all(self) -> list[str]:
-        from pipelines.cluster import jobs
-
-        stopped = list(self.jobs)
-        for workflow_id, address in self.jobs.items():
-            jobs.client(address).stop_job(workflow_id)
+    def release_all(self) -> list[str]:
+        released = list(self.jobs)  # the jobs go on on the cluster; the next scheduler adopts them
         self.jobs.clear()
-        return stopped
+        return released
 
 
 class Launchers:
@@ -153,6 +161,11 @@ class Launchers:
         launcher.start(schedule, workflow_id)
         self.owner[workflow_id] = launcher
 
+    def adopt(self, schedule: Schedule, workflow_id: str) -> None:
+        launcher = self.remote if schedule.address else self.local
+        launcher.adopt(schedule, workflow_id)
+        self.owner[workflow_id] = launcher
+
     def outcome(self, workflow_id: str) -> str | None:
         launcher = self.owner.get(workflow_id)
         if launcher is None:
@@ -162,9 +175,24 @@ class Launchers:
             del self.owner[workflow_id]
         return result
 
-    def stop_all(self) -> list[str]:
+    def release_all(self) -> list[str]:
         self.owner.clear()
-        return self.local.stop_all() + self.remote.stop_all()
+        return self.local.release_all() + self.remote.release_all()
+
+
+def driver_exit(workflow: Workflow, adopted_at: float, grace_s: float = LEASE_SECONDS) -> int | None:
+    """How an adopted run's driver ended, as an exit code, read from the workflow's lease: None
+    while it runs (or, for `grace_s`, before it has started), 0 finished or skipped, 130
+    interrupted (stopped, or died without a word), 1 failed."""
+    if workflow.exists() and workflow.meta().get("skipped"):
+        return 0
+    latest = DriverLease.of(workflow.uri).latest()
+    if latest is None:
+        return None if time.time() - adopted_at < grace_s else 1
+    record = latest[1]
+    if holder_alive(record, time.time()):
+        return None
+    return {"finished": 0, "failed": 1}.get(record.get("state", ""), 130)
 
 
 def describe_outcome(workflow: Workflow, exit_code: int, log: Path) -> str:
@@ -184,4 +212,6 @@ def describe_outcome(workflow: Workflow, exit_code: int, log: Path) -> str:
     if failed:
         error = read_json(workflow.error_uri(failed[0]))["error"]
         return f"failed at {failed[0]}: {error}"
+    if exit_code == 130:
+        return f"interrupted: its driver stopped (genpipe resume {workflow.id})"
     return f"failed (exit {exit_code}); see {log}"

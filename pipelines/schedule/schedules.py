@@ -9,8 +9,9 @@ Layout, under `<storage>/schedules/<name>/`:
 A scheduler that was down over several fire times fires once, for the latest slot, and records
 how many it missed. A run still going when its next slot comes is not doubled: the slot is
 skipped (`overlap: skip`) or fired when the run ends (`overlap: queue`). A run's holder refreshes
-a heartbeat on it; a run whose heartbeat is older than the lease belonged to a scheduler that
-died, and is written off so the schedule is not blocked forever.
+a heartbeat on it. A scheduler never stops the runs it fired: one that stops releases them, and a
+run whose holder released it, or whose heartbeat is older than the lease (a scheduler killed), is
+adopted by the next scheduler, which follows it to its end and records its outcome, once.
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ class Running(BaseModel):
     holder: str
     heartbeat_at: float
     lease_s: float | None = None  # the holder's lease: a few of its ticks (older states: LEASE_SECONDS)
+    released: bool = False  # its holder stopped and left it to the next scheduler
 
 
 class ScheduleState(BaseModel):
@@ -122,11 +124,14 @@ class Launcher(Protocol):
 
     def start(self, schedule: Schedule, workflow_id: str) -> None: ...
 
+    def adopt(self, schedule: Schedule, workflow_id: str) -> None:
+        """Follow a run another scheduler started (its outcome comes from `outcome`)."""
+
     def outcome(self, workflow_id: str) -> str | None:
         """None while the run goes on, else a one-line outcome."""
 
-    def stop_all(self) -> list[str]:
-        """Stop every run this launcher started; their workflow ids."""
+    def release_all(self) -> list[str]:
+        """Stop following every run (they go on); their workflow ids."""
 
 
 class ScheduleStore:
@@ -272,14 +277,11 @@ class Scheduler:
             state.note(running.slot, outcome, running.workflow_id, now)
             self.echo(f"[scheduler] {schedule.name}: {running.workflow_id} {outcome}")
             return True
-        if now - running.heartbeat_at > (running.lease_s or LEASE_SECONDS):
-            state.running = None
-            state.note(
-                running.slot,
-                f"lost: scheduler {running.holder} stopped while it ran (genpipe resume {running.workflow_id})",
-                running.workflow_id,
-                now,
-            )
+        if running.released or now - running.heartbeat_at > (running.lease_s or LEASE_SECONDS):
+            self.launcher.adopt(schedule, running.workflow_id)
+            how = "released" if running.released else "stopped beating"
+            self.echo(f"[scheduler] {schedule.name}: adopted {running.workflow_id} (scheduler {running.holder} {how})")
+            state.running = running.model_copy(update={"holder": self.holder, "heartbeat_at": now, "released": False})
             return True
         return False
 
@@ -314,20 +316,17 @@ class Scheduler:
         return workflow_id
 
     def shutdown(self, now: float) -> None:
-        """Stop this scheduler's runs and record them as interrupted (each can be resumed)."""
-        stopped = set(self.launcher.stop_all())
+        """Leave this scheduler's runs going (a rollout of the scheduler must not kill the nightly
+        training) and mark them released: the next scheduler adopts them at once."""
+        released = set(self.launcher.release_all())
         for name in self.store.names():
-            state = self.store.state(name)
-            if state.running and state.running.holder == self.holder and state.running.workflow_id in stopped:
-                workflow_id = state.running.workflow_id
-                state.running = None
-                state.note(
-                    state.last_slot or now,
-                    f"interrupted: scheduler stopped (genpipe resume {workflow_id})",
-                    workflow_id,
-                    now,
-                )
-                self.store.save_state(name, state)
+            with contextlib.suppress(Exception):  # a broken schedule or storage: its heartbeat lapses
+                state = self.store.state(name)
+                running = state.running
+                if running and running.holder == self.holder and running.workflow_id in released:
+                    state.running = running.model_copy(update={"released": True, "heartbeat_at": now})
+                    self.store.save_state(name, state)
+                    self.echo(f"[scheduler] {name}: {running.workflow_id} goes on; the next scheduler follows it")
 
 
 def _iso(epoch: float) -> str:

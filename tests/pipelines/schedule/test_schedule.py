@@ -18,16 +18,20 @@ class RecordingLauncher:
 
     def __init__(self):
         self.started: list[str] = []
+        self.adopted: list[str] = []
         self.finished: dict[str, str] = {}
 
     def start(self, schedule, workflow_id):
         self.started.append(workflow_id)
 
+    def adopt(self, schedule, workflow_id):
+        self.adopted.append(workflow_id)
+
     def outcome(self, workflow_id):
         return self.finished.get(workflow_id)
 
-    def stop_all(self):
-        return [w for w in self.started if w not in self.finished]
+    def release_all(self):
+        return [w for w in self.started + self.adopted if w not in self.finished]
 
 
 def make(tmp_path, holder="a", **fields):
@@ -102,15 +106,21 @@ def test_queue_overlap_fires_when_the_run_ends(tmp_path):
     assert scheduler.tick(at("2026-01-01T02:05:00")) == ["hourly-20260101-020000"]
 
 
-def test_a_dead_schedulers_run_is_written_off_after_the_lease(tmp_path):
+def test_a_killed_schedulers_run_is_adopted_after_the_lease_and_recorded_once(tmp_path):
     store, launcher, first = make(tmp_path, holder="a")
-    first.tick(at("2026-01-01T01:00:00"))  # "a" dies with its run in flight
-    second = Scheduler(store, RecordingLauncher(), "b", echo=lambda _: None)
+    first.tick(at("2026-01-01T01:00:00"))  # "a" is killed with its run in flight
+    successor = RecordingLauncher()
+    second = Scheduler(store, successor, "b", echo=lambda _: None)
     assert second.tick(at("2026-01-01T01:00:30")) == []
-    assert store.state("hourly").running is not None  # within the lease: still a's
-    assert second.tick(at("2026-01-01T02:00:00")) == ["hourly-20260101-020000"]
-    outcomes = [h["outcome"] for h in store.state("hourly").history]
-    assert outcomes[0].startswith("lost: scheduler a stopped while it ran")
+    assert store.state("hourly").running.holder == "a" and not successor.adopted  # within the lease
+    second.tick(at("2026-01-01T01:05:00"))
+    assert successor.adopted == ["hourly-20260101-010000"] and store.state("hourly").running.holder == "b"
+    successor.finished["hourly-20260101-010000"] = "succeeded: version 3 promoted"
+    second.tick(at("2026-01-01T01:06:00"))
+    second.tick(at("2026-01-01T01:07:00"))
+    history = store.state("hourly").history
+    assert [h["outcome"] for h in history] == ["succeeded: version 3 promoted"]
+    assert second.tick(at("2026-01-01T02:00:00")) == ["hourly-20260101-020000"]  # the schedule goes on
 
 
 def test_paused_schedules_do_not_fire(tmp_path):
@@ -120,13 +130,16 @@ def test_paused_schedules_do_not_fire(tmp_path):
     assert scheduler.tick(at("2026-01-01T05:00:01")) == ["hourly-20260101-050000"]
 
 
-def test_shutdown_stops_runs_and_records_them(tmp_path):
+def test_a_stopped_scheduler_leaves_its_run_going_and_the_next_adopts_it_at_once(tmp_path):
     store, launcher, scheduler = make(tmp_path)
     scheduler.tick(at("2026-01-01T01:00:00"))
     scheduler.shutdown(at("2026-01-01T01:00:10"))
-    state = store.state("hourly")
-    assert state.running is None
-    assert state.last_outcome == "interrupted: scheduler stopped (genpipe resume hourly-20260101-010000)"
+    running = store.state("hourly").running
+    assert running.released and running.workflow_id == "hourly-20260101-010000"  # not stopped, not written off
+    successor = RecordingLauncher()
+    Scheduler(store, successor, "b", echo=lambda _: None).tick(at("2026-01-01T01:00:15"))
+    assert successor.adopted == ["hourly-20260101-010000"]  # no lease to wait out
+    assert store.state("hourly").history == []
 
 
 @pytest.mark.parametrize("cron", ["61 * * * *", "* * *", "every day"])

@@ -1,5 +1,6 @@
 """A real `genpipe scheduler` process: a seconds-level schedule fires the tiny workflow twice
-(the second time the data has not changed, so it skips training), then SIGTERM stops it cleanly.
+(the second time the data has not changed, so it skips training); SIGTERM stops it mid-run, the
+run goes on, and a second scheduler adopts it and records its outcome once.
 The schedule was added from a user's YAML that is gone by then, with a tracking URI the scheduler's
 environment does not have: the runs get both from the config resolved at `schedule add`."""
 
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -23,7 +25,7 @@ from pipelines.schedule.schedules import ScheduleStore
 pytestmark = pytest.mark.slow
 
 
-def test_scheduler_fires_twice_and_stops_on_sigterm(quickstart_dataset, tmp_path, monkeypatch):
+def test_scheduler_fires_twice_and_the_next_one_adopts_the_run_it_left_going(quickstart_dataset, tmp_path, monkeypatch):
     storage = tmp_path / "store"
     seed_dataset(quickstart_dataset, storage)  # prepare is not what this test is about
     options = [item for setting in TINY for item in ("--set", setting)]
@@ -53,34 +55,58 @@ def test_scheduler_fires_twice_and_stops_on_sigterm(quickstart_dataset, tmp_path
         == 0
     )
     shutil.rmtree(mine.parent)  # moved away: the schedule does not need it any more
-    log = (tmp_path / "scheduler.log").open("w")
-    scheduler = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "scheduler", "--storage", str(storage), "--tick", "1"],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     store = ScheduleStore(str(storage))
+    first, log = _scheduler(storage, tmp_path / "scheduler.log")
     try:
-        deadline = time.monotonic() + 480
-        while time.monotonic() < deadline:
-            runs = [h for h in store.state("digits").history if h["workflow_id"]]
-            if len(runs) >= 2:
-                break
-            assert scheduler.poll() is None, (tmp_path / "scheduler.log").read_text()[-3000:]
-            time.sleep(1)
-        else:
-            pytest.fail(f"two runs did not finish in time: {(tmp_path / 'scheduler.log').read_text()[-3000:]}")
+        _wait(lambda: len(_runs(store)) >= 2 and store.state("digits").running, first, log, "two runs, a third going")
     finally:
-        scheduler.send_signal(signal.SIGTERM)
-        code = scheduler.wait(timeout=120)
-        log.close()
-    output = (tmp_path / "scheduler.log").read_text()
+        first.send_signal(signal.SIGTERM)  # mid-run: the run goes on, released to the next scheduler
+        code = first.wait(timeout=120)
+    output = log.read_text()
     assert code == 0 and "[scheduler] stopped" in output
+    runs = _runs(store)[:2]
     assert runs[0]["outcome"] == "succeeded: version 1 promoted", runs
     assert runs[1]["outcome"].startswith("skipped: data unchanged: dataset"), runs
     skipped = [h for h in store.state("digits").history if h["outcome"].startswith("skipped: previous run")]
     assert skipped, "slots that came during the first run should have been skipped, not doubled"
+    released = store.state("digits").running
+    assert released is not None and released.released, "the run in flight was stopped, not left going"
+
+    assert cli.main(["schedule", "pause", "digits", "--storage", str(storage)]) == 0  # follow, fire no more
+    second, second_log = _scheduler(storage, tmp_path / "second.log")
+    try:
+        _wait(lambda: store.state("digits").running is None, second, second_log, "the released run's outcome")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=120) == 0
+    assert f"adopted {released.workflow_id}" in second_log.read_text()
+    outcomes = [h["outcome"] for h in store.state("digits").history if h["workflow_id"] == released.workflow_id]
+    assert len(outcomes) == 1 and outcomes[0].startswith("skipped: data unchanged"), outcomes  # recorded once
     assert cli.main(["schedule", "list", "--storage", str(storage)]) == 0
     versions = tracking.client(registry).search_model_versions("name = 'quickstart-ddpm'")
     assert [int(v.version) for v in versions] == [1]  # registered where `schedule add` was told
+
+
+def _scheduler(storage: Path, log: Path) -> tuple[subprocess.Popen, Path]:
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "scheduler", "--storage", str(storage), "--tick", "1"],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return process, log
+
+
+def _runs(store: ScheduleStore) -> list[dict]:
+    return [h for h in store.state("digits").history if h["workflow_id"]]
+
+
+def _wait(done, scheduler: subprocess.Popen, log: Path, what: str, seconds: float = 480):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if result := done():
+            return result
+        assert scheduler.poll() is None, log.read_text()[-3000:]
+        time.sleep(1)
+    pytest.fail(f"{what}: not in time: {log.read_text()[-3000:]}")
