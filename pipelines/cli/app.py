@@ -21,6 +21,7 @@ from pipelines.cli.model_commands import cmd_models, cmd_promote, cmd_sample
 from pipelines.cli.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, warn
 from pipelines.cli.schedule_commands import (
     cmd_schedule_add,
+    cmd_schedule_export,
     cmd_schedule_list,
     cmd_schedule_remove,
     cmd_schedule_toggle,
@@ -132,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_registry_options(sample)
     sample.set_defaults(handler=cmd_sample)
-    schedule = commands.add_parser("schedule", help="recurring runs: add, update, list, pause, resume, remove")
+    schedule = commands.add_parser("schedule", help="recurring runs: add, update, export, list, pause, resume, remove")
     schedule_commands = schedule.add_subparsers(dest="schedule_command", required=True)
     add = schedule_commands.add_parser("add", help="run CONFIG on a cron schedule")
     add.add_argument("name")
@@ -157,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("--storage")
     update.add_argument("--tracking-uri")
     update.set_defaults(handler=cmd_schedule_update)
+    export = schedule_commands.add_parser("export", help="a schedule as a KubeRay RayCronJob (no scheduler needed)")
+    export.add_argument("name")
+    export.add_argument("--kubernetes", action="store_true", required=True, help="KubeRay RayCronJob YAML")
+    export.add_argument("--cluster", default="genpipe", help="the RayCluster the jobs run on (default: genpipe)")
+    export.add_argument("--out", help="write the manifest here (default: stdout)")
+    export.add_argument("--storage")
+    export.set_defaults(handler=cmd_schedule_export)
     listing = schedule_commands.add_parser("list", help="schedules, next fire time, last outcome")
     listing.add_argument("--storage")
     listing.set_defaults(handler=cmd_schedule_list)

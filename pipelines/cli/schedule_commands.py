@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from pipelines.cli.output import EXIT_OK, UsageError, say
 from pipelines.config import ConfigError, default_storage, dump_config, load_config
 from pipelines.config.errors import problem_line
-from storage import normalize
+from storage import normalize, write_bytes_atomic
 
 
 def _schedules(args: argparse.Namespace):
@@ -116,6 +116,23 @@ def cmd_schedule_update(args: argparse.Namespace) -> int:
         f"schedule {args.name}: runs from now on get {config} as it is now"
         + (f" with {' '.join(sets)}" if sets else "")
     )
+    return EXIT_OK
+
+
+def cmd_schedule_export(args: argparse.Namespace) -> int:
+    """The schedule as a KubeRay RayCronJob (stdout, or --out FILE): Kubernetes fires it."""
+    from pipelines.schedule.export import NotExportable, raycronjob_yaml
+
+    schedule = _existing(_schedules(args), args.name)
+    try:
+        manifest = raycronjob_yaml(schedule, args.cluster)
+    except NotExportable as exc:
+        raise UsageError(str(exc)) from None
+    if args.out is None:
+        print(manifest, end="")
+        return EXIT_OK
+    write_bytes_atomic(str(Path(args.out).resolve()), manifest.encode())
+    say(f"schedule {args.name}: RayCronJob written to {args.out} (kubectl apply -f {args.out})")
     return EXIT_OK
 
 
