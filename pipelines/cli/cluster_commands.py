@@ -49,6 +49,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 "the embedded sqlite store would stay in the job's temporary working directory"
             ]
         )
+    try:
+        jobs.code_mode(config.cluster.code)  # shipping a checkout that is not there: refused now
+    except jobs.JobsError as exc:
+        raise ConfigError([str(exc)]) from None
     if args.token_file is None and config.cluster.auth_token_file:
         args.token_file = config.cluster.auth_token_file
     address = _address(args)
@@ -65,6 +69,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         workflow_id,
         env_vars={CONFIG_VARIABLE: dump_config(config)},
         extra_runtime_env=config.cluster.runtime_env,
+        code=config.cluster.code,
     )
     say(f"job {job_id} submitted to {address}")
     say(f"  logs:   genpipe jobs logs {job_id} --address {address} --follow")

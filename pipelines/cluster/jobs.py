@@ -1,4 +1,5 @@
-"""Ray Jobs API: run a genpipe command on a cluster, with this repository as the job's working_dir.
+"""Ray Jobs API: run a genpipe command on a cluster, with genpipe's code shipped as `cluster.code`
+says (the source checkout as working_dir, genpipe's packages as py_modules, or nothing: the image).
 
 The dashboard address (http://HOST:8265) is the job server. Ray 2.60 turns token authentication
 on by default; a client then needs RAY_AUTH_MODE=token and the token (RAY_AUTH_TOKEN,
@@ -19,7 +20,10 @@ from typing import Any
 
 from pipelines.registry.tracking import git_state
 
-REPO_ROOT = Path(__file__).resolve().parents[2]  # pipelines/cluster/jobs.py -> the repository
+# pipelines/cluster/jobs.py -> the repository of a source checkout, or site-packages when installed
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# genpipe's top-level packages (pyproject.toml's packages.find include list; a test keeps them equal)
+PACKAGES = ("pipelines", "models", "data_prep", "storage", "serving", "tokens")
 AGENT_WAIT_SECONDS = 90
 # Nothing a job needs, and some of it large: environments, caches, local outputs. Ray also skips
 # what .gitignore names; `_git_ignored` adds what git ignores by other rules (.git/info/exclude).
@@ -97,13 +101,43 @@ def _git_ignored() -> list[str]:
     return [f"/{line}" for line in listed.splitlines() if line]
 
 
-def runtime_env(env_vars: dict[str, str] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The job's runtime_env: this repository as working_dir, plus the config's own settings, and
-    the commit it was submitted from (the working_dir carries no .git for MLflow to read it from)."""
+def source_checkout() -> bool:
+    """Whether genpipe runs from its source checkout (not from an installed package)."""
+    pyproject = REPO_ROOT / "pyproject.toml"
+    return pyproject.is_file() and 'name = "genpipe"' in pyproject.read_text()
+
+
+def code_mode(code: str) -> str:
+    """`cluster.code` made concrete: auto is working_dir from a source checkout, else modules."""
+    if code == "auto":
+        return "working_dir" if source_checkout() else "modules"
+    if code == "working_dir" and not source_checkout():
+        raise JobsError(
+            f"cluster.code: working_dir ships genpipe's source checkout, and genpipe runs from an installed "
+            f"package here ({REPO_ROOT}); use modules (its packages, a few MB) or image (the nodes have it)"
+        )
+    return code
+
+
+def runtime_env(
+    env_vars: dict[str, str] | None = None, extra: dict[str, Any] | None = None, code: str = "auto"
+) -> dict[str, Any]:
+    """The job's runtime_env: genpipe's code as `code` says, the config's own settings, and the
+    commit it was submitted from (a shipped working_dir carries no .git for MLflow to read it from)."""
     extra = dict(extra or {})
     merged_vars = {**git_state(), **extra.pop("env_vars", {}), **(env_vars or {})}
-    excludes = [*WORKING_DIR_EXCLUDES, *_git_ignored(), *extra.pop("excludes", [])]
-    return {**extra, "working_dir": str(REPO_ROOT), "excludes": excludes, "env_vars": merged_vars}
+    user_excludes = extra.pop("excludes", [])
+    mode = code_mode(code)
+    if mode == "working_dir":
+        excludes = [*WORKING_DIR_EXCLUDES, *_git_ignored(), *user_excludes]
+        return {**extra, "working_dir": str(REPO_ROOT), "excludes": excludes, "env_vars": merged_vars}
+    shipped: dict[str, Any] = {}
+    if mode == "modules":  # Ray zips each package folder and puts it on the job's PYTHONPATH
+        modules = [str(REPO_ROOT / package) for package in PACKAGES]
+        shipped = {"py_modules": [*modules, *extra.pop("py_modules", [])], "excludes": ["__pycache__/", *user_excludes]}
+    elif user_excludes:
+        shipped = {"excludes": user_excludes}
+    return {**extra, **shipped, "env_vars": merged_vars}
 
 
 def submit(
@@ -112,6 +146,7 @@ def submit(
     submission_id: str,
     env_vars: dict[str, str] | None = None,
     extra_runtime_env: dict[str, Any] | None = None,
+    code: str = "auto",
 ) -> str:
     """Submit `python -m pipelines.cli ARGUMENTS` as a job; returns its submission id."""
     entrypoint = shlex.join(["python", "-m", "pipelines.cli", *arguments])
@@ -121,7 +156,7 @@ def submit(
         try:
             return job_client.submit_job(
                 entrypoint=entrypoint,
-                runtime_env=runtime_env(env_vars, extra_runtime_env),
+                runtime_env=runtime_env(env_vars, extra_runtime_env, code),
                 submission_id=submission_id,
                 metadata={"genpipe": "1"},
             )

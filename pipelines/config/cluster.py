@@ -1,4 +1,5 @@
-"""The config's `cluster:` section: how `genpipe submit` runs the workflow as a Ray job.
+"""The config's `cluster:` section: how `genpipe submit` (and a schedule with an address) runs the
+workflow as a Ray job: how its code gets there, and the rest of its runtime_env.
 
 The whole config is logged as MLflow params and a job's runtime_env is shown by the Ray dashboard
 and `ray job list`, so neither may hold a secret: credentials stay in the environment of the
@@ -7,7 +8,7 @@ submitting shell (the Ray token) and of the cluster's nodes (AWS keys, MLflow pa
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -31,6 +32,15 @@ RUNTIME_ENV_KEYS = {
 
 
 class ClusterConfig(Strict):
+    code: Literal["auto", "image", "modules", "working_dir"] = Field(
+        "auto",
+        description=(
+            "how a job gets genpipe's code: image (the nodes have it installed: nothing uploaded), "
+            "modules (its packages as Ray py_modules: a few MB, from a checkout or an installed "
+            "genpipe), working_dir (the source checkout, with the files beside it); auto: "
+            "working_dir from a source checkout, else modules"
+        ),
+    )
     runtime_env: dict[str, Any] = Field(
         default_factory=dict, description="Ray runtime_env for submitted jobs (env_vars, pip, ...)"
     )

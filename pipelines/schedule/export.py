@@ -14,7 +14,6 @@ import yaml
 
 from pipelines.config import CONFIG_VARIABLE, validate_config
 from pipelines.config.loading import ENV_CONFIG_PREFIX
-from pipelines.schedule.launchers import run_runtime_env
 from pipelines.schedule.schedules import Schedule
 from storage import is_local
 
@@ -44,7 +43,7 @@ def raycronjob(schedule: Schedule, cluster: str) -> dict[str, Any]:
         raise NotExportable(
             "--tracking-uri: a job on a cluster needs an MLflow server (schedule update --tracking-uri)"
         )
-    runtime_env = run_runtime_env(schedule)
+    runtime_env = dict(config.cluster.runtime_env)  # the code is in the RayCluster's image
     env_vars = {**runtime_env.get("env_vars", {}), CONFIG_VARIABLE: schedule.resolved}
     entrypoint = f"genpipe run {ENV_CONFIG_PREFIX}{CONFIG_VARIABLE} --when {schedule.when}"
     return {

@@ -12,11 +12,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from pipelines.config import CONFIG_VARIABLE, validate_config
+from pipelines.config.cluster import ClusterConfig
 from pipelines.config.loading import ENV_CONFIG_PREFIX
 from pipelines.schedule.schedules import LEASE_SECONDS, Schedule
 from pipelines.workflow.lease import DriverLease
@@ -40,11 +40,11 @@ def run_environment(schedule: Schedule) -> dict[str, str]:
     return {} if schedule.resolved is None else {CONFIG_VARIABLE: schedule.resolved}
 
 
-def run_runtime_env(schedule: Schedule) -> dict[str, Any]:
-    """The resolved config's `cluster.runtime_env`, for a run fired as a Ray job."""
+def run_cluster(schedule: Schedule) -> ClusterConfig:
+    """The resolved config's `cluster:` section (code shipping, runtime_env), for a Ray job."""
     if schedule.resolved is None:
-        return {}
-    return validate_config(yaml.safe_load(schedule.resolved)).cluster.runtime_env
+        return ClusterConfig()
+    return validate_config(yaml.safe_load(schedule.resolved)).cluster
 
 
 class ProcessLauncher:
@@ -119,7 +119,8 @@ class RayJobLauncher:
             arguments,
             workflow_id,
             env_vars=run_environment(schedule),
-            extra_runtime_env=run_runtime_env(schedule),
+            extra_runtime_env=run_cluster(schedule).runtime_env,
+            code=run_cluster(schedule).code,
         )
         self.jobs[workflow_id] = schedule.address
 

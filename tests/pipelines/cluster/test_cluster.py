@@ -144,6 +144,41 @@ def test_submitted_quickstart_uses_s3_and_the_remote_mlflow(client_env, tmp_path
     _assert_no_secret(client_env, submitted.out + submitted.err + listed, run.info.experiment_id)
 
 
+def test_an_installed_genpipe_ships_its_packages_not_its_site_packages(client_env, tmp_path):
+    """genpipe installed as a package (not a checkout): `cluster.code: auto` ships its six
+    packages as Ray py_modules (about a megabyte), never site-packages, and the job succeeds."""
+    installed = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target"]
+        + [str(installed), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    shipped = [installed / package for package in jobs.PACKAGES]
+    size = sum(f.stat().st_size for folder in shipped for f in folder.rglob("*") if "__pycache__" not in f.parts)
+    assert size < 10 * 2**20, size
+    elsewhere = tmp_path / "elsewhere"  # no checkout here: the installed copy is the one imported
+    elsewhere.mkdir()
+    sets = [arg for assignment in TINY for arg in ("--set", assignment)]
+    head, mlflow = client_env["head"], client_env["mlflow"]
+    submitted = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "submit", "quickstart", *sets, "--address", head.url]
+        + ["--storage", f"s3://{BUCKET}/installed", "--tracking-uri", mlflow.url, "--workflow-id", "it-installed"]
+        + ["--follow"],
+        cwd=elsewhere,
+        env={**os.environ, "PYTHONPATH": str(installed)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
+    job = jobs.client(head.url).get_job_info("it-installed")
+    modules = job.runtime_env["py_modules"]
+    assert len(modules) == len(jobs.PACKAGES) and "working_dir" not in job.runtime_env, job.runtime_env
+    assert f"{BUCKET}/installed/workflows/it-installed/register.json" in _bucket_keys("installed")
+
+
 def _assert_no_secret(cluster, captured: str, experiment_id: str) -> None:
     """Not in what the CLI printed, the job's log, Ray's session logs, any MLflow param, tag,
     metric name or text artifact."""

@@ -70,8 +70,29 @@ def test_a_config_can_come_from_an_environment_variable(monkeypatch):
 
 @pytest.mark.parametrize("name", ["quickstart", "gan-sweep-digits", "gpt-code-tiny"])
 def test_the_config_a_job_reads_back_is_the_submitted_one(name, monkeypatch):
-    from pipelines.cli.cluster_commands import CONFIG_VARIABLE, job_config
+    from pipelines.config import CONFIG_VARIABLE, dump_config
 
     config = load_config(name, ["evaluate.top_k=null", "cluster.runtime_env.pip=[einops]"], storage="s3://b/p")
-    monkeypatch.setenv(CONFIG_VARIABLE, job_config(config))
+    monkeypatch.setenv(CONFIG_VARIABLE, dump_config(config))
     assert load_config(f"env:{CONFIG_VARIABLE}") == config
+
+
+def test_genpipes_packages_are_the_ones_pyproject_ships():
+    import re
+
+    include = re.search(r"^include = \[(.*)\]$", (REPO / "pyproject.toml").read_text(), flags=re.MULTILINE)
+    assert set(re.findall(r'"(\w+)\*"', include.group(1))) == set(jobs.PACKAGES)
+
+
+def test_code_ships_as_modules_or_not_at_all_and_a_checkout_only_from_a_checkout(monkeypatch, tmp_path):
+    modules = jobs.runtime_env(code="modules")
+    assert modules["py_modules"] == [str(REPO / package) for package in jobs.PACKAGES]
+    assert "working_dir" not in modules and "__pycache__/" in modules["excludes"]
+    image = jobs.runtime_env({"GENPIPE_CONFIG": "x"}, code="image")
+    assert "working_dir" not in image and "py_modules" not in image and image["env_vars"]["GENPIPE_CONFIG"] == "x"
+    assert jobs.code_mode("auto") == "working_dir"  # this is a source checkout
+
+    monkeypatch.setattr(jobs, "REPO_ROOT", tmp_path)  # as from site-packages: no pyproject.toml beside
+    assert jobs.code_mode("auto") == "modules"
+    with pytest.raises(jobs.JobsError, match="cluster.code: working_dir ships genpipe's source checkout"):
+        jobs.code_mode("working_dir")
