@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout, or site-packages when installed
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 120
 MOTO_REGION = "us-east-1"
@@ -70,6 +71,47 @@ class Server:
         temp_dir = self.extra.get("temp_dir")
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+# A node on "a host of its own" (`own_host=True`): a Linux mount namespace (`unshare`, as root) in
+# which /tmp, HOME and genpipe's checkout are empty tmpfs, and only the Python environment (and the
+# interpreter it was made from) is mounted back. Nodes then share nothing with the submitter or
+# each other but the network, as on a real cluster: a path that exists only on the submitting
+# machine is not there, and genpipe's code is there only if a job ships it.
+OWN_HOST_SCRIPT = """\
+set -e
+hidden="$1"; keep="$2"; shift 2
+mount -t tmpfs genpipe-host /tmp
+i=0
+for path in $keep; do i=$((i + 1)); mkdir -p /tmp/.host-keep/$i; mount --bind "$path" /tmp/.host-keep/$i; done
+for path in $hidden; do mount -t tmpfs genpipe-host "$path"; done
+i=0
+for path in $keep; do i=$((i + 1)); mkdir -p "$path"; mount --bind /tmp/.host-keep/$i "$path"; done
+cd /
+exec "$@"
+"""
+
+
+def on_own_host(command: list[str]) -> list[str]:
+    """`command` run in a mount namespace of its own (see OWN_HOST_SCRIPT)."""
+    hidden = [str(Path.home()), str(REPO_ROOT)]
+    keep = [sys.prefix, sys.base_prefix]  # the environment; its interpreter may live under HOME
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", OWN_HOST_SCRIPT, "sh"] + [
+        " ".join(hidden),
+        " ".join(keep),
+        *command,
+    ]
+
+
+def own_hosts_unavailable() -> str | None:
+    """Why nodes cannot have hosts of their own here (None when they can): mount namespaces
+    need Linux, util-linux's `unshare` and root (CAP_SYS_ADMIN)."""
+    if shutil.which("unshare") is None:
+        return "no `unshare` (util-linux) on this machine"
+    probe = subprocess.run(on_own_host(["true"]), capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        return f"mount namespaces refused: {(probe.stderr.strip().splitlines() or ['?'])[-1]} (root needed)"
+    return None
 
 
 def _reap(pid: int) -> None:
@@ -218,8 +260,9 @@ def _ray_node_ports() -> list[str]:
     ]
 
 
-def start_ray_head(folder: Path, num_cpus: int, env: dict[str, str] | None = None) -> Server:
-    """`ray start --head --block` with its dashboard (the Jobs API) on 127.0.0.1.
+def start_ray_head(folder: Path, num_cpus: int, env: dict[str, str] | None = None, own_host: bool = False) -> Server:
+    """`ray start --head --block` with its dashboard (the Jobs API) on 127.0.0.1; `own_host`: in a
+    mount namespace of its own (its files then under `extra["root"]`, /proc/PID/root).
 
     Its own short --temp-dir keeps its `ray_current_cluster` file out of /tmp/ray, where a later
     plain `ray.init()` on this machine would find it and join a cluster that is gone."""
@@ -248,17 +291,22 @@ def start_ray_head(folder: Path, num_cpus: int, env: dict[str, str] | None = Non
         str(free_port()),
         *_ray_node_ports(),
     ]
-    pid, log = _spawn("ray-head", command, folder, _ray_env(env))
-    head = Server(
-        "ray-head", pid, f"http://{HOST}:{dashboard}", log, {"gcs_address": f"{HOST}:{port}", "temp_dir": temp_dir}
-    )
+    pid, log = _spawn("ray-head", on_own_host(command) if own_host else command, folder, _ray_env(env))
+    extra = {"gcs_address": f"{HOST}:{port}", "temp_dir": temp_dir, "root": f"/proc/{pid}/root" if own_host else "/"}
+    head = Server("ray-head", pid, f"http://{HOST}:{dashboard}", log, extra)
     return wait_until_up(head, f"{head.url}/api/version")
 
 
 def start_ray_worker(
-    folder: Path, head: Server, num_cpus: int, env: dict[str, str] | None = None, index: int = 1
+    folder: Path,
+    head: Server,
+    num_cpus: int,
+    env: dict[str, str] | None = None,
+    index: int = 1,
+    own_host: bool = False,
 ) -> Server:
-    """A second raylet joining `head` (`ray start --address`): a real multi-node cluster."""
+    """A second raylet joining `head` (`ray start --address`): a real multi-node cluster;
+    `own_host`: in a mount namespace of its own."""
     name = f"ray-worker-{index}"
     command = [
         str(BIN / "ray"),
@@ -272,7 +320,7 @@ def start_ray_worker(
         str(num_cpus),
         *_ray_node_ports(),
     ]
-    pid, log = _spawn(name, command, folder, _ray_env(env))
+    pid, log = _spawn(name, on_own_host(command) if own_host else command, folder, _ray_env(env))
     worker = Server(name, pid, head.extra["gcs_address"], log)
     _wait_for_nodes(head, worker, expected=index + 1)
     return worker
