@@ -80,13 +80,23 @@ class Server:
 # machine is not there, and genpipe's code is there only if a job ships it.
 OWN_HOST_SCRIPT = """\
 set -e
-hidden="$1"; keep="$2"; shift 2
+fd=3  # each kept path held open, so it can be mounted back from the old view once hidden
+while [ "$1" != --hide ]; do eval "exec $fd<\\"\\$1\\""; eval "kept$fd=\\"\\$1\\""; fd=$((fd + 1)); shift; done
+shift
 mount -t tmpfs genpipe-host /tmp
-i=0
-for path in $keep; do i=$((i + 1)); mkdir -p /tmp/.host-keep/$i; mount --bind "$path" /tmp/.host-keep/$i; done
-for path in $hidden; do mount -t tmpfs genpipe-host "$path"; done
-i=0
-for path in $keep; do i=$((i + 1)); mkdir -p "$path"; mount --bind /tmp/.host-keep/$i "$path"; done
+while [ "$1" != -- ]; do
+    if [ -d "$1" ]; then mount -t tmpfs genpipe-host "$1"; fi  # (one under /tmp is gone already)
+    shift
+done
+shift
+i=3
+while [ $i -lt $fd ]; do
+    eval "path=\\"\\$kept$i\\""
+    mkdir -p "$path"
+    mount --no-canonicalize --bind /proc/self/fd/$i "$path"  # canonicalized, it would name the new view
+    eval "exec $i<&-"
+    i=$((i + 1))
+done
 cd /
 exec "$@"
 """
@@ -94,13 +104,10 @@ exec "$@"
 
 def on_own_host(command: list[str]) -> list[str]:
     """`command` run in a mount namespace of its own (see OWN_HOST_SCRIPT)."""
-    hidden = [str(Path.home()), str(REPO_ROOT)]
     keep = [sys.prefix, sys.base_prefix]  # the environment; its interpreter may live under HOME
-    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", OWN_HOST_SCRIPT, "sh"] + [
-        " ".join(hidden),
-        " ".join(keep),
-        *command,
-    ]
+    hidden = [str(Path.home()), str(REPO_ROOT)]
+    script = ["sh", "-c", OWN_HOST_SCRIPT, "sh", *keep, "--hide", *hidden, "--"]
+    return ["unshare", "--mount", "--propagation", "private", "--", *script, *command]
 
 
 def own_hosts_unavailable() -> str | None:
