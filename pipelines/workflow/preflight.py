@@ -21,7 +21,10 @@ from pipelines.config import ConfigError, PipelineConfig
 from pipelines.config.cluster import without_credentials
 from storage import filesystem, is_local, join
 
-PROBE_TIMEOUT_S = 5
+# A service that is not there refuses the connection at once; this bounds one that is there but
+# slow: an MLflow server with basic auth checks a password hash on every request, and on a busy
+# 2-core machine the probe took over 5 s now and then (a false "cannot reach").
+PROBE_TIMEOUT_S = 15
 
 
 class PreflightError(ConfigError):
