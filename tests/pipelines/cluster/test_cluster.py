@@ -57,13 +57,11 @@ def cluster(tmp_path_factory):
         mlflow = local_cluster.start_mlflow(folder, f"s3://{BUCKET}/mlartifacts", env=s3_env, admin_password=password)
         started.append(mlflow)
         mlflow_env = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": password}
-        token = secrets.token_hex(16)  # no shared ~/.ray/auth_token between separate hosts
+        token = _submitters_token()  # the nodes (other hosts, other homes) get it in their environment
         node_env = {**s3_env, **mlflow_env, "RAY_AUTH_TOKEN": token}
         head = local_cluster.start_ray_head(folder, num_cpus=2, env=node_env, own_host=True)
         started.append(head)
-        with pytest.MonkeyPatch.context() as patch:  # the token, for the wait on the worker to join
-            patch.setenv("RAY_AUTH_TOKEN", token)
-            started.append(local_cluster.start_ray_worker(folder, head, num_cpus=1, env=node_env, own_host=True))
+        started.append(local_cluster.start_ray_worker(folder, head, num_cpus=1, env=node_env, own_host=True))
         yield {
             "folder": folder,
             "head": head,
@@ -75,6 +73,17 @@ def cluster(tmp_path_factory):
     finally:
         for server in reversed(started):
             server.stop()
+
+
+def _submitters_token() -> str:
+    """The token in this machine's ~/.ray/auth_token (made if missing), as a user's client has it:
+    Ray reads it once per process, so the tests' own Ray calls keep using it."""
+    token_file = jobs.DEFAULT_TOKEN_FILE
+    if not token_file.is_file():
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        token_file.write_text(secrets.token_hex(16))
+        token_file.chmod(0o600)
+    return token_file.read_text().strip()
 
 
 @pytest.fixture
