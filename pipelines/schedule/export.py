@@ -12,8 +12,9 @@ from typing import Any
 
 import yaml
 
-from pipelines.config import CONFIG_VARIABLE, validate_config
+from pipelines.config import CONFIG_VARIABLE
 from pipelines.config.loading import ENV_CONFIG_PREFIX
+from pipelines.schedule.launchers import resolved_config
 from pipelines.schedule.schedules import Schedule
 from storage import is_local
 
@@ -32,11 +33,11 @@ def kubernetes_name(name: str) -> str:
 
 def raycronjob(schedule: Schedule, cluster: str) -> dict[str, Any]:
     """The RayCronJob manifest that runs `schedule` on the RayCluster named `cluster`."""
-    if schedule.resolved is None:
+    config = resolved_config(schedule)
+    if config is None or schedule.resolved is None:
         raise NotExportable(f"{schedule.name}: added before configs were resolved: `genpipe schedule update` it first")
     if len(schedule.cron.split()) != 5:
         raise NotExportable(f"--cron: {schedule.cron!r} has a seconds field; Kubernetes cron takes 5 fields")
-    config = validate_config(yaml.safe_load(schedule.resolved))
     if is_local(config.storage):
         raise NotExportable(f"storage: {config.storage} is a folder on this machine; a cluster's job needs s3://...")
     if not config.tracking_uri or config.tracking_uri.startswith(("sqlite:", "file:", "/")):

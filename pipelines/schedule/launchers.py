@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.config import CONFIG_VARIABLE, validate_config
+from pipelines.config import CONFIG_VARIABLE, PipelineConfig, validate_config
 from pipelines.config.cluster import ClusterConfig
 from pipelines.config.loading import ENV_CONFIG_PREFIX
 from pipelines.schedule.schedules import LEASE_SECONDS, Schedule
@@ -40,11 +40,15 @@ def run_environment(schedule: Schedule) -> dict[str, str]:
     return {} if schedule.resolved is None else {CONFIG_VARIABLE: schedule.resolved}
 
 
+def resolved_config(schedule: Schedule) -> PipelineConfig | None:
+    """The config the schedule's runs get, validated (None for a schedule from before `resolved`)."""
+    return None if schedule.resolved is None else validate_config(yaml.safe_load(schedule.resolved))
+
+
 def run_cluster(schedule: Schedule) -> ClusterConfig:
     """The resolved config's `cluster:` section (code shipping, runtime_env), for a Ray job."""
-    if schedule.resolved is None:
-        return ClusterConfig()
-    return validate_config(yaml.safe_load(schedule.resolved)).cluster
+    config = resolved_config(schedule)
+    return ClusterConfig() if config is None else config.cluster
 
 
 class ProcessLauncher:
@@ -73,13 +77,13 @@ class ProcessLauncher:
         self.adopted[workflow_id] = time.time()
 
     def outcome(self, workflow_id: str) -> str | None:
-        log = self.logs / f"{workflow_id}.log"
+        log, workflow = self.logs / f"{workflow_id}.log", Workflow(self.storage, workflow_id)
         if workflow_id in self.adopted:
-            code = driver_exit(Workflow(self.storage, workflow_id), self.adopted[workflow_id])
+            code = driver_exit(workflow, self.adopted[workflow_id])
             if code is None:
                 return None
             del self.adopted[workflow_id]
-            return describe_outcome(Workflow(self.storage, workflow_id), code, log)
+            return describe_outcome(workflow, code, log)
         process = self.processes.get(workflow_id)
         if process is None:
             return "lost: this scheduler has no such run"
@@ -87,7 +91,7 @@ class ProcessLauncher:
         if code is None:
             return None
         del self.processes[workflow_id]
-        return describe_outcome(Workflow(self.storage, workflow_id), code, log)
+        return describe_outcome(workflow, code, log)
 
     def release_all(self) -> list[str]:
         released = [*self.processes, *self.adopted]
@@ -113,14 +117,14 @@ class RayJobLauncher:
 
         if schedule.address is None:
             raise ValueError(f"schedule {schedule.name}: no address to submit its runs to")
-        arguments = run_arguments(schedule, self.storage, workflow_id)
+        cluster = run_cluster(schedule)
         jobs.submit(
             schedule.address,
-            arguments,
+            run_arguments(schedule, self.storage, workflow_id),
             workflow_id,
             env_vars=run_environment(schedule),
-            extra_runtime_env=run_cluster(schedule).runtime_env,
-            code=run_cluster(schedule).code,
+            extra_runtime_env=cluster.runtime_env,
+            code=cluster.code,
         )
         self.jobs[workflow_id] = schedule.address
 
