@@ -5,7 +5,9 @@ Run: `python benchmarks/startup_bench.py [--record] [--steps 60] [--repeats 2]`.
 What it measures, in one run on this machine (each run a fresh `genpipe` process with its own
 local Ray, as a user's command is; the quickstart's dataset prepared once, then a cache hit):
 - the quickstart's train step (2 Ray Train workers, DeepSpeed), `--steps` optimizer steps, under
-  genpipe's settings and under Ray Train's default controller poll (2 s) as the baseline;
+  genpipe's settings and, as the baseline, under Ray Train as Ray ships it
+  (GENPIPE_RAY_TRAIN_DEFAULTS=1: its 2 s controller poll, its preemption watcher and its Ray Data
+  manager, pipelines/train/startup.py);
 - its start-up, split by the workers' own clock (pipelines/train/startup.py, the run's
   `startup/*` metrics): spawn (controller, placement group, worker process), imports (Ray, torch,
   DeepSpeed, MLflow, genpipe; the process group), setup (model, data, strategy), DeepSpeed's
@@ -30,10 +32,11 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pipelines.train.startup import RAY_TRAIN_DEFAULTS
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
 PHASES = ("spawn", "imports", "setup", "engines", "first_step")
-RAY_DEFAULT_POLL_S = "2"
 
 RUN_ONE = """
 import json, sys
@@ -62,7 +65,7 @@ print(time.time() - started)
 """
 
 
-def train_once(storage: Path, workflow_id: str, steps: int, poll: str | None) -> dict:
+def train_once(storage: Path, workflow_id: str, steps: int, ray_defaults: bool) -> dict:
     sets = [
         f"train.max_steps={steps}",
         f"train.log_every={max(1, steps // 6)}",
@@ -71,9 +74,10 @@ def train_once(storage: Path, workflow_id: str, steps: int, poll: str | None) ->
         "train.system_metrics_every_s=0",
     ]
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    env.pop("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", None)
-    if poll is not None:
-        env["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = poll
+    for name in ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", RAY_TRAIN_DEFAULTS):
+        env.pop(name, None)
+    if ray_defaults:
+        env[RAY_TRAIN_DEFAULTS] = "1"
     settings = {"sets": sets, "storage": str(storage), "workflow_id": workflow_id}
     done = subprocess.run(
         [sys.executable, "-c", RUN_ONE, json.dumps(settings)], cwd=REPO, env=env, capture_output=True, text=True
@@ -149,13 +153,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
-    variants = {"Ray Train's default poll (2 s)": RAY_DEFAULT_POLL_S, "genpipe's settings": None}
+    variants = {"Ray Train as shipped": True, "genpipe's settings": False}
     with tempfile.TemporaryDirectory() as folder:
         storage = Path(folder)
         runs: dict[str, list[dict]] = {name: [] for name in variants}
         for repeat in range(args.repeats):
-            for index, (name, poll) in enumerate(variants.items()):  # interleaved: the machine's drift hits both
-                runs[name].append(train_once(storage, f"startup-{repeat}-{index}", args.steps, poll))
+            for index, (name, ray_defaults) in enumerate(variants.items()):  # interleaved: drift hits both
+                runs[name].append(train_once(storage, f"startup-{repeat}-{index}", args.steps, ray_defaults))
                 print(f"{name}, run {repeat + 1}: {json.dumps(runs[name][-1])}", flush=True)
         bare = statistics.median(bare_start() for _ in range(3))
     results = {name: median_of(found) for name, found in runs.items()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -25,6 +26,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # genpipe's top-level packages (pyproject.toml's packages.find include list; a test keeps them equal)
 PACKAGES = ("pipelines", "models", "data_prep", "storage", "serving", "tokens")
 AGENT_WAIT_SECONDS = 90
+# Ray's job client: "Request failed with status code 500: <the server's traceback>".
+SERVER_ERROR = re.compile(r"Request failed with status code (?P<code>5\d\d)")
+SERVER_ERROR_RETRIES = 2
+SERVER_ERROR_BACKOFF_S = 2.0
 # Nothing a job needs, and some of it large: environments, caches, local outputs. Ray also skips
 # what .gitignore names; `_git_ignored` adds what git ignores by other rules (.git/info/exclude).
 WORKING_DIR_EXCLUDES = [
@@ -152,6 +157,7 @@ def submit(
     entrypoint = shlex.join(["python", "-m", "pipelines.cli", *arguments])
     job_client = client(address)
     deadline = time.monotonic() + AGENT_WAIT_SECONDS
+    server_errors = 0
     while True:
         try:
             return job_client.submit_job(
@@ -161,10 +167,28 @@ def submit(
                 metadata={"genpipe": "1"},
             )
         except RuntimeError as exc:
+            failed = SERVER_ERROR.match(str(exc))
+            if failed:
+                # The job server's own failure (its traceback as the body), e.g. a package upload
+                # that its GCS did not take in time on a busy head: worth a second try or two.
+                server_errors += 1
+                if server_errors > SERVER_ERROR_RETRIES:
+                    raise JobsError(
+                        f"the Ray job server at {address} failed the submission (HTTP {failed['code']}): "
+                        f"{_last_line(str(exc).removesuffix('.'))}"  # the '.' Ray's client adds
+                    ) from exc
+                time.sleep(SERVER_ERROR_BACKOFF_S * server_errors)
+                continue
             # A head node that has just started serves its dashboard before its job agent is up.
             if "No available agent" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(2)
+
+
+def _last_line(text: str) -> str:
+    """A server's traceback in a line: its last, the error it raised."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else text
 
 
 def follow(address: str, job_id: str, echo: Callable[[str], None]) -> Any:

@@ -8,7 +8,6 @@ Fault tolerance is Ray Train's: a checkpoint (pipelines/train/checkpoints.py) is
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +16,7 @@ from data_prep.manifest import Manifest
 from data_prep.text_tokenizer import TOKENIZER_FILE
 from pipelines.config import PipelineConfig
 from pipelines.train.checkpoints import MODEL_DIR
-from pipelines.train.startup import HEALTH_CHECK_INTERVAL_S
+from pipelines.train.startup import torch_trainer_class, use_start_up_settings
 from pipelines.train.worker import train_loop
 from storage import join, ray_storage, storage_uri
 
@@ -36,15 +35,14 @@ def run_training(
     """Fit the model on the prepared dataset; returns where the final checkpoint and weights are."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchConfig
 
-    # Read by Ray Train when the trainer starts (and passed on to its controller), not at import.
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
+    use_start_up_settings()
     train = config.train
     use_gpu = ray.cluster_resources().get("GPU", 0) > 0 if train.use_gpu == "auto" else train.use_gpu
     resources = {"CPU": train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
     storage_path, storage_fs = ray_storage(join(config.storage, "checkpoints"))
-    trainer = TorchTrainer(
+    trainer = torch_trainer_class()(
         train_loop,
         train_loop_config={
             "pipeline": config.model_dump(mode="json"),

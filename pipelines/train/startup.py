@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import psutil
 
@@ -24,13 +25,53 @@ import psutil
 # RPC per worker. A user's own RAY_TRAIN_HEALTH_CHECK_INTERVAL_S is kept.
 HEALTH_CHECK_INTERVAL_S = "0.5"
 
+# Set to 1, genpipe leaves Ray Train as Ray ships it (poll, preemption watcher, Ray Data manager):
+# the baseline of benchmarks/startup_bench.py, and a way to rule genpipe's start-up cuts out.
+RAY_TRAIN_DEFAULTS = "GENPIPE_RAY_TRAIN_DEFAULTS"
+
+
+def ray_train_defaults() -> bool:
+    return os.environ.get(RAY_TRAIN_DEFAULTS) == "1"
+
+
+def use_start_up_settings() -> None:
+    """Ray Train's controller poll (read when a trainer starts, passed on to its controller)."""
+    if not ray_train_defaults():
+        os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
+
+
+def torch_trainer_class() -> type:
+    """Ray Train's TorchTrainer without its Ray Data manager when a fit is given no Ray Datasets.
+
+    Ray Train starts a `DatasetManager` actor for every fit, datasets or not, and that actor
+    imports Ray Data, which starts two more (an autoscaling coordinator and a stats actor): ~3.3 s
+    of a core in three processes, at the same moment the workers start and import torch (a 2-core
+    machine's whole start-up window; benchmarks/RESULTS.md). genpipe's workers read their shards
+    themselves (pipelines/train/feed.py), so there is nothing for the manager to hand out. Ray has
+    no option for it: the subclass drops that one default callback, by name, and changes nothing
+    when the trainer is given datasets or a Ray without such a callback."""
+    from ray.train.torch import TorchTrainer
+
+    if ray_train_defaults():
+        return TorchTrainer
+
+    class TorchTrainerWithoutDatasets(TorchTrainer):
+        def _create_default_callbacks(self) -> list[Any]:
+            callbacks = list(super()._create_default_callbacks())  # type: ignore[misc]  # typed as Ray's v1 class
+            if self.datasets:
+                return callbacks
+            return [callback for callback in callbacks if type(callback).__name__ != "DatasetsCallback"]
+
+    return TorchTrainerWithoutDatasets
+
 
 def embedded_ray_defaults() -> None:
     """Settings for a Ray that this process starts on its own machine, made before `ray.init` so
     its raylet and every worker inherit them (a user's own values are kept): no preemption watcher,
     an actor process (~1 s of a core to start) in every training run that watches for a cloud
     node's reclaim notice, which a machine's own Ray never gets."""
-    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    if not ray_train_defaults():
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 
 
 class StartupClock:

@@ -3,7 +3,10 @@ config's runtime_env, and never a secret from the config."""
 
 from __future__ import annotations
 
+import json
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from helpers import REPO
@@ -96,3 +99,49 @@ def test_code_ships_as_modules_or_not_at_all_and_a_checkout_only_from_a_checkout
     assert jobs.code_mode("auto") == "modules"
     with pytest.raises(jobs.JobsError, match="cluster.code: working_dir ships genpipe's source checkout"):
         jobs.code_mode("working_dir")
+
+
+GCS_REFUSED = "RuntimeError: Failed to store package in the GCS."
+
+
+class _FailingJobServer(BaseHTTPRequestHandler):
+    """A job server whose package store fails, as Ray's answers when its GCS does not take an
+    upload: HTTP 500 with its traceback as the body. (A real head cannot be made to fail so on cue.)"""
+
+    uploads = 0
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        if self.path == "/api/version":
+            import ray
+
+            self._answer(200, json.dumps({"version": "4", "ray_version": ray.__version__}))
+        else:
+            self._answer(404, "")  # no such package yet: the client uploads it
+
+    def do_PUT(self) -> None:  # noqa: N802
+        type(self).uploads += 1
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self._answer(500, f"Traceback (most recent call last):\n  ...\n{GCS_REFUSED}")
+
+    def _answer(self, status: int, body: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_job_server_error_is_tried_again_then_named_in_a_line(monkeypatch):
+    monkeypatch.setattr(jobs, "SERVER_ERROR_BACKOFF_S", 0.01)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FailingJobServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(jobs.JobsError) as failed:
+            jobs.submit(address, ["run", "quickstart"], "job-1", code="modules")
+    finally:
+        server.shutdown()
+    assert str(failed.value) == (f"the Ray job server at {address} failed the submission (HTTP 500): {GCS_REFUSED}")
+    assert _FailingJobServer.uploads == 1 + jobs.SERVER_ERROR_RETRIES

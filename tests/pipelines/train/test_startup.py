@@ -7,7 +7,7 @@ import time
 import psutil
 import pytest
 
-from pipelines.train.startup import StartupClock
+from pipelines.train.startup import RAY_TRAIN_DEFAULTS, StartupClock
 
 
 def test_phases_run_from_the_fit_call_and_add_up_to_the_total():
@@ -32,3 +32,21 @@ def test_without_the_drivers_clock_the_phases_start_at_the_process():
     metrics = clock.metrics()
     assert "startup/spawn_s" not in metrics
     assert metrics["startup/total_s"] == pytest.approx(clock.marks[-1][1] - psutil.Process().create_time())
+
+
+def _default_callbacks(datasets: dict | None) -> set[str]:
+    from ray.train import ScalingConfig
+
+    from pipelines.train.startup import torch_trainer_class
+
+    trainer = torch_trainer_class()(lambda: None, scaling_config=ScalingConfig(num_workers=1), datasets=datasets)
+    return {type(callback).__name__ for callback in trainer._create_default_callbacks()}
+
+
+def test_a_fit_without_ray_datasets_starts_no_ray_data_manager(monkeypatch):
+    monkeypatch.delenv(RAY_TRAIN_DEFAULTS, raising=False)
+    without = _default_callbacks(None)
+    assert "DatasetsCallback" not in without and "PlacementGroupCleanerCallback" in without  # only that one goes
+    assert "DatasetsCallback" in _default_callbacks({"train": lambda: None})  # a dataset factory
+    monkeypatch.setenv(RAY_TRAIN_DEFAULTS, "1")  # Ray Train as shipped: the benchmark's baseline
+    assert "DatasetsCallback" in _default_callbacks(None)
