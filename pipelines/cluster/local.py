@@ -29,6 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout, or site-package
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 120
 MOTO_REGION = "us-east-1"
+RAY_LOGS_KEPT = ("dashboard*.log", "gcs_server.out", "raylet.out", "job-driver-*.log", "runtime_env*.log")
 
 
 def free_port() -> int:
@@ -56,7 +57,10 @@ class Server:
         return True
 
     def stop(self, timeout: float = 10) -> None:
-        """SIGTERM the process group, SIGKILL what is left after `timeout` (a Ray head lingers ~30 s)."""
+        """SIGTERM the process group, SIGKILL what is left after `timeout` (a Ray head lingers ~30 s).
+        A Ray head's own logs are kept beside its console log first: its temp folder goes with it
+        (on a host of its own, with the whole namespace)."""
+        self._keep_ray_logs()
         for signum in (signal.SIGTERM, signal.SIGKILL):
             try:
                 os.killpg(self.pid, signum)
@@ -71,6 +75,20 @@ class Server:
         temp_dir = self.extra.get("temp_dir")
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+    def _keep_ray_logs(self) -> None:
+        """The job server's, GCS's and the jobs' logs of a Ray head, into `<name>-logs/` beside its
+        console log: what tells why a submission failed, after the head is gone."""
+        temp_dir = self.extra.get("temp_dir")
+        if not temp_dir or not self.running():
+            return
+        logs = Path(self.extra.get("root", "/"), temp_dir.lstrip("/"), "session_latest", "logs")
+        kept = Path(self.log).parent / f"{self.name}-logs"
+        for pattern in RAY_LOGS_KEPT:
+            for found in logs.glob(pattern):
+                with contextlib.suppress(OSError):  # a log rotated or the node gone meanwhile
+                    kept.mkdir(exist_ok=True)
+                    shutil.copyfile(found, kept / found.name)
 
 
 # A node on "a host of its own" (`own_host=True`): a Linux mount namespace (`unshare`, as root) in

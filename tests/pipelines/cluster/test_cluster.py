@@ -340,3 +340,5 @@ def test_local_cluster_up_status_down_stops_what_it_started(tmp_path, capsys):
         assert cli.main(["local-cluster", "down", "--dir", folder]) == 0
     assert not any(server.running() for server in servers.values())
     assert local_cluster.described(Path(folder)) == {}
+    kept = Path(servers["ray-head"].log).parent / "ray-head-logs"  # the head's own logs outlive it
+    assert (kept / "gcs_server.out").is_file() and list(kept.glob("dashboard*.log")), sorted(kept.glob("*"))
