@@ -353,7 +353,11 @@ def start_ray_worker(
 
 def _ray_env(env: dict[str, str] | None) -> dict[str, str]:
     # The Ray processes (and the jobs they run) must find genpipe's own `python`, `ray`, `genpipe`.
+    # A node told to stop drains for 30 s first by default, so that Ray Serve's proxies can move
+    # traffic off it: a machine's own cluster serves nothing, and `down` waited it out per node.
+    drain = {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": os.environ.get("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "0")}
     return {
+        **drain,
         **(env or {}),
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "RAY_ADDRESS": "",
