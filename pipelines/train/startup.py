@@ -30,6 +30,9 @@ HEALTH_CHECK_INTERVAL_S = "0.5"
 RAY_TRAIN_DEFAULTS = "GENPIPE_RAY_TRAIN_DEFAULTS"
 
 
+STATE_API_PROBE_S = 3
+
+
 def ray_train_defaults() -> bool:
     return os.environ.get(RAY_TRAIN_DEFAULTS) == "1"
 
@@ -41,28 +44,48 @@ def use_start_up_settings() -> None:
 
 
 def torch_trainer_class() -> type:
-    """Ray Train's TorchTrainer without its Ray Data manager when a fit is given no Ray Datasets.
+    """Ray Train's TorchTrainer without the default actors a fit cannot use. Ray has no option
+    for them: the subclass drops those default callbacks, by name (a Ray without such a callback
+    changes nothing).
 
-    Ray Train starts a `DatasetManager` actor for every fit, datasets or not, and that actor
-    imports Ray Data, which starts two more (an autoscaling coordinator and a stats actor): ~3.3 s
-    of a core in three processes, at the same moment the workers start and import torch (a 2-core
-    machine's whole start-up window; benchmarks/RESULTS.md). genpipe's workers read their shards
-    themselves (pipelines/train/feed.py), so there is nothing for the manager to hand out. Ray has
-    no option for it: the subclass drops that one default callback, by name, and changes nothing
-    when the trainer is given datasets or a Ray without such a callback."""
+    - The Ray Data manager, when the fit is given no Ray Datasets. Ray Train starts a
+      `DatasetManager` actor for every fit, and that actor imports Ray Data, which starts two more
+      (an autoscaling coordinator and a stats actor): ~3.3 s of a core in three processes, at the
+      moment the workers start and import torch (benchmarks/RESULTS.md). genpipe's workers read
+      their shards themselves (pipelines/train/feed.py): there is nothing for it to hand out.
+    - The placement group cleaner, when the cluster's State API (served by its dashboard) does not
+      answer, as in the Ray a `genpipe run` starts for itself: the cleaner asks that API every
+      second whether the controller is alive, so there it can never tell, only logs a warning each
+      time (~1.7 s of a core a fit, and up to a second of the wind-down)."""
     from ray.train.torch import TorchTrainer
 
     if ray_train_defaults():
         return TorchTrainer
+    useless = {"PlacementGroupCleanerCallback"} if not _state_api_answers() else set()
 
-    class TorchTrainerWithoutDatasets(TorchTrainer):
+    class TorchTrainerWithoutIdleActors(TorchTrainer):
         def _create_default_callbacks(self) -> list[Any]:
             callbacks = list(super()._create_default_callbacks())  # type: ignore[misc]  # typed as Ray's v1 class
-            if self.datasets:
-                return callbacks
-            return [callback for callback in callbacks if type(callback).__name__ != "DatasetsCallback"]
+            dropped = useless if self.datasets else useless | {"DatasetsCallback"}
+            return [callback for callback in callbacks if type(callback).__name__ not in dropped]
 
-    return TorchTrainerWithoutDatasets
+    return TorchTrainerWithoutIdleActors
+
+
+def _state_api_answers() -> bool:
+    """Whether this cluster's State API answers, about this cluster: a Ray started without a
+    dashboard still records one at 127.0.0.1:8265, where another cluster's dashboard may answer
+    about other nodes (the cleaner would then take our controller for dead and remove our workers'
+    placement group). A refused connection fails at once."""
+    import ray
+    from ray.util.state import list_nodes
+
+    try:
+        listed = list_nodes(limit=10_000, timeout=STATE_API_PROBE_S, raise_on_missing_output=False)
+    except Exception:  # Ray's own: ServerUnavailable, RayStateApiException, a timeout
+        return False
+    ours = {node["NodeID"] for node in ray.nodes()}
+    return any(node.node_id in ours for node in listed)
 
 
 def embedded_ray_defaults() -> None:

@@ -43,10 +43,32 @@ def _default_callbacks(datasets: dict | None) -> set[str]:
     return {type(callback).__name__ for callback in trainer._create_default_callbacks()}
 
 
-def test_a_fit_without_ray_datasets_starts_no_ray_data_manager(monkeypatch):
+def test_a_fit_starts_no_actor_it_cannot_use(monkeypatch):
+    from pipelines.train import startup
+
     monkeypatch.delenv(RAY_TRAIN_DEFAULTS, raising=False)
+    monkeypatch.setattr(startup, "_state_api_answers", lambda: True)
     without = _default_callbacks(None)
     assert "DatasetsCallback" not in without and "PlacementGroupCleanerCallback" in without  # only that one goes
     assert "DatasetsCallback" in _default_callbacks({"train": lambda: None})  # a dataset factory
+    monkeypatch.setattr(startup, "_state_api_answers", lambda: False)  # no dashboard: the cleaner cannot ask
+    assert not {"DatasetsCallback", "PlacementGroupCleanerCallback"} & _default_callbacks(None)
     monkeypatch.setenv(RAY_TRAIN_DEFAULTS, "1")  # Ray Train as shipped: the benchmark's baseline
-    assert "DatasetsCallback" in _default_callbacks(None)
+    assert {"DatasetsCallback", "PlacementGroupCleanerCallback"} <= _default_callbacks(None)
+
+
+def test_the_state_api_counts_only_when_it_answers_about_this_cluster(ray_session, monkeypatch):
+    """The tests' Ray has no dashboard: nothing answers. One that answers about other nodes (another
+    cluster's dashboard at the address this one recorded) does not count either."""
+    from types import SimpleNamespace
+
+    import ray.util.state
+
+    from pipelines.train import startup
+
+    assert not startup._state_api_answers()
+    ours = ray_session.nodes()[0]["NodeID"]
+    monkeypatch.setattr(ray.util.state, "list_nodes", lambda **_: [SimpleNamespace(node_id="f" * 56)])
+    assert not startup._state_api_answers()
+    monkeypatch.setattr(ray.util.state, "list_nodes", lambda **_: [SimpleNamespace(node_id=ours)])
+    assert startup._state_api_answers()
