@@ -63,25 +63,44 @@ def load_without_code(path: str, map_location: Any = None) -> Any:
         ) from None
 
 
-def written_with(recorded: bytes) -> Strategy:
-    """The strategy of the group that wrote a checkpoint, from its STRATEGY_FILE. A resumed group
-    keeps it: the checkpoint's ZeRO shards are laid out for that stage."""
+def written_with(recorded: bytes) -> tuple[Strategy, int | None]:
+    """The strategy of the group that wrote a checkpoint, from its STRATEGY_FILE, and that group's
+    size (None: written before sizes were recorded). A resumed group keeps the strategy: the
+    checkpoint's ZeRO shards are laid out for that stage."""
     fields = json.loads(recorded)
     kept = "kept from the checkpoint it resumes"
     reason = fields["reason"] if fields["reason"].startswith(kept) else f"{kept} ({fields['reason']})"
-    return Strategy(fields["name"], reason)  # a second resume does not wrap the reason again
+    return Strategy(fields["name"], reason), fields.get("world")  # a second resume does not wrap the reason again
 
 
-def restore(fit: Fit, folder: str) -> int:
+def regrouped(strategy: Strategy, written_by: int | None, world: int) -> bool:
+    """Whether a checkpoint written by `written_by` workers resumes on a group of another size
+    under ZeRO. Stages 1 and 2 keep the whole weights in every checkpoint, so the group restores
+    those and rebuilds its optimizer shards from them (`restore(..., optimizer_states=False)`);
+    stage 3 keeps only each rank's slice of them, which DeepSpeed cannot re-slice."""
+    if written_by is None or written_by == world or strategy.zero_stage == 0:
+        return False
+    if strategy.zero_stage == 3:
+        raise ValueError(
+            f"train.num_workers: the checkpoint was written by {written_by} workers under zero3, which "
+            f"keeps only each worker's slice of the weights; resume with train.num_workers={written_by}"
+        )
+    return True
+
+
+def restore(fit: Fit, folder: str, optimizer_states: bool = True) -> int:
     """Load every network's DeepSpeed checkpoint from `folder` (no pickled code: see
     `load_without_code`), the model's own training state (an EMA) and the data cursor; returns
-    the step it was taken at."""
+    the step it was taken at. Without `optimizer_states` (a ZeRO-1/2 group of another size: the
+    optimizer's shards are cut for the old one, and DeepSpeed refuses them) the weights, the LR
+    schedule and the cursor are restored, and DeepSpeed rebuilds its fp32 master weights from the
+    weights; Adam's moments start afresh."""
     step = 0
     for name, engine in fit.engines.items():
         # DeepSpeed reads every file of a checkpoint through its engine's checkpoint_engine, whose
         # torch.load has weights_only=False; this engine's reads go through ours instead.
         engine.checkpoint_engine.load = load_without_code
-        _, client_state = engine.load_checkpoint(os.path.join(folder, name))
+        _, client_state = engine.load_checkpoint(os.path.join(folder, name), load_optimizer_states=optimizer_states)
         step = client_state["step"]
         fit.cursor = Cursor(*client_state["cursor"])
     state_file = os.path.join(folder, MODEL_STATE_FILE)
@@ -105,7 +124,7 @@ def write_checkpoint(
     if fit.settings.rank == 0:
         strategy = fit.settings.strategy
         with open(os.path.join(folder, STRATEGY_FILE), "w") as handle:
-            json.dump({"name": strategy.name, "reason": strategy.reason}, handle)
+            json.dump({"name": strategy.name, "reason": strategy.reason, "world": fit.settings.world_size}, handle)
     model_state = fit.model.checkpoint_state()  # the same on every rank: rank 0 writes it
     if model_state and fit.settings.rank == 0:
         save_file(

@@ -104,15 +104,16 @@ def build_engine(
 def _trim_per_step_work(engine: Any) -> None:
     """Two things DeepSpeed does every step that its engine's own settings cannot turn off:
     - one worker all-reduces its gradients with itself (flattened and copied back: 4% of a tiny
-      model's CPU step);
+      model's CPU step); under ZeRO (a one-worker group resuming a ZeRO checkpoint) that reduction
+      is what fills the optimizer's gradient partitions, so it stays;
     - unsharded fp32 gradients are clipped by a Python loop over the parameters followed by a
       collective over the group; they are already reduced and equal on every rank, so torch's
       multi-tensor clip gives the same result with no collective. DeepSpeed calls it at the same
       point and under the same conditions (not bf16/fp16, no ZeRO), so only the body changes."""
     import torch.distributed as dist
 
-    if dist.get_world_size() == 1:
-        engine.enable_backward_allreduce = False
+    if dist.get_world_size() == 1 and engine.zero_optimization_stage() == 0:
+        engine.enable_backward_allreduce = False  # (ZeRO's own reduction fills its gradient partitions)
 
     def clip_fp32_gradients() -> None:
         torch.nn.utils.clip_grad_norm_(engine.module.parameters(), engine.gradient_clipping(), foreach=True)

@@ -21,7 +21,7 @@ from models import build_model
 from models.base import parameter_count
 from pipelines.config import PipelineConfig
 from pipelines.registry.environment import apply_mlflow_defaults
-from pipelines.train.checkpoints import STRATEGY_FILE, restore, write_checkpoint, written_with
+from pipelines.train.checkpoints import STRATEGY_FILE, regrouped, restore, write_checkpoint, written_with
 from pipelines.train.engines import build_engines
 from pipelines.train.feed import open_feed
 from pipelines.train.hardware import peak_flops
@@ -46,15 +46,16 @@ def _all_reduce(values: list[float], device: torch.device, op: str = "SUM") -> l
     return tensor.tolist()
 
 
-def _kept_strategy(checkpoint: Any) -> Strategy | None:
-    """The strategy the checkpoint was written with; one file read, not the checkpoint's download."""
+def _kept_strategy(checkpoint: Any) -> tuple[Strategy | None, int | None]:
+    """The strategy the checkpoint was written with and the size of the group that wrote it; one
+    file read, not the checkpoint's download."""
     if checkpoint is None:
-        return None
+        return None, None
     try:
         with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{STRATEGY_FILE}") as handle:
             return written_with(handle.read())
     except FileNotFoundError:  # written before strategies were recorded
-        return None
+        return None, None
 
 
 def _report_checkpoint(
@@ -123,7 +124,9 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     feed = open_feed(manifest, "train", config.train, device, announce=rank == 0)
     (memory,) = _all_reduce([worker_memory(device, context.get_local_world_size())], device, op="MIN")
     checkpoint = ray.train.get_checkpoint()
-    strategy = _kept_strategy(checkpoint) or strategy_for(config.train, model, world, memory, device.type == "cuda")
+    kept, written_by = _kept_strategy(checkpoint)
+    strategy = kept or strategy_for(config.train, model, world, memory, device.type == "cuda")
+    regroup = regrouped(strategy, written_by, world)
     settings = loop_settings(config.train, strategy, rank, world, device, manifest.splits["train"].rows)
     train, total_steps = settings.train, settings.total_steps
     tokens = manifest.text.seq_len if manifest.text else None
@@ -135,7 +138,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     start_step = 0
     if checkpoint:
         with checkpoint.as_directory() as folder:
-            start_step = restore(fit, folder)
+            start_step = restore(fit, folder, optimizer_states=not regroup)
 
     uri, run_id = loop_config["tracking_uri"], loop_config["run_id"]
     ranks = (rank, context.get_local_rank(), context.get_node_rank())
@@ -148,6 +151,12 @@ def train_loop(loop_config: dict[str, Any]) -> None:
             log.info("[train] resumed from the checkpoint at step %d", start_step)
         live.note(f"resumed from the checkpoint at step {start_step}")
         live.log({"train/resumed_from_step": start_step}, start_step)
+    if regroup:
+        live.note(
+            f"{written_by} workers wrote the checkpoint, {world} resume it under {strategy.name}: weights, LR "
+            "schedule and data position restored; Adam's moments start afresh (DeepSpeed cannot re-cut them)"
+        )
+        live.log({"train/regrouped_from_workers": float(written_by or 0)}, start_step)
     try:
         _fit(fit, live, throughput, settings, start_step, loop_config.get("model_files", {}), clock)
     finally:

@@ -76,3 +76,32 @@ def test_killed_worker_resumes_from_the_latest_checkpoint(ray_session, tmp_path)
     resumed = tracking.client(uri).get_metric_history(run_id, "train/resumed_from_step")
     assert len(resumed) == 1 and resumed[0].value >= 10
     assert os.path.exists(os.path.join(result["model_uri"], "model.safetensors"))
+
+
+def test_a_zero2_checkpoint_of_two_workers_resumes_on_one(ray_session, tmp_path):
+    """A group of another size resumes a ZeRO-2 run (a lost node, a smaller cluster): the weights,
+    the LR schedule and the data position come back; DeepSpeed's optimizer shards, cut for two,
+    are rebuilt from the weights. ZeRO-3 keeps only slices of the weights: refused, naming the field."""
+    config = tiny_config(tmp_path, "train.strategy=zero2", "train.max_steps=10", "train.checkpoint_every=5")
+    manifest, uri, run_id, model_config = _start(config, "wf-regroup")
+    run_training(config, manifest, model_config, "wf-regroup", uri, run_id)
+    smaller = tiny_config(tmp_path, "train.strategy=zero2", "train.max_steps=16", "train.num_workers=1")
+    result = run_training(smaller, manifest, model_config, "wf-regroup", uri, run_id)  # the same run: resumes it
+    assert result["metrics"]["step"] == 16
+    client = tracking.client(uri)
+    assert [m.value for m in client.get_metric_history(run_id, "train/resumed_from_step")] == [10]
+    assert [m.value for m in client.get_metric_history(run_id, "train/regrouped_from_workers")] == [2]
+    assert client.get_run(run_id).data.tags["genpipe.train.strategy"] == "zero2"
+    trained = load_model(result["model_uri"])
+    assert all(torch.isfinite(v).all() for v in trained.state_dict().values())
+
+
+def test_a_zero3_checkpoint_is_not_regrouped():
+    from pipelines.train.checkpoints import regrouped
+    from pipelines.train.strategy import Strategy
+
+    assert not regrouped(Strategy("zero3", "set"), 2, 2)
+    assert not regrouped(Strategy("ddp", "set"), 2, 1)  # every worker holds everything: nothing to re-cut
+    assert regrouped(Strategy("zero1", "set"), 2, 3)
+    with pytest.raises(ValueError, match=r"^train.num_workers: the checkpoint was written by 2 workers under zero3"):
+        regrouped(Strategy("zero3", "set"), 2, 1)
