@@ -15,9 +15,7 @@ from data_prep.manifest import Manifest
 from data_prep.text_tokenizer import TextTokenizer, load_tokenizer
 from models.base import GenerativeModel
 from pipelines.config import PipelineConfig
-from pipelines.registry import tracking
 from pipelines.registry.drawing import grid_image
-from pipelines.registry.metric_sender import MetricSender
 from serving.drawing import complete
 
 log = logging.getLogger("genpipe.train")
@@ -48,7 +46,7 @@ class LiveRun:
         rank, local_rank, node_rank = ranks
         self.config, self.uri, self.run_id, self.rank = config, uri, run_id, rank
         self.report = report if report is not None and rank == 0 else _silent
-        self.sender = MetricSender(uri, run_id, tell=self.note) if rank == 0 else None
+        self.sender = _metric_sender(uri, run_id, self.note) if rank == 0 else None
         every = config.train.sample_every
         self.sample_every = config.train.checkpoint_every if every is None else every
         self.tokenizer = load_tokenizer(manifest.tokenizer_uri) if manifest.text else None
@@ -75,7 +73,7 @@ class LiveRun:
         """Tags on the run, sent in the background from rank 0, in order with the metrics."""
         if self.sender is not None:
             uri, run_id = self.uri, self.run_id
-            self.sender.call(lambda: tracking.set_tags(uri, run_id, tags))
+            self.sender.call(lambda: _tracking().set_tags(uri, run_id, tags))
 
     def samples(self, step: int, total: int, model: GenerativeModel) -> None:
         """A sample grid (images) or completions (text) at this step, when it is due."""
@@ -92,7 +90,7 @@ class LiveRun:
                 options = model.sample_options(SAMPLE_GRID, **model.example_options(SAMPLE_GRID))
                 grid = grid_image(model.sample(SAMPLE_GRID, generator=generator, **options))
                 if self.sender is not None:
-                    client = tracking.client(self.uri)
+                    client = _tracking().client(self.uri)
                     self.sender.call(lambda: client.log_image(self.run_id, grid, key="samples", step=step))
         except Exception as exc:  # a preview is never worth the run
             log.warning("[train] samples at step %d not logged: %s", step, str(exc).splitlines()[0])
@@ -107,7 +105,7 @@ class LiveRun:
         texts = [complete(model, tokenizer, prompt, *options) for prompt in settings.prompts]
         if self.sender is not None:
             table = {"step": [step] * len(texts), "prompt": list(settings.prompts), "completion": texts}
-            client = tracking.client(self.uri)
+            client = _tracking().client(self.uri)
             self.sender.call(lambda: client.log_table(self.run_id, table, SAMPLES_TABLE))
 
     def close(self) -> None:
@@ -121,6 +119,20 @@ class LiveRun:
         flush = getattr(self.report, "flush", None)  # a Reporter (pipelines/workflow/progress.py)
         if flush is not None:
             flush()  # the last progress lines reach the console before the worker goes
+
+
+def _tracking() -> Any:
+    """genpipe's MLflow helpers, imported where a rank talks to MLflow: the other ranks never
+    import MLflow (~0.6 s of a core each, in the seconds every worker imports torch)."""
+    from pipelines.registry import tracking
+
+    return tracking
+
+
+def _metric_sender(uri: str, run_id: str, tell: Callable[[str], None]) -> Any:
+    from pipelines.registry.metric_sender import MetricSender
+
+    return MetricSender(uri, run_id, tell=tell)
 
 
 def _system_metrics(uri: str, run_id: str, node: str, every_s: float) -> Any:

@@ -72,3 +72,14 @@ def test_the_state_api_counts_only_when_it_answers_about_this_cluster(ray_sessio
     assert not startup._state_api_answers()
     monkeypatch.setattr(ray.util.state, "list_nodes", lambda **_: [SimpleNamespace(node_id=ours)])
     assert startup._state_api_answers()
+
+
+def test_a_training_worker_imports_mlflow_only_where_it_talks_to_it():
+    """Every worker imports the training loop; only rank 0 (and a node's system-metrics rank, and a
+    warm start) talk to MLflow, so the module itself must not import it (~0.6 s of a core a worker)."""
+    import subprocess
+    import sys
+
+    probe = "import sys, pipelines.train.worker; print('mlflow' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
