@@ -82,7 +82,13 @@ class Server:
         temp_dir = self.extra.get("temp_dir")
         if not temp_dir or not self.running():
             return
-        logs = Path(self.extra.get("root", "/"), temp_dir.lstrip("/"), "session_latest", "logs")
+        root = self.extra.get("root", "/")
+        latest = Path(root, temp_dir.lstrip("/"), "session_latest")
+        # An absolute link, meant inside the node's own view of the files (its host's, or its
+        # mount namespace's): followed from here it would land in this machine's /tmp.
+        with contextlib.suppress(OSError):
+            latest = Path(root, os.readlink(latest).lstrip("/"))
+        logs = latest / "logs"
         kept = Path(self.log).parent / f"{self.name}-logs"
         for pattern in RAY_LOGS_KEPT:
             for found in logs.glob(pattern):
