@@ -278,17 +278,12 @@ def start_mlflow(
 
 
 def _ray_node_ports() -> list[str]:
-    # Ray's fixed default ports (agent 52365, ...) clash with any other Ray on this machine.
-    return [
-        "--dashboard-agent-listen-port",
-        str(free_port()),
-        "--dashboard-agent-grpc-port",
-        str(free_port()),
-        "--runtime-env-agent-port",
-        str(free_port()),
-        "--metrics-export-port",
-        str(free_port()),
-    ]
+    # Ray's one fixed default (the dashboard agent's HTTP port, 52365) clashes with any other Ray on
+    # this machine; 0 lets each agent bind a free port itself and publish it in the GCS, where the
+    # job server looks it up. (Ports picked here and passed on raced the other Rays started meanwhile:
+    # an agent that lost its port left the job server forwarding submissions to nothing.) The agent's
+    # gRPC, runtime-env and metrics ports are already chosen by Ray when not given.
+    return ["--dashboard-agent-listen-port", "0"]
 
 
 def start_ray_head(folder: Path, num_cpus: int, env: dict[str, str] | None = None, own_host: bool = False) -> Server:
