@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument(
         "--overlap", choices=["skip", "queue"], default="skip", help="when a slot comes while the previous run goes on"
     )
+    add.add_argument(
+        "--retries", type=int, default=2, help="times a failed or interrupted run is resumed from where it stopped"
+    )
     add.add_argument("--storage")
     add.add_argument("--tracking-uri", help="the runs' MLflow server (default: the config's, else MLFLOW_TRACKING_URI)")
     add.set_defaults(handler=cmd_schedule_add)

@@ -46,6 +46,7 @@ def cmd_schedule_add(args: argparse.Namespace) -> int:
             address=args.address,
             when=args.when,
             overlap=args.overlap,
+            retries=args.retries,
             created_at=time.time(),
         )
     except ValidationError as exc:

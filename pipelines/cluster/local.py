@@ -23,6 +23,9 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
+
+from pipelines.train.capacity import AUTOSCALING_CONFIG_VARIABLE
 
 BIN = Path(sys.executable).parent
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout, or site-packages when installed
@@ -321,6 +324,102 @@ def start_ray_head(folder: Path, num_cpus: int, env: dict[str, str] | None = Non
     extra = {"gcs_address": f"{HOST}:{port}", "temp_dir": temp_dir, "root": f"/proc/{pid}/root" if own_host else "/"}
     head = Server("ray-head", pid, f"http://{HOST}:{dashboard}", log, extra)
     return wait_until_up(head, f"{head.url}/api/version")
+
+
+def start_autoscaling_head(
+    folder: Path, node_types: dict[str, dict[str, Any]], env: dict[str, str] | None = None
+) -> Server:
+    """A Ray head with no CPUs of its own and an autoscaler that starts and stops worker nodes on
+    this machine as the work asks for them: Ray's fake multi-node provider (the one Ray's own
+    autoscaler tests use), each node a real raylet with the resources of its type (GPUs included,
+    as a number). `node_types`: {name: {"resources": {...}, "max_workers": N}}.
+
+    (`ray.cluster_utils.AutoscalingCluster` does the same for Ray's tests, but its config template
+    is not in the wheel and its start runs `ray stop --force`, which stops every Ray on the machine.)
+    Its job drivers and clients find the node types through GENPIPE_AUTOSCALING_CONFIG, as a
+    cluster launcher's head keeps them in ~/ray_bootstrap_config.yaml (pipelines/train/capacity.py)."""
+    port = free_port()
+    gcs_address = f"{HOST}:{port}"
+    temp_dir = tempfile.mkdtemp(prefix="rayauto-", dir="/tmp")
+    config_path = Path(temp_dir) / "autoscaling.json"
+    config_path.write_text(json.dumps(_fake_autoscaling_config(gcs_address, node_types)))
+    dashboard = free_port()
+    command = [
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--port",
+        str(port),
+        "--node-ip-address",
+        HOST,
+        "--num-cpus",
+        "0",
+        "--temp-dir",
+        temp_dir,
+        "--dashboard-host",
+        HOST,
+        "--dashboard-port",
+        str(dashboard),
+        "--include-dashboard",
+        "true",
+        "--ray-client-server-port",
+        str(free_port()),
+        f"--autoscaling-config={config_path}",
+        *_ray_node_ports(),
+    ]
+    head_env = {
+        **(env or {}),
+        "RAY_FAKE_CLUSTER": "1",  # the fake provider refuses to run without it
+        "AUTOSCALER_UPDATE_INTERVAL_S": "1",  # decide every second, not every 5
+        AUTOSCALING_CONFIG_VARIABLE: str(config_path),
+    }
+    pid, log = _spawn("ray-autoscaling-head", command, folder, _ray_env(head_env))
+    extra = {"gcs_address": gcs_address, "temp_dir": temp_dir, "root": "/", "autoscaling_config": str(config_path)}
+    head = Server("ray-autoscaling-head", pid, f"http://{HOST}:{dashboard}", log, extra)
+    return wait_until_up(head, f"{head.url}/api/version")
+
+
+def _fake_autoscaling_config(gcs_address: str, node_types: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The cluster launcher's config, as much of it as the fake provider reads."""
+    workers = {
+        name: {"resources": spec["resources"], "node_config": {}, "min_workers": 0, "max_workers": spec["max_workers"]}
+        for name, spec in node_types.items()
+    }
+    return {
+        "cluster_name": "genpipe-autoscaling",
+        "max_workers": sum(spec["max_workers"] for spec in node_types.values()),
+        "provider": {
+            "type": "fake_multinode",
+            "gcs_address": gcs_address,
+            "use_node_id_as_ip": True,
+            "disable_node_updaters": True,
+            "disable_launch_config_check": True,
+        },
+        "available_node_types": {
+            "ray.head.default": {"resources": {}, "node_config": {}, "max_workers": 0},
+            **workers,
+        },
+        "head_node_type": "ray.head.default",
+        "upscaling_speed": 1.0,
+        "idle_timeout_minutes": 1,
+        **{key: {} for key in ("auth", "docker", "file_mounts")},
+        **{
+            key: []
+            for key in (
+                "initialization_commands",
+                "setup_commands",
+                "head_setup_commands",
+                "worker_setup_commands",
+                "head_start_ray_commands",
+                "worker_start_ray_commands",
+                "cluster_synced_files",
+                "rsync_exclude",
+                "rsync_filter",
+            )
+        },
+        "file_mounts_sync_continuously": False,
+    }
 
 
 def start_ray_worker(

@@ -47,6 +47,12 @@ class ClusterConfig(Strict):
     auth_token_file: str | None = Field(
         None, description="file holding the Ray cluster's auth token (never the token itself: the config is logged)"
     )
+    scale_up_timeout_s: float = Field(
+        900,
+        gt=0,
+        description="how long a run waits for an autoscaling cluster to add the nodes its work needs "
+        "(a GPU node can take minutes to come up)",
+    )
 
     @field_validator("runtime_env")
     @classmethod

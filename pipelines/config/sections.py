@@ -41,7 +41,11 @@ class ModelSection(Strict):
 
 
 class TrainConfig(Strict):
-    num_workers: int = Field(2, gt=0)
+    num_workers: int | tuple[int, int] = Field(
+        2,
+        description="workers; [min, max]: elastic (Ray Train starts with what the cluster has, at least min, "
+        "grows to max as nodes come, and resumes from the last checkpoint on fewer when one goes)",
+    )
     cpus_per_worker: float = Field(0.5, gt=0, description="fractional leaves CPU for the driver and Ray")
     use_gpu: bool | Literal["auto"] = "auto"
     batch_size: int = Field(64, gt=0, description="per worker")
@@ -112,6 +116,28 @@ class TrainConfig(Strict):
                 )
             self.strategy, self.zero_stage = stage, None  # type: ignore[assignment]
         return self
+
+    @model_validator(mode="after")
+    def _workers_are_a_count_or_a_range(self) -> TrainConfig:
+        low, high = (self.num_workers, self.num_workers) if isinstance(self.num_workers, int) else self.num_workers
+        if low < 1:
+            raise ValueError(f"num_workers: {low} is fewer than 1 worker")
+        if high < low:
+            raise ValueError(f"num_workers: [{low}, {high}] has its maximum below its minimum")
+        if low != high and self.strategy == "zero3":
+            raise ValueError(
+                "num_workers: a range needs a strategy whose checkpoints resume on another number of workers "
+                "(ddp, zero1, zero2); zero3 keeps each worker's slice of the weights"
+            )
+        return self
+
+    @property
+    def min_workers(self) -> int:
+        return self.num_workers if isinstance(self.num_workers, int) else self.num_workers[0]
+
+    @property
+    def max_workers(self) -> int:
+        return self.num_workers if isinstance(self.num_workers, int) else self.num_workers[1]
 
     @model_validator(mode="after")
     def _offload_needs_zero(self) -> TrainConfig:

@@ -60,7 +60,9 @@ class ProcessLauncher:
             join(storage, "schedules", "logs") if is_local(storage) else tempfile.mkdtemp(prefix="genpipe-scheduler-")
         )
 
-    def start(self, schedule: Schedule, workflow_id: str) -> None:
+    def start(self, schedule: Schedule, workflow_id: str, attempt: int = 0) -> None:
+        """A `genpipe run` process; a resume (attempt > 0) is the same command: the workflow id
+        goes on from its finished steps and checkpoints. Its log grows by each attempt."""
         self.logs.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "pipelines.cli", *run_arguments(schedule, self.storage, workflow_id)]
         with open(self.logs / f"{workflow_id}.log", "ab") as log:
@@ -73,7 +75,7 @@ class ProcessLauncher:
                 start_new_session=True,
             )
 
-    def adopt(self, schedule: Schedule, workflow_id: str) -> None:
+    def adopt(self, schedule: Schedule, workflow_id: str, attempt: int = 0) -> None:
         self.adopted[workflow_id] = time.time()
 
     def outcome(self, workflow_id: str) -> str | None:
@@ -105,45 +107,47 @@ class RayJobLauncher:
 
     def __init__(self, storage: str, logs: Path):
         self.storage, self.logs = storage, logs
-        self.jobs: dict[str, str] = {}  # workflow id -> dashboard address
+        self.jobs: dict[str, tuple[str, str]] = {}  # workflow id -> (dashboard address, its current job's id)
 
-    def adopt(self, schedule: Schedule, workflow_id: str) -> None:
+    def adopt(self, schedule: Schedule, workflow_id: str, attempt: int = 0) -> None:
         if schedule.address is None:
             raise ValueError(f"schedule {schedule.name}: no address to follow its job {workflow_id} at")
-        self.jobs[workflow_id] = schedule.address
+        self.jobs[workflow_id] = (schedule.address, job_id(workflow_id, attempt))
 
-    def start(self, schedule: Schedule, workflow_id: str) -> None:
+    def start(self, schedule: Schedule, workflow_id: str, attempt: int = 0) -> None:
         from pipelines.cluster import jobs
 
         if schedule.address is None:
             raise ValueError(f"schedule {schedule.name}: no address to submit its runs to")
         cluster = run_cluster(schedule)
+        submission_id = job_id(workflow_id, attempt)
         jobs.submit(
             schedule.address,
             run_arguments(schedule, self.storage, workflow_id),
-            workflow_id,
+            submission_id,
             env_vars=run_environment(schedule),
             extra_runtime_env=cluster.runtime_env,
             code=cluster.code,
         )
-        self.jobs[workflow_id] = schedule.address
+        self.jobs[workflow_id] = (schedule.address, submission_id)
 
     def outcome(self, workflow_id: str) -> str | None:
         from ray.job_submission import JobStatus
 
         from pipelines.cluster import jobs
 
-        address = self.jobs.get(workflow_id)
-        if address is None:
+        followed = self.jobs.get(workflow_id)
+        if followed is None:
             return "lost: this scheduler has no such job"
+        address, submission_id = followed
         job_client = jobs.client(address)
-        status = job_client.get_job_status(workflow_id)
+        status = job_client.get_job_status(submission_id)
         if not status.is_terminal():
             return None
         del self.jobs[workflow_id]
-        log = self.logs / f"{workflow_id}.log"
+        log = self.logs / f"{submission_id}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(job_client.get_job_logs(workflow_id))
+        log.write_text(job_client.get_job_logs(submission_id))
         code = 0 if status == JobStatus.SUCCEEDED else 1
         return describe_outcome(Workflow(self.storage, workflow_id), code, log)
 
@@ -161,14 +165,14 @@ class Launchers:
         self.remote = RayJobLauncher(storage, self.local.logs)
         self.owner: dict[str, ProcessLauncher | RayJobLauncher] = {}
 
-    def start(self, schedule: Schedule, workflow_id: str) -> None:
+    def start(self, schedule: Schedule, workflow_id: str, attempt: int = 0) -> None:
         launcher = self.remote if schedule.address else self.local
-        launcher.start(schedule, workflow_id)
+        launcher.start(schedule, workflow_id, attempt)
         self.owner[workflow_id] = launcher
 
-    def adopt(self, schedule: Schedule, workflow_id: str) -> None:
+    def adopt(self, schedule: Schedule, workflow_id: str, attempt: int = 0) -> None:
         launcher = self.remote if schedule.address else self.local
-        launcher.adopt(schedule, workflow_id)
+        launcher.adopt(schedule, workflow_id, attempt)
         self.owner[workflow_id] = launcher
 
     def outcome(self, workflow_id: str) -> str | None:
@@ -183,6 +187,12 @@ class Launchers:
     def release_all(self) -> list[str]:
         self.owner.clear()
         return self.local.release_all() + self.remote.release_all()
+
+
+def job_id(workflow_id: str, attempt: int) -> str:
+    """The Ray job of a run's attempt: Ray Jobs never reuses a submission id, so a resume is a
+    new job (`<workflow id>-retry<n>`) of the same workflow."""
+    return workflow_id if attempt == 0 else f"{workflow_id}-retry{attempt}"
 
 
 def driver_exit(workflow: Workflow, adopted_at: float, grace_s: float = LEASE_SECONDS) -> int | None:

@@ -12,6 +12,11 @@ skipped (`overlap: skip`) or fired when the run ends (`overlap: queue`). A run's
 a heartbeat on it. A scheduler never stops the runs it fired: one that stops releases them, and a
 run whose holder released it, or whose heartbeat is older than the lease (a scheduler killed), is
 adopted by the next scheduler, which follows it to its end and records its outcome, once.
+
+A run that fails or whose driver dies (a node, S3 or MLflow gone for a while, a killed driver) is
+resumed, as Airflow retries a task: the same workflow id, so it goes on from its finished steps and
+its last checkpoint, up to `retries` times; each retry is noted in the history as `retrying: ...`,
+and the slot's outcome is recorded once, when its last attempt ends.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ LEASE_SECONDS = 60.0
 LAUNCH_ATTEMPTS = 3
 TICK_LOCK_SECONDS = 120.0  # one scheduler at a time updates a schedule's state (storage/lease.py)
 HISTORY_LENGTH = 20
+RETRYING = "retrying: "  # a history entry of an attempt that is resumed, not the slot's outcome
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"  # its runs' workflow ids add a 16-character time
 
 
@@ -53,6 +59,7 @@ class Schedule(BaseModel):
     address: str | None = Field(None, description="Ray dashboard address: fire as a Ray job there")
     when: Literal["always", "data-changed"] = "always"
     overlap: Literal["skip", "queue"] = "skip"
+    retries: int = Field(2, ge=0, description="times a failed or interrupted run is resumed before its slot fails")
     paused: bool = False
     created_at: float
 
@@ -101,6 +108,7 @@ class Running(BaseModel):
     heartbeat_at: float
     lease_s: float | None = None  # the holder's lease: a few of its ticks (older states: LEASE_SECONDS)
     released: bool = False  # its holder stopped and left it to the next scheduler
+    attempt: int = 0  # 0: the first launch; n: its n-th resume (schedule.retries)
 
 
 class ScheduleState(BaseModel):
@@ -122,9 +130,10 @@ class ScheduleState(BaseModel):
 class Launcher(Protocol):
     """Starts a schedule's run and reports on it; the real one runs `genpipe run` processes."""
 
-    def start(self, schedule: Schedule, workflow_id: str) -> None: ...
+    def start(self, schedule: Schedule, workflow_id: str, attempt: int = 0) -> None:
+        """Launch the run (attempt n > 0: resume it, the n-th time)."""
 
-    def adopt(self, schedule: Schedule, workflow_id: str) -> None:
+    def adopt(self, schedule: Schedule, workflow_id: str, attempt: int = 0) -> None:
         """Follow a run another scheduler started (its outcome comes from `outcome`)."""
 
     def outcome(self, workflow_id: str) -> str | None:
@@ -273,17 +282,37 @@ class Scheduler:
             if outcome is None:
                 running.heartbeat_at = now
                 return True
+            if not succeeded(outcome) and running.attempt < schedule.retries:
+                self._resume(schedule, state, running, outcome, now)
+                return True
             state.running = None
             state.note(running.slot, outcome, running.workflow_id, now)
             self.echo(f"[scheduler] {schedule.name}: {running.workflow_id} {outcome}")
             return True
         if running.released or now - running.heartbeat_at > (running.lease_s or LEASE_SECONDS):
-            self.launcher.adopt(schedule, running.workflow_id)
+            self.launcher.adopt(schedule, running.workflow_id, running.attempt)
             how = "released" if running.released else "stopped beating"
             self.echo(f"[scheduler] {schedule.name}: adopted {running.workflow_id} (scheduler {running.holder} {how})")
             state.running = running.model_copy(update={"holder": self.holder, "heartbeat_at": now, "released": False})
             return True
         return False
+
+    def _resume(self, schedule: Schedule, state: ScheduleState, running: Running, outcome: str, now: float) -> None:
+        """Launch the failed run again under its workflow id: it goes on from where it stopped. A
+        launch that fails counts as an attempt too (the next tick asks for the outcome again)."""
+        attempt = running.attempt + 1
+        note = f"{RETRYING}{outcome.splitlines()[0][:300]}; resumed ({attempt}/{schedule.retries})"
+        try:
+            self.launcher.start(schedule, running.workflow_id, attempt)
+        except Exception as exc:
+            final = f"{outcome.splitlines()[0][:200]}; its resume failed to launch: {type(exc).__name__}: {exc}"
+            state.running = None
+            state.note(running.slot, final.splitlines()[0][:400], running.workflow_id, now)
+            self.echo(f"[scheduler] {schedule.name}: {running.workflow_id} {final.splitlines()[0]}")
+            return
+        state.running = running.model_copy(update={"attempt": attempt, "heartbeat_at": now})
+        state.note(running.slot, note, running.workflow_id, now)
+        self.echo(f"[scheduler] {schedule.name}: {running.workflow_id} {note}")
 
     def _fire(self, schedule: Schedule, state: ScheduleState, slot: float, now: float) -> str | None:
         """Start the slot's run. A launch that fails is noted and the slot queued for the next
@@ -327,6 +356,11 @@ class Scheduler:
                     state.running = running.model_copy(update={"released": True, "heartbeat_at": now})
                     self.store.save_state(name, state)
                     self.echo(f"[scheduler] {name}: {running.workflow_id} goes on; the next scheduler follows it")
+
+
+def succeeded(outcome: str) -> bool:
+    """Whether a run's outcome line is a success (a skip is one: the data had not changed)."""
+    return outcome.startswith(("succeeded", "skipped"))
 
 
 def _iso(epoch: float) -> str:

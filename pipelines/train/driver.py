@@ -15,6 +15,15 @@ from typing import Any
 from data_prep.manifest import Manifest
 from data_prep.text_tokenizer import TOKENIZER_FILE
 from pipelines.config import PipelineConfig
+from pipelines.train.capacity import (
+    Capacity,
+    Resources,
+    cluster_capacity,
+    shown_need,
+    uses_gpu,
+    wait_for_scale_up,
+    worker_resources,
+)
 from pipelines.train.checkpoints import MODEL_DIR
 from pipelines.train.startup import torch_trainer_class, use_start_up_settings
 from pipelines.train.worker import train_loop
@@ -33,14 +42,15 @@ def run_training(
     report: Callable[..., None] | None = None,
 ) -> dict[str, Any]:
     """Fit the model on the prepared dataset; returns where the final checkpoint and weights are."""
-    import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig
 
     use_start_up_settings()
     train = config.train
-    use_gpu = ray.cluster_resources().get("GPU", 0) > 0 if train.use_gpu == "auto" else train.use_gpu
-    resources = {"CPU": train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
+    capacity = cluster_capacity()
+    use_gpu = uses_gpu(train, capacity)
+    resources = worker_resources(train, capacity)
+    withdraw = _scaled_up_for(config, capacity, resources, report or _say_nothing)
     storage_path, storage_fs = ray_storage(join(config.storage, "checkpoints"))
     trainer = torch_trainer_class()(
         train_loop,
@@ -57,7 +67,7 @@ def run_training(
             "fit_called_at": time.time(),  # the start-up's origin (pipelines/train/startup.py)
         },
         scaling_config=ScalingConfig(
-            num_workers=train.num_workers,
+            num_workers=train.num_workers,  # type: ignore[arg-type]  # [min, max]: Train V2 elastic (v1 stubs)
             use_gpu=use_gpu,
             resources_per_worker=resources,
             placement_strategy=train.placement_strategy,
@@ -71,7 +81,10 @@ def run_training(
         ),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    finally:
+        withdraw()
     if result.checkpoint is None:  # every run reports its final step with a checkpoint
         raise RuntimeError(f"train: the run {workflow_id}-train reported no checkpoint")
     checkpoint_uri = storage_uri(config.storage, result.checkpoint.path)
@@ -80,3 +93,28 @@ def run_training(
         "model_uri": join(checkpoint_uri, MODEL_DIR),
         "metrics": {k: v for k, v in (result.metrics or {}).items() if isinstance(v, int | float)},
     }
+
+
+def _say_nothing(stage: str, **event: Any) -> None:
+    """The `report` of a run without a console."""
+
+
+def _scaled_up_for(
+    config: PipelineConfig, capacity: Capacity, need: Resources, report: Callable[..., None]
+) -> Callable[[], None]:
+    """Wait until the nodes that are up fit the fewest workers the run starts with: on an autoscaling
+    cluster the autoscaler is asked for them first (the preflight has refused work that no node
+    type fits). Returns the call that withdraws that request once the run has ended."""
+    train = config.train
+    spread = train.placement_strategy == "STRICT_SPREAD"
+    fewest = train.min_workers
+    if capacity.slots_up(need, spread) >= fewest:
+        return lambda: None
+    what = f"{fewest} training workers of {shown_need(need)}"
+    return wait_for_scale_up(
+        [need] * fewest,
+        lambda now: now.slots_up(need, spread) >= fewest,
+        config.cluster.scale_up_timeout_s,
+        what,
+        lambda text: report("train", text=text),
+    )

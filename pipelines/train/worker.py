@@ -146,6 +146,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     _log_placement(model, live, strategy.zero_stage)
     live.note(f"strategy {strategy.name} (ZeRO stage {strategy.zero_stage}): {strategy.reason}")
     live.tags({"genpipe.train.strategy": strategy.name, "genpipe.train.strategy_reason": strategy.reason})
+    live.log({"train/workers": float(world)}, start_step)  # an elastic run's size, per (re)start
     if checkpoint:
         if rank == 0:
             log.info("[train] resumed from the checkpoint at step %d", start_step)

@@ -9,7 +9,6 @@ name the setting and the reason, never a credential.
 from __future__ import annotations
 
 import glob
-import math
 import os
 import socket
 import uuid
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit
 from data_prep.config import DataConfig
 from pipelines.config import ConfigError, PipelineConfig
 from pipelines.config.cluster import without_credentials
+from pipelines.train.capacity import cluster_capacity, shown_need, worker_resources
 from storage import filesystem, is_local, join
 
 # A service that is not there refuses the connection at once; this bounds one that is there but
@@ -144,55 +144,39 @@ def check_ray_address(address: str | None, field: str = "--address") -> None:
 
 
 def check_resources(config: PipelineConfig, steps: tuple[str, ...]) -> None:
-    """Every process the steps ask Ray for fits some node of the joined cluster: Ray would otherwise
-    wait forever for a worker no node can host. An autoscaling cluster, whose nodes come on
-    demand, skips the check with GENPIPE_SKIP_RESOURCE_CHECK=1."""
-    import ray
-
+    """Every process the steps ask Ray for fits a node that is up, or a node type the cluster's
+    autoscaler can add (pipelines/train/capacity.py): Ray would otherwise wait forever for a worker
+    no node can host. GENPIPE_SKIP_RESOURCE_CHECK=1 skips the check."""
     if os.environ.get("GENPIPE_SKIP_RESOURCE_CHECK") == "1":
         return
-    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    capacity = cluster_capacity()
     train, problems = config.train, []
-    gpus = 1.0 if train.use_gpu is True else 0.0
     if "train" in steps:
-        fits = [_slots(node, train.cpus_per_worker, gpus) for node in nodes]
-        room = sum(min(n, 1) for n in fits) if train.placement_strategy == "STRICT_SPREAD" else sum(fits)
-        if room < train.num_workers:
+        need = worker_resources(train, capacity)
+        spread = train.placement_strategy == "STRICT_SPREAD"
+        fewest = train.min_workers
+        room = capacity.slots_possible(need, spread)
+        if room is not None and room < fewest:
             problems.append(
-                f"train.num_workers: {train.num_workers} workers of {train.cpus_per_worker:g} CPU"
-                f"{' and 1 GPU' if gpus else ''} each ({train.placement_strategy}) do not fit the cluster "
-                f"({_shown(nodes)}); only {room} do"
+                f"train.num_workers: {fewest} workers of {shown_need(need)} each ({train.placement_strategy}) "
+                f"do not fit the cluster ({capacity.shown()}); only {room} do"
             )
     sweep = config.tune
-    if "tune" in steps and sweep is not None and not _any_fits(nodes, sweep.cpus_per_trial, sweep.gpus_per_trial):
-        problems.append(
-            f"tune.cpus_per_trial: no node has {sweep.cpus_per_trial:g} CPU and {sweep.gpus_per_trial:g} GPU "
-            f"for a trial ({_shown(nodes)})"
-        )
+    if "tune" in steps and sweep is not None:
+        need = {"CPU": sweep.cpus_per_trial, "GPU": sweep.gpus_per_trial}
+        if capacity.slots_possible(need) == 0:
+            problems.append(
+                f"tune.cpus_per_trial: no node has {sweep.cpus_per_trial:g} CPU and {sweep.gpus_per_trial:g} GPU "
+                f"for a trial ({capacity.shown()})"
+            )
     evaluate = config.evaluate
-    if "evaluate" in steps and not _any_fits(nodes, evaluate.num_cpus, evaluate.num_gpus):
+    if "evaluate" in steps and capacity.slots_possible({"CPU": evaluate.num_cpus, "GPU": evaluate.num_gpus}) == 0:
         problems.append(
             f"evaluate.num_cpus: no node has {evaluate.num_cpus:g} CPU and {evaluate.num_gpus:g} GPU "
-            f"for the evaluation ({_shown(nodes)})"
+            f"for the evaluation ({capacity.shown()})"
         )
     if problems:
         raise PreflightError(problems)
-
-
-def _slots(node: dict[str, float], cpus: float, gpus: float) -> int:
-    """How many processes of `cpus` CPUs and `gpus` GPUs fit the node's total resources."""
-    counts = [math.floor(node.get("CPU", 0) / cpus + 1e-9)] if cpus else []  # 1.0 // 0.1 is 9.0
-    if gpus:
-        counts.append(math.floor(node.get("GPU", 0) / gpus + 1e-9))
-    return min(counts) if counts else 1
-
-
-def _any_fits(nodes: list[dict[str, float]], cpus: float, gpus: float) -> bool:
-    return any(_slots(node, cpus, gpus) for node in nodes)
-
-
-def _shown(nodes: list[dict[str, float]]) -> str:
-    return ", ".join(f"{n.get('CPU', 0):g} CPU/{n.get('GPU', 0):g} GPU" for n in nodes) or "no nodes"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -19,19 +19,25 @@ class RecordingLauncher:
     def __init__(self):
         self.started: list[str] = []
         self.adopted: list[str] = []
-        self.finished: dict[str, str] = {}
+        self.attempts: list[tuple[str, int]] = []
+        self.finished: dict[str, str] = {}  # an outcome the test has set, taken by the next `outcome` call
+        self.ended: set[str] = set()
 
-    def start(self, schedule, workflow_id):
+    def start(self, schedule, workflow_id, attempt=0):
         self.started.append(workflow_id)
+        self.attempts.append((workflow_id, attempt))
 
-    def adopt(self, schedule, workflow_id):
+    def adopt(self, schedule, workflow_id, attempt=0):
         self.adopted.append(workflow_id)
+        self.attempts.append((workflow_id, attempt))
 
     def outcome(self, workflow_id):
-        return self.finished.get(workflow_id)
+        if workflow_id in self.finished:
+            self.ended.add(workflow_id)
+        return self.finished.pop(workflow_id, None)
 
     def release_all(self):
-        return [w for w in self.started + self.adopted if w not in self.finished]
+        return [w for w in self.started + self.adopted if w not in self.ended and w not in self.finished]
 
 
 def make(tmp_path, holder="a", **fields):
@@ -161,11 +167,11 @@ class FailingLauncher(RecordingLauncher):
         super().__init__()
         self.failures = failures
 
-    def start(self, schedule, workflow_id):
+    def start(self, schedule, workflow_id, attempt=0):
         if self.failures:
             self.failures -= 1
             raise ConnectionError("dashboard at http://head:8265 refused the connection")
-        super().start(schedule, workflow_id)
+        super().start(schedule, workflow_id, attempt)
 
 
 def test_a_launch_that_fails_is_retried_then_reported_never_lost(tmp_path):
@@ -255,3 +261,39 @@ def test_a_schedule_written_before_resolved_configs_still_fires_its_config_and_s
     assert run_environment(old) == {}
     assert run_arguments(old, str(tmp_path), "wf")[:2] == ["run", "quickstart"]
     assert "train.max_steps=5" in run_arguments(old, str(tmp_path), "wf")
+
+
+def test_a_failed_run_is_resumed_under_its_workflow_id_and_its_slot_has_one_outcome(tmp_path):
+    store, launcher, scheduler = make(tmp_path, retries=2)
+    run = "hourly-20260101-010000"
+    scheduler.tick(at("2026-01-01T01:00:00"))
+    launcher.finished[run] = "interrupted: its driver stopped (genpipe resume hourly-20260101-010000)"
+    scheduler.tick(at("2026-01-01T01:05:00"))
+    launcher.finished[run] = "failed at train: storage: s3://b/x: cannot reach the S3 endpoint"
+    scheduler.tick(at("2026-01-01T01:10:00"))
+    # Its second resume is followed by another scheduler (this one was killed): the attempt goes with it.
+    other = RecordingLauncher()
+    Scheduler(store, other, "b", echo=lambda _: None).tick(at("2026-01-01T01:20:00"))
+    assert other.attempts == [(run, 2)]
+    assert launcher.attempts == [(run, 0), (run, 1), (run, 2)]
+    state = store.state("hourly")
+    assert state.running is not None and state.running.attempt == 2
+    other.finished[run] = "succeeded: version 3 promoted"
+    Scheduler(store, other, "b", echo=lambda _: None).tick(at("2026-01-01T01:30:00"))
+    history = [h["outcome"] for h in store.state("hourly").history]
+    assert [h.split(";")[-1].strip() for h in history[:2]] == ["resumed (1/2)", "resumed (2/2)"]
+    assert all(h.startswith("retrying: ") for h in history[:2])
+    assert history[2:] == ["succeeded: version 3 promoted"]  # the slot's one outcome
+
+
+def test_a_run_that_fails_past_its_retries_is_recorded_failed_once(tmp_path):
+    store, launcher, scheduler = make(tmp_path, retries=1)
+    run = "hourly-20260101-010000"
+    scheduler.tick(at("2026-01-01T01:00:00"))
+    for minute in (5, 10):
+        launcher.finished[run] = f"failed at register: MLflow down ({minute})"
+        scheduler.tick(at(f"2026-01-01T01:{minute:02d}:00"))
+    assert launcher.attempts == [(run, 0), (run, 1)]
+    state = store.state("hourly")
+    assert state.running is None and state.last_outcome == "failed at register: MLflow down (10)"
+    assert [h["outcome"].startswith("retrying: ") for h in state.history] == [True, False]

@@ -24,11 +24,11 @@ class SharedLauncher:
         self.started: list[str] = []
         self.lock = threading.Lock()
 
-    def start(self, schedule, workflow_id):
+    def start(self, schedule, workflow_id, attempt=0):
         with self.lock:
             self.started.append(workflow_id)
 
-    def adopt(self, schedule, workflow_id):
+    def adopt(self, schedule, workflow_id, attempt=0):
         pass
 
     def outcome(self, workflow_id):
