@@ -7,7 +7,8 @@ The cluster is `pipelines/cluster/local.py`'s, each Ray node on a host of its ow
 namespaces are available (else on this one, said in the report): moto behind a TCP relay (the S3
 endpoint everything uses: killing the relay is an S3 outage whose objects survive, as S3's do), an
 `mlflow server` (sqlite, artifacts in S3), a Ray head and a worker node, and `genpipe scheduler`
-processes firing one schedule (`--overlap queue`, `--retries 4`) every few minutes as Ray jobs.
+processes (on this machine) firing one schedule every few minutes as Ray jobs (`--overlap queue`,
+`--retries 4`, `--retry-delay 20`).
 
 Each fault is followed by what a platform does: the killed node, MLflow server, S3 endpoint and
 scheduler come back after a pause (a supervisor, Kubernetes); a killed driver does not: the
@@ -106,9 +107,8 @@ class Cluster:
         )
 
     def start_scheduler(self) -> None:
+        # On this machine, where genpipe is installed (a host of its own would need it installed there).
         command = [sys.executable, "-m", "pipelines.cli", "scheduler", "--storage", self.storage, "--tick", str(TICK_S)]
-        if self.own_hosts:
-            command = local_cluster.on_own_host(command)
         log = (self.folder / "scheduler.log").open("ab")
         self.schedulers.append(
             subprocess.Popen(
@@ -165,7 +165,7 @@ def add_schedule(cluster: Cluster, steps: int, checkpoint_every: int, every_s: i
     command = [
         sys.executable, "-m", "pipelines.cli", "schedule", "add", SCHEDULE, "quickstart", "--cron", cron,
         "--address", cluster.head.url, "--storage", cluster.storage, "--tracking-uri", cluster.mlflow.url,
-        "--overlap", "queue", "--retries", "4", *sets,
+        "--overlap", "queue", "--retries", "4", "--retry-delay", "20", *sets,
     ]  # fmt: skip
     subprocess.run(command, check=True, env={**os.environ, **cluster.env}, capture_output=True, cwd=REPO)
     store = ScheduleStore(cluster.storage)  # its first slot now, not up to `every_s` from now
@@ -228,7 +228,6 @@ def measure(cluster: Cluster, steps: int) -> dict:
     import mlflow
     from mlflow import MlflowClient
 
-    os.environ.update(cluster.env)
     state = state_of(cluster)
     history = state.history if state else []
     outcomes = Counter(h["workflow_id"] for h in history if h["workflow_id"] and not h["outcome"].startswith(RETRYING))
@@ -273,6 +272,12 @@ def leaked(before: dict[int, str]) -> list[str]:
     ]
 
 
+def _stop_once(*_: object) -> None:
+    """SIGTERM: stop, once (a second one must not cut the cluster's own stop short)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(143)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slots", type=int, default=3)
@@ -285,6 +290,7 @@ def main() -> None:
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    signal.signal(signal.SIGTERM, _stop_once)
     folder = Path(tempfile.mkdtemp(prefix="genpipe-chaos-"))
     before = processes()
     started = time.monotonic()
@@ -294,6 +300,7 @@ def main() -> None:
 
     say(f"cluster in {folder}")
     cluster = start_cluster(folder)
+    os.environ.update(cluster.env)  # this process reads the schedule's state and MLflow as the submitter does
     injected: Counter = Counter()
     try:
         say(f"up: Ray head {cluster.head.url}, nodes on hosts of their own: {cluster.own_hosts}")
@@ -309,7 +316,7 @@ def main() -> None:
             fired = {h["workflow_id"] for h in state.history if h["workflow_id"]} if state else set()
             if state and state.running:
                 fired.add(state.running.workflow_id)
-            if len(fired) >= args.slots:
+            if len(fired) >= args.slots and not plan:  # every fault has landed: no more slots
                 with contextlib.suppress(Exception):  # no more slots: pause the schedule
                     store = ScheduleStore(cluster.storage)
                     store.put(store.get(SCHEDULE).model_copy(update={"paused": True}))

@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     add = schedule_commands.add_parser("add", help="run CONFIG on a cron schedule")
     add.add_argument("name")
     add.add_argument("config")
-    add.add_argument("--cron", required=True, help="5 fields, or 6 with seconds first: '*/10 * * * * *'")
+    add.add_argument("--cron", required=True, help="5 fields, or 6 with seconds first: '*/10 * * * * *' is every 10 s")
     add.add_argument("--timezone", default="UTC", help="IANA zone the cron expression is read in")
     add.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     add.add_argument("--when", choices=["always", "data-changed"], default="always")
@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add.add_argument(
         "--retries", type=int, default=2, help="times a failed or interrupted run is resumed from where it stopped"
+    )
+    add.add_argument(
+        "--retry-delay", type=float, default=60, help="seconds before the first resume, doubled for each next one"
     )
     add.add_argument("--storage")
     add.add_argument("--tracking-uri", help="the runs' MLflow server (default: the config's, else MLFLOW_TRACKING_URI)")

@@ -47,6 +47,7 @@ def cmd_schedule_add(args: argparse.Namespace) -> int:
             when=args.when,
             overlap=args.overlap,
             retries=args.retries,
+            retry_delay_s=args.retry_delay,
             created_at=time.time(),
         )
     except ValidationError as exc:

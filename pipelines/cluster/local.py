@@ -64,6 +64,7 @@ class Server:
         A Ray head's own logs are kept beside its console log first: its temp folder goes with it
         (on a host of its own, with the whole namespace)."""
         self._keep_ray_logs()
+        strays = _descendants(self.pid)  # those in sessions of their own too: a Ray job's driver is one
         for signum in (signal.SIGTERM, signal.SIGKILL):
             try:
                 os.killpg(self.pid, signum)
@@ -75,6 +76,9 @@ class Server:
             if not self.running():
                 break
         _reap(self.pid)
+        for pid in strays:  # what outlived its group: a job driver left to wait for a GCS that is gone
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
         temp_dir = self.extra.get("temp_dir")
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
@@ -146,6 +150,27 @@ def own_hosts_unavailable() -> str | None:
     if probe.returncode != 0:
         return f"mount namespaces refused: {(probe.stderr.strip().splitlines() or ['?'])[-1]} (root needed)"
     return None
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below `pid` in the process tree, whatever its session or group."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        children.setdefault(int(stat[stat.rfind(")") + 2 :].split()[1]), []).append(int(entry))
+    found: set[int] = set()
+    pending = [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            if child not in found:
+                found.add(child)
+                pending.append(child)
+    return found
 
 
 def _reap(pid: int) -> None:

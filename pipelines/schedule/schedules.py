@@ -15,8 +15,9 @@ adopted by the next scheduler, which follows it to its end and records its outco
 
 A run that fails or whose driver dies (a node, S3 or MLflow gone for a while, a killed driver) is
 resumed, as Airflow retries a task: the same workflow id, so it goes on from its finished steps and
-its last checkpoint, up to `retries` times; each retry is noted in the history as `retrying: ...`,
-and the slot's outcome is recorded once, when its last attempt ends.
+its last checkpoint, up to `retries` times, after `retry_delay_s` doubled at each attempt (what
+killed it usually takes a while to come back); each retry is noted in the history as
+`retrying: ...`, and the slot's outcome is recorded once, when its last attempt ends.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ RETRYING = "retrying: "  # a history entry of an attempt that is resumed, not th
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"  # its runs' workflow ids add a 16-character time
 
 
+def _cron(expression: str, start: datetime) -> croniter:
+    """A cron iterator; 6 fields have their seconds first (`*/10 * * * * *`: every 10 s), as the CLI
+    says and Quartz and Spring read them (croniter's own default puts them last)."""
+    return croniter(expression, start, second_at_beginning=True)
+
+
 class Schedule(BaseModel):
     name: str = Field(pattern=NAME_PATTERN)
     config: str = Field(description="a YAML path (absolute) or a built-in config name: where `resolved` came from")
@@ -60,16 +67,19 @@ class Schedule(BaseModel):
     when: Literal["always", "data-changed"] = "always"
     overlap: Literal["skip", "queue"] = "skip"
     retries: int = Field(2, ge=0, description="times a failed or interrupted run is resumed before its slot fails")
+    retry_delay_s: float = Field(
+        60, ge=0, description="wait before the first resume, doubled for each next one (an outage takes a while)"
+    )
     paused: bool = False
     created_at: float
 
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        if not croniter.is_valid(value):
+        if not croniter.is_valid(value, second_at_beginning=True):
             raise ValueError(f"{value!r} is not a cron expression (5 fields, or 6 with seconds)")
         try:  # valid fields can still name a date that never comes (February 31st)
-            croniter(value, datetime(2000, 1, 1)).get_next(float)
+            _cron(value, datetime(2000, 1, 1)).get_next(float)
         except CroniterBadDateError:
             raise ValueError(f"{value!r} never fires (no such date)") from None
         return value
@@ -86,14 +96,14 @@ class Schedule(BaseModel):
     def latest_slot(self, now: float) -> float:
         """The most recent fire time at or before `now` (epoch seconds)."""
         start = datetime.fromtimestamp(now + 1e-3, ZoneInfo(self.timezone))
-        return croniter(self.cron, start).get_prev(float)
+        return _cron(self.cron, start).get_prev(float)
 
     def next_slot(self, now: float) -> float:
-        return croniter(self.cron, datetime.fromtimestamp(now, ZoneInfo(self.timezone))).get_next(float)
+        return _cron(self.cron, datetime.fromtimestamp(now, ZoneInfo(self.timezone))).get_next(float)
 
     def slots_between(self, after: float, until: float, limit: int = 1000) -> int:
         """How many fire times lie in (after, until], counted up to `limit`."""
-        iterator = croniter(self.cron, datetime.fromtimestamp(after, ZoneInfo(self.timezone)))
+        iterator = _cron(self.cron, datetime.fromtimestamp(after, ZoneInfo(self.timezone)))
         count = 0
         while count < limit and iterator.get_next(float) <= until:
             count += 1
@@ -109,6 +119,7 @@ class Running(BaseModel):
     lease_s: float | None = None  # the holder's lease: a few of its ticks (older states: LEASE_SECONDS)
     released: bool = False  # its holder stopped and left it to the next scheduler
     attempt: int = 0  # 0: the first launch; n: its n-th resume (schedule.retries)
+    resume_at: float | None = None  # failed, its next attempt due then (schedule.retry_delay_s)
 
 
 class ScheduleState(BaseModel):
@@ -278,41 +289,50 @@ class Scheduler:
         if running is None:
             return False
         if running.holder == self.holder:
+            if running.resume_at is not None:  # failed; its next attempt waits out the delay
+                if now >= running.resume_at:
+                    self._resume(schedule, state, running, now)
+                else:
+                    running.heartbeat_at = now
+                return True
             outcome = self.launcher.outcome(running.workflow_id)
             if outcome is None:
                 running.heartbeat_at = now
                 return True
             if not succeeded(outcome) and running.attempt < schedule.retries:
-                self._resume(schedule, state, running, outcome, now)
+                delay = schedule.retry_delay_s * 2**running.attempt
+                note = f"{RETRYING}{outcome.splitlines()[0][:300]}; resuming in {delay:.0f} s"
+                state.running = running.model_copy(update={"resume_at": now + delay, "heartbeat_at": now})
+                state.note(running.slot, f"{note} ({running.attempt + 1}/{schedule.retries})", running.workflow_id, now)
+                self.echo(f"[scheduler] {schedule.name}: {running.workflow_id} {note}")
                 return True
             state.running = None
             state.note(running.slot, outcome, running.workflow_id, now)
             self.echo(f"[scheduler] {schedule.name}: {running.workflow_id} {outcome}")
             return True
         if running.released or now - running.heartbeat_at > (running.lease_s or LEASE_SECONDS):
-            self.launcher.adopt(schedule, running.workflow_id, running.attempt)
+            if running.resume_at is None:  # a run going on: follow it; one waiting to resume: resume it when due
+                self.launcher.adopt(schedule, running.workflow_id, running.attempt)
             how = "released" if running.released else "stopped beating"
             self.echo(f"[scheduler] {schedule.name}: adopted {running.workflow_id} (scheduler {running.holder} {how})")
             state.running = running.model_copy(update={"holder": self.holder, "heartbeat_at": now, "released": False})
             return True
         return False
 
-    def _resume(self, schedule: Schedule, state: ScheduleState, running: Running, outcome: str, now: float) -> None:
+    def _resume(self, schedule: Schedule, state: ScheduleState, running: Running, now: float) -> None:
         """Launch the failed run again under its workflow id: it goes on from where it stopped. A
-        launch that fails counts as an attempt too (the next tick asks for the outcome again)."""
+        resume that cannot be launched ends the slot as failed, saying so."""
         attempt = running.attempt + 1
-        note = f"{RETRYING}{outcome.splitlines()[0][:300]}; resumed ({attempt}/{schedule.retries})"
         try:
             self.launcher.start(schedule, running.workflow_id, attempt)
         except Exception as exc:
-            final = f"{outcome.splitlines()[0][:200]}; its resume failed to launch: {type(exc).__name__}: {exc}"
+            final = f"failed: its resume {attempt} could not be launched: {type(exc).__name__}: {exc}"
             state.running = None
             state.note(running.slot, final.splitlines()[0][:400], running.workflow_id, now)
             self.echo(f"[scheduler] {schedule.name}: {running.workflow_id} {final.splitlines()[0]}")
             return
-        state.running = running.model_copy(update={"attempt": attempt, "heartbeat_at": now})
-        state.note(running.slot, note, running.workflow_id, now)
-        self.echo(f"[scheduler] {schedule.name}: {running.workflow_id} {note}")
+        state.running = running.model_copy(update={"attempt": attempt, "heartbeat_at": now, "resume_at": None})
+        self.echo(f"[scheduler] {schedule.name}: {running.workflow_id} resumed ({attempt}/{schedule.retries})")
 
     def _fire(self, schedule: Schedule, state: ScheduleState, slot: float, now: float) -> str | None:
         """Start the slot's run. A launch that fails is noted and the slot queued for the next

@@ -264,36 +264,49 @@ def test_a_schedule_written_before_resolved_configs_still_fires_its_config_and_s
 
 
 def test_a_failed_run_is_resumed_under_its_workflow_id_and_its_slot_has_one_outcome(tmp_path):
-    store, launcher, scheduler = make(tmp_path, retries=2)
+    store, launcher, scheduler = make(tmp_path, retries=2, retry_delay_s=60)
     run = "hourly-20260101-010000"
     scheduler.tick(at("2026-01-01T01:00:00"))
     launcher.finished[run] = "interrupted: its driver stopped (genpipe resume hourly-20260101-010000)"
     scheduler.tick(at("2026-01-01T01:05:00"))
+    scheduler.tick(at("2026-01-01T01:05:59"))
+    assert launcher.attempts == [(run, 0)]  # the delay first: what killed it takes a while to come back
+    scheduler.tick(at("2026-01-01T01:06:00"))
     launcher.finished[run] = "failed at train: storage: s3://b/x: cannot reach the S3 endpoint"
     scheduler.tick(at("2026-01-01T01:10:00"))
-    # Its second resume is followed by another scheduler (this one was killed): the attempt goes with it.
+    scheduler.tick(at("2026-01-01T01:11:59"))  # the second delay is twice the first
+    assert launcher.attempts == [(run, 0), (run, 1)]
+    # This scheduler is killed while the run waits to resume: another one takes it over and resumes it.
     other = RecordingLauncher()
-    Scheduler(store, other, "b", echo=lambda _: None).tick(at("2026-01-01T01:20:00"))
+    Scheduler(store, other, "b", echo=lambda _: None).tick(at("2026-01-01T01:13:00"))
+    Scheduler(store, other, "b", echo=lambda _: None).tick(at("2026-01-01T01:13:10"))
     assert other.attempts == [(run, 2)]
-    assert launcher.attempts == [(run, 0), (run, 1), (run, 2)]
     state = store.state("hourly")
     assert state.running is not None and state.running.attempt == 2
     other.finished[run] = "succeeded: version 3 promoted"
     Scheduler(store, other, "b", echo=lambda _: None).tick(at("2026-01-01T01:30:00"))
     history = [h["outcome"] for h in store.state("hourly").history]
-    assert [h.split(";")[-1].strip() for h in history[:2]] == ["resumed (1/2)", "resumed (2/2)"]
+    assert [h.rsplit(";", 1)[-1].strip() for h in history[:2]] == ["resuming in 60 s (1/2)", "resuming in 120 s (2/2)"]
     assert all(h.startswith("retrying: ") for h in history[:2])
     assert history[2:] == ["succeeded: version 3 promoted"]  # the slot's one outcome
 
 
 def test_a_run_that_fails_past_its_retries_is_recorded_failed_once(tmp_path):
-    store, launcher, scheduler = make(tmp_path, retries=1)
+    store, launcher, scheduler = make(tmp_path, retries=1, retry_delay_s=0)
     run = "hourly-20260101-010000"
     scheduler.tick(at("2026-01-01T01:00:00"))
     for minute in (5, 10):
         launcher.finished[run] = f"failed at register: MLflow down ({minute})"
         scheduler.tick(at(f"2026-01-01T01:{minute:02d}:00"))
+        scheduler.tick(at(f"2026-01-01T01:{minute:02d}:01"))
     assert launcher.attempts == [(run, 0), (run, 1)]
     state = store.state("hourly")
     assert state.running is None and state.last_outcome == "failed at register: MLflow down (10)"
     assert [h["outcome"].startswith("retrying: ") for h in state.history] == [True, False]
+
+
+def test_six_fields_have_their_seconds_first_as_the_cli_says():
+    every_ten_seconds = Schedule(name="n", config="quickstart", cron="*/10 * * * * *", created_at=0)
+    assert every_ten_seconds.next_slot(at("2026-01-01T00:00:01")) == at("2026-01-01T00:00:10")
+    every_two_minutes = Schedule(name="n", config="quickstart", cron="0 */2 * * * *", created_at=0)
+    assert every_two_minutes.next_slot(at("2026-01-01T00:00:01")) == at("2026-01-01T00:02:00")
