@@ -157,6 +157,8 @@ def _from_gcs() -> list[NodeType]:
 
 def _from_autoscaling_config() -> list[NodeType]:
     named = os.environ.get(AUTOSCALING_CONFIG_VARIABLE)
+    if not named and not _joined_a_cluster():
+        return []  # a Ray this process started: the machine's launcher file is about another cluster
     path = Path(named) if named else LAUNCHER_CONFIG.expanduser()
     if not path.is_file():
         if named:
@@ -174,6 +176,15 @@ def _from_autoscaling_config() -> list[NodeType]:
         resources = spec.get("resources")
         types.append(NodeType(name, {k: float(v) for k, v in resources.items()} if resources else None, max_count))
     return types
+
+
+def _joined_a_cluster() -> bool:
+    """Whether this process joined a running cluster (a job's driver, `--address`) rather than
+    starting a Ray of its own."""
+    from ray._private import worker
+
+    node = getattr(worker, "_global_node", None)
+    return node is not None and not node.head
 
 
 def _read_config(path: Path) -> dict[str, Any]:

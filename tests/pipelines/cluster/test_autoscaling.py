@@ -87,6 +87,16 @@ def test_a_worker_range_under_zero3_is_refused():
         load_config("quickstart", ["train.num_workers=[1, 2]", "train.strategy=zero3"])
 
 
+def test_a_launcher_file_on_a_machine_whose_ray_is_its_own_is_about_another_cluster(ray_session, tmp_path, monkeypatch):
+    """`ray up` leaves ~/ray_bootstrap_config.yaml on a head; a laptop's own Ray has no autoscaler."""
+    launcher_file = tmp_path / "ray_bootstrap_config.yaml"
+    launcher_file.write_text(LAUNCHER_CONFIG)
+    monkeypatch.setattr(capacity, "LAUNCHER_CONFIG", launcher_file)
+    monkeypatch.delenv(capacity.AUTOSCALING_CONFIG_VARIABLE, raising=False)
+    assert capacity.node_types() == []
+    assert not capacity.cluster_capacity().autoscales
+
+
 def test_waiting_for_nodes_that_never_come_ends_naming_the_timeout(ray_session):
     said: list[str] = []
     with pytest.raises(TimeoutError, match="cluster.scale_up_timeout_s: the autoscaler did not add nodes for"):
