@@ -10,6 +10,7 @@ The token is read by Ray itself: genpipe never prints, logs or ships it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import shlex
@@ -145,6 +146,23 @@ def runtime_env(
     return {**extra, **shipped, "env_vars": merged_vars}
 
 
+class _ToGenpipeLogs(logging.Handler):
+    """Hands a record to the root logger's handlers: genpipe's log file, and the console only for
+    what genpipe shows there (pipelines/cli/logs.py)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger().handle(record)
+
+
+def _packaging_lines_to_the_log_file() -> None:
+    """Ray's packaging (the upload of a job's code) logs through Ray's own `ray` logger, which
+    prints to stderr: a scheduler's console got one line per job. They go to the log file."""
+    logger = logging.getLogger("ray._private.runtime_env.packaging")
+    if not any(isinstance(handler, _ToGenpipeLogs) for handler in logger.handlers):
+        logger.addHandler(_ToGenpipeLogs())
+        logger.propagate = False
+
+
 def submit(
     address: str,
     arguments: list[str],
@@ -154,6 +172,7 @@ def submit(
     code: str = "auto",
 ) -> str:
     """Submit `python -m pipelines.cli ARGUMENTS` as a job; returns its submission id."""
+    _packaging_lines_to_the_log_file()
     entrypoint = shlex.join(["python", "-m", "pipelines.cli", *arguments])
     job_client = client(address)
     deadline = time.monotonic() + AGENT_WAIT_SECONDS

@@ -117,6 +117,16 @@ class TrainConfig(Strict):
             self.strategy, self.zero_stage = stage, None  # type: ignore[assignment]
         return self
 
+    @field_validator("num_workers", mode="before")
+    @classmethod
+    def _count_or_pair(cls, value: Any) -> Any:
+        """One message for what is neither (pydantic's would name both halves of the union)."""
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        pair = isinstance(value, list | tuple) and len(value) == 2
+        if whole or (pair and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+            return tuple(value) if pair else value
+        raise ValueError(f"a number of workers (2) or a range [min, max] (e.g. [1, 4]), not {value!r}")
+
     @model_validator(mode="after")
     def _workers_are_a_count_or_a_range(self) -> TrainConfig:
         low, high = (self.num_workers, self.num_workers) if isinstance(self.num_workers, int) else self.num_workers

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -132,7 +133,6 @@ class RayJobLauncher:
         self.jobs[workflow_id] = (schedule.address, submission_id)
 
     def outcome(self, workflow_id: str) -> str | None:
-        from ray.job_submission import JobStatus
 
         from pipelines.cluster import jobs
 
@@ -148,8 +148,8 @@ class RayJobLauncher:
         log = self.logs / f"{submission_id}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(job_client.get_job_logs(submission_id))
-        code = 0 if status == JobStatus.SUCCEEDED else 1
-        return describe_outcome(Workflow(self.storage, workflow_id), code, log)
+        workflow = Workflow(self.storage, workflow_id)
+        return describe_outcome(workflow, job_exit(status, workflow), log)
 
     def release_all(self) -> list[str]:
         released = list(self.jobs)  # the jobs go on on the cluster; the next scheduler adopts them
@@ -187,6 +187,19 @@ class Launchers:
     def release_all(self) -> list[str]:
         self.owner.clear()
         return self.local.release_all() + self.remote.release_all()
+
+
+def job_exit(status: Any, workflow: Workflow) -> int:
+    """A finished Ray job's outcome as its driver's exit code: 0 succeeded, 130 stopped or its driver
+    gone without a word (killed: its lease still says it was in a step), 1 failed."""
+    from ray.job_submission import JobStatus
+
+    if status == JobStatus.SUCCEEDED:
+        return 0
+    if status == JobStatus.STOPPED:
+        return 130
+    doing, _ = DriverLease.of(workflow.uri).driver_state() if workflow.exists() else (None, "")
+    return 130 if doing else 1
 
 
 def job_id(workflow_id: str, attempt: int) -> str:

@@ -6,6 +6,7 @@ on this machine (Ray's fake multi-node provider), from zero worker nodes."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -74,10 +75,12 @@ def test_node_types_come_from_a_cluster_launchers_autoscaling_config(tmp_path, m
         ("[2, 1]", "train.num_workers: [2, 1] has its maximum below its minimum"),
         ("[0, 2]", "train.num_workers: 0 is fewer than 1 worker"),
         ("0", "train.num_workers: 0 is fewer than 1 worker"),
+        ("[1, 2, 3]", "train.num_workers: a number of workers (2) or a range [min, max] (e.g. [1, 4]), not [1, 2, 3]"),
+        ("true", "train.num_workers: a number of workers (2) or a range [min, max] (e.g. [1, 4]), not True"),
     ],
 )
 def test_a_worker_range_is_checked_when_the_config_loads(value, problem):
-    with pytest.raises(ConfigError, match=problem.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ConfigError, match=re.escape(problem)):
         load_config("quickstart", [f"train.num_workers={value}"])
     assert load_config("quickstart", ["train.num_workers=[1, 3]"]).train.max_workers == 3
 

@@ -191,6 +191,7 @@ def test_an_installed_genpipe_ships_its_packages_not_its_site_packages(client_en
         timeout=600,
     )
     assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
+    assert "packaging.py" not in submitted.stderr, submitted.stderr[-2000:]  # Ray's upload lines: the log file's
     job = jobs.client(head.url).get_job_info("it-installed")
     modules = job.runtime_env["py_modules"]
     assert len(modules) == len(jobs.PACKAGES) and "working_dir" not in job.runtime_env, job.runtime_env

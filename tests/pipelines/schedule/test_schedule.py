@@ -310,3 +310,25 @@ def test_six_fields_have_their_seconds_first_as_the_cli_says():
     assert every_ten_seconds.next_slot(at("2026-01-01T00:00:01")) == at("2026-01-01T00:00:10")
     every_two_minutes = Schedule(name="n", config="quickstart", cron="0 */2 * * * *", created_at=0)
     assert every_two_minutes.next_slot(at("2026-01-01T00:00:01")) == at("2026-01-01T00:02:00")
+
+
+def test_a_ray_job_whose_driver_was_killed_in_a_step_is_interrupted_not_failed(tmp_path):
+    from ray.job_submission import JobStatus
+
+    from pipelines.schedule.launchers import job_exit
+    from pipelines.workflow.lease import DriverLease
+    from pipelines.workflow.runner import Workflow
+    from storage import write_json_atomic
+
+    workflow = Workflow(str(tmp_path), "wf")
+    assert job_exit(JobStatus.FAILED, workflow) == 1  # failed before the workflow existed (a preflight)
+    write_json_atomic(workflow.meta_uri, {})
+    lease = DriverLease.of(workflow.uri)
+    lease.acquire()
+    lease.doing("train")
+    lease.release("failed")
+    assert job_exit(JobStatus.FAILED, workflow) == 1  # it said so itself
+    record = {"host": "elsewhere", "pid": 1, "state": "running", "doing": "train", "heartbeat_at": 0, "term_s": 1}
+    write_json_atomic(f"{lease.folder}/{lease.latest()[0] + 1:08d}.json", record)  # kill -9'd in train
+    assert job_exit(JobStatus.FAILED, workflow) == 130
+    assert job_exit(JobStatus.STOPPED, workflow) == 130 and job_exit(JobStatus.SUCCEEDED, workflow) == 0
