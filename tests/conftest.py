@@ -49,6 +49,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise
+    if config.getoption("loadgroup", default=False):
+        _keep_xdist_groups_together(items)
+
+
+def _keep_xdist_groups_together(items: list[pytest.Item]) -> None:
+    """pytest-xdist 3.8 tags a test of an `xdist_group` by rewriting `item._nodeid`, which pytest 9
+    no longer reads (a node's id is `item._id`): every group was split over the workers, its module
+    fixtures built on each, other modules' tests run between its own (a shared MLflow store then
+    saw versions it did not make). The same `@group` suffix, where pytest 9 reads it."""
+    from _pytest.nodeid import coerce_node_id  # pytest 9; under pytest 8 xdist's own tag works
+
+    for item in items:
+        names = sorted(
+            {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
+        )
+        if names and "@" not in item.nodeid:
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-xdist has stopped its workers

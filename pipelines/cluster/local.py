@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.train.capacity import AUTOSCALING_CONFIG_VARIABLE
+from pipelines.train.startup import EMBEDDED_RAY_VARIABLE
 
 BIN = Path(sys.executable).parent
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout, or site-packages when installed
@@ -488,6 +489,7 @@ def _ray_env(env: dict[str, str] | None) -> dict[str, str]:
         "RAY_ADDRESS": "",
         "RAY_AUTH_MODE": "token",
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        EMBEDDED_RAY_VARIABLE: "",  # a cluster's node, even when started by a process that runs its own Ray
     }
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from pipelines.config.sections import TrainConfig
+from pipelines.train.startup import EMBEDDED_RAY_VARIABLE
 
 AUTOSCALING_CONFIG_VARIABLE = "GENPIPE_AUTOSCALING_CONFIG"
 LAUNCHER_CONFIG = Path("~/ray_bootstrap_config.yaml")
@@ -183,6 +184,8 @@ def _joined_a_cluster() -> bool:
     starting a Ray of its own."""
     from ray._private import worker
 
+    if os.environ.get(EMBEDDED_RAY_VARIABLE) == "1":  # its workers (tasks, Ray Train) too: they inherit it
+        return False
     node = getattr(worker, "_global_node", None)
     return node is not None and not node.head
 

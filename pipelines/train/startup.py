@@ -19,6 +19,8 @@ from typing import Any
 
 import psutil
 
+EMBEDDED_RAY_VARIABLE = "GENPIPE_EMBEDDED_RAY"  # "1" in a Ray a genpipe command started for itself, and its workers
+
 # Ray Train's controller polls its workers this often by default (2 s): starting a worker group,
 # seeing a report and seeing the run end each wait for a poll. Measured on 2 cores, a trivial
 # 2-worker fit took 12.4 s at 2 s and 8.4 s at 0.5 s (benchmarks/RESULTS.md); a poll is one small
@@ -93,6 +95,7 @@ def embedded_ray_defaults() -> None:
     its raylet and every worker inherit them (a user's own values are kept): no preemption watcher,
     an actor process (~1 s of a core to start) in every training run that watches for a cloud
     node's reclaim notice, which a machine's own Ray never gets."""
+    os.environ[EMBEDDED_RAY_VARIABLE] = "1"  # no autoscaler: a launcher's file on this machine is another cluster's
     if not ray_train_defaults():
         os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 

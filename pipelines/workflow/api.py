@@ -29,7 +29,7 @@ from models.base import GenerativeModel
 from pipelines.config import ConfigError, PipelineConfig, default_storage, load_config
 from pipelines.registry import tracking
 from pipelines.registry.environment import apply_mlflow_defaults
-from pipelines.train.startup import embedded_ray_defaults
+from pipelines.train.startup import EMBEDDED_RAY_VARIABLE, embedded_ray_defaults
 from pipelines.workflow import preflight
 from pipelines.workflow.results import StepResult
 from pipelines.workflow.runner import Workflow, list_workflows, new_workflow_id
@@ -67,6 +67,8 @@ def connect_ray(address: str | None = None) -> None:
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     joins = (address or os.environ.get("RAY_ADDRESS") or "local") != "local"
+    if joins:
+        os.environ.pop(EMBEDDED_RAY_VARIABLE, None)  # from a parent that ran its own Ray: this one joins a cluster
     if not joins:
         # Ray's own default (address None) joins whatever cluster wrote ray_current_cluster in
         # Ray's temp folder last, alive or not: a run then dies with someone else's cluster.
