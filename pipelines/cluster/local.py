@@ -315,15 +315,10 @@ def _ray_node_ports() -> list[str]:
     return ["--dashboard-agent-listen-port", "0"]
 
 
-def start_ray_head(folder: Path, num_cpus: int, env: dict[str, str] | None = None, own_host: bool = False) -> Server:
-    """`ray start --head --block` with its dashboard (the Jobs API) on 127.0.0.1; `own_host`: in a
-    mount namespace of its own (its files then under `extra["root"]`, /proc/PID/root).
-
-    Its own short --temp-dir keeps its `ray_current_cluster` file out of /tmp/ray, where a later
-    plain `ray.init()` on this machine would find it and join a cluster that is gone."""
-    port, dashboard = free_port(), free_port()
-    temp_dir = tempfile.mkdtemp(prefix="rayhead-", dir="/tmp")  # Ray's socket paths must stay short
-    command = [
+def _head_command(port: int, dashboard: int, temp_dir: str, num_cpus: int, *more: str) -> list[str]:
+    """`ray start --head --block` on 127.0.0.1 with its dashboard (the Jobs API) and its own
+    --temp-dir."""
+    return [
         str(BIN / "ray"),
         "start",
         "--head",
@@ -344,8 +339,20 @@ def start_ray_head(folder: Path, num_cpus: int, env: dict[str, str] | None = Non
         temp_dir,
         "--ray-client-server-port",
         str(free_port()),
+        *more,
         *_ray_node_ports(),
     ]
+
+
+def start_ray_head(folder: Path, num_cpus: int, env: dict[str, str] | None = None, own_host: bool = False) -> Server:
+    """`ray start --head --block` with its dashboard (the Jobs API) on 127.0.0.1; `own_host`: in a
+    mount namespace of its own (its files then under `extra["root"]`, /proc/PID/root).
+
+    Its own short --temp-dir keeps its `ray_current_cluster` file out of /tmp/ray, where a later
+    plain `ray.init()` on this machine would find it and join a cluster that is gone."""
+    port, dashboard = free_port(), free_port()
+    temp_dir = tempfile.mkdtemp(prefix="rayhead-", dir="/tmp")  # Ray's socket paths must stay short
+    command = _head_command(port, dashboard, temp_dir, num_cpus)
     pid, log = _spawn("ray-head", on_own_host(command) if own_host else command, folder, _ray_env(env))
     extra = {"gcs_address": f"{HOST}:{port}", "temp_dir": temp_dir, "root": f"/proc/{pid}/root" if own_host else "/"}
     head = Server("ray-head", pid, f"http://{HOST}:{dashboard}", log, extra)
@@ -370,30 +377,7 @@ def start_autoscaling_head(
     config_path = Path(temp_dir) / "autoscaling.json"
     config_path.write_text(json.dumps(_fake_autoscaling_config(gcs_address, node_types)))
     dashboard = free_port()
-    command = [
-        str(BIN / "ray"),
-        "start",
-        "--head",
-        "--block",
-        "--port",
-        str(port),
-        "--node-ip-address",
-        HOST,
-        "--num-cpus",
-        "0",
-        "--temp-dir",
-        temp_dir,
-        "--dashboard-host",
-        HOST,
-        "--dashboard-port",
-        str(dashboard),
-        "--include-dashboard",
-        "true",
-        "--ray-client-server-port",
-        str(free_port()),
-        f"--autoscaling-config={config_path}",
-        *_ray_node_ports(),
-    ]
+    command = _head_command(port, dashboard, temp_dir, 0, f"--autoscaling-config={config_path}")
     head_env = {
         **(env or {}),
         "RAY_FAKE_CLUSTER": "1",  # the fake provider refuses to run without it
