@@ -85,6 +85,14 @@ class Capacity:
             slots += per_node * max(node_type.max_count, 0)
         return slots
 
+    def training_slots_up(self, train: TrainConfig, need: Resources) -> int:
+        """How many training workers of `need` fit the nodes up, as the run places them."""
+        return self.slots_up(need, train.placement_strategy == "STRICT_SPREAD")
+
+    def training_slots_possible(self, train: TrainConfig, need: Resources) -> int | None:
+        """How many fit once the autoscaler has added what it may (None: `slots_possible`)."""
+        return self.slots_possible(need, train.placement_strategy == "STRICT_SPREAD")
+
     def has_gpus(self) -> bool:
         """A GPU is up, or a node type that has one can be added (`use_gpu: auto`)."""
         declared = [node_type.resources or {} for node_type in self.node_types]

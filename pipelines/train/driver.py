@@ -106,14 +106,13 @@ def _scaled_up_for(
     cluster the autoscaler is asked for them first (the preflight has refused work that no node
     type fits). Returns the call that withdraws that request once the run has ended."""
     train = config.train
-    spread = train.placement_strategy == "STRICT_SPREAD"
     fewest = train.min_workers
-    if capacity.slots_up(need, spread) >= fewest:
+    if capacity.training_slots_up(train, need) >= fewest:
         return lambda: None
     what = f"{fewest} training workers of {shown_need(need)}"
     return wait_for_scale_up(
         [need] * fewest,
-        lambda now: now.slots_up(need, spread) >= fewest,
+        lambda now: now.training_slots_up(train, need) >= fewest,
         config.cluster.scale_up_timeout_s,
         what,
         lambda text: report("train", text=text),

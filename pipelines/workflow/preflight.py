@@ -152,10 +152,8 @@ def check_resources(config: PipelineConfig, steps: tuple[str, ...]) -> None:
     capacity = cluster_capacity()
     train, problems = config.train, []
     if "train" in steps:
-        need = worker_resources(train, capacity)
-        spread = train.placement_strategy == "STRICT_SPREAD"
-        fewest = train.min_workers
-        room = capacity.slots_possible(need, spread)
+        need, fewest = worker_resources(train, capacity), train.min_workers
+        room = capacity.training_slots_possible(train, need)
         if room is not None and room < fewest:
             problems.append(
                 f"train.num_workers: {fewest} workers of {shown_need(need)} each ({train.placement_strategy}) "
