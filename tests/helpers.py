@@ -10,8 +10,12 @@ from storage import filesystem, join
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Small enough for 2 CPU cores: a short schedule, few samples, a couple of classifier epochs.
+# Small enough for 2 CPU cores: a short schedule, few samples, a couple of classifier epochs, one
+# training worker (each worker is ~9 s of a core: imports, DeepSpeed, gloo). A test about the group
+# itself (ZeRO partitions, a killed worker, a resumed or regrouped group, placement across nodes)
+# says so with GROUP after TINY.
 TINY = [
+    "train.num_workers=1",
     "model.params.timesteps=20",
     "train.max_steps=30",
     "train.log_every=5",
@@ -22,6 +26,8 @@ TINY = [
     "evaluate.grid_size=16",
     "evaluate.classifier_epochs=2",
 ]
+
+GROUP = "train.num_workers=2"  # the quickstart's own default: a group of two DeepSpeed workers
 
 
 def tiny_config(storage: Path, *extra: str) -> PipelineConfig:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import s3fs
 import yaml
-from helpers import REPO, TINY
+from helpers import GROUP, REPO, TINY
 
 from pipelines import cli
 from pipelines.cluster import jobs
@@ -104,7 +104,7 @@ def _bucket_keys(prefix: str) -> list[str]:
 def test_submitted_quickstart_uses_s3_and_the_remote_mlflow(client_env, tmp_path, capsys):
     head, mlflow = client_env["head"], client_env["mlflow"]
     storage = f"s3://{BUCKET}/runs"
-    sets = [arg for assignment in TINY for arg in ("--set", assignment)]
+    sets = [arg for assignment in [*TINY, GROUP] for arg in ("--set", assignment)]  # a group across the nodes
     code = cli.main(
         [
             "submit",

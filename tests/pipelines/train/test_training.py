@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 import torch
-from helpers import tiny_config
+from helpers import GROUP, tiny_config
 from safetensors.torch import load_file
 
 import models
@@ -33,7 +33,7 @@ def _start(config, workflow_id: str):
 
 
 def test_zero3_weights_are_gathered_into_one_safetensors_file(ray_session, tmp_path):
-    config = tiny_config(tmp_path, "train.strategy=zero3", "train.max_steps=10")
+    config = tiny_config(tmp_path, GROUP, "train.strategy=zero3", "train.max_steps=10")
     manifest, uri, run_id, model_config = _start(config, "wf-z3")
     result = run_training(config, manifest, model_config, "wf-z3", uri, run_id)
     reference = models.build_model("ddpm", model_config)
@@ -63,7 +63,12 @@ def _kill_a_worker_after_first_checkpoint(checkpoints, killed: list[int], timeou
 
 def test_killed_worker_resumes_from_the_latest_checkpoint(ray_session, tmp_path):
     config = tiny_config(
-        tmp_path, "train.max_steps=150", "train.checkpoint_every=10", "train.log_every=10", "train.max_failures=1"
+        tmp_path,
+        GROUP,
+        "train.max_steps=150",
+        "train.checkpoint_every=10",
+        "train.log_every=10",
+        "train.max_failures=1",
     )
     manifest, uri, run_id, model_config = _start(config, "wf-kill")
     killed: list[int] = []
@@ -82,7 +87,7 @@ def test_a_zero2_checkpoint_of_two_workers_resumes_on_one(ray_session, tmp_path)
     """A group of another size resumes a ZeRO-2 run (a lost node, a smaller cluster): the weights,
     the LR schedule and the data position come back; DeepSpeed's optimizer shards, cut for two,
     are rebuilt from the weights. ZeRO-3 keeps only slices of the weights: refused, naming the field."""
-    config = tiny_config(tmp_path, "train.strategy=zero2", "train.max_steps=10", "train.checkpoint_every=5")
+    config = tiny_config(tmp_path, GROUP, "train.strategy=zero2", "train.max_steps=10", "train.checkpoint_every=5")
     manifest, uri, run_id, model_config = _start(config, "wf-regroup")
     run_training(config, manifest, model_config, "wf-regroup", uri, run_id)
     smaller = tiny_config(tmp_path, "train.strategy=zero2", "train.max_steps=16", "train.num_workers=1")

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO, TINY, seed_dataset
+from helpers import GROUP, REPO, TINY, seed_dataset
 
 from pipelines import cli
 from pipelines.cluster import local as local_cluster
@@ -61,7 +61,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(ray_session, quickstart_dat
     storage = tmp_path / "store"
     seed_dataset(quickstart_dataset, storage)
     # 80 steps: the kill (~3 s after the step-20 checkpoint, ~20 steps alone) lands mid-train.
-    run = _start_run(tmp_path, "train.max_steps=80", "train.checkpoint_every=20")
+    run = _start_run(tmp_path, GROUP, "train.max_steps=80", "train.checkpoint_every=20")
     _wait_for_a_checkpoint(run, tmp_path)
     _kill_group(run)
     workflow = Workflow(str(storage), "wf")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy
 import pytest
-from helpers import REPO, TINY
+from helpers import GROUP, REPO, TINY
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from PIL import Image
@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("workflow")]
 def finished(ray_session, tmp_path_factory):
     """A quickstart workflow (tiny settings) whose train step failed once and was resumed."""
     storage = tmp_path_factory.mktemp("store")
-    options = [item for setting in TINY for item in ("--set", setting)]
+    options = [item for setting in [*TINY, GROUP] for item in ("--set", setting)]  # the quickstart's group
     assert cli.main(["prepare", "quickstart", "--storage", str(storage), "--workflow-id", "wf", *options]) == 0
     workflow = Workflow(str(storage), "wf")
     prepared = workflow.record("prepare")
