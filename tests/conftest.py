@@ -104,13 +104,18 @@ def ray_session():
 def quickstart_dataset(ray_session, tmp_path_factory) -> Path:
     """The quickstart's digits dataset, prepared once per test process: the folder of
     `<storage>/datasets/<fingerprint>`, for `helpers.seed_dataset` to copy into a test's storage
-    where the test is about what happens after prepare (prepare has its own tests)."""
+    where the test is about what happens after prepare (prepare has its own tests). With the
+    evaluation's classifier cached beside its shards, as the first evaluation of it leaves it
+    (~5 s of a core each time otherwise; training it is tested where a run prepares its own)."""
     from helpers import tiny_config
 
     from data_prep.prepare import prepare
+    from pipelines.evaluate.classifier import load_or_train_classifier
 
     root = tmp_path_factory.mktemp("quickstart-dataset")
-    manifest, _ = prepare(tiny_config(root).data, str(root))
+    config = tiny_config(root)
+    manifest, _ = prepare(config.data, str(root))
+    load_or_train_classifier(manifest, config.evaluate.classifier_epochs, config.evaluate.seed)
     return Path(manifest.uri)
 
 
