@@ -54,7 +54,26 @@ def resize(pixels: np.ndarray, size: int) -> np.ndarray:
 
 
 def to_bytes(pixels: np.ndarray) -> bytes:
+    """Pixels as they travel between Ray Data's stages: float32 bytes, exact."""
     return np.ascontiguousarray(pixels, dtype="<f4").tobytes()
+
+
+def stored_levels(source_levels: int, resized: bool) -> int:
+    """The grid a shard keeps pixels on: the source's own levels (digits: 17, PNG/JPEG: 256), so
+    its values come back exactly; 256 once a resize has put values between them."""
+    return 256 if resized else source_levels
+
+
+def to_stored(pixels: np.ndarray, levels: int) -> bytes:
+    """(C, H, W) in [0, 1] -> the bytes a shard keeps: one uint8 per pixel, the nearest of `levels`
+    (at most 256), a quarter of float32's bytes. Exact for values on the grid; a resized value
+    moves by at most 1/510."""
+    return np.rint(np.clip(pixels, 0.0, 1.0) * (levels - 1)).astype(np.uint8).tobytes()
+
+
+def from_stored(codes: np.ndarray, levels: int) -> np.ndarray:
+    """Stored uint8 codes (any shape) on `levels` -> float32 in [-1, 1], as models read images."""
+    return codes.astype(np.float32) * np.float32(2.0 / (levels - 1)) - np.float32(1.0)
 
 
 def load_images(uris: list[str], image_shape: tuple[int, int, int]) -> np.ndarray:

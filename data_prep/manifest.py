@@ -23,8 +23,9 @@ HASH_CHECK_MAX_BYTES = 2 << 30
 MANIFEST = "manifest.json"
 # Bump when a change to data_prep alters the shards' content: it invalidates every cached dataset.
 MEGABYTE = 1 << 20
-PREP_CODE_VERSION = "4"  # 2: shards sized by bytes and hashed while written; BPE on a sample; 3: pixel levels;
-# 4: Parquet record keys relative to the source root (the split no longer depends on the mount)
+PREP_CODE_VERSION = "5"  # 2: shards sized by bytes and hashed while written; BPE on a sample; 3: pixel levels;
+# 4: Parquet record keys relative to the source root (the split no longer depends on the mount);
+# 5: image pixels stored as uint8 (a quarter of float32's bytes)
 
 
 class Shard(BaseModel):
@@ -89,6 +90,7 @@ class Manifest(BaseModel):
     modality: str = "image"
     image_shape: tuple[int, int, int] | None = None
     pixel_levels: int = 256  # distinct intensities per pixel at the source (digits: 17)
+    stored_levels: int = 256  # the grid of the shards' uint8 pixels (data_prep/images.stored_levels)
     num_classes: int = 0
     class_names: list[str] = []
     text: TextInfo | None = None

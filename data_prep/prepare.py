@@ -16,12 +16,13 @@ from ray.data.expressions import col
 
 from data_prep.config import DataConfig
 from data_prep.errors import DataError
+from data_prep.images import stored_levels
 from data_prep.manifest import PREP_CODE_VERSION, Manifest, dataset_uri, find_manifest, publish
 from data_prep.shards import new_write_id, record_rejects, write_split
 from data_prep.transforms import make_transform
 from storage import join
 
-IMAGE_TYPE = "binary (float32 C,H,W)"
+IMAGE_TYPE = "binary (uint8 C,H,W: 0-255 for [0, 1])"
 
 
 def describe_source(config: DataConfig) -> dict[str, Any]:
@@ -64,7 +65,9 @@ def _build_images(config: DataConfig, storage: str, key: str, description: dict[
     uri = dataset_uri(storage, key)
     write_id = new_write_id()
     channels, native = config.source.image_channels, config.source.image_side
-    transform = make_transform(channels, config.image_size, native, config.split_seed, config.val_fraction)
+    # One grid for every row: the source's levels unless image_size resizes (then 256).
+    levels = stored_levels(config.source.pixel_levels, config.image_size is not None and config.image_size != native)
+    transform = make_transform(channels, config.image_size, native, config.split_seed, config.val_fraction, levels)
     rows = config.source.read().map(transform).materialize()
 
     # One pass over the small columns answers every count below without re-running the pipeline.
@@ -81,7 +84,7 @@ def _build_images(config: DataConfig, storage: str, key: str, description: dict[
         for domain, name in enumerate(domains.names):
             if not (kept["domain"] == domain).any():
                 raise DataError(f"data.source: domain {name!r} has no usable images")
-    row_bytes = channels * size * size * 4 + 8
+    row_bytes = channels * size * size * 4 + 8  # decoded (float32), as readers hold a shard: 1/4 of it is stored
     for split, count in (("train", config.num_shards), ("val", None)):
         if not (kept["split"] == split).any():
             raise DataError(f"data.val_fraction: the {split} split is empty ({len(index)} records in all)")
@@ -97,6 +100,7 @@ def _build_images(config: DataConfig, storage: str, key: str, description: dict[
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         image_shape=(channels, size, size),
         pixel_levels=config.source.pixel_levels,
+        stored_levels=levels,
         num_classes=max(len(names), int(kept["label"].max()) + 1),
         class_names=names,
         domains=domains,

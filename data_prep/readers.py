@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_prep.errors import DataError
+from data_prep.images import from_stored
 from data_prep.manifest import Manifest, Shard
 from storage import filesystem
 
@@ -49,7 +50,7 @@ def decode_table(table: pa.Table, manifest: Manifest) -> Columns:
     if manifest.series is not None:
         return {"window": fixed_width(table.column("window"), "<f4", (manifest.series.seq_len + 1,)).astype(np.float32)}
     columns = {
-        "image": fixed_width(table.column("image"), "<f4", manifest.images).astype(np.float32),
+        "image": from_stored(fixed_width(table.column("image"), "u1", manifest.images), manifest.stored_levels),
         "label": table.column("label").to_numpy().astype(np.int64),
     }
     if manifest.domains is not None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from data_prep.images import resize, to_bytes
+from data_prep.images import resize, to_stored
 
 
 def seeded_fraction(key: str, seed: int, salt: str = "") -> float:
@@ -24,10 +24,16 @@ def split_of(key: str, seed: int, val_fraction: float) -> str:
 
 
 def make_transform(
-    channels: int, image_size: int | None, native_size: int | None, seed: int, val_fraction: float
+    channels: int,
+    image_size: int | None,
+    native_size: int | None,
+    seed: int,
+    val_fraction: float,
+    levels: int = 256,
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Resize to `image_size`, scale [0, 1] -> [-1, 1] and assign the split. Without a resize,
-    every image must be `native_size` square; one that is not becomes a reject."""
+    """Resize to `image_size`, keep the pixels as stored bytes on a grid of `levels`
+    (data_prep/images.to_stored; the readers give models [-1, 1]) and assign the split. Without
+    a resize, every image must be `native_size` square; one that is not becomes a reject."""
 
     def transform(row: dict[str, Any]) -> dict[str, Any]:
         out = {
@@ -46,7 +52,7 @@ def make_transform(
         if image_size is None and (height, width) != (native_size, native_size):
             out["error"] = f"image is {height}x{width}, not {native_size}x{native_size}; set data.image_size"
             return out
-        out["image"] = to_bytes(resize(pixels, image_size or height) * 2.0 - 1.0)
+        out["image"] = to_stored(resize(pixels, image_size or height), levels)
         return out
 
     return transform

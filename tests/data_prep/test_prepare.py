@@ -161,3 +161,30 @@ def test_crops_of_sklearns_sample_photographs_are_a_colour_dataset(ray_session, 
     assert -1 <= images.min() < images.max() <= 1 and images.std(axis=(1, 2, 3)).mean() > 0.02
     grey = DataConfig.model_validate({"source": {**source, "crop": 16, "channels": 1}})
     assert prepare(grey, str(tmp_path))[0].image_shape == (1, 16, 16)
+
+
+def test_image_shards_keep_one_byte_a_pixel_and_give_back_the_sources_values(ray_session, tmp_path):
+    """Digits' 17 levels come back exactly from uint8 shards; resized digits (a 256-level grid)
+    within 1/255 of the float pipeline's value; a shard's image cells are one byte a pixel."""
+    import pyarrow.parquet as pq
+    from sklearn.datasets import load_digits
+
+    from data_prep.images import resize
+
+    manifest, _ = prepare(DataConfig(), str(tmp_path / "native"))
+    assert manifest.stored_levels == 17 and "uint8" in manifest.schema_["image"]
+    cells = pq.read_table(manifest.shard_uris("train")[0]).column("image").to_pylist()
+    assert {len(cell) for cell in cells} == {64}  # 8 x 8 pixels, one byte each (float32 was 256)
+    images, _ = read_arrays(manifest, "train")
+    levels = (images + 1) / 2 * 16
+    assert np.array_equal(levels, np.round(levels))  # on the source's grid, exactly
+    expected = {tuple(image.ravel()) for image in load_digits().images / 8.0 - 1.0}
+    assert {tuple(image.ravel()) for image in images.astype(np.float64)} <= expected
+
+    resized, _ = prepare(DataConfig(image_size=16), str(tmp_path / "resized"))
+    assert resized.stored_levels == 256
+    got, _ = read_arrays(resized, "val")
+    assert got.shape[1:] == (1, 16, 16) and got.min() == -1 and got.max() == 1
+    floats = np.stack([resize(image[None].astype(np.float32), 16) * 2 - 1 for image in load_digits().images / 16.0])
+    nearest = np.abs(floats[:, None] - got[None, :8]).max(axis=(2, 3, 4)).min(axis=0)
+    assert nearest.max() <= 1 / 255 + 1e-6  # each stored image is its float original, rounded
