@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.genpipe-installed
+COMPILED := $(VENV)/.genpipe-compiled
 OPS := $(VENV)/.genpipe-ops-built
 # Without a GPU, torch is pinned to the CPU build (a plain `torch` would pull a multi-GB CUDA
 # build). With a GPU, the range in pyproject.toml takes the CUDA build.
@@ -15,10 +16,10 @@ TEST_WORKERS ?= 2
 
 .PHONY: quickstart test test-fast lint lint-style lint-layers lint-types bench clean
 
-# pip compiles every module it installs on one core; compileall does the same on every core
-# afterwards (~25 s less on 2 cores). The bytecode matters: processes that may not write it
-# (PYTHONDONTWRITEBYTECODE, as CI sets) would otherwise compile torch, Ray and MLflow each time.
-# (A file some package ships that does not compile is skipped, as pip skips it.)
+# pip compiles every module it installs on one core; $(COMPILED) does the same on every core
+# afterwards (~25 s less on 2 cores), beside the type check. The bytecode matters: processes that
+# may not write it (PYTHONDONTWRITEBYTECODE, as CI sets) would otherwise compile torch, Ray and
+# MLflow each time.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -28,11 +29,15 @@ $(STAMP): pyproject.toml
 		$(BIN)/python -m pip install --quiet --no-compile "$(CPU_TORCH)"; \
 	fi
 	$(BIN)/python -m pip install --quiet --no-compile -e '.[test]'
-	$(BIN)/python -m compileall -qq -j0 $(VENV)/lib || true
 	touch $(STAMP)
 
+# (A file some package ships that does not compile is skipped, as pip skips it.)
+$(COMPILED): $(STAMP)
+	$(BIN)/python -m compileall -qq -j0 $(VENV)/lib || true
+	touch $(COMPILED)
+
 # DeepSpeed's CPU collective op, built once per environment (pipelines/train/ops.py).
-$(OPS): $(STAMP)
+$(OPS): $(COMPILED)
 	$(BIN)/python -m pipelines.train.ops
 	touch $(OPS)
 
@@ -40,7 +45,7 @@ quickstart: $(OPS)
 	$(BIN)/genpipe run quickstart
 
 # The checks first, then the tests: style, the layers of DESIGN.md and the types, side by side
-# with the op build (each of them uses one core: ~30 s less than one after the other on 2 cores).
+# with the bytecode and the op build (the type check is one core: ~30 s less than one after the other).
 test: $(STAMP)
 	$(MAKE) --no-print-directory -j2 lint $(OPS)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
