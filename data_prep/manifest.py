@@ -90,7 +90,9 @@ class Manifest(BaseModel):
     modality: str = "image"
     image_shape: tuple[int, int, int] | None = None
     pixel_levels: int = 256  # distinct intensities per pixel at the source (digits: 17)
-    stored_levels: int = 256  # the grid of the shards' uint8 pixels (data_prep/images.stored_levels)
+    # The grid of the shards' uint8 pixels (data_prep/images.stored_levels); None: a dataset of
+    # PREP_CODE_VERSION 4 or older, float32 pixels in [-1, 1] (a workflow prepared before resumes).
+    stored_levels: int | None = None
     num_classes: int = 0
     class_names: list[str] = []
     text: TextInfo | None = None

@@ -22,7 +22,7 @@ from data_prep.shards import new_write_id, record_rejects, write_split
 from data_prep.transforms import make_transform
 from storage import join
 
-IMAGE_TYPE = "binary (uint8 C,H,W: 0-255 for [0, 1])"
+IMAGE_TYPE = "binary (uint8 C,H,W: 0..stored_levels-1 for [0, 1])"
 
 
 def describe_source(config: DataConfig) -> dict[str, Any]:

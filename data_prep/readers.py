@@ -50,12 +50,19 @@ def decode_table(table: pa.Table, manifest: Manifest) -> Columns:
     if manifest.series is not None:
         return {"window": fixed_width(table.column("window"), "<f4", (manifest.series.seq_len + 1,)).astype(np.float32)}
     columns = {
-        "image": from_stored(fixed_width(table.column("image"), "u1", manifest.images), manifest.stored_levels),
+        "image": _pixels(table.column("image"), manifest),
         "label": table.column("label").to_numpy().astype(np.int64),
     }
     if manifest.domains is not None:
         columns["domain"] = table.column("domain").to_numpy().astype(np.int64)
     return columns
+
+
+def _pixels(column: pa.ChunkedArray, manifest: Manifest) -> np.ndarray:
+    """(N, C, H, W) float32 in [-1, 1] from a shard's image cells, as the manifest says they are kept."""
+    if manifest.stored_levels is None:  # prepared before pixels were stored as bytes
+        return fixed_width(column, "<f4", manifest.images)
+    return from_stored(fixed_width(column, "u1", manifest.images), manifest.stored_levels)
 
 
 def read_shard(manifest: Manifest, shard: Shard) -> Columns:

@@ -29,7 +29,7 @@ def make_transform(
     native_size: int | None,
     seed: int,
     val_fraction: float,
-    levels: int = 256,
+    levels: int,
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """Resize to `image_size`, keep the pixels as stored bytes on a grid of `levels`
     (data_prep/images.to_stored; the readers give models [-1, 1]) and assign the split. Without

@@ -188,3 +188,18 @@ def test_image_shards_keep_one_byte_a_pixel_and_give_back_the_sources_values(ray
     floats = np.stack([resize(image[None].astype(np.float32), 16) * 2 - 1 for image in load_digits().images / 16.0])
     nearest = np.abs(floats[:, None] - got[None, :8]).max(axis=(2, 3, 4)).min(axis=0)
     assert nearest.max() <= 1 / 255 + 1e-6  # each stored image is its float original, rounded
+
+
+def test_a_dataset_prepared_with_float32_pixels_is_still_read(ray_session, tmp_path):
+    """A manifest without `stored_levels` (PREP_CODE_VERSION 4): its float32 cells come back as
+    they were, so a workflow prepared before the change resumes."""
+    import pyarrow as pa
+
+    from data_prep.readers import decode_table
+
+    manifest, _ = prepare(DataConfig(), str(tmp_path))
+    images, labels = read_arrays(manifest, "val")
+    older = manifest.model_copy(update={"stored_levels": None})
+    cells = pa.array([image.astype("<f4").tobytes() for image in images], pa.binary())
+    decoded = decode_table(pa.table({"image": cells, "label": labels}), older)
+    assert np.array_equal(decoded["image"], images) and decoded["image"].dtype == np.float32
