@@ -34,6 +34,8 @@ RAY_TRAIN_DEFAULTS = "GENPIPE_RAY_TRAIN_DEFAULTS"
 
 STATE_API_PROBE_S = 3
 
+LOG_FILE_SCAN_INTERVAL_S = "5"  # how often an embedded Ray's log monitor looks for new log files
+
 
 def ray_train_defaults() -> bool:
     return os.environ.get(RAY_TRAIN_DEFAULTS) == "1"
@@ -98,6 +100,13 @@ def embedded_ray_defaults() -> None:
     os.environ[EMBEDDED_RAY_VARIABLE] = "1"  # no autoscaler: a launcher's file on this machine is another cluster's
     if not ray_train_defaults():
         os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    # Ray's log monitor looks for new log files in the session folder on each pass of its 0.1 s
+    # loop while there are fewer than 1000 (then every LOG_NAME_UPDATE_INTERVAL_S): every worker
+    # process adds files, so its globs grow with the run (2.9 s of a core a minute at 243 files,
+    # 1.3 s when it looks every 5 s; benchmarks/RESULTS.md). A file it finds later is still read
+    # from its start: nothing is lost, worker output reaches the driver (`genpipe -v`) later.
+    os.environ.setdefault("RAY_LOG_MONITOR_MANY_FILES_THRESHOLD", "0")
+    os.environ.setdefault("LOG_NAME_UPDATE_INTERVAL_S", LOG_FILE_SCAN_INTERVAL_S)
 
 
 class StartupClock:

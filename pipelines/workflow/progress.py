@@ -1,6 +1,6 @@
 """What a running step tells the console: progress events from any Ray process of the step (a
-Ray Train worker, a Tune trial, the step's own task), collected by a small actor and printed by
-the driver with a rate and an ETA.
+Ray Train worker, a Tune trial, the step's own task), collected by a small actor (one per driver
+process, a channel per run) and printed by the driver with a rate and an ETA.
 
 Ray's own log forwarding would carry them too, but with every library's chatter (Ray Train's
 reports, DeepSpeed's op builds): the driver starts Ray with `log_to_driver=False` unless asked to be
@@ -11,41 +11,45 @@ verbose, and this channel carries only genpipe's own lines. Steps get a `report`
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 Report = Callable[..., None]
+BOARD_NAME = "genpipe.progress"
 
 
 class ProgressBoard:
-    """The actor the step's processes post to and the driver drains."""
+    """The actor the steps' processes post to and the driver drains, a channel per workflow run."""
 
     def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
+        self.channels: dict[str, list[dict[str, Any]]] = {}
 
-    def post(self, event: dict[str, Any]) -> None:
-        self.events.append(event)
+    def post(self, channel: str, event: dict[str, Any]) -> None:
+        self.channels.setdefault(channel, []).append(event)
 
-    def take(self) -> list[dict[str, Any]]:
-        events, self.events = self.events, []
-        return events
+    def take(self, channel: str) -> list[dict[str, Any]]:
+        return self.channels.pop(channel, [])
 
 
 class Reporter:
-    """`report(stage, text="...", done=3, total=10, unit="steps")` posts to the board without
-    waiting (a step never waits on the console); `flush()`, at the end of a process's part, waits
-    until what it posted is on the board (Ray runs one caller's actor calls in order)."""
+    """`report(stage, text="...", done=3, total=10, unit="steps")` posts to the run's channel
+    without waiting (a step never waits on the console); `flush()`, at the end of a process's part,
+    waits until what it posted is on the board (Ray runs one caller's actor calls in order);
+    `take()`, in the driver, drains the channel."""
 
-    def __init__(self, board: Any):
-        self.board, self.last = board, None
+    def __init__(self, board: Any, channel: str):
+        self.board, self.channel, self.last = board, channel, None
 
-    def __reduce__(self) -> tuple[type[Reporter], tuple[Any]]:
-        return Reporter, (self.board,)  # to another process: the board, not this one's last call
+    def __reduce__(self) -> tuple[type[Reporter], tuple[Any, str]]:
+        return Reporter, (self.board, self.channel)  # to another process: not this one's last call
 
     def __call__(self, stage: str, **event: Any) -> None:
-        self.last = self.board.post.remote({"stage": stage, **event})
+        self.last = self.board.post.remote(self.channel, {"stage": stage, **event})
 
     def flush(self, timeout: float = 5.0) -> None:
         import ray
@@ -54,6 +58,11 @@ class Reporter:
             with contextlib.suppress(Exception):  # a board gone with its driver: nothing to show
                 ray.get(self.last, timeout=timeout)
 
+    def take(self) -> list[dict[str, Any]]:
+        import ray
+
+        return ray.get(self.board.take.remote(self.channel))
+
 
 def flush(report: Report) -> None:
     """Wait until what `report` posted is on the board (a no-op for a report that is not a Reporter)."""
@@ -61,12 +70,17 @@ def flush(report: Report) -> None:
         report.flush()
 
 
-def open_board() -> tuple[Any, Reporter]:
-    """A new board (an actor holding no CPU) and the `report` callable that posts to it."""
+def open_board() -> Reporter:
+    """A new channel on this driver's board, and the `report` callable that posts to it. The board
+    (an actor holding no CPU) is started by a driver's first run and serves its later ones: a
+    process of its own costs ~1-2 s of a core to start, which a process that runs many workflows
+    (a notebook, a test session) paid for each. Named per host and process: drivers that share a
+    Ray namespace never share a board, and a board that died with its node is started again."""
     import ray
 
-    board = ray.remote(num_cpus=0)(ProgressBoard).remote()
-    return board, Reporter(board)
+    name = f"{BOARD_NAME}.{socket.gethostname()}.{os.getpid()}"
+    board = ray.remote(num_cpus=0)(ProgressBoard).options(name=name, get_if_exists=True).remote()
+    return Reporter(board, uuid.uuid4().hex)
 
 
 def _clock(seconds: float) -> str:

@@ -21,7 +21,7 @@ from pipelines.config.loading import validate_config
 from pipelines.config.sections import SAFE_NAME
 from pipelines.registry import tracking
 from pipelines.workflow.lease import DriverLease
-from pipelines.workflow.progress import ConsoleProgress, open_board
+from pipelines.workflow.progress import ConsoleProgress, Reporter, open_board
 from pipelines.workflow.results import StepResult, parse_result
 from pipelines.workflow.steps import RUN_STEPS, STEP_ORDER, STEP_SECTIONS, StepContext, run_step, step_resources
 from storage import exists, filesystem, join, read_json, redact, write_json_atomic
@@ -202,7 +202,7 @@ class Workflow:
 
         meta = self.meta()
         config = PipelineConfig.model_validate(meta["config"])
-        board, report = open_board()
+        report = open_board()
         console = ConsoleProgress(echo)
         context = StepContext(self.id, self.uri, meta["tracking_uri"], meta["run_id"], report)
         results: dict[str, StepResult] = {}
@@ -217,7 +217,7 @@ class Workflow:
             task = ray.remote(run_step).options(**step_resources(step, config), max_retries=0, name=f"genpipe.{step}")
             try:
                 lease.doing(step)
-                result = _wait_showing_progress(task.remote(step, meta["config"], results, context), board, console)
+                result = _wait_showing_progress(task.remote(step, meta["config"], results, context), report, console)
             except Exception as exc:
                 raise self._failure(step, getattr(exc, "cause", None) or exc) from exc
             duration = time.monotonic() - started
@@ -265,13 +265,13 @@ def _one_line(cause: BaseException) -> str:
     return f"{lines[0]} {(raised or lines[1:])[-1]}"
 
 
-def _wait_showing_progress(pending: Any, board: Any, console: ConsoleProgress) -> Any:
+def _wait_showing_progress(pending: Any, channel: Reporter, console: ConsoleProgress) -> Any:
     """The step's result, printing what its processes report while it runs."""
     import ray
 
     while True:
         ready, _ = ray.wait([pending], timeout=0.5)
-        for event in ray.get(board.take.remote()):
+        for event in channel.take():
             console.show(event)
         if ready:
             return ray.get(pending)

@@ -3,13 +3,14 @@ order, and become lines with a percentage and, once a rate is known, an ETA."""
 
 from __future__ import annotations
 
+import pytest
 import ray
 
 from pipelines.workflow.progress import ConsoleProgress, flush, open_board
 
 
 def test_events_from_a_ray_task_reach_the_driver_in_order(ray_session):
-    board, report = open_board()
+    report = open_board()
 
     @ray.remote(num_cpus=0)
     def step(report) -> None:
@@ -19,9 +20,29 @@ def test_events_from_a_ray_task_reach_the_driver_in_order(ray_session):
         flush(report)  # as every step's task does before it returns
 
     ray.get(step.remote(report))
-    events = ray.get(board.take.remote())
+    events = report.take()
     assert [event.get("done") for event in events] == [None, 10, 20, 40]
-    assert ray.get(board.take.remote()) == []  # taken once
+    assert report.take() == []  # taken once
+
+
+def test_the_runs_of_one_driver_share_one_board_and_keep_their_own_events(ray_session):
+    first, second = open_board(), open_board()
+    assert first.board._actor_id == second.board._actor_id  # one actor process for both runs
+
+    @ray.remote(num_cpus=0)
+    def step(report, stage: str) -> None:
+        report(stage, text=f"{stage} started")
+        flush(report)
+
+    ray.get([step.remote(first, "prepare"), step.remote(second, "train")])
+    assert [event["stage"] for event in first.take()] == ["prepare"]
+    assert [event["stage"] for event in second.take()] == ["train"]
+    ray.kill(first.board)  # a board that died (with its node, say) is started again for the next run
+    with pytest.raises(ray.exceptions.RayActorError):
+        first.take()  # (once its death is known)
+    third = open_board()
+    ray.get(step.remote(third, "evaluate"))
+    assert [event["stage"] for event in third.take()] == ["evaluate"]
 
 
 def test_console_lines_carry_a_percentage_and_an_eta(monkeypatch):
