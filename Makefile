@@ -4,7 +4,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.genpipe-installed
 COMPILED := $(VENV)/.genpipe-compiled
-OPS := $(VENV)/.genpipe-ops-built
 # Without a GPU, torch is pinned to the CPU build (a plain `torch` would pull a multi-GB CUDA
 # build). With a GPU, the range in pyproject.toml takes the CUDA build.
 CPU_TORCH ?= torch==2.13.0
@@ -36,23 +35,18 @@ $(COMPILED): $(STAMP)
 	$(BIN)/python -m compileall -qq -j0 $(VENV)/lib || true
 	touch $(COMPILED)
 
-# DeepSpeed's CPU collective op, built once per environment (pipelines/train/ops.py).
-$(OPS): $(COMPILED)
-	$(BIN)/python -m pipelines.train.ops
-	touch $(OPS)
-
-quickstart: $(OPS)
+quickstart: $(COMPILED)
 	$(BIN)/genpipe run quickstart
 
 # The checks first, then the tests: style, the layers of DESIGN.md and the types, side by side
-# with the bytecode and the op build (the type check is one core: ~30 s less than one after the other).
+# with the bytecode (the type check is one core: ~30 s less than one after the other).
 test: $(STAMP)
-	$(MAKE) --no-print-directory -j2 lint $(OPS)
+	$(MAKE) --no-print-directory -j2 lint $(COMPILED)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The inner loop: style, layers, types and the unit tests (no Ray, no servers), in under 3 minutes.
 test-fast: $(STAMP)
-	$(MAKE) --no-print-directory -j2 lint $(OPS)
+	$(MAKE) --no-print-directory -j2 lint $(COMPILED)
 	$(BIN)/pytest -n 2 --dist loadgroup -m "not slow"
 
 lint: lint-style lint-layers lint-types
@@ -67,7 +61,7 @@ lint-layers: $(STAMP)
 lint-types: $(STAMP)
 	$(BIN)/mypy
 
-bench: $(OPS)
+bench: $(COMPILED)
 	$(BIN)/python benchmarks/quickstart_bench.py --record
 
 clean:

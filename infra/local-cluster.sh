@@ -13,6 +13,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/genpipe ]; then
-    make .venv/.genpipe-ops-built
+    make .venv/.genpipe-compiled
 fi
 exec .venv/bin/genpipe local-cluster "${1:-up}" "${@:2}"

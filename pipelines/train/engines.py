@@ -10,6 +10,7 @@ from torch import nn
 
 from models.base import GenerativeModel
 from pipelines.config import TrainConfig
+from pipelines.train.ops import skip_the_inference_collective_op
 
 
 def precision_mode(config: TrainConfig, on_gpu: bool, preferred: str = "bf16") -> str:
@@ -71,6 +72,7 @@ def build_engine(
 ):
     import deepspeed
 
+    skip_the_inference_collective_op()  # before the engine starts DeepSpeed's communication backend
     # Decay matrices only: biases, norms' gains and the like stay undecayed (as in GPT-2).
     trainable = [p for p in network.parameters() if p.requires_grad]
     groups = [

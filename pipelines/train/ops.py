@@ -1,33 +1,35 @@
-"""Build DeepSpeed's CPU shared-memory collective op once, at set-up time.
+"""DeepSpeed on a CPU: where the ops it compiles on first use are kept, and the one op it would
+compile for every training process that training never calls.
 
-On a machine without a GPU, DeepSpeed JIT-compiles `deepspeed_shm_comm` the first time a
-process initialises its communication backend (about a minute on 2 cores). Building it here,
-into the torch extensions cache, keeps that minute out of a new user's first run. genpipe passes
-a torch optimizer to DeepSpeed, so the `fused_adam` op is never needed.
-
-The build cache is kept inside the Python environment: torch's default cache is shared by every
-environment of the user, and its key includes the sources' path, so two environments on one
-machine would keep rebuilding each other's op (a minute each time).
+- DeepSpeed's CPU communication backend builds (a just-in-time C++ compile: ~65 s of CPU on 2
+  cores, once per environment) and starts, in every process that joins a group, its
+  shared-memory all-reduce op. Only `inference_all_reduce` (tensor-parallel inference) calls it;
+  training's all-reduce, all-gather and reduce-scatter go through torch.distributed (gloo).
+  `skip_the_inference_collective_op` marks it incompatible in DeepSpeed's own table of usable ops,
+  the one its backend consults before building: it is neither built nor started.
+- Ops that are used (the vectorised CPU Adam of `train.offload_optimizer`) are still built on
+  first use, into a cache inside the Python environment (`use_environment_extension_cache`).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
+
+INFERENCE_COLLECTIVE_OP = "deepspeed_shm_comm"  # ShareMemCommBuilder.NAME
 
 
 def use_environment_extension_cache() -> None:
     """Point torch's JIT extension cache at this environment's own folder (unless set), and build
     with this environment's own ninja (DeepSpeed installs one).
 
-    torch runs whichever `ninja` PATH finds first. `make` and a process started as `.venv/bin/...`
-    have no `.venv/bin` on PATH and found the system's ninja 1.11; `genpipe local-cluster`'s nodes
-    (and an activated venv) have it and found the environment's 1.13. Ninja 1.12 changed how its
-    log hashes a command, so each read the other's build as stale and rebuilt the op: in a user's
-    first run on a local cluster, twice in every test session, ~45 s of a core each time, with
-    every process that needed the op waiting on the build's lock.
+    torch's default cache is shared by every environment of the user, and its key includes the
+    sources' path, so two environments on one machine would keep rebuilding each other's ops.
+    torch runs whichever `ninja` PATH finds first: `make` and a process started as `.venv/bin/...`
+    have no `.venv/bin` on PATH and found the system's ninja 1.11, `genpipe local-cluster`'s nodes
+    (and an activated venv) found the environment's 1.13; ninja 1.12 changed how its log hashes a
+    command, so each read the other's build as stale and built the op again (~45 s of a core).
     """
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))
     own_bin = Path(sys.executable).parent
@@ -37,24 +39,9 @@ def use_environment_extension_cache() -> None:
             os.environ["PATH"] = os.pathsep.join([str(own_bin), *(entry for entry in path if entry != str(own_bin))])
 
 
-def main() -> None:
-    use_environment_extension_cache()
-    import torch
+def skip_the_inference_collective_op() -> None:
+    """Before DeepSpeed's communication backend starts in this process (see the module's
+    docstring). DeepSpeed probes its table once per process, on first use, and keeps edits to it."""
+    import deepspeed.ops
 
-    if torch.cuda.is_available():
-        print("warmup: GPU machine, DeepSpeed uses NCCL; nothing to build")
-        return
-    os.environ.setdefault("DS_ACCELERATOR", "cpu")  # skips DeepSpeed's "could not detect" warning
-    from deepspeed.accelerator import get_accelerator
-
-    builder = get_accelerator().create_op_builder("ShareMemCommBuilder")
-    if builder is None:
-        print("warmup: this DeepSpeed has no CPU shared-memory op; nothing to build")
-        return
-    started = time.monotonic()
-    builder.load(verbose=False)
-    print(f"warmup: DeepSpeed {builder.NAME} ready ({time.monotonic() - started:.0f}s)")
-
-
-if __name__ == "__main__":
-    main()
+    deepspeed.ops.__compatible_ops__[INFERENCE_COLLECTIVE_OP] = False

@@ -76,7 +76,7 @@ def quiet_worker_logs() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # skips the "could not detect" warning
-        use_environment_extension_cache()  # the op `make` pre-built (pipelines/train/ops.py)
+        use_environment_extension_cache()  # for the ops DeepSpeed builds on first use (pipelines/train/ops.py)
 
 
 def _log_placement(model, live: LiveRun, zero_stage: int) -> None:
