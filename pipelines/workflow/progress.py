@@ -70,17 +70,38 @@ def flush(report: Report) -> None:
         report.flush()
 
 
+# The board this process started, by Ray session: the handle that created an actor is what keeps
+# it alive (Ray ends an actor once its creator's handles are gone, whatever handles `get_actor` gave
+# out), so it is kept here for the process's later runs.
+_BOARDS: dict[str, Any] = {}
+
+
 def open_board() -> Reporter:
     """A new channel on this driver's board, and the `report` callable that posts to it. The board
     (an actor holding no CPU) is started by a driver's first run and serves its later ones: a
     process of its own costs ~1-2 s of a core to start, which a process that runs many workflows
     (a notebook, a test session) paid for each. Named per host and process: drivers that share a
-    Ray namespace never share a board, and a board that died with its node is started again."""
+    Ray namespace never share a board, and a board that died (with its node) is started again."""
     import ray
 
+    context = ray.get_runtime_context()
+    session = f"{context.get_node_id()}/{context.get_job_id()}"  # a new ray.init is a new session
     name = f"{BOARD_NAME}.{socket.gethostname()}.{os.getpid()}"
-    board = ray.remote(num_cpus=0)(ProgressBoard).options(name=name, get_if_exists=True).remote()
+    board = _BOARDS.get(session)
+    if board is None or not _alive(name):
+        board = ray.remote(num_cpus=0)(ProgressBoard).options(name=name, get_if_exists=True).remote()
+        _BOARDS[session] = board
     return Reporter(board, uuid.uuid4().hex)
+
+
+def _alive(name: str) -> bool:
+    import ray
+
+    try:
+        ray.get_actor(name)
+    except ValueError:  # no live actor of that name: it died
+        return False
+    return True
 
 
 def _clock(seconds: float) -> str:

@@ -3,6 +3,9 @@ order, and become lines with a percentage and, once a rate is known, an ETA."""
 
 from __future__ import annotations
 
+import gc
+import time
+
 import pytest
 import ray
 
@@ -26,8 +29,13 @@ def test_events_from_a_ray_task_reach_the_driver_in_order(ray_session):
 
 
 def test_the_runs_of_one_driver_share_one_board_and_keep_their_own_events(ray_session):
+    first = open_board()
+    board = first.board._actor_id
+    del first
+    gc.collect()  # a finished run's reporters are gone: the board must outlive them
+    time.sleep(2)  # (Ray ends an actor that no handle refers to within a moment)
     first, second = open_board(), open_board()
-    assert first.board._actor_id == second.board._actor_id  # one actor process for both runs
+    assert first.board._actor_id == second.board._actor_id == board  # one actor process for all runs
 
     @ray.remote(num_cpus=0)
     def step(report, stage: str) -> None:
