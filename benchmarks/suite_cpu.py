@@ -43,7 +43,7 @@ KINDS = [
     (r"dashboard/dashboard\.py|ray-dashboard-", "Ray: dashboard (head)"),
     (r"autoscaler/_private/monitor\.py", "Ray: autoscaler monitor"),
     (r"bin/ray start", "Ray: `ray start`"),
-    (r"execnet|xdist", "pytest-xdist worker (the tests' own process)"),
+    (r"execnet|xdist|exec\(eval\(sys\.stdin", "pytest-xdist worker (the tests' own process)"),
     (r"bin/pytest", "pytest (controller)"),
     (r"mlflow server|mlflow\.server|uvicorn|scoring_server", "MLflow server"),
     (r"moto", "moto (S3)"),
