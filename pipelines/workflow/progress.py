@@ -70,10 +70,9 @@ def flush(report: Report) -> None:
         report.flush()
 
 
-# The board this process started, by Ray session: the handle that created an actor is what keeps
-# it alive (Ray ends an actor once its creator's handles are gone, whatever handles `get_actor` gave
-# out), so it is kept here for the process's later runs.
-_BOARDS: dict[str, Any] = {}
+# The handle that created this process's board. It is what keeps the board alive between runs: Ray
+# ends an actor once its creator's handles are gone, whatever handles `get_actor` gave out.
+_board: Any = None
 
 
 def open_board() -> Reporter:
@@ -81,17 +80,15 @@ def open_board() -> Reporter:
     (an actor holding no CPU) is started by a driver's first run and serves its later ones: a
     process of its own costs ~1-2 s of a core to start, which a process that runs many workflows
     (a notebook, a test session) paid for each. Named per host and process: drivers that share a
-    Ray namespace never share a board, and a board that died (with its node) is started again."""
+    Ray namespace never share a board, and a board that is gone (died with its node, or left in a
+    Ray this process has since shut down) is started again."""
     import ray
 
-    context = ray.get_runtime_context()
-    session = f"{context.get_node_id()}/{context.get_job_id()}"  # a new ray.init is a new session
+    global _board
     name = f"{BOARD_NAME}.{socket.gethostname()}.{os.getpid()}"
-    board = _BOARDS.get(session)
-    if board is None or not _alive(name):
-        board = ray.remote(num_cpus=0)(ProgressBoard).options(name=name, get_if_exists=True).remote()
-        _BOARDS[session] = board
-    return Reporter(board, uuid.uuid4().hex)
+    if _board is None or not _alive(name):
+        _board = ray.remote(num_cpus=0)(ProgressBoard).options(name=name, get_if_exists=True).remote()
+    return Reporter(_board, uuid.uuid4().hex)
 
 
 def _alive(name: str) -> bool:
