@@ -97,10 +97,12 @@ class ShardReader:
         self.first_row = np.concatenate([[0], np.cumsum([s.rows for s in self.shards])]).astype(np.int64)
         self.max_shards = max(1, max_shards)
         self._held: OrderedDict[int, Columns] = OrderedDict()
+        self.fetched_bytes = 0  # of shard files, fetches again after an eviction included
 
     def shard(self, index: int) -> Columns:
         if index not in self._held:
             self._held[index] = read_shard(self.manifest, self.shards[index])
+            self.fetched_bytes += self.shards[index].bytes
             while len(self._held) > self.max_shards:
                 self._held.popitem(last=False)
         self._held.move_to_end(index)

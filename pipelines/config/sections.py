@@ -93,6 +93,13 @@ class TrainConfig(Strict):
     shuffle_window: int = Field(
         16384, gt=0, description="samples shuffled together, after a seeded shard order per epoch"
     )
+    lanes: int | None = Field(
+        None,
+        gt=0,
+        le=65536,
+        description="parts the epoch's order is dealt from, each worker reading only its own (MosaicML's canonical "
+        "nodes); fixed at a run's start and kept by its checkpoints; default 8 x train.num_workers",
+    )
     device_cache_mb: float = Field(
         1024, ge=0, description="a train split up to this size (decoded) is read once and kept on the device; 0: stream"
     )

@@ -11,6 +11,7 @@ import importlib
 import json
 import os
 import pickle
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,7 +26,7 @@ from storage import read_bytes
 
 MODEL_DIR = "model"  # inside the final checkpoint: safetensors weights + config.json
 MODEL_STATE_FILE = "model_state.safetensors"  # beside the networks' checkpoints: e.g. the EMA
-STRATEGY_FILE = "strategy.json"  # how the group that wrote it shared the model
+STRATEGY_FILE = "strategy.json"  # how the group that wrote it shared the model and the data (WrittenBy)
 # The classes DeepSpeed itself puts in its checkpoints (ZeRO's loss scaler, stage and fragment
 # map): plain data holders, allowed by name. torch's weights_only unpickler refuses anything else,
 # so a `.pt` planted in storage cannot run code at the next resume.
@@ -63,14 +64,23 @@ def load_without_code(path: str, map_location: Any = None) -> Any:
         ) from None
 
 
-def written_with(recorded: bytes) -> tuple[Strategy, int | None]:
-    """The strategy of the group that wrote a checkpoint, from its STRATEGY_FILE, and that group's
-    size (None: written before sizes were recorded). A resumed group keeps the strategy: the
-    checkpoint's ZeRO shards are laid out for that stage."""
+@dataclass(frozen=True)
+class WrittenBy:
+    """How the group that wrote a checkpoint shared the model and the data (its STRATEGY_FILE)."""
+
+    strategy: Strategy
+    world: int | None  # None: written before sizes were recorded
+    lanes: int  # of the data order (data_prep.sample_order); 1: written before lanes
+
+
+def written_with(recorded: bytes) -> WrittenBy:
+    """The STRATEGY_FILE of a checkpoint. A resumed group keeps the strategy (the checkpoint's
+    ZeRO shards are laid out for that stage) and the lanes (the epoch's order depends on them)."""
     fields = json.loads(recorded)
     kept = "kept from the checkpoint it resumes"
     reason = fields["reason"] if fields["reason"].startswith(kept) else f"{kept} ({fields['reason']})"
-    return Strategy(fields["name"], reason), fields.get("world")  # a second resume does not wrap the reason again
+    # A second resume does not wrap the reason again.
+    return WrittenBy(Strategy(fields["name"], reason), fields.get("world"), int(fields.get("lanes", 1)))
 
 
 def regrouped(strategy: Strategy, written_by: int | None, world: int) -> bool:
@@ -124,7 +134,8 @@ def write_checkpoint(
     if fit.settings.rank == 0:
         strategy = fit.settings.strategy
         with open(os.path.join(folder, STRATEGY_FILE), "w") as handle:
-            json.dump({"name": strategy.name, "reason": strategy.reason, "world": fit.settings.world_size}, handle)
+            written = {"name": strategy.name, "reason": strategy.reason, "world": fit.settings.world_size}
+            json.dump({**written, "lanes": fit.feed.order.lanes}, handle)
     model_state = fit.model.checkpoint_state()  # the same on every rank: rank 0 writes it
     if model_state and fit.settings.rank == 0:
         save_file(

@@ -15,7 +15,6 @@ moved to a different number of workers.
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import threading
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ import torch
 
 from data_prep.manifest import Manifest
 from data_prep.readers import ShardReader, read_split
-from data_prep.sample_order import SampleOrder
+from data_prep.sample_order import SampleOrder, lanes_read
 from pipelines.config import TrainConfig
 
 log = logging.getLogger("genpipe.train")
@@ -41,8 +40,8 @@ class Feed:
 
     cached: bool = False
 
-    def __init__(self, shard_rows: tuple[int, ...], train: TrainConfig, device: torch.device):
-        self.order = SampleOrder(shard_rows, train.seed, train.shuffle_window)
+    def __init__(self, shard_rows: tuple[int, ...], train: TrainConfig, device: torch.device, lanes: int = 1):
+        self.order = SampleOrder(shard_rows, train.seed, train.shuffle_window, lanes)
         self.device = device
 
     def columns(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
@@ -59,9 +58,14 @@ class CachedFeed(Feed):
     cached = True
 
     def __init__(
-        self, columns: dict[str, torch.Tensor], shard_rows: tuple[int, ...], train: TrainConfig, device: torch.device
+        self,
+        columns: dict[str, torch.Tensor],
+        shard_rows: tuple[int, ...],
+        train: TrainConfig,
+        device: torch.device,
+        lanes: int = 1,
     ):
-        super().__init__(shard_rows, train, device)
+        super().__init__(shard_rows, train, device, lanes)
         self.split = {name: values.to(device) for name, values in columns.items()}
 
     def columns(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
@@ -70,15 +74,18 @@ class CachedFeed(Feed):
 
 
 class StreamedFeed(Feed):
-    """The shards under the current window, fetched when first needed; batches prepared ahead."""
+    """The shards under the current windows of this rank's lanes, fetched when first needed;
+    batches prepared ahead."""
 
     depth = 2  # steps prepared ahead of the one training
 
-    def __init__(self, manifest: Manifest, split: str, train: TrainConfig, device: torch.device):
-        super().__init__(shard_rows(manifest, split), train, device)
-        fewest = min(self.order.shard_rows)
-        # A step may straddle two windows, and a window may start and end inside a shard.
-        self.reader = ShardReader(manifest, split, max_shards=2 * math.ceil(train.shuffle_window / fewest) + 2)
+    def __init__(
+        self, manifest: Manifest, split: str, train: TrainConfig, device: torch.device, lanes: int = 1, world: int = 1
+    ):
+        super().__init__(shard_rows(manifest, split), train, device, lanes)
+        # A step may straddle two windows of each lane it reads.
+        held = 2 * self.order.shards_per_lane_window() * lanes_read(self.order.parts, world)
+        self.reader = ShardReader(manifest, split, max_shards=held)
 
     def columns(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
         pinned = self.device.type == "cuda"
@@ -127,12 +134,27 @@ def _ahead(items: Iterator[Any], depth: int) -> Iterator[Any]:
         stop.set()
 
 
-def open_feed(manifest: Manifest, split: str, train: TrainConfig, device: torch.device, announce: bool = True) -> Feed:
-    """Cache the split on the device when it fits `train.device_cache_mb`, otherwise stream it;
-    the choice and its reason go to the log (at INFO when `announce`: rank 0 of a group)."""
+def open_feed(
+    manifest: Manifest,
+    split: str,
+    train: TrainConfig,
+    device: torch.device,
+    lanes: int = 1,
+    world: int = 1,
+    announce: bool = True,
+) -> Feed:
+    """Cache the split on the device when it fits `train.device_cache_mb`, otherwise stream this
+    rank's lanes of it (of `lanes`, read by a group of `world`); the choice and its reason go to
+    the log (at INFO when `announce`: rank 0 of a group)."""
     size_mb = manifest.decoded_mb(split)
     cached = size_mb <= train.device_cache_mb
-    how = f"kept on the {device.type}" if cached else f"streamed from {len(manifest.splits[split].shards)} shards"
+    shards = len(manifest.splits[split].shards)
+    how = f"kept on the {device.type}"
+    if not cached:
+        read = lanes_read(lanes, world)
+        how = f"streamed from {shards} shards, each worker reading {read} of {lanes} lanes"
+        if read * world > lanes:
+            how += f" ({world} workers do not divide {lanes} lanes: the same order, more shards read per worker)"
     log.log(
         logging.INFO if announce else logging.DEBUG,
         "[train] %s split: %.1f MB decoded, %s (device_cache_mb %g)",
@@ -143,5 +165,5 @@ def open_feed(manifest: Manifest, split: str, train: TrainConfig, device: torch.
     )
     if cached:
         columns = {name: torch.from_numpy(values) for name, values in read_split(manifest, split).items()}
-        return CachedFeed(columns, shard_rows(manifest, split), train, device)
-    return StreamedFeed(manifest, split, train, device)
+        return CachedFeed(columns, shard_rows(manifest, split), train, device, lanes)
+    return StreamedFeed(manifest, split, train, device, lanes, world)

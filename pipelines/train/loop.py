@@ -71,8 +71,9 @@ class Fit:
 
     def _plan(self, cursor: Cursor, start: int, stop: int) -> Iterator[StepBatches]:
         """The batches of steps start+1 .. stop. A step reads the next `world x batch x accum`
-        positions of the epoch (this rank its own slice of them); an epoch ends when too few are
-        left for a whole step. Extra updates draw seeded positions from the current window."""
+        positions of the epoch (this rank every world-th of them: its lanes); an epoch ends when
+        too few are left for a whole step. Extra updates draw seeded positions of this rank's
+        lanes from the current windows."""
         train, rank, world = self.settings.train, self.settings.rank, self.settings.world_size
         micro, accum, order = train.batch_size, train.grad_accum_steps, self.feed.order
         per_step = world * micro * accum
@@ -83,10 +84,9 @@ class Fit:
                 for positions in rank_batches(cursor, rank, world, micro, accum)
             ]
             draws = np.random.default_rng([train.seed, rank, step, 3])
-            low, high = order.window_of(cursor.position)
             extra = {
                 name: [
-                    self.feed.columns(order.rows(cursor.epoch, draws.integers(low, high, micro)))
+                    self.feed.columns(order.rows(cursor.epoch, order.rank_draws(cursor, rank, world, draws, micro)))
                     for _ in range((self.model.updates_per_step(name) - 1) * accum)
                 ]
                 for name in self.engines

@@ -41,6 +41,17 @@ def set_up_process(train: TrainConfig, rank: int, cpus: float, device: torch.dev
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
 
+LANES_PER_WORKER = 8  # the default lanes: a resume on up to 8x the first group's workers keeps each one's own
+
+
+def data_lanes(train: TrainConfig, world: int, recorded: int | None) -> int:
+    """The lanes of the data order (data_prep.sample_order): those a resumed run's checkpoint was
+    written with (`recorded`), else `train.lanes`, else 8 per worker of the first group."""
+    if recorded is not None:
+        return recorded
+    return train.lanes or LANES_PER_WORKER * world
+
+
 def loop_settings(
     train: TrainConfig, strategy: Strategy, rank: int, world_size: int, device: torch.device, split_rows: int
 ) -> LoopSettings:

@@ -21,7 +21,7 @@ from models import build_model
 from models.base import parameter_count
 from pipelines.config import PipelineConfig
 from pipelines.registry.environment import apply_mlflow_defaults
-from pipelines.train.checkpoints import STRATEGY_FILE, regrouped, restore, write_checkpoint, written_with
+from pipelines.train.checkpoints import STRATEGY_FILE, WrittenBy, regrouped, restore, write_checkpoint, written_with
 from pipelines.train.engines import build_engines
 from pipelines.train.feed import open_feed
 from pipelines.train.hardware import peak_flops
@@ -29,9 +29,9 @@ from pipelines.train.live import LiveRun
 from pipelines.train.loop import Fit, LossWindow
 from pipelines.train.ops import use_environment_extension_cache
 from pipelines.train.registered import load_registered_weights
-from pipelines.train.settings import LoopSettings, loop_settings, set_up_process
+from pipelines.train.settings import LoopSettings, data_lanes, loop_settings, set_up_process
 from pipelines.train.startup import StartupClock
-from pipelines.train.strategy import Strategy, strategy_for, worker_memory
+from pipelines.train.strategy import strategy_for, worker_memory
 from pipelines.train.throughput import Throughput
 
 log = logging.getLogger("genpipe.train")
@@ -46,16 +46,16 @@ def _all_reduce(values: list[float], device: torch.device, op: str = "SUM") -> l
     return tensor.tolist()
 
 
-def _kept_strategy(checkpoint: Any) -> tuple[Strategy | None, int | None]:
-    """The strategy the checkpoint was written with and the size of the group that wrote it; one
-    file read, not the checkpoint's download."""
+def _written_by(checkpoint: Any) -> WrittenBy | None:
+    """How the group that wrote the checkpoint shared the model and the data; one file read, not
+    the checkpoint's download. None: no checkpoint, or one written before this was recorded."""
     if checkpoint is None:
-        return None, None
+        return None
     try:
         with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{STRATEGY_FILE}") as handle:
             return written_with(handle.read())
-    except FileNotFoundError:  # written before strategies were recorded
-        return None, None
+    except FileNotFoundError:
+        return None
 
 
 def _report_checkpoint(
@@ -121,11 +121,13 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     model.set_activation_checkpointing(config.train.activation_checkpointing)
     model = model.to(device)
     manifest = load_verified(loop_config["manifest_uri"])
-    feed = open_feed(manifest, "train", config.train, device, announce=rank == 0)
-    (memory,) = _all_reduce([worker_memory(device, context.get_local_world_size())], device, op="MIN")
     checkpoint = ray.train.get_checkpoint()
-    kept, written_by = _kept_strategy(checkpoint)
-    strategy = kept or strategy_for(config.train, model, world, memory, device.type == "cuda")
+    written = _written_by(checkpoint)
+    lanes = data_lanes(config.train, world, written.lanes if written else (1 if checkpoint else None))
+    feed = open_feed(manifest, "train", config.train, device, lanes, world, announce=rank == 0)
+    (memory,) = _all_reduce([worker_memory(device, context.get_local_world_size())], device, op="MIN")
+    written_by = written.world if written else None
+    strategy = written.strategy if written else strategy_for(config.train, model, world, memory, device.type == "cuda")
     regroup = regrouped(strategy, written_by, world)
     settings = loop_settings(config.train, strategy, rank, world, device, manifest.splits["train"].rows)
     train, total_steps = settings.train, settings.total_steps

@@ -5,6 +5,7 @@ as a resumed run or a restored sweep trial does."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -13,11 +14,11 @@ import torch
 import models
 from models.weights import load_model
 from pipelines.config import TrainConfig
-from pipelines.train.checkpoints import MODEL_DIR, CheckpointRefused, restore, write_checkpoint
+from pipelines.train.checkpoints import MODEL_DIR, CheckpointRefused, restore, write_checkpoint, written_with
 from pipelines.train.engines import build_engines
 from pipelines.train.feed import CachedFeed
 from pipelines.train.loop import Fit, LossWindow
-from pipelines.train.settings import loop_settings
+from pipelines.train.settings import data_lanes, loop_settings
 from pipelines.train.strategy import Strategy
 
 ROWS = 16
@@ -151,3 +152,11 @@ def test_a_tampered_checkpoint_is_refused_and_runs_nothing(process_group, tmp_pa
     with pytest.raises(CheckpointRefused, match=r"mp_rank_00_model_states.pt: refused: .*posix.system"):
         restore(fit_for("ddpm", config, shard), str(tmp_path / "ckpt"))
     assert not marker.exists()
+
+
+def test_a_resumed_run_keeps_the_lanes_its_checkpoint_was_written_with():
+    before_lanes = written_with(json.dumps({"name": "ddp", "reason": "set", "world": 2}).encode())
+    assert before_lanes.lanes == 1  # written before lanes: the order of that code version
+    assert data_lanes(TrainConfig(lanes=32), 4, before_lanes.lanes) == 1
+    assert data_lanes(TrainConfig(lanes=32), 4, None) == 32
+    assert data_lanes(TrainConfig(), 4, None) == 32  # 8 per worker of the first group

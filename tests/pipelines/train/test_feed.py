@@ -36,12 +36,12 @@ def digits(ray_session, tmp_path_factory) -> Manifest:
     return manifest
 
 
-def batches(feed, steps: int = 12) -> list[dict[str, torch.Tensor]]:
-    """Steps of two workers x batch 50 over the feed, the ranks' batches in turn."""
+def batches(feed, steps: int = 12, ranks: tuple[int, ...] = (0, 1)) -> list[dict[str, torch.Tensor]]:
+    """Steps of two workers x batch 50 over the feed, the `ranks`' batches in turn."""
     out, per_step, cursor = [], 100, Cursor()
     for _ in range(steps):
         cursor = step_start(cursor, per_step, feed.order.total)
-        for rank in range(2):
+        for rank in ranks:
             for positions in rank_batches(cursor, rank, 2, 50, 1):
                 out.append(feed.columns(feed.order.rows(cursor.epoch, positions)))
         cursor = Cursor(cursor.epoch, cursor.position + per_step)
@@ -56,6 +56,22 @@ def test_the_streamed_feed_gives_the_cached_feeds_batches(digits):
     for a, b in zip(batches(streamed), batches(cached), strict=True):
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
     assert streamed.reader.max_shards < 5 + 3  # bounded by the window, not the split
+
+
+def test_with_lanes_a_rank_streams_its_own_shards_and_the_cached_feeds_batches(digits):
+    """Two workers over 2 lanes: each rank's batches are the cached feed's, and over 12 steps (most
+    of an epoch) each rank fetches about half of the split's bytes, not all of them."""
+    train = TrainConfig(shuffle_window=300, device_cache_mb=0, seed=4)
+    cached = open_feed(digits, "train", train.model_copy(update={"device_cache_mb": 1024}), CPU, lanes=2, world=2)
+    split_bytes = sum(shard.bytes for shard in digits.splits["train"].shards)
+    fetched = 0
+    for rank in range(2):
+        streamed = open_feed(digits, "train", train, CPU, lanes=2, world=2)
+        for a, b in zip(batches(streamed, ranks=(rank,)), batches(cached, ranks=(rank,)), strict=True):
+            assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+        assert streamed.reader.fetched_bytes < 0.8 * split_bytes
+        fetched += streamed.reader.fetched_bytes
+    assert fetched < 1.45 * split_bytes  # shared: the one shard where the two lanes meet
 
 
 def test_the_prefetching_thread_hands_over_items_and_errors():

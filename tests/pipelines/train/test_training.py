@@ -4,6 +4,7 @@ one safetensors file, and a worker killed mid-run that resumes from the latest c
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import threading
@@ -97,6 +98,9 @@ def test_a_zero2_checkpoint_of_two_workers_resumes_on_one(ray_session, tmp_path)
     assert [m.value for m in client.get_metric_history(run_id, "train/resumed_from_step")] == [10]
     assert [m.value for m in client.get_metric_history(run_id, "train/regrouped_from_workers")] == [2]
     assert client.get_run(run_id).data.tags["genpipe.train.strategy"] == "zero2"
+    # The data order stays the first group's: 8 lanes per worker of two, kept by every checkpoint.
+    lanes = [json.loads(p.read_text())["lanes"] for p in tmp_path.glob("checkpoints/*/checkpoint_*/strategy.json")]
+    assert len(lanes) >= 2 and set(lanes) == {16}
     trained = load_model(result["model_uri"])
     assert all(torch.isfinite(v).all() for v in trained.state_dict().values())
 
