@@ -98,11 +98,13 @@ class ShardReader:
         self.max_shards = max(1, max_shards)
         self._held: OrderedDict[int, Columns] = OrderedDict()
         self.fetched_bytes = 0  # of shard files, fetches again after an eviction included
+        self.most_held = 0
 
     def shard(self, index: int) -> Columns:
         if index not in self._held:
             self._held[index] = read_shard(self.manifest, self.shards[index])
             self.fetched_bytes += self.shards[index].bytes
+            self.most_held = max(self.most_held, len(self._held))
             while len(self._held) > self.max_shards:
                 self._held.popitem(last=False)
         self._held.move_to_end(index)

@@ -104,15 +104,25 @@ class SampleOrder:
         """The shards' reading order in `epoch`."""
         return self._memo(("shards", epoch), lambda: _seed(self.seed, epoch, 1).permutation(len(self.shard_rows)))
 
-    def _window_permutation(self, epoch: int, lane: int, index: int) -> np.ndarray:
-        size = int(min(self.lane_window, self.lane_length[lane] - index * self.lane_window))
-        parts = (self.seed, epoch, 2, index) if self.parts == 1 else (self.seed, epoch, 2, index, lane)
-        return self._memo(("window", epoch, lane, index), lambda: _seed(*parts).permutation(size))
+    def _windows(self, epoch: int, index: int) -> np.ndarray:
+        """(lanes, lane_window): each lane's shuffle of its window `index` (-1 past a lane's end).
+        All lanes are at the same window of theirs at any position, so one array serves a step."""
+
+        def make() -> np.ndarray:
+            table = np.full((self.parts, self.lane_window), -1, dtype=np.int64)
+            for lane in range(self.parts):
+                size = int(min(self.lane_window, self.lane_length[lane] - index * self.lane_window))
+                if size > 0:
+                    parts = (self.seed, epoch, 2, index) if self.parts == 1 else (self.seed, epoch, 2, index, lane)
+                    table[lane, :size] = _seed(*parts).permutation(size)
+            return table
+
+        return self._memo(("window", epoch, index), make)
 
     def _memo(self, key: tuple, make) -> np.ndarray:
         if key not in self._cache:
             self._cache[key] = make()
-            while len(self._cache) > 2 * self.parts + 8:  # a step touches at most two windows a lane
+            while len(self._cache) > 8:  # a step touches at most two windows of one epoch
                 self._cache.popitem(last=False)
         self._cache.move_to_end(key)
         return self._cache[key]
@@ -125,12 +135,10 @@ class SampleOrder:
         lane, in_lane = positions % self.parts, positions // self.parts
         windows = in_lane // self.lane_window
         read_at = np.empty_like(positions)  # where in the lane's part of the stream
-        blocks = lane * (int(windows.max(initial=0)) + 1) + windows
-        for block in np.unique(blocks):
-            chosen = blocks == block
-            one_lane, index = int(lane[chosen][0]), int(windows[chosen][0])
-            start = index * self.lane_window
-            read_at[chosen] = start + self._window_permutation(epoch, one_lane, index)[in_lane[chosen] - start]
+        for index in np.unique(windows):  # one, or two where a step crosses into the next windows
+            chosen = windows == index
+            start = int(index) * self.lane_window
+            read_at[chosen] = start + self._windows(epoch, int(index))[lane[chosen], in_lane[chosen] - start]
         in_stream = self.lane_start[lane] + read_at
         sequence = self.shard_sequence(epoch)
         stream_start = np.concatenate([[0], np.cumsum(np.asarray(self.shard_rows)[sequence])])

@@ -147,14 +147,21 @@ def open_feed(
     rank's lanes of it (of `lanes`, read by a group of `world`); the choice and its reason go to
     the log (at INFO when `announce`: rank 0 of a group)."""
     size_mb = manifest.decoded_mb(split)
-    cached = size_mb <= train.device_cache_mb
     shards = len(manifest.splits[split].shards)
-    how = f"kept on the {device.type}"
-    if not cached:
-        read = lanes_read(lanes, world)
-        how = f"streamed from {shards} shards, each worker reading {read} of {lanes} lanes"
+    feed: Feed
+    if size_mb <= train.device_cache_mb:
+        columns = {name: torch.from_numpy(values) for name, values in read_split(manifest, split).items()}
+        feed = CachedFeed(columns, shard_rows(manifest, split), train, device, lanes)
+        how = f"kept on the {device.type}"
+    else:
+        feed = StreamedFeed(manifest, split, train, device, lanes, world)
+        read, held = lanes_read(lanes, world), min(feed.reader.max_shards, shards)
+        how = (
+            f"streamed from {shards} shards, each worker reading {read} of {lanes} lanes "
+            f"(holding up to {held} shards, ~{held * size_mb / max(1, shards):.0f} MB)"
+        )
         if read * world > lanes:
-            how += f" ({world} workers do not divide {lanes} lanes: the same order, more shards read per worker)"
+            how += f"; {world} workers do not divide {lanes} lanes: the same order, more shards read per worker"
     log.log(
         logging.INFO if announce else logging.DEBUG,
         "[train] %s split: %.1f MB decoded, %s (device_cache_mb %g)",
@@ -163,7 +170,4 @@ def open_feed(
         how,
         train.device_cache_mb,
     )
-    if cached:
-        columns = {name: torch.from_numpy(values) for name, values in read_split(manifest, split).items()}
-        return CachedFeed(columns, shard_rows(manifest, split), train, device, lanes)
-    return StreamedFeed(manifest, split, train, device, lanes, world)
+    return feed
