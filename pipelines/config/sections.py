@@ -141,11 +141,6 @@ class TrainConfig(Strict):
             raise ValueError(f"num_workers: {low} is fewer than 1 worker")
         if high < low:
             raise ValueError(f"num_workers: [{low}, {high}] has its maximum below its minimum")
-        if low != high and self.strategy == "zero3":
-            raise ValueError(
-                "num_workers: a range needs a strategy whose checkpoints resume on another number of workers "
-                "(ddp, zero1, zero2); zero3 keeps each worker's slice of the weights"
-            )
         return self
 
     @property

@@ -6,11 +6,16 @@ DeepSpeed). Ray keeps the newest `train.keep_checkpoints` of a run or a trial.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
+import io
 import json
+import logging
 import os
 import pickle
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +28,8 @@ from pipelines.train.engines import full_state_dict
 from pipelines.train.loop import Fit
 from pipelines.train.strategy import Strategy
 from storage import read_bytes
+
+log = logging.getLogger("genpipe.train")
 
 MODEL_DIR = "model"  # inside the final checkpoint: safetensors weights + config.json
 MODEL_STATE_FILE = "model_state.safetensors"  # beside the networks' checkpoints: e.g. the EMA
@@ -42,6 +49,9 @@ class CheckpointRefused(RuntimeError):
     """A checkpoint file holding Python objects genpipe does not load (tampered, or not ours)."""
 
 
+_TORCH_LOAD = torch.load  # torch's own, also while _code_free_torch_load stands in for it
+
+
 def _allowed_classes() -> list[Any]:
     found = []
     for dotted in DEEPSPEED_CHECKPOINT_CLASSES:
@@ -55,7 +65,7 @@ def load_without_code(path: str, map_location: Any = None) -> Any:
     """torch.load with weights_only: tensors, containers, numbers and DeepSpeed's data classes."""
     try:
         with torch.serialization.safe_globals(_allowed_classes()):
-            return torch.load(path, map_location=map_location, weights_only=True)
+            return _TORCH_LOAD(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         reason = next((line for line in str(exc).splitlines() if "GLOBAL" in line), str(exc).splitlines()[0])
         raise CheckpointRefused(
@@ -85,32 +95,72 @@ def written_with(recorded: bytes) -> WrittenBy:
 
 def regrouped(strategy: Strategy, written_by: int | None, world: int) -> bool:
     """Whether a checkpoint written by `written_by` workers resumes on a group of another size
-    under ZeRO. Stages 1 and 2 keep the whole weights in every checkpoint, so the group restores
-    those and rebuilds its optimizer shards from them (`restore(..., optimizer_states=False)`);
-    stage 3 keeps only each rank's slice of them, which DeepSpeed cannot re-slice."""
-    if written_by is None or written_by == world or strategy.zero_stage == 0:
-        return False
-    if strategy.zero_stage == 3:
-        raise ValueError(
-            f"train.num_workers: the checkpoint was written by {written_by} workers under zero3, which "
-            f"keeps only each worker's slice of the weights; resume with train.num_workers={written_by}"
+    under ZeRO, whose checkpoints cut the optimizer state (and under stage 3 the weights) for the
+    group that wrote them: `restore(..., regroup=True)` then loads it through DeepSpeed's universal
+    checkpoint, cut for no group. Under ddp every worker's checkpoint holds everything."""
+    return written_by is not None and written_by != world and strategy.zero_stage != 0
+
+
+@contextlib.contextmanager
+def _code_free_torch_load() -> Iterator[None]:
+    """DeepSpeed's universal-checkpoint converter and loader call `torch.load(weights_only=False)`
+    themselves: for as long as they run, torch.load is `load_without_code`, so a regrouped resume
+    keeps the guarantee of every other (no pickled code runs)."""
+
+    def load(f: Any, map_location: Any = None, *args: Any, **kwargs: Any) -> Any:
+        return load_without_code(f, map_location)
+
+    torch.load = load
+    try:
+        yield
+    finally:
+        torch.load = _TORCH_LOAD
+
+
+@contextlib.contextmanager
+def _universal(network_folder: str) -> Iterator[tuple[str, str]]:
+    """(folder, tag) of the latest DeepSpeed checkpoint in `network_folder`, converted to DeepSpeed's
+    universal format (every parameter's weights and Adam moments whole, for any group size) in a
+    temporary folder. Chosen over resharding the consolidated weights ourselves: those hold no
+    optimizer state, and DeepSpeed's converter knows its own fragment layout for every stage."""
+    from deepspeed.checkpoint import ds_to_universal
+
+    with open(os.path.join(network_folder, "latest")) as handle:
+        tag = handle.read().strip()
+    with tempfile.TemporaryDirectory(prefix="genpipe-universal-") as out:
+        arguments = argparse.Namespace(
+            input_folder=os.path.join(network_folder, tag),
+            output_folder=os.path.join(out, tag),
+            num_extract_workers=1,  # in this process: no process pool inside a training worker
+            num_merge_workers=1,
+            keep_temp_folder=False,
+            strict=True,
+            inject_missing_state=True,  # genpipe's models carry no Megatron-style checkpoint info
         )
-    return True
+        printed = io.StringIO()  # its progress lines and bars: the log, not a Ray worker's stdout
+        with _code_free_torch_load(), contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            ds_to_universal.main(arguments)
+        log.debug("universal checkpoint of %s: %s", network_folder, printed.getvalue()[-2000:])
+        yield out, tag
 
 
-def restore(fit: Fit, folder: str, optimizer_states: bool = True) -> int:
+def restore(fit: Fit, folder: str, regroup: bool = False) -> int:
     """Load every network's DeepSpeed checkpoint from `folder` (no pickled code: see
     `load_without_code`), the model's own training state (an EMA) and the data cursor; returns
-    the step it was taken at. Without `optimizer_states` (a ZeRO-1/2 group of another size: the
-    optimizer's shards are cut for the old one, and DeepSpeed refuses them) the weights, the LR
-    schedule and the cursor are restored, and DeepSpeed rebuilds its fp32 master weights from the
-    weights; Adam's moments start afresh."""
+    the step it was taken at. With `regroup` (a ZeRO checkpoint of a group of another size; the
+    engines built with `universal=True`) each network's checkpoint goes through DeepSpeed's
+    universal format: weights, Adam's moments, the LR schedule and the cursor all carry over."""
     step = 0
     for name, engine in fit.engines.items():
         # DeepSpeed reads every file of a checkpoint through its engine's checkpoint_engine, whose
         # torch.load has weights_only=False; this engine's reads go through ours instead.
         engine.checkpoint_engine.load = load_without_code
-        _, client_state = engine.load_checkpoint(os.path.join(folder, name), load_optimizer_states=optimizer_states)
+        with contextlib.ExitStack() as stack:
+            source, tag = os.path.join(folder, name), None
+            if regroup:
+                source, tag = stack.enter_context(_universal(source))
+                stack.enter_context(_code_free_torch_load())
+            _, client_state = engine.load_checkpoint(source, tag=tag)
         step = client_state["step"]
         fit.cursor = Cursor(*client_state["cursor"])
     state_file = os.path.join(folder, MODEL_STATE_FILE)

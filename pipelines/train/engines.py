@@ -22,8 +22,9 @@ def precision_mode(config: TrainConfig, on_gpu: bool, preferred: str = "bf16") -
 
 
 def deepspeed_config(
-    config: TrainConfig, zero_stage: int, on_gpu: bool, preferred_precision: str = "bf16"
+    config: TrainConfig, zero_stage: int, on_gpu: bool, preferred_precision: str = "bf16", universal: bool = False
 ) -> dict[str, Any]:
+    """`universal`: the engine will load a universal checkpoint (a regrouped resume)."""
     precision = precision_mode(config, on_gpu, preferred_precision)
     zero: dict[str, Any] = {"stage": zero_stage}
     if zero_stage == 3:
@@ -44,6 +45,7 @@ def deepspeed_config(
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
+        "checkpoint": {"load_universal": universal},
     }
 
 
@@ -69,6 +71,7 @@ def build_engine(
     total_steps: int,
     on_gpu: bool,
     preferred_precision: str = "bf16",
+    universal: bool = False,
 ):
     import deepspeed
 
@@ -97,7 +100,7 @@ def build_engine(
         model=network,
         optimizer=optimizer,
         lr_scheduler=scheduler,
-        config=deepspeed_config(config, zero_stage, on_gpu, preferred_precision),
+        config=deepspeed_config(config, zero_stage, on_gpu, preferred_precision, universal),
     )
     _trim_per_step_work(engine)
     return engine
@@ -140,15 +143,15 @@ def _cpu_fp32(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def build_engines(
-    model: GenerativeModel, train: TrainConfig, zero_stage: int, total_steps: int, on_gpu: bool
+    model: GenerativeModel, train: TrainConfig, zero_stage: int, total_steps: int, on_gpu: bool, universal: bool = False
 ) -> dict[str, Any]:
     """One DeepSpeed engine (and optimizer, LR schedule) per network, routed into the model, all
     at the group's ZeRO stage. A network updated several times per step (a WGAN critic) has that
-    many more scheduler steps."""
+    many more scheduler steps. `universal`: the engines will load a universal checkpoint."""
     engines = {}
     for name, network in model.networks().items():
         steps = total_steps * model.updates_per_step(name)
-        engine = build_engine(network, train, zero_stage, steps, on_gpu, model.gpu_precision)
+        engine = build_engine(network, train, zero_stage, steps, on_gpu, model.gpu_precision, universal)
         if train.compile:
             engine.compile()
         model.use_network(name, engine)

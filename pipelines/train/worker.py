@@ -134,13 +134,14 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     tokens = manifest.text.seq_len if manifest.text else None
     throughput = Throughput(model, tokens, world, peak_flops(device, train.peak_tflops))  # before ZeRO-3 shards it
     clock.mark("setup")
-    fit = Fit(model, build_engines(model, train, strategy.zero_stage, total_steps, settings.on_gpu), feed, settings)
+    engines = build_engines(model, train, strategy.zero_stage, total_steps, settings.on_gpu, universal=regroup)
+    fit = Fit(model, engines, feed, settings)
     clock.mark("engines")
 
     start_step = 0
     if checkpoint:
         with checkpoint.as_directory() as folder:
-            start_step = restore(fit, folder, optimizer_states=not regroup)
+            start_step = restore(fit, folder, regroup=regroup)
 
     uri, run_id = loop_config["tracking_uri"], loop_config["run_id"]
     ranks = (rank, context.get_local_rank(), context.get_node_rank())
@@ -156,8 +157,8 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         live.log({"train/resumed_from_step": start_step}, start_step)
     if regroup:
         live.note(
-            f"{written_by} workers wrote the checkpoint, {world} resume it under {strategy.name}: weights, LR "
-            "schedule and data position restored; Adam's moments start afresh (DeepSpeed cannot re-cut them)"
+            f"{written_by} workers wrote the checkpoint, {world} resume it under {strategy.name}, through "
+            "DeepSpeed's universal checkpoint: weights, Adam's moments, LR schedule and data position carried over"
         )
         live.log({"train/regrouped_from_workers": float(written_by or 0)}, start_step)
     try:

@@ -85,9 +85,12 @@ def test_a_worker_range_is_checked_when_the_config_loads(value, problem):
     assert load_config("quickstart", ["train.num_workers=[1, 3]"]).train.max_workers == 3
 
 
-def test_a_worker_range_under_zero3_is_refused():
-    with pytest.raises(ConfigError, match="train.num_workers: a range needs a strategy whose checkpoints resume"):
-        load_config("quickstart", ["train.num_workers=[1, 2]", "train.strategy=zero3"])
+def test_a_worker_range_is_taken_under_every_strategy():
+    """Every strategy's checkpoints resume on another number of workers (ZeRO's through DeepSpeed's
+    universal checkpoint), so an elastic range is no strategy's exception."""
+    for strategy in ("ddp", "zero1", "zero2", "zero3"):
+        config = load_config("quickstart", ["train.num_workers=[1, 2]", f"train.strategy={strategy}"])
+        assert (config.train.min_workers, config.train.max_workers) == (1, 2)
 
 
 def test_a_launcher_file_on_a_machine_whose_ray_is_its_own_is_about_another_cluster(ray_session, tmp_path, monkeypatch):
