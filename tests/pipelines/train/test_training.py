@@ -1,5 +1,6 @@
 """Training on Ray Train + DeepSpeed beyond the quickstart's ZeRO-2: ZeRO-3 weights gathered into
-one safetensors file, and a worker killed mid-run that resumes from the latest checkpoint."""
+one safetensors file, a worker killed mid-run that resumes from the latest checkpoint, and a ZeRO-3
+run resumed by a group of another size."""
 
 from __future__ import annotations
 
@@ -84,20 +85,21 @@ def test_killed_worker_resumes_from_the_latest_checkpoint(ray_session, tmp_path)
     assert os.path.exists(os.path.join(result["model_uri"], "model.safetensors"))
 
 
-def test_a_zero2_checkpoint_of_two_workers_resumes_on_one(ray_session, tmp_path):
-    """A group of another size resumes a ZeRO-2 run (a lost node, a smaller cluster): the weights,
-    the LR schedule and the data position come back; DeepSpeed's optimizer shards, cut for two,
-    are rebuilt from the weights. ZeRO-3 keeps only slices of the weights: refused, naming the field."""
-    config = tiny_config(tmp_path, GROUP, "train.strategy=zero2", "train.max_steps=10", "train.checkpoint_every=5")
+def test_a_zero3_checkpoint_of_two_workers_resumes_on_one(ray_session, tmp_path):
+    """A group of another size resumes a ZeRO-3 run (a lost node, a smaller cluster), whose
+    checkpoint holds only each worker's slice of the weights and of Adam's moments: through
+    DeepSpeed's universal checkpoint, all of it carries over (every moment compared in
+    test_regroup.py; here: through Ray Train, the run goes on and registers its model)."""
+    config = tiny_config(tmp_path, GROUP, "train.strategy=zero3", "train.max_steps=10", "train.checkpoint_every=5")
     manifest, uri, run_id, model_config = _start(config, "wf-regroup")
     run_training(config, manifest, model_config, "wf-regroup", uri, run_id)
-    smaller = tiny_config(tmp_path, "train.strategy=zero2", "train.max_steps=16", "train.num_workers=1")
+    smaller = tiny_config(tmp_path, "train.strategy=zero3", "train.max_steps=16", "train.num_workers=1")
     result = run_training(smaller, manifest, model_config, "wf-regroup", uri, run_id)  # the same run: resumes it
     assert result["metrics"]["step"] == 16
     client = tracking.client(uri)
     assert [m.value for m in client.get_metric_history(run_id, "train/resumed_from_step")] == [10]
     assert [m.value for m in client.get_metric_history(run_id, "train/regrouped_from_workers")] == [2]
-    assert client.get_run(run_id).data.tags["genpipe.train.strategy"] == "zero2"
+    assert client.get_run(run_id).data.tags["genpipe.train.strategy"] == "zero3"
     # The data order stays the first group's: 8 lanes per worker of two, kept by every checkpoint.
     lanes = [json.loads(p.read_text())["lanes"] for p in tmp_path.glob("checkpoints/*/checkpoint_*/strategy.json")]
     assert len(lanes) >= 2 and set(lanes) == {16}
@@ -105,12 +107,12 @@ def test_a_zero2_checkpoint_of_two_workers_resumes_on_one(ray_session, tmp_path)
     assert all(torch.isfinite(v).all() for v in trained.state_dict().values())
 
 
-def test_a_zero3_checkpoint_is_not_regrouped():
+def test_a_zero_checkpoint_of_another_group_size_is_regrouped():
     from pipelines.train.checkpoints import regrouped
     from pipelines.train.strategy import Strategy
 
     assert not regrouped(Strategy("zero3", "set"), 2, 2)
     assert not regrouped(Strategy("ddp", "set"), 2, 1)  # every worker holds everything: nothing to re-cut
+    assert not regrouped(Strategy("zero2", "set"), None, 1)  # written before group sizes were recorded
     assert regrouped(Strategy("zero1", "set"), 2, 3)
-    with pytest.raises(ValueError, match=r"^train.num_workers: the checkpoint was written by 2 workers under zero3"):
-        regrouped(Strategy("zero3", "set"), 2, 1)
+    assert regrouped(Strategy("zero3", "set"), 2, 1)
