@@ -3,7 +3,8 @@ seeded sample of the train split) -> token ids -> fixed-length blocks of seq_len
 Parquet shards sized by bytes -> manifest.
 
 Documents are tokenized, concatenated with an end-of-text token between them and cut into blocks
-inside each Ray Data batch, and the blocks stream into shards (no split's ids are held whole).
+inside each Ray Data batch, and the blocks stream into shards (no split's ids are held whole); the
+documents themselves are read from the source by each pass instead of being held.
 The tail of a batch that does not fill a block is dropped (at most seq_len tokens per batch of
 documents) and the manifest records how many tokens the blocks hold.
 """
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import ray.data
 from ray.data.expressions import col
 
 from data_prep.config import DataConfig
@@ -94,9 +96,14 @@ def build_text(config: DataConfig, storage: str, key: str, description: dict[str
         split, draw = split_of(key, seed, fraction), seeded_fraction(key, seed, salt="tokenizer-sample")
         return {**row, "split": split, "n_bytes": len(row["text"].encode("utf-8")), "draw": draw}
 
-    documents = config.source.read().map(label).materialize()
+    def documents() -> ray.data.Dataset:
+        """The source's documents, labelled, read afresh by each pass below: no pass holds the
+        corpus (Ray Data streams its blocks through), so the object store's peak does not grow
+        with it. The price: the source is read 3 times (byte tokens) or 5 (BPE: its sample and a
+        token count), where holding it once cost a corpus of object store (spilled to disk)."""
+        return config.source.read().map(label)
 
-    index = documents.select_columns(["key", "split", "error", "n_bytes", "draw"]).to_pandas()
+    index = documents().select_columns(["key", "split", "error", "n_bytes", "draw"]).to_pandas()
     rejects_uri = join(uri, write_id, "rejects", "rejects.jsonl")
     rejected = record_rejects(index, rejects_uri, config.max_reject_fraction)
     kept = index[index["error"] == ""]
@@ -108,7 +115,7 @@ def build_text(config: DataConfig, storage: str, key: str, description: dict[str
     threshold, sample = tokenizer_sample(kept[kept["split"] == "train"], config.tokenizer.sample_mb)
     train_texts = (
         row["text"]
-        for row in documents.filter(
+        for row in documents().filter(
             expr=(col("error") == "") & (col("split") == "train") & (col("draw") <= threshold)
         ).iter_rows()
     )
@@ -121,14 +128,14 @@ def build_text(config: DataConfig, storage: str, key: str, description: dict[str
     if config.tokenizer.kind == "byte":
         tokens = utf8_bytes
     else:  # a pass that keeps only the counts: no split's ids are ever held whole
-        counted = documents.map_batches(count_tokens(tokenizer_json), batch_size=64, batch_format="pyarrow")
+        counted = documents().map_batches(count_tokens(tokenizer_json), batch_size=64, batch_format="pyarrow")
         tokens = counted.to_pandas().groupby("split")["n_tokens"].sum()
     block_tokens = config.seq_len + 1
     splits, in_blocks = {}, {}
     for split, count in (("train", config.num_shards), ("val", None)):
         # Filtered first, so a batch holds DOCUMENTS_PER_PACK of the split's documents (a block's
         # tail is dropped per batch: val's few documents must not be spread over many batches).
-        blocks = documents.filter(expr=(col("error") == "") & (col("split") == split)).map_batches(
+        blocks = documents().filter(expr=(col("error") == "") & (col("split") == split)).map_batches(
             encode_and_pack(tokenizer_json, block_tokens, split), batch_size=DOCUMENTS_PER_PACK, batch_format="pyarrow"
         )
         folder = join(uri, write_id, split)

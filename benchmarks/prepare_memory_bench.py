@@ -1,0 +1,136 @@
+"""Prepare without holding the corpus (issue 30): the object store's peak while text is prepared,
+at two corpus sizes, against holding the documents as prepare did before.
+
+Run: `python benchmarks/prepare_memory_bench.py [--sizes-mb 1024,4096] [--record]`.
+
+For each size, a corpus of Python source (data_bench.write_corpus) in 4 files, byte tokens:
+- baseline: the step prepare used to begin with, the labelled documents materialized in the
+  object store (`source.read().map(label).materialize()`), alone;
+- genpipe's prepare as it is now (every pass reads the source afresh), whole.
+Sampled every 0.5 s: the object store's use plus what it spilled to disk (Ray's memory summary),
+and the wall time. The target: the peak does not grow with the corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+RESULTS = REPO / "benchmarks" / "RESULTS.md"
+
+from data_bench import write_corpus  # noqa: E402
+from quickstart_bench import machine  # noqa: E402
+
+
+class StorePeak:
+    """The peak of (object store use + spilled) in MiB, from Ray's memory summary."""
+
+    def __init__(self) -> None:
+        self.peak, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from ray._private.internal_api import memory_summary
+
+        while not self._stop.wait(0.5):
+            summary = memory_summary(stats_only=True)
+            used = re.search(r"Plasma memory usage (\d+) MiB", summary)
+            spilled = re.search(r"Spilled (\d+) MiB", summary)
+            total = (int(used.group(1)) if used else 0) + (int(spilled.group(1)) if spilled else 0)
+            self.peak = max(self.peak, total)
+
+    def __enter__(self) -> StorePeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def config_for(corpus: Path):
+    from data_prep.config import DataConfig
+
+    return DataConfig.model_validate(
+        {
+            "source": {"kind": "text_files", "path": f"{corpus}/*.txt", "chunk_mb": 1},
+            "tokenizer": {"kind": "byte"},
+            "seq_len": 128,
+            "val_fraction": 0.02,
+        }
+    )
+
+
+def held(corpus: Path) -> tuple[float, float]:
+    """The baseline: the labelled documents held in the object store, as prepare used to."""
+    config = config_for(corpus)
+    started = time.monotonic()
+    with StorePeak() as peak:
+        documents = config.source.read().map(lambda row: {**row, "n_bytes": len(row["text"])}).materialize()
+        del documents
+    return peak.peak, time.monotonic() - started
+
+
+def streamed(corpus: Path, storage: Path) -> tuple[float, float]:
+    from data_prep.prepare import prepare
+
+    started = time.monotonic()
+    with StorePeak() as peak:
+        prepare(config_for(corpus), str(storage))
+    return peak.peak, time.monotonic() - started
+
+
+def main() -> None:
+    import ray
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes-mb", default="1024,4096")
+    parser.add_argument("--record", action="store_true")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as folder:
+        ray.init(num_cpus=os.cpu_count(), logging_level="ERROR", include_dashboard=False)
+        try:
+            for size in (int(part) for part in args.sizes_mb.split(",")):
+                corpus = Path(folder, f"corpus-{size}")
+                written = write_corpus(corpus, size)
+                held_peak, held_s = held(corpus)
+                peak, seconds = streamed(corpus, Path(folder, f"store-{size}"))
+                rows.append((written / 1e6, held_peak, held_s, peak, seconds))
+                print(
+                    f"{written / 1e6:,.0f} MB: documents held {held_peak} MiB ({held_s:.0f} s); "
+                    f"prepare streamed peak {peak} MiB, {seconds:.0f} s",
+                    flush=True,
+                )
+        finally:
+            ray.shutdown()
+    if args.record:
+        lines = [
+            "",
+            f"### Prepare without holding the corpus (issue 30), {datetime.now(UTC):%Y-%m-%d} — {machine()}",
+            "",
+            "`benchmarks/prepare_memory_bench.py`: Python source in 4 files, byte tokens, blocks of 129; the object "
+            "store's use plus its spills, sampled every 0.5 s.",
+            "",
+            "| corpus | documents held (the old first step, alone) | its time | prepare now, whole: peak | its time |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for mb, held_peak, held_s, peak, seconds in rows:
+            lines.append(f"| {mb:,.0f} MB | {held_peak:,} MiB | {held_s:.0f} s | {peak:,} MiB | {seconds:.0f} s |")
+        with RESULTS.open("a") as handle:
+            handle.write("\n".join(lines) + "\n")
+    print(f"machine: {machine()}")
+
+
+if __name__ == "__main__":
+    main()
