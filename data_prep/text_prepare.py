@@ -115,9 +115,9 @@ def build_text(config: DataConfig, storage: str, key: str, description: dict[str
     threshold, sample = tokenizer_sample(kept[kept["split"] == "train"], config.tokenizer.sample_mb)
     train_texts = (
         row["text"]
-        for row in documents().filter(
-            expr=(col("error") == "") & (col("split") == "train") & (col("draw") <= threshold)
-        ).iter_rows()
+        for row in documents()
+        .filter(expr=(col("error") == "") & (col("split") == "train") & (col("draw") <= threshold))
+        .iter_rows()
     )
     tokenizer = train_tokenizer(config.tokenizer, train_texts)
     tokenizer_json = tokenizer.to_json()
@@ -135,8 +135,14 @@ def build_text(config: DataConfig, storage: str, key: str, description: dict[str
     for split, count in (("train", config.num_shards), ("val", None)):
         # Filtered first, so a batch holds DOCUMENTS_PER_PACK of the split's documents (a block's
         # tail is dropped per batch: val's few documents must not be spread over many batches).
-        blocks = documents().filter(expr=(col("error") == "") & (col("split") == split)).map_batches(
-            encode_and_pack(tokenizer_json, block_tokens, split), batch_size=DOCUMENTS_PER_PACK, batch_format="pyarrow"
+        blocks = (
+            documents()
+            .filter(expr=(col("error") == "") & (col("split") == split))
+            .map_batches(
+                encode_and_pack(tokenizer_json, block_tokens, split),
+                batch_size=DOCUMENTS_PER_PACK,
+                batch_format="pyarrow",
+            )
         )
         folder = join(uri, write_id, split)
         splits[split] = write_split(blocks, uri, folder, block_tokens * 4, config.shard_mb, count)
