@@ -98,7 +98,7 @@ class TrainConfig(Strict):
         gt=0,
         le=65536,
         description="parts the epoch's order is dealt from, each worker reading only its own (MosaicML's canonical "
-        "nodes); fixed at a run's start and kept by its checkpoints; default 8 x train.num_workers",
+        "nodes); fixed at a run's start and kept by its checkpoints; default 8 per worker (of the maximum, if a range)",
     )
     device_cache_mb: float = Field(
         1024, ge=0, description="a train split up to this size (decoded) is read once and kept on the device; 0: stream"

@@ -41,15 +41,16 @@ def set_up_process(train: TrainConfig, rank: int, cpus: float, device: torch.dev
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
 
-LANES_PER_WORKER = 8  # the default lanes: a resume on up to 8x the first group's workers keeps each one's own
+LANES_PER_WORKER = 8  # the default lanes: every worker of the largest group reads lanes of its own
 
 
 def data_lanes(train: TrainConfig, world: int, recorded: int | None) -> int:
     """The lanes of the data order (data_prep.sample_order): those a resumed run's checkpoint was
-    written with (`recorded`), else `train.lanes`, else 8 per worker of the first group."""
+    written with (`recorded`), else `train.lanes`, else 8 per worker of the largest group the
+    run may have (an elastic run's maximum, not the size it happens to start at)."""
     if recorded is not None:
         return recorded
-    return train.lanes or LANES_PER_WORKER * world
+    return train.lanes or LANES_PER_WORKER * max(world, train.max_workers)
 
 
 def loop_settings(

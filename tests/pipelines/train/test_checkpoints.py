@@ -160,3 +160,4 @@ def test_a_resumed_run_keeps_the_lanes_its_checkpoint_was_written_with():
     assert data_lanes(TrainConfig(lanes=32), 4, before_lanes.lanes) == 1
     assert data_lanes(TrainConfig(lanes=32), 4, None) == 32
     assert data_lanes(TrainConfig(), 4, None) == 32  # 8 per worker of the first group
+    assert data_lanes(TrainConfig(num_workers=[1, 4]), 1, None) == 32  # of the largest an elastic run may have
