@@ -21,6 +21,7 @@ from data_prep.errors import DataError
 from data_prep.images import from_stored
 from data_prep.manifest import Manifest, Shard
 from storage import filesystem
+from storage.node_cache import NodeCache
 
 Columns = dict[str, np.ndarray]
 
@@ -65,10 +66,14 @@ def _pixels(column: pa.ChunkedArray, manifest: Manifest) -> np.ndarray:
     return from_stored(fixed_width(column, "u1", manifest.images), manifest.stored_levels)
 
 
-def read_shard(manifest: Manifest, shard: Shard) -> Columns:
+def read_shard(manifest: Manifest, shard: Shard, cache: NodeCache | None = None) -> Columns:
     """One shard, fetched whole and checked against the manifest: a missing or damaged shard is a
-    DataError that names it (never skipped)."""
-    data = read_checked(f"{manifest.uri.rstrip('/')}/{shard.path}", shard.sha256)
+    DataError that names it (never skipped). With `cache`, the node's copy when it has one."""
+    uri = f"{manifest.uri.rstrip('/')}/{shard.path}"
+    if cache is None:
+        data = read_checked(uri, shard.sha256)
+    else:
+        data = cache.get(shard.sha256, lambda: read_checked(uri, shard.sha256))
     return decode_table(pq.read_table(io.BytesIO(data)), manifest)
 
 
@@ -92,17 +97,17 @@ class ShardReader:
     """Rows of a split by their split-wide ids, from at most `max_shards` decoded shards held at
     once (least recently used goes first)."""
 
-    def __init__(self, manifest: Manifest, split: str, max_shards: int):
-        self.manifest, self.shards = manifest, manifest.splits[split].shards
+    def __init__(self, manifest: Manifest, split: str, max_shards: int, cache: NodeCache | None = None):
+        self.manifest, self.shards, self.cache = manifest, manifest.splits[split].shards, cache
         self.first_row = np.concatenate([[0], np.cumsum([s.rows for s in self.shards])]).astype(np.int64)
         self.max_shards = max(1, max_shards)
         self._held: OrderedDict[int, Columns] = OrderedDict()
-        self.fetched_bytes = 0  # of shard files, fetches again after an eviction included
+        self.fetched_bytes = 0  # of shard files read (from the node's cache or not), again after an eviction
         self.most_held = 0
 
     def shard(self, index: int) -> Columns:
         if index not in self._held:
-            self._held[index] = read_shard(self.manifest, self.shards[index])
+            self._held[index] = read_shard(self.manifest, self.shards[index], self.cache)
             self.fetched_bytes += self.shards[index].bytes
             self.most_held = max(self.most_held, len(self._held))
             while len(self._held) > self.max_shards:

@@ -100,6 +100,13 @@ class TrainConfig(Strict):
         description="parts the epoch's order is dealt from, each worker reading only its own (MosaicML's canonical "
         "nodes); fixed at a run's start and kept by its checkpoints; default 8 per worker (of the maximum, if a range)",
     )
+    cache_limit_mb: float = Field(
+        16384,
+        ge=0,
+        description="a streamed dataset on an object store (s3://...) is kept on each node's disk up to this size, "
+        "each shard fetched once per node and shared by its workers; 0: no cache",
+    )
+    cache_dir: str | None = Field(None, description="the node-local folder of that cache; default $TMPDIR")
     device_cache_mb: float = Field(
         1024, ge=0, description="a train split up to this size (decoded) is read once and kept on the device; 0: stream"
     )

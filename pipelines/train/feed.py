@@ -27,6 +27,7 @@ from data_prep.manifest import Manifest
 from data_prep.readers import ShardReader, read_split
 from data_prep.sample_order import SampleOrder, lanes_read
 from pipelines.config import TrainConfig
+from storage.node_cache import NodeCache
 
 log = logging.getLogger("genpipe.train")
 
@@ -85,7 +86,8 @@ class StreamedFeed(Feed):
         super().__init__(shard_rows(manifest, split), train, device, lanes)
         # A step may straddle two windows of each lane it reads.
         held = 2 * self.order.shards_per_lane_window() * lanes_read(self.order.parts, world)
-        self.reader = ShardReader(manifest, split, max_shards=held)
+        cache = NodeCache.for_dataset(manifest.uri, train.cache_dir, train.cache_limit_mb)
+        self.reader = ShardReader(manifest, split, max_shards=held, cache=cache)
 
     def columns(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
         pinned = self.device.type == "cuda"
@@ -160,6 +162,8 @@ def open_feed(
             f"streamed from {shards} shards, each worker reading {read} of {lanes} lanes "
             f"(holding up to {held} shards, ~{held * size_mb / max(1, shards):.0f} MB)"
         )
+        if feed.reader.cache is not None:
+            how += f"; each shard fetched once per node into {feed.reader.cache.folder}"
         if read * world > lanes:
             how += f"; {world} workers do not divide {lanes} lanes: the same order, more shards read per worker"
     log.log(

@@ -121,7 +121,9 @@ def test_a_missing_shard_is_named(digits, tmp_path):
 
 
 @pytest.mark.slow
-def test_shards_stream_from_s3(digits, moto_server, monkeypatch):
+def test_shards_stream_from_s3_once_per_node(digits, moto_server, monkeypatch, tmp_path):
+    """Two workers of a node stream a dataset on S3 through the node's cache: the batches are
+    the local dataset's, and each shard came from S3 once for the two of them."""
     for name, value in s3_environment(moto_server).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_DEFAULT_REGION", MOTO_REGION)
@@ -131,10 +133,18 @@ def test_shards_stream_from_s3(digits, moto_server, monkeypatch):
     s3fs.S3FileSystem().put(digits.uri.rstrip("/") + "/", remote + "/", recursive=True)
     on_s3 = load_verified(remote)  # the folder, copied: one listing finds every shard at its size
     assert on_s3.splits == digits.splits and on_s3.uri == remote
-    train = TrainConfig(shuffle_window=300, device_cache_mb=0)
-    from_s3, local = open_feed(on_s3, "train", train, CPU), open_feed(digits, "train", train, CPU)
-    for a, b in zip(batches(from_s3), batches(local), strict=True):
+    train = TrainConfig(shuffle_window=300, device_cache_mb=0, cache_dir=str(tmp_path / "node-cache"))
+    local = open_feed(digits, "train", train, CPU)
+    assert local.reader.cache is None  # a local folder is read in place
+    ranks = [open_feed(on_s3, "train", train, CPU) for _ in range(2)]
+    for a, b in zip(batches(ranks[0]), batches(local), strict=True):
         assert torch.equal(a["image"], b["image"])
+    for a, b in zip(batches(ranks[1]), batches(local), strict=True):  # the other worker: from the node's copies
+        assert torch.equal(a["image"], b["image"])
+    read = {shard.sha256: shard.bytes for shard in on_s3.splits["train"].shards}
+    assert ranks[0].reader.cache.fetched_bytes == sum(read.values())  # 12 steps read every shard
+    assert ranks[1].reader.cache.fetched_bytes == 0
+    assert ranks[0].reader.cache.held_bytes() == sum(read.values())
     s3fs.S3FileSystem.clear_instance_cache()
 
 
