@@ -11,6 +11,8 @@ genpipe's streamed feed, each with its own reader (as on separate hosts, no cach
 Measured: the bytes of shard files fetched by all ranks over the bytes of the split (the target:
 <= 1.05, was `world`), samples/s into the step per rank (no model; the ranks run one after another
 on this machine's cores), and the most shards a rank held at once (its memory).
+Then the dataset on S3 (moto on 127.0.0.1), 2 nodes x 4 ranks, two epochs, each node its own
+cache folder: the bytes each node fetched from S3 with the node cache and without it.
 
 mosaicml-streaming, the anchor of the issue, is not measured: its wheel needs torchvision and
 transformers, which pull a CUDA build of torch onto this CPU machine (tried: 2026-12-06).
@@ -115,7 +117,54 @@ def measure(manifest) -> list[dict[str, float]]:
     return rows
 
 
-def record(manifest, rows: list[dict[str, float]]) -> None:
+def node_cache_on_s3(manifest, work: Path, lanes: int = 64, nodes: int = 2, ranks_per_node: int = 4) -> list[dict]:
+    """The dataset copied to S3 (moto on 127.0.0.1); `nodes` x `ranks_per_node` ranks read two
+    epochs through their node's cache (a folder per node), then without a cache: the bytes each
+    node fetched from S3 over the bytes of the split."""
+    import s3fs
+
+    from data_prep.manifest import load_verified
+    from data_prep.sample_order import Cursor, rank_batches, step_start
+    from pipelines.cluster.local import MOTO_REGION, create_bucket, s3_environment, start_moto
+    from pipelines.config import TrainConfig
+    from pipelines.train.feed import open_feed
+
+    moto = start_moto(work / "moto")
+    try:
+        os.environ.update({**s3_environment(moto), "AWS_DEFAULT_REGION": MOTO_REGION})
+        bucket = create_bucket(s3_environment(moto), "lanes")
+        remote = f"s3://{bucket}/datasets/{manifest.fingerprint}"
+        s3fs.S3FileSystem().put(manifest.uri.rstrip("/") + "/", remote + "/", recursive=True)
+        on_s3, world = load_verified(remote), nodes * ranks_per_node
+        split_bytes = sum(shard.bytes for shard in on_s3.splits["train"].shards)
+        rows = []
+        for limit_mb in (16384, 0):
+            fetched = [0] * nodes
+            for node in range(nodes):
+                train = TrainConfig(
+                    device_cache_mb=0, cache_limit_mb=limit_mb, cache_dir=str(work / f"node{node}-{limit_mb}")
+                )
+                for rank in range(node * ranks_per_node, (node + 1) * ranks_per_node):
+                    feed = open_feed(on_s3, "train", train, torch.device("cpu"), lanes, world, announce=False)
+                    cursor, per_step = Cursor(), world * MICRO
+                    while cursor.epoch < 2:
+                        cursor = step_start(cursor, per_step, feed.order.total)
+                        if cursor.epoch >= 2:
+                            break
+                        (positions,) = rank_batches(cursor, rank, world, MICRO, 1)
+                        feed.columns(feed.order.rows(cursor.epoch, positions))
+                        cursor = Cursor(cursor.epoch, cursor.position + per_step)
+                    cache = feed.reader.cache
+                    fetched[node] += cache.fetched_bytes if cache else feed.reader.fetched_bytes
+            row = {"cache_limit_mb": limit_mb, "per_node_fetched_over_split": [f / split_bytes for f in fetched]}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        return rows
+    finally:
+        moto.stop(timeout=10)
+
+
+def record(manifest, rows: list[dict[str, float]], cached: list[dict]) -> None:
     split = manifest.splits["train"]
     mb = sum(shard.bytes for shard in split.shards) / 1e6
     lines = [
@@ -133,6 +182,18 @@ def record(manifest, rows: list[dict[str, float]]) -> None:
             f"| {row['lanes']} | {row['world']} | {row['read_over_split']:.3f} | "
             f"{row['samples_per_s_per_rank']:,.0f} | {row['most_shards_held']} |"
         )
+    lines += [
+        "",
+        "From S3 (moto on 127.0.0.1), 2 nodes x 4 ranks, 64 lanes, two epochs, each node its own cache folder: "
+        "bytes each node fetched from S3 / bytes of the split.",
+        "",
+        "| node cache | node 1 | node 2 |",
+        "| --- | --- | --- |",
+    ]
+    for row in cached:
+        shares = row["per_node_fetched_over_split"]
+        label = f"{row['cache_limit_mb']:.0f} MB" if row["cache_limit_mb"] else "none"
+        lines.append(f"| {label} | {shares[0]:.3f} | {shares[1]:.3f} |")
     with RESULTS.open("a") as handle:
         handle.write("\n".join(lines) + "\n")
 
@@ -146,8 +207,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as folder:
         manifest = prepare_corpus(Path(folder), args.corpus_mb, args.shards)
         rows = measure(manifest)
+        cached = node_cache_on_s3(manifest, Path(folder))
         if args.record:
-            record(manifest, rows)
+            record(manifest, rows, cached)
     print(f"machine: {machine()}")
 
 
