@@ -26,7 +26,6 @@ import os
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +34,13 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
-RESULTS = REPO / "benchmarks" / "RESULTS.md"
 MICRO = 64  # samples per rank per step
 WORLDS = (1, 2, 4, 8)
 LANES = (1, 64)
 
 from data_bench import write_corpus  # noqa: E402
 from quickstart_bench import machine  # noqa: E402
+from results_table import append_table  # noqa: E402
 
 
 def prepare_corpus(work: Path, megabytes: int, shards: int):
@@ -164,38 +163,40 @@ def node_cache_on_s3(manifest, work: Path, lanes: int = 64, nodes: int = 2, rank
         moto.stop(timeout=10)
 
 
+def _cache_label(limit_mb: float) -> str:
+    return f"{limit_mb:.0f} MB" if limit_mb else "none"
+
+
 def record(manifest, rows: list[dict[str, float]], cached: list[dict]) -> None:
     split = manifest.splits["train"]
     mb = sum(shard.bytes for shard in split.shards) / 1e6
-    lines = [
-        "",
-        f"### Data lanes (issue 30), {datetime.now(UTC):%Y-%m-%d} — {machine()}",
-        "",
-        f"`benchmarks/lanes_bench.py`: {split.rows:,} byte-token blocks of 129 in {len(split.shards)} shards "
-        f"({mb:.0f} MB); one epoch per rank, {MICRO} samples per rank per step, each rank its own reader.",
-        "",
-        "| lanes | world | bytes read by all ranks / split | samples/s per rank | most shards a rank held |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for row in rows:
-        lines.append(
+    append_table(
+        "Data lanes (issue 30)",
+        [
+            f"`benchmarks/lanes_bench.py`: {split.rows:,} byte-token blocks of 129 in {len(split.shards)} shards "
+            f"({mb:.0f} MB); one epoch per rank, {MICRO} samples per rank per step, each rank its own reader."
+        ],
+        ["lanes", "world", "bytes read by all ranks / split", "samples/s per rank", "most shards a rank held"],
+        [
             f"| {row['lanes']} | {row['world']} | {row['read_over_split']:.3f} | "
             f"{row['samples_per_s_per_rank']:,.0f} | {row['most_shards_held']} |"
-        )
-    lines += [
-        "",
-        "From S3 (moto on 127.0.0.1), 2 nodes x 4 ranks, 64 lanes, two epochs, each node its own cache folder: "
-        "bytes each node fetched from S3 / bytes of the split.",
-        "",
-        "| node cache | node 1 | node 2 |",
-        "| --- | --- | --- |",
-    ]
-    for row in cached:
-        shares = row["per_node_fetched_over_split"]
-        label = f"{row['cache_limit_mb']:.0f} MB" if row["cache_limit_mb"] else "none"
-        lines.append(f"| {label} | {shares[0]:.3f} | {shares[1]:.3f} |")
-    with RESULTS.open("a") as handle:
-        handle.write("\n".join(lines) + "\n")
+            for row in rows
+        ],
+    )
+    append_table(
+        "Data lanes from S3 through the node cache (issue 30)",
+        [
+            "`benchmarks/lanes_bench.py`, the same shards on S3 (moto on 127.0.0.1), 2 nodes x 4 ranks, 64 lanes, "
+            "two epochs, each node its own cache folder: bytes each node fetched from S3 / bytes of the split."
+        ],
+        ["node cache", "node 1", "node 2"],
+        [
+            f"| {_cache_label(row['cache_limit_mb'])} | "
+            + " | ".join(f"{share:.3f}" for share in row["per_node_fetched_over_split"])
+            + " |"
+            for row in cached
+        ],
+    )
 
 
 def main() -> None:

@@ -21,17 +21,16 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
-RESULTS = REPO / "benchmarks" / "RESULTS.md"
 BUDGET_MB = 256
 
 from data_bench import write_corpus  # noqa: E402
 from quickstart_bench import machine  # noqa: E402
+from results_table import append_table  # noqa: E402
 
 
 class StorePeak:
@@ -43,10 +42,12 @@ class StorePeak:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        import ray
         from ray._private.internal_api import memory_summary
 
+        address = ray.get_runtime_context().gcs_address  # this run's Ray, even when others run here
         while not self._stop.wait(0.5):
-            summary = memory_summary(stats_only=True)
+            summary = memory_summary(address=address, stats_only=True)
             used = re.search(r"Plasma memory usage (\d+) MiB", summary)
             spilled = re.search(r"Spilled (\d+) MiB", summary)
             self.used = max(self.used, int(used.group(1)) if used else 0)
@@ -132,26 +133,28 @@ def main() -> None:
         finally:
             ray.shutdown()
     if args.record:
-        lines = [
-            "",
-            f"### Prepare without holding the corpus (issue 30), {datetime.now(UTC):%Y-%m-%d} — {machine()}",
-            "",
-            "`benchmarks/prepare_memory_bench.py`: Python source in 4 files, byte tokens, blocks of 129; the object "
-            "store's peak use and what it spilled to disk, sampled every 0.5 s.",
-            "",
-            "| corpus | documents held (the old first step, alone): store / spilled | its time "
-            "| prepare now, whole: store / spilled | its time "
-            f"| the same, Ray Data's budget {BUDGET_MB} MiB | its time |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
-        ]
-        for mb, held_peak, held_s, peak, seconds, budgeted, budgeted_s in rows:
-            lines.append(
+        append_table(
+            "Prepare without holding the corpus (issue 30)",
+            [
+                "`benchmarks/prepare_memory_bench.py`: Python source in 4 files, byte tokens, blocks of 129; the "
+                "object store's peak use and what it spilled to disk, sampled every 0.5 s."
+            ],
+            [
+                "corpus",
+                "documents held (the old first step, alone): store / spilled",
+                "its time",
+                "prepare now, whole: store / spilled",
+                "its time",
+                f"the same, Ray Data's budget {BUDGET_MB} MiB",
+                "its time",
+            ],
+            [
                 f"| {mb:,.0f} MB | {held_peak.used:,} / {held_peak.spilled:,} MiB | {held_s:.0f} s "
                 f"| {peak.used:,} / {peak.spilled:,} MiB | {seconds:.0f} s "
                 f"| {budgeted.used:,} / {budgeted.spilled:,} MiB | {budgeted_s:.0f} s |"
-            )
-        with RESULTS.open("a") as handle:
-            handle.write("\n".join(lines) + "\n")
+                for mb, held_peak, held_s, peak, seconds, budgeted, budgeted_s in rows
+            ],
+        )
     print(f"machine: {machine()}")
 
 

@@ -184,8 +184,15 @@ def write_checkpoint(
     if fit.settings.rank == 0:
         strategy = fit.settings.strategy
         with open(os.path.join(folder, STRATEGY_FILE), "w") as handle:
-            written = {"name": strategy.name, "reason": strategy.reason, "world": fit.settings.world_size}
-            json.dump({**written, "lanes": fit.feed.order.lanes}, handle)
+            json.dump(
+                {
+                    "name": strategy.name,
+                    "reason": strategy.reason,
+                    "world": fit.settings.world_size,
+                    "lanes": fit.feed.order.lanes,
+                },
+                handle,
+            )
     model_state = fit.model.checkpoint_state()  # the same on every rank: rank 0 writes it
     if model_state and fit.settings.rank == 0:
         save_file(

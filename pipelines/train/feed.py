@@ -157,15 +157,16 @@ def open_feed(
         how = f"kept on the {device.type}"
     else:
         feed = StreamedFeed(manifest, split, train, device, lanes, world)
-        read, held = lanes_read(lanes, world), min(feed.reader.max_shards, shards)
+        parts = feed.order.parts  # the lanes asked for, at most one per sample
+        read, held = lanes_read(parts, world), min(feed.reader.max_shards, shards)
         how = (
-            f"streamed from {shards} shards, each worker reading {read} of {lanes} lanes "
+            f"streamed from {shards} shards, each worker reading {read} of {parts} lanes "
             f"(holding up to {held} shards, ~{held * size_mb / max(1, shards):.0f} MB)"
         )
         if feed.reader.cache is not None:
             how += f"; each shard fetched once per node into {feed.reader.cache.folder}"
-        if read * world > lanes:
-            how += f"; {world} workers do not divide {lanes} lanes: the same order, more shards read per worker"
+        if read * world > parts:
+            how += f"; {world} workers do not divide {parts} lanes: the same order, more shards read per worker"
     log.log(
         logging.INFO if announce else logging.DEBUG,
         "[train] %s split: %.1f MB decoded, %s (device_cache_mb %g)",
