@@ -253,7 +253,7 @@ def sunspots(seeds: int, steps: int) -> list[str]:
     from statsmodels import datasets
     from statsmodels.tsa.ar_model import AutoReg
 
-    from data_prep.series_prepare import chosen_lags
+    from data_prep.modalities.series.build import chosen_lags
     from models import build_model, resolve_config
 
     frame = datasets.sunspots.load_pandas().data

@@ -15,6 +15,7 @@ import numpy as np
 
 from data_prep.images import to_bytes
 from data_prep.transforms import seeded_fraction
+from typed_errors import FieldError
 
 DomainMap = Literal["invert", "rotate90", "flip"]
 DOMAIN_MAPS: tuple[str, ...] = ("invert", "rotate90", "flip")
@@ -29,7 +30,7 @@ def apply_map(name: str, images: np.ndarray, inverse: bool = False) -> np.ndarra
         return np.ascontiguousarray(np.rot90(images, -1 if inverse else 1, axes=(-2, -1)))
     if name == "flip":
         return np.ascontiguousarray(images[..., ::-1])
-    raise ValueError(f"data.source.b_from_a: {name!r} is not one of {', '.join(DOMAIN_MAPS)}")
+    raise FieldError("data.source.b_from_a", f"{name!r} is not one of {', '.join(DOMAIN_MAPS)}")
 
 
 def in_domain_b(key: str, seed: int) -> bool:

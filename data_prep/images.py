@@ -11,6 +11,8 @@ import io
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from typed_errors import OptionError
+
 # What a user means by an image: PIL knows dozens of formats (and their decoders' bugs); these are
 # the ones genpipe reads, whatever the file's name says.
 IMAGE_FORMATS = ("PNG", "JPEG")
@@ -87,6 +89,6 @@ def load_images(uris: list[str], image_shape: tuple[int, int, int]) -> np.ndarra
         try:
             pixels = decode_image(read_bytes(uri), channels)
         except (OSError, ValueError) as exc:
-            raise ValueError(f"--input {uri}: {exc}") from None
+            raise OptionError("input", f"{uri}: {exc}") from None
         images.append(resize(pixels, height) * 2.0 - 1.0)
     return np.stack(images)

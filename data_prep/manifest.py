@@ -57,6 +57,13 @@ class TextInfo(BaseModel):
     def bytes_per_token(self, split: str) -> float:
         return self.utf8_bytes[split] / max(1, self.tokens[split])
 
+    @property
+    def row_bytes(self) -> int:
+        return (self.seq_len + 1) * 4  # a block of int32 ids
+
+    def side_files(self) -> list[tuple[str, str]]:
+        return [(self.tokenizer, self.tokenizer_sha256)]
+
 
 class DomainInfo(BaseModel):
     """A translation dataset's two domains (rows carry `domain`: 0 is names[0])."""
@@ -80,6 +87,29 @@ class SeriesInfo(BaseModel):
     last_values: list[float]  # the series' last seq_len values, normalised: where forecasts start
     series: str  # relative to the dataset folder
     series_sha256: str
+
+    @property
+    def row_bytes(self) -> int:
+        return (self.seq_len + 1) * 4  # a window of float32 values
+
+    def side_files(self) -> list[tuple[str, str]]:
+        return [(self.series, self.series_sha256)]
+
+
+class ImageInfo(BaseModel):
+    """An image dataset's rows as a model reads them (the manifest keeps their fields at its top
+    level, where datasets prepared before modalities had their own info put them)."""
+
+    shape: tuple[int, int, int]
+    domains: bool
+
+    @property
+    def row_bytes(self) -> int:
+        channels, height, width = self.shape
+        return channels * height * width * 4 + 8 + (8 if self.domains else 0)  # float32 pixels, label, domain
+
+    def side_files(self) -> list[tuple[str, str]]:
+        return []
 
 
 class Manifest(BaseModel):
@@ -105,14 +135,15 @@ class Manifest(BaseModel):
     prep_config: dict[str, Any]
 
     @property
+    def info(self) -> TextInfo | SeriesInfo | ImageInfo:
+        """The typed description of this modality's rows: its `row_bytes` and its `side_files`."""
+        stored = {"text": self.text, "series": self.series}.get(self.modality)
+        return stored if stored is not None else ImageInfo(shape=self.images, domains=self.domains is not None)
+
+    @property
     def row_bytes(self) -> int:
-        """One row as the model reads it: a block of int32 tokens, or float32 pixels and a label."""
-        if self.text is not None:
-            return (self.text.seq_len + 1) * 4
-        if self.series is not None:
-            return (self.series.seq_len + 1) * 4
-        channels, height, width = self.images
-        return channels * height * width * 4 + 8 + (8 if self.domains else 0)
+        """One row as the model reads it (a block of int32 tokens, or float32 pixels and a label)."""
+        return self.info.row_bytes
 
     def decoded_mb(self, split: str) -> float:
         return self.splits[split].rows * self.row_bytes / MEGABYTE
@@ -190,10 +221,7 @@ def damage(manifest: Manifest) -> str | None:
     files = [
         (join(manifest.uri, shard.path), shard.sha256) for split in manifest.splits.values() for shard in split.shards
     ]
-    if manifest.text is not None:
-        files.append((manifest.tokenizer_uri, manifest.text.tokenizer_sha256))
-    if manifest.series is not None:
-        files.append((join(manifest.uri, manifest.series.series), manifest.series.series_sha256))
+    files += [(join(manifest.uri, path), sha256) for path, sha256 in manifest.info.side_files()]
     if sum(shard.bytes for split in manifest.splits.values() for shard in split.shards) > HASH_CHECK_MAX_BYTES:
         return None  # each shard is still checked as it is read (data_prep/readers.py)
     for uri, expected in files:

@@ -8,7 +8,6 @@ read is what object stores serve best, and only a whole file can be checked agai
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -17,53 +16,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data_prep.errors import DataError
-from data_prep.images import from_stored
+from data_prep.columns import Columns
+from data_prep.files import read_checked
 from data_prep.manifest import Manifest, Shard
-from storage import filesystem
+from data_prep.modalities.registry import modality_of
 from storage.node_cache import NodeCache
-
-Columns = dict[str, np.ndarray]
-
-
-def fixed_width(column: pa.ChunkedArray | pa.Array, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
-    """A binary column whose values all hold `shape` items of `dtype` -> one (N, *shape) array,
-    straight from Arrow's value buffer (no Python bytes object per row)."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if len(array) == 0:
-        return np.zeros((0, *shape), dtype=dtype)
-    offsets_type = np.int64 if pa.types.is_large_binary(array.type) else np.int32
-    _, offsets_buffer, data_buffer = array.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=offsets_type)[array.offset : array.offset + len(array) + 1]
-    values = np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0] : offsets[-1]]
-    if len(values) != len(array) * int(np.prod(shape)) * np.dtype(dtype).itemsize:
-        raise DataError(f"a {array.type} column whose values are not all {shape} x {dtype}")
-    return values.view(dtype).reshape(-1, *shape).copy()
 
 
 def decode_table(table: pa.Table, manifest: Manifest) -> Columns:
-    """A shard's table -> the model's columns: `tokens` (N, seq_len + 1) int32 for text; `window`
-    (N, seq_len + 1) float32 normalised values for a series; `image`
-    (N, C, H, W) float32 in [-1, 1] and int64 `label` for images (and int64 `domain` for a
-    translation dataset's)."""
-    if manifest.text is not None:
-        return {"tokens": fixed_width(table.column("tokens"), "<i4", (manifest.text.seq_len + 1,)).astype(np.int32)}
-    if manifest.series is not None:
-        return {"window": fixed_width(table.column("window"), "<f4", (manifest.series.seq_len + 1,)).astype(np.float32)}
-    columns = {
-        "image": _pixels(table.column("image"), manifest),
-        "label": table.column("label").to_numpy().astype(np.int64),
-    }
-    if manifest.domains is not None:
-        columns["domain"] = table.column("domain").to_numpy().astype(np.int64)
-    return columns
-
-
-def _pixels(column: pa.ChunkedArray, manifest: Manifest) -> np.ndarray:
-    """(N, C, H, W) float32 in [-1, 1] from a shard's image cells, as the manifest says they are kept."""
-    if manifest.stored_levels is None:  # prepared before pixels were stored as bytes
-        return fixed_width(column, "<f4", manifest.images)
-    return from_stored(fixed_width(column, "u1", manifest.images), manifest.stored_levels)
+    """A shard's table -> the model's columns, as the dataset's modality decodes them."""
+    return modality_of(manifest).decode(table, manifest)
 
 
 def read_shard(manifest: Manifest, shard: Shard, cache: NodeCache | None = None) -> Columns:
@@ -75,22 +37,6 @@ def read_shard(manifest: Manifest, shard: Shard, cache: NodeCache | None = None)
     else:
         data = cache.get(shard.sha256, lambda: read_checked(uri, shard.sha256))
     return decode_table(pq.read_table(io.BytesIO(data)), manifest)
-
-
-def read_checked(uri: str, sha256: str, what: str = "shard") -> bytes:
-    """A dataset file's bytes, whole, if they hash to the manifest's `sha256`; else a DataError."""
-    fs, path = filesystem(uri)
-    try:
-        data = fs.cat_file(path)
-    except FileNotFoundError:
-        raise DataError(f"{uri}: {what} listed in the manifest is missing") from None
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != sha256:
-        raise DataError(
-            f"{uri}: checksum mismatch (sha256 {digest[:12]}..., the manifest says {sha256[:12]}...); "
-            f"the {what} is damaged: restore it or prepare the dataset again"
-        )
-    return data
 
 
 class ShardReader:

@@ -16,6 +16,8 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from typed_errors import FieldError, OptionError
+
 
 def parameter_count(parameters: Iterable[torch.Tensor]) -> int:
     """Elements in `parameters` at full size: under ZeRO-3 a parameter's tensor is an empty shard
@@ -146,16 +148,16 @@ class GenerativeModel(nn.Module, ABC):
         """Recompute activations in the backward pass; families with deep stacks offer it
         (`supports_activation_checkpointing`) and override this."""
         if enabled:
-            raise ValueError(f"train.activation_checkpointing: the {self.family} family does not support it")
+            raise FieldError("activation_checkpointing", f"the {self.family} family does not support it")
 
     def flops_per_token(self, seq_len: int) -> float | None:
         """Training FLOPs per token (forward and backward), for MFU; None when not counted."""
         return None
 
     def sample_options(self, n: int, **asked: Any) -> dict[str, Any]:
-        """Keyword arguments for `sample(n, ...)` from what a user asked for (`genpipe sample`'s
-        --prompt, --label, --guidance, --sampler, --steps); a ValueError names the option that does
-        not fit. A family that takes none refuses every one."""
+        """Keyword arguments for `sample(n, ...)` from what a user asked for (a prompt, a label, the
+        guidance, the sampler, its steps, or options of the family's own); an OptionError names the
+        option that does not fit. A family that takes none refuses every one."""
         self.refuse_options(asked)
         return {}
 
@@ -167,10 +169,10 @@ class GenerativeModel(nn.Module, ABC):
         return {}
 
     def refuse_options(self, asked: dict[str, Any]) -> None:
-        """A ValueError naming the first of `asked` that was given (not None)."""
+        """An OptionError naming the first of `asked` that was given (not None)."""
         given = [name for name, value in asked.items() if value is not None]
         if given:
-            raise ValueError(f"--{given[0].replace('_', '-')}: a {self.family} model takes no {given[0]}")
+            raise OptionError(given[0], f"a {self.family} model takes no {given[0]}")
 
     @property
     def context_size(self) -> int | None:

@@ -10,6 +10,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from typed_errors import FieldError
+
 Norm = Literal["batch", "none"]
 
 
@@ -23,9 +25,9 @@ def mlp(sizes: list[int], activation: type[nn.Module] = nn.LeakyReLU) -> nn.Sequ
     return nn.Sequential(*layers)
 
 
-def check_halvable(size: int, depth: int, field: str = "model.params.depth") -> None:
+def check_halvable(size: int, depth: int, field: str = "depth") -> None:
     if size % (2**depth) or size // (2**depth) < 1:
-        raise ValueError(f"{field}: {size}px cannot be halved {depth} times")
+        raise FieldError(field, f"{size}px cannot be halved {depth} times")
 
 
 class ConvEncoder(nn.Module):

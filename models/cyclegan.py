@@ -23,6 +23,7 @@ from torch import nn
 
 from models.base import GenerativeModel, ModelConfig
 from models.gan import frozen
+from typed_errors import FieldError, OptionError
 
 DIRECTIONS = ("a2b", "b2a")
 
@@ -67,7 +68,7 @@ class ResnetGenerator(nn.Module):
         super().__init__()
         channels, height, _ = config.image_shape
         if height % (2**config.downsamplings):
-            raise ValueError(f"model.params.downsamplings: {height}px cannot be halved {config.downsamplings} times")
+            raise FieldError("downsamplings", f"{height}px cannot be halved {config.downsamplings} times")
         width = config.width
         pad = min(3, height - 1)  # reflection needs a pad below the side (a 7x7 conv on 8 px works)
         layers: list[nn.Module] = [
@@ -101,9 +102,7 @@ class PatchDiscriminator(nn.Module):
         super().__init__()
         channels, height, _ = config.image_shape
         if height % (2**config.discriminator_layers):
-            raise ValueError(
-                f"model.params.discriminator_layers: {height}px cannot be halved {config.discriminator_layers} times"
-            )
+            raise FieldError("discriminator_layers", f"{height}px cannot be halved {config.discriminator_layers} times")
         width = config.width
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
         for _ in range(config.discriminator_layers - 1):
@@ -187,7 +186,7 @@ class CycleGAN(GenerativeModel):
     @staticmethod
     def _domains(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         if "domain" not in batch:
-            raise ValueError("model.family: cyclegan trains on two domains; set data.source kind: domains")
+            raise FieldError("family", "cyclegan trains on two domains (a translation dataset)")
         images, domain = batch["image"], batch["domain"]
         if images.is_meta:  # no values to select rows by (the zoo's shape check): halves instead
             return images.chunk(2)[0], images.chunk(2)[-1]
@@ -244,20 +243,20 @@ class CycleGAN(GenerativeModel):
     # --- sampling -------------------------------------------------------------------------------
 
     def sample_options(self, n: int, input: Any = None, direction: str | None = None, **other: Any) -> dict[str, Any]:
-        """`--input` images (N, C, H, W) in [-1, 1], translated `--direction` a2b (default) or b2a."""
+        """`input` images (N, C, H, W) in [-1, 1], translated in `direction` a2b (default) or b2a."""
         self.refuse_options(other)
         if input is None:
-            raise ValueError(f"--input: a {self.family} model translates images: give the images to translate")
+            raise OptionError("input", f"a {self.family} model translates images: give the images to translate")
         images = torch.as_tensor(input, dtype=torch.float32)
         if images.dim() != 4 or tuple(images.shape[1:]) != tuple(self.config.image_shape):
             expected = "x".join(map(str, self.config.image_shape))
-            raise ValueError(
-                f"--input: images of {expected} (channels x height x width) expected, not {tuple(images.shape)}"
+            raise OptionError(
+                "input", f"images of {expected} (channels x height x width) expected, not {tuple(images.shape)}"
             )
         if len(images) != n:
-            raise ValueError(f"-n: {n} samples asked for {len(images)} input images")
+            raise OptionError("n", f"{n} samples asked for {len(images)} input images")
         if direction not in (None, *DIRECTIONS):
-            raise ValueError(f"--direction: {direction!r} is neither a2b nor b2a")
+            raise OptionError("direction", f"{direction!r} is neither a2b nor b2a")
         return {"inputs": images.clamp(-1, 1), "direction": direction or "a2b"}
 
     def example_options(self, n: int) -> dict[str, Any]:
@@ -277,7 +276,7 @@ class CycleGAN(GenerativeModel):
     ) -> torch.Tensor:
         """The translations of `inputs` (n of them) into the other domain."""
         if inputs is None:
-            raise ValueError(f"--input: a {self.family} model translates images: give the images to translate")
+            raise OptionError("input", f"a {self.family} model translates images: give the images to translate")
         network = self.generator_ab if direction == "a2b" else self.generator_ba
         parameter = next(network.parameters())
         return network(inputs[:n].to(parameter.device, parameter.dtype)).float().clamp(-1, 1)

@@ -21,10 +21,11 @@ from models.base import GenerativeModel, ModelConfig
 from models.captions import captions_for, evaluation_prompt
 from models.ema import EMA, AveragedNetworkHooks
 from models.samplers import ancestral, ddim
-from models.sampling_options import diffusion_options
+from models.sampling_options import Conditioning, diffusion_options
 from models.schedules import BetaSchedule, NoiseSchedule, Prediction, eps_from_x0, gather, targets, x0_and_eps
 from models.text_encoder import TextEncoder, encode_prompts, null_prompts
 from models.unet import UNet
+from typed_errors import FieldError, OptionError
 
 
 class DDPMConfig(ModelConfig):
@@ -127,12 +128,12 @@ class DDPM(AveragedNetworkHooks, GenerativeModel):
         super().__init__(config)
         channels, height, width = self.diffusion_shape()
         if height != width:
-            raise ValueError(f"data.image_size: the U-Net needs square images, got {height}x{width}")
+            raise FieldError("image_shape", f"the U-Net needs square images, got {height}x{width}")
         downsamples = len(config.channel_mults) - 1
         if height % (2**downsamples):
-            raise ValueError(f"model.params.channel_mults: {height}px cannot be halved {downsamples} times")
+            raise FieldError("channel_mults", f"{height}px cannot be halved {downsamples} times")
         if config.conditioning != "none" and config.num_classes < 2:
-            raise ValueError(f"model.params.conditioning: {config.conditioning} needs labelled data (num_classes >= 2)")
+            raise FieldError("conditioning", f"{config.conditioning} needs labelled data (num_classes >= 2)")
         text = (
             TextEncoder(config.text_width, config.text_layers, config.text_heads, config.max_prompt_tokens)
             if config.conditioning == "text"
@@ -220,7 +221,10 @@ class DDPM(AveragedNetworkHooks, GenerativeModel):
     ) -> dict[str, Any]:
         """A prompt or a class (as the model is conditioned), the sampler, its steps, the guidance."""
         self.refuse_options(other)
-        return diffusion_options(self, n, prompt, label, guidance, sampler, steps)
+        conditioning = Conditioning(
+            self.family, self.config.conditioning, self.class_names(), self.config.max_prompt_tokens
+        )
+        return diffusion_options(conditioning, n, prompt, label, guidance, sampler, steps)
 
     def requested_labels(self, n: int, device: torch.device) -> torch.Tensor | None:
         """0, 1, ..., K-1, 0, ...: the classes a conditional model is asked for when sampling."""
@@ -244,14 +248,14 @@ class DDPM(AveragedNetworkHooks, GenerativeModel):
                 raise ValueError("this model is conditioned on class labels, not on text prompts")
             labels = self._every_class(n, device) if labels is None else labels.to(device)
             if labels.min() < 0 or labels.max() >= config.num_classes:
-                raise ValueError(f"labels: each must be in 0..{config.num_classes - 1}")
+                raise OptionError("labels", f"each must be in 0..{config.num_classes - 1}")
             return labels, torch.full_like(labels, config.num_classes)
         if prompts is None:
             names = self.class_names()
             wanted = self._every_class(n, device) if labels is None else labels
             prompts = [evaluation_prompt(names[label]) for label in wanted.tolist()]
         if len(prompts) != n:
-            raise ValueError(f"prompts: {len(prompts)} given for {n} samples")
+            raise OptionError("prompts", f"{len(prompts)} given for {n} samples")
         return (
             encode_prompts(prompts, config.max_prompt_tokens).to(device),
             null_prompts(n, config.max_prompt_tokens, device),
@@ -356,18 +360,17 @@ class LatentDDPM(DDPM):
     def __init__(self, config: LatentDDPMConfig):
         spec = config.autoencoder_spec
         if spec is None:
-            raise ValueError(
-                f"model.autoencoder_spec: unknown; it is read from {config.autoencoder} when training starts"
-            )
+            raise FieldError("autoencoder_spec", f"unknown; it is read from {config.autoencoder} when training starts")
         super().__init__(config)
         vae_class = VAE_FAMILIES.get(spec["family"])
         if vae_class is None:
-            raise ValueError(f"model.autoencoder: {config.autoencoder} is a {spec['family']} model, not a VAE")
+            raise FieldError("autoencoder", f"{config.autoencoder} is a {spec['family']} model, not a VAE")
         vae = vae_class(vae_class.config_class(**spec["config"]))
         if tuple(vae.config.image_shape) != tuple(config.image_shape):
-            raise ValueError(
-                f"model.autoencoder: {config.autoencoder} reads {tuple(vae.config.image_shape)} "
-                f"images, the data has {tuple(config.image_shape)}"
+            raise FieldError(
+                "autoencoder",
+                f"{config.autoencoder} reads {tuple(vae.config.image_shape)} "
+                f"images, the data has {tuple(config.image_shape)}",
             )
         self.vae = vae.requires_grad_(False).eval()
 

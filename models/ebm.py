@@ -21,6 +21,7 @@ from pydantic import Field
 from torch import nn
 
 from models.base import SAMPLE_METRICS, GenerativeModel, ModelConfig
+from typed_errors import OptionError
 
 
 class EBMConfig(ModelConfig):
@@ -143,12 +144,12 @@ class EBM(GenerativeModel):
             self.replay = state["replay"].float().cpu()
 
     def sample_options(self, n: int, steps: int | None = None, **other: Any) -> dict[str, Any]:
-        """`--steps 200`: longer Langevin chains from noise."""
+        """`steps`: longer Langevin chains from noise (200 rather than the trained length)."""
         self.refuse_options(other)
         if steps is None:
             return {}
         if steps <= 0:
-            raise ValueError("--steps: must be > 0")
+            raise OptionError("steps", "must be > 0")
         return {"steps": steps}
 
     @torch.no_grad()

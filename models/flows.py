@@ -27,6 +27,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from models.likelihood import DiscreteImageConfig, ExactLikelihood, from_levels, to_levels
+from typed_errors import FieldError
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -44,9 +45,10 @@ class FlowConfig(DiscreteImageConfig):
         _, height, width = self.image_shape
         halvings = self.scales if self.squeezes_first else self.scales - 1
         if height != width or height % 2**halvings or height < 2**halvings:
-            raise ValueError(
-                f"scales: {self.scales} levels halve the image {halvings} times; "
-                f"{height}x{width} is not a square side divisible by {2**halvings} (data.image_size)"
+            raise FieldError(
+                "scales",
+                f"{self.scales} levels halve the image {halvings} times; "
+                f"{height}x{width} is not a square side divisible by {2**halvings} (data.image_size)",
             )
         return self
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from models.base import GenerativeModel, ModelConfig, interpolate
 from models.blocks import Norm, decoder, encoder
+from typed_errors import FieldError
 
 
 class GANConfig(ModelConfig):
@@ -115,7 +116,7 @@ class GAN(GenerativeModel):
     def __init__(self, config: GANConfig):
         super().__init__(config)
         if self.conditional and config.num_classes < 2:
-            raise ValueError(f"model.family: {self.family} needs labelled data (num_classes >= 2)")
+            raise FieldError("family", f"{self.family} needs labelled data (num_classes >= 2)")
         self.discriminator = Discriminator(config, self.arch, self.conditional, self.critic_norm)
         self.generator = Generator(config, self.arch, self.conditional)
 

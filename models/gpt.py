@@ -19,6 +19,7 @@ from torch.utils.checkpoint import checkpoint
 
 from models.base import GenerativeModel, ModelConfig, parameter_count
 from models.decoding import next_token
+from typed_errors import FieldError
 
 VOCAB_MULTIPLE = 64  # pad the embedding so the head's matmul has tensor-core friendly shapes
 
@@ -36,9 +37,9 @@ class GPTConfig(ModelConfig):
     @model_validator(mode="after")
     def _heads_divide_width(self) -> GPTConfig:
         if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd: {self.n_embd} is not a multiple of n_head={self.n_head}")
+            raise FieldError("n_embd", f"{self.n_embd} is not a multiple of n_head={self.n_head}")
         if self.positions == "rotary" and (self.n_embd // self.n_head) % 2:
-            raise ValueError("n_head: rotary positions need an even head size")
+            raise FieldError("n_head", "rotary positions need an even head size")
         return self
 
     @property

@@ -16,6 +16,7 @@ import torch
 from pydantic import Field
 
 from models.base import SAMPLE_METRICS, GenerativeModel, ModelConfig
+from typed_errors import OptionError
 
 BITS_PER_DIM = "eval/bits_per_dim"
 
@@ -67,11 +68,11 @@ class ExactLikelihood(GenerativeModel):
         return {BITS_PER_DIM: float(bits.mean()), "eval/uniform_bits_per_dim": math.log2(self.config.pixel_levels)}
 
     def sample_options(self, n: int, temperature: float | None = None, **other: Any) -> dict[str, Any]:
-        """`--option temperature=0.8`: a flow's prior narrowed (draws nearer its mode), PixelCNN's
+        """`temperature` (0.8): a flow's prior narrowed (draws nearer its mode), PixelCNN's
         categoricals sharpened (< 1) or flattened (> 1)."""
         self.refuse_options(other)
         if temperature is None:
             return {}
         if isinstance(temperature, bool) or not isinstance(temperature, int | float) or temperature <= 0:
-            raise ValueError(f"--option temperature={temperature}: must be a number > 0")
+            raise OptionError("temperature", "must be a number > 0", temperature)
         return {"temperature": float(temperature)}

@@ -22,6 +22,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from models.base import GenerativeModel, ModelConfig
+from typed_errors import FieldError, OptionError
 
 LOG_2PI = math.log(2 * math.pi)
 SERIES_METRICS = ("eval/rmse", "eval/mae", "eval/nll", "eval/interval_coverage", "eval/naive_rmse")
@@ -45,8 +46,9 @@ class ARConfig(SeriesConfig):
     @model_validator(mode="after")
     def _lags_fit_the_context(self) -> ARConfig:
         if self.order > self.context_len:
-            raise ValueError(
-                f"lags: AR({self.order}) needs {self.order} values; the windows hold {self.context_len} (data.seq_len)"
+            raise FieldError(
+                "lags",
+                f"AR({self.order}) needs {self.order} values; the windows hold {self.context_len} (data.seq_len)",
             )
         return self
 
@@ -118,12 +120,12 @@ class Forecaster(GenerativeModel):
         return 0.5 * (LOG_2PI + log_variance + (window[:, -1] - mean).pow(2) * (-log_variance).exp()).mean()
 
     def sample_options(self, n: int, horizon: int | None = None, **other: Any) -> dict[str, Any]:
-        """`--option horizon=50`: steps to forecast."""
+        """`horizon` (50): steps to forecast."""
         self.refuse_options(other)
         if horizon is None:
             return {}
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon <= 0:
-            raise ValueError(f"--option horizon={horizon}: must be a whole number > 0")
+            raise OptionError("horizon", "must be a whole number > 0", horizon)
         return {"horizon": horizon}
 
     @torch.no_grad()

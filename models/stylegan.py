@@ -26,6 +26,7 @@ from torch import nn
 from models.base import GenerativeModel, ModelConfig, interpolate
 from models.ema import EMA, AveragedNetworkHooks
 from models.gan import frozen
+from typed_errors import FieldError, OptionError
 
 LEAK = 0.2
 GAIN = math.sqrt(2)  # keeps a leaky-ReLU layer's output variance at its input's
@@ -48,7 +49,7 @@ def resolution_doublings(image_shape: tuple[int, int, int]) -> int:
     """How many times the 4x4 constant doubles to reach the images: a square power of two >= 4."""
     _, height, width = image_shape
     if height != width or height < 4 or height & (height - 1):
-        raise ValueError(f"data.image_size: stylegan draws square images of 4, 8, 16, 32... px, not {height}x{width}")
+        raise FieldError("image_shape", f"stylegan draws square images of 4, 8, 16, 32... px, not {height}x{width}")
     return int(math.log2(height)) - 2
 
 
@@ -317,12 +318,12 @@ class StyleGAN(AveragedNetworkHooks, GenerativeModel):
     # --- sampling -------------------------------------------------------------------------------
 
     def sample_options(self, n: int, truncation: float | None = None, **other: Any) -> dict[str, Any]:
-        """`--option truncation=0.7`: styles pulled toward the average style (psi in [0, 1])."""
+        """`truncation` (0.7): styles pulled toward the average style (psi in [0, 1])."""
         self.refuse_options(other)
         if truncation is None:
             return {}
         if not isinstance(truncation, int | float) or not 0 <= truncation <= 1:
-            raise ValueError(f"--option truncation={truncation}: must be a number in [0, 1]")
+            raise OptionError("truncation", "must be a number in [0, 1]", truncation)
         return {"truncation": float(truncation)}
 
     @torch.no_grad()

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.text_encoder import TextEncoder
+from typed_errors import FieldError
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
@@ -56,7 +57,7 @@ class Attention(nn.Module):
     def __init__(self, channels: int, heads: int, context_dim: int | None = None):
         super().__init__()
         if channels % heads:
-            raise ValueError(f"model.params.attention_heads: {channels} channels do not split into {heads} heads")
+            raise FieldError("attention_heads", f"{channels} channels do not split into {heads} heads")
         self.heads = heads
         self.norm = group_norm(channels)
         self.q = nn.Linear(channels, channels)

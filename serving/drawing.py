@@ -11,13 +11,14 @@ import torch
 
 from models.base import GenerativeModel
 from tokens.text_tokenizer import TextTokenizer
+from typed_errors import OptionError
 
 
 def draw_images(model: GenerativeModel, n: int, seed: int = 0, **asked: Any) -> torch.Tensor:
     """`n` images (n, C, H, W) in [-1, 1]; `asked` are sampling options (label, prompt, guidance,
     sampler, steps, or the family's own), and a ValueError names one the model does not take."""
     if n <= 0:
-        raise ValueError("-n: must be > 0")
+        raise OptionError("n", "must be > 0")
     options = model.sample_options(n, **asked)
     return model.sample(n, generator=torch.Generator().manual_seed(seed), **options)
 
@@ -55,12 +56,12 @@ def draw_completions(
 ) -> list[str]:
     """`n` completions of `prompt`; a ValueError names the option out of range."""
     if n <= 0:
-        raise ValueError("-n: must be > 0")
+        raise OptionError("n", "must be > 0")
     if max_new_tokens <= 0:
-        raise ValueError("--max-new-tokens: must be > 0")
+        raise OptionError("max_new_tokens", "must be > 0")
     if top_k is not None and top_k <= 0:
-        raise ValueError("--top-k: must be > 0")
+        raise OptionError("top_k", "must be > 0")
     if temperature < 0:
-        raise ValueError("--temperature: must be >= 0")
+        raise OptionError("temperature", "must be >= 0")
     generator = torch.Generator().manual_seed(seed)
     return [complete(model, tokenizer, prompt, max_new_tokens, temperature, top_k, generator) for _ in range(n)]

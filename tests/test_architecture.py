@@ -11,11 +11,13 @@ import sys
 import grimp
 from helpers import REPO
 
-PACKAGES = ("storage", "tokens", "data_prep", "models", "serving", "pipelines")
+PACKAGES = ("typed_errors", "storage", "tokens", "data_prep", "models", "serving", "pipelines")
 
 
 def test_no_module_imports_one_that_imports_it_back():
-    graph = grimp.build_graph(*PACKAGES, exclude_type_checking_imports=True)
+    """Counting every import: inside functions and under TYPE_CHECKING too (a cycle for types alone
+    still ties the two modules together)."""
+    graph = grimp.build_graph(*PACKAGES, exclude_type_checking_imports=False, cache_dir=None)
     cycles = []
     for module in sorted(graph.modules):
         for imported in sorted(graph.find_modules_directly_imported_by(module)):

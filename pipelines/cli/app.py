@@ -35,6 +35,7 @@ from pipelines.registry.environment import apply_mlflow_defaults
 from pipelines.registry.tracking import COMMAND_VARIABLE
 from pipelines.workflow.steps import RUN_STEPS, SWEEP_STEPS
 from storage import redact
+from typed_errors import first_line
 
 
 def _leave_a_jobs_working_directory() -> None:
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         logging.getLogger("genpipe.cli").info("the command failed", exc_info=error)  # the log file only
         log_file = getattr(args, "log_file", None)
-        warn(redact(f"error: {type(error).__name__}: {(str(error).splitlines() or [''])[0]}"))
+        warn(redact(f"error: {type(error).__name__}: {first_line(error)}"))
         warn(f"traceback: {log_file}" if log_file else "run it again with -v for the traceback")
         return EXIT_FAILED
 

@@ -17,6 +17,7 @@ from pipelines.cluster import local as local_cluster
 from pipelines.config import CONFIG_VARIABLE, ConfigError, dump_config, load_config
 from pipelines.workflow import preflight
 from storage import is_local, normalize
+from typed_errors import first_line
 
 LOCAL_CLUSTER_DIR = ".genpipe/local-cluster"
 
@@ -126,7 +127,7 @@ def _job_exists(job_client, job_id: str) -> None:
     try:
         job_client.get_job_info(job_id)
     except RuntimeError as exc:
-        raise ConfigError([f"JOB_ID: no job {job_id!r} on this cluster ({str(exc).splitlines()[0][:120]})"]) from None
+        raise ConfigError([f"JOB_ID: no job {job_id!r} on this cluster ({first_line(exc, 120)})"]) from None
 
 
 def cmd_local_cluster_up(args: argparse.Namespace) -> int:

@@ -13,9 +13,12 @@ import yaml
 
 from pipelines.cli.output import EXIT_FAILED, EXIT_OK, UsageError, say, warn
 from pipelines.workflow import api
+from typed_errors import NOT_GIVEN, OptionError
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = [ROOT / name for name in ("pipelines", "serving", "models", "tokens", "data_prep", "storage")]
+PACKAGES = [
+    ROOT / name for name in ("pipelines", "serving", "models", "tokens", "typed_errors", "data_prep", "storage")
+]
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -42,6 +45,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     except api.ModelUnavailable as exc:
         say(str(exc))
         return EXIT_FAILED
+    except OptionError as exc:
+        raise UsageError(f"{flag(exc, options['family_options'])}: {exc.reason} ({args.model_uri})") from None
     except ValueError as exc:
         raise UsageError(f"{exc} ({args.model_uri})") from None
     for warning in caught:
@@ -66,6 +71,17 @@ def cmd_sample(args: argparse.Namespace) -> int:
     path = save_grid(samples, args.out)
     say(f"wrote {len(samples)} samples from {args.model_uri} to {path}")
     return EXIT_OK
+
+
+def flag(error: OptionError, family_options: dict[str, Any]) -> str:
+    """The flag a user typed for the option an OptionError names: `--option NAME=VALUE` for the
+    family's own options, else the command's flag (`-n`, `--max-new-tokens`)."""
+    if error.option in family_options:
+        value = family_options[error.option] if error.value is NOT_GIVEN else error.value
+        return f"--option {error.option}={value}"
+    if len(error.option) == 1:
+        return f"-{error.option}"
+    return f"--{error.option.replace('_', '-')}"
 
 
 def _family_options(assignments: list[str]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from pipelines.cli.output import EXIT_OK, UsageError, say
 from pipelines.config import ConfigError, default_storage, dump_config, load_config
 from pipelines.config.errors import problem_line
 from storage import normalize, write_bytes_atomic
+from typed_errors import first_line
 
 
 def _schedules(args: argparse.Namespace):
@@ -69,7 +70,7 @@ def _why_broken(exc: Exception) -> str:
     """A schedule file that does not load, in one line: its fields' problems, or the error's first line."""
     if isinstance(exc, ValidationError):
         return "; ".join(problem_line(error) for error in exc.errors())[:300]
-    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+    return f"{type(exc).__name__}: {first_line(exc, 200)}"
 
 
 def cmd_schedule_list(args: argparse.Namespace) -> int:

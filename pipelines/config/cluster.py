@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 
 from data_prep.config import Strict
 from storage.secrets import SECRET_NAME, has_credentials
+from typed_errors import FieldError
 
 # runtime_env keys a job may set; genpipe owns working_dir (this repository).
 RUNTIME_ENV_KEYS = {
@@ -58,30 +59,32 @@ class ClusterConfig(Strict):
     @classmethod
     def _no_secrets_no_working_dir(cls, runtime_env: dict[str, Any]) -> dict[str, Any]:
         if "working_dir" in runtime_env:
-            raise ValueError(
-                "working_dir: genpipe ships this repository as the job's working_dir; "
-                "add paths to leave out under excludes"
+            raise FieldError(
+                "working_dir",
+                "genpipe ships this repository as the job's working_dir; add paths to leave out under excludes",
             )
         unknown = sorted(set(runtime_env) - RUNTIME_ENV_KEYS)
         if unknown:
-            raise ValueError(
-                f"{unknown[0]}: not a runtime_env field genpipe passes on "
-                f"(one of {', '.join(sorted(RUNTIME_ENV_KEYS))})"
+            raise FieldError(
+                f"{unknown[0]}",
+                f"not a runtime_env field genpipe passes on (one of {', '.join(sorted(RUNTIME_ENV_KEYS))})",
             )
         env_vars = runtime_env.get("env_vars", {})
         if not isinstance(env_vars, dict):
-            raise ValueError("env_vars: must be a mapping of NAME: value")
+            raise FieldError("env_vars", "must be a mapping of NAME: value")
         for name in env_vars:
             if SECRET_NAME.search(name):
-                raise ValueError(
-                    f"env_vars.{name}: looks like a secret, and the config is logged as MLflow "
-                    "params and shown in the Ray dashboard; give it to the cluster's nodes instead"
+                raise FieldError(
+                    f"env_vars.{name}",
+                    "looks like a secret, and the config is logged as MLflow "
+                    "params and shown in the Ray dashboard; give it to the cluster's nodes instead",
                 )
         for path, value in _strings(runtime_env):
             if has_credentials(value):  # the value itself is never echoed
-                raise ValueError(
-                    f"{path}: holds a URI with credentials, and the config is logged as MLflow params and shown "
-                    "in the Ray dashboard; use a credential helper or the nodes' environment (PIP_INDEX_URL)"
+                raise FieldError(
+                    f"{path}",
+                    "holds a URI with credentials, and the config is logged as MLflow params and shown "
+                    "in the Ray dashboard; use a credential helper or the nodes' environment (PIP_INDEX_URL)",
                 )
         return {**runtime_env, "env_vars": {k: str(v) for k, v in env_vars.items()}} if env_vars else runtime_env
 

@@ -7,7 +7,6 @@ An invalid config becomes `ConfigError` whose lines each name a field (`train.ba
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from typing import Any
 
@@ -17,10 +16,11 @@ from data_prep.config import DataConfig, Strict
 from models import check_runs_on, family_class
 from models.base import GenerativeModel, metric_mode
 from pipelines.config.cluster import ClusterConfig, without_credentials
-from pipelines.config.errors import problem_line
+from pipelines.config.errors import field_error, in_pipeline_terms, problem_line
 from pipelines.config.overrides import assign
 from pipelines.config.sections import SAFE_NAME, EvaluateConfig, ModelSection, RegisterConfig, TrainConfig
 from pipelines.config.sweep import TuneSection
+from typed_errors import FieldError, first_line
 
 DEFAULT_STORAGE = "./.genpipe"
 # Validation context of a config as a user gives it (a file, --set, resume --set): only then is the
@@ -73,7 +73,7 @@ class PipelineConfig(Strict):
         if "mode" not in self.tune.model_fields_set:
             self.tune.mode = metric_mode(self.tune.metric)  # type: ignore[assignment]  # "min" or "max"
         if self.train.max_steps is not None:
-            raise ValueError("train.max_steps: a sweep counts a trial's length in epochs (ASHA's unit); set epochs")
+            raise FieldError("train.max_steps", "a sweep counts a trial's length in epochs (ASHA's unit); set epochs")
         base = self.model_dump(mode="json", exclude={"tune"})
         for field in {"metric", "mode"} - self.register.gate.model_fields_set:
             base["register"]["gate"].pop(field)  # unset: each candidate's family gives its own
@@ -82,14 +82,15 @@ class PipelineConfig(Strict):
                 PipelineConfig.model_validate(assign(base, assignments), context=info.context)
             except ValidationError as exc:
                 shown = ", ".join(f"{k}={v!r}" for k, v in assignments.items())
-                raise ValueError(
-                    f"tune.space.{path}: {shown} gives an invalid config: {problem_line(exc.errors()[0])}"
+                raise FieldError(
+                    f"tune.space.{path}", f"{shown} gives an invalid config: {problem_line(exc.errors()[0])}"
                 ) from None
         for family in self._families():
             if self.tune.metric not in family.metric_names():
-                raise ValueError(
-                    f"tune.metric: {self.tune.metric!r} is not reported by {family.family} trials; "
-                    f"they report {', '.join(family.metric_names())}"
+                raise FieldError(
+                    "tune.metric",
+                    f"{self.tune.metric!r} is not reported by {family.family} trials; "
+                    f"they report {', '.join(family.metric_names())}",
                 )
         return self
 
@@ -97,58 +98,68 @@ class PipelineConfig(Strict):
     def _model_fits_data(self, info: ValidationInfo) -> PipelineConfig:
         cls = family_class(self.model.family)
         if cls.modality != self.data.modality:
-            raise ValueError(
-                f"model.family: {self.model.family} learns {cls.modality}, but data.source "
-                f"{self.data.source.kind} is {self.data.modality} data"
+            raise FieldError(
+                "model.family",
+                f"{self.model.family} learns {cls.modality}, but data.source "
+                f"{self.data.source.kind} is {self.data.modality} data",
             )
-        block_size = {**cls.presets[self.model.preset], **self.model.params}.get("block_size")
-        if self.data.modality == "text" and block_size is not None and self.data.seq_len > block_size:
-            raise ValueError(
-                f"data.seq_len: {self.data.seq_len} tokens do not fit the model's block_size "
-                f"{block_size}; lower data.seq_len or raise model.params.block_size"
-            )
-        if self.data.modality == "series":
-            try:
-                cls.config_class(
-                    **{**cls.presets[self.model.preset], "context_len": self.data.seq_len, **self.model.params}
-                )
-            except ValidationError as exc:
-                raise ValueError(f"model.params.{problem_line(exc.errors()[0])}") from None
-        if self.data.modality == "image" and (info.context or {}).get(AS_ENTERED):
-            self._model_runs_on_the_images(cls)
+        fits = {"image": self._model_runs_on_the_images, "text": self._blocks_fit, "series": self._context_fits}
+        check = fits.get(self.data.modality)  # the modality's own checks, where it has some
+        if check is not None:
+            check(cls, (info.context or {}).get(AS_ENTERED, False))
         if cls.translates and self.data.source.domains is None:
-            raise ValueError(
-                f"model.family: {self.model.family} translates between two image domains; set data.source "
-                "to kind: domains (a and b, or a and b_from_a)"
+            raise FieldError(
+                "model.family",
+                f"{self.model.family} translates between two image domains; set data.source "
+                "to kind: domains (a and b, or a and b_from_a)",
             )
         if self.train.activation_checkpointing and not cls.supports_activation_checkpointing:
-            raise ValueError(f"train.activation_checkpointing: the {self.model.family} family does not support it")
+            raise FieldError("train.activation_checkpointing", f"the {self.model.family} family does not support it")
         return self
 
-    def _model_runs_on_the_images(self, cls: type[GenerativeModel]) -> None:
+    def _blocks_fit(self, cls: type[GenerativeModel], as_entered: bool) -> None:
+        """A text block fits the model's context."""
+        block_size = {**cls.presets[self.model.preset], **self.model.params}.get("block_size")
+        if block_size is not None and self.data.seq_len > block_size:
+            raise FieldError(
+                "data.seq_len",
+                f"{self.data.seq_len} tokens do not fit the model's block_size "
+                f"{block_size}; lower data.seq_len or raise model.params.block_size",
+            )
+
+    def _context_fits(self, cls: type[GenerativeModel], as_entered: bool) -> None:
+        """A forecaster takes the series' context length with its params."""
+        try:
+            cls.config_class(
+                **{**cls.presets[self.model.preset], "context_len": self.data.seq_len, **self.model.params}
+            )
+        except ValidationError as exc:
+            raise field_error(exc.errors()[0], within="model.params") from None
+
+    def _model_runs_on_the_images(self, cls: type[GenerativeModel], as_entered: bool) -> None:
         """The model, built for the images the data will have, runs (models.check_runs_on): a
-        family that cannot take that size is exit 2 naming the field, before anything starts."""
-        side = self.data.image_size or self.data.source.image_side
+        family that cannot take that size is exit 2 naming the field, before anything starts.
+        Only for a config as a user gives it: a stored one was checked when it entered."""
+        if not as_entered:
+            return
+        images = self.data.images
+        side = self.data.image_size or images.image_side
         if side is None or (self.data.source.domains is None and cls.translates):
             return  # no size yet (a check of its own names it), or a translation config that is refused anyway
-        shape = {"image_shape": (self.data.source.image_channels, side, side), "num_classes": 10}
-        data = {**shape, "pixel_levels": self.data.source.pixel_levels, "class_names": [str(i) for i in range(10)]}
+        shape = {"image_shape": (images.image_channels, side, side), "num_classes": 10}
+        data = {**shape, "pixel_levels": images.pixel_levels, "class_names": [str(i) for i in range(10)]}
         try:
             check_runs_on(self.model.family, self.model.preset, self.model.params, data)
         except ValidationError as exc:
-            raise ValueError(f"model.params.{problem_line(exc.errors()[0])}") from None
-        except ValueError as exc:
-            if re.match(r"^(model|data)\.[\w.]+: ", str(exc)):
-                raise  # the family named the field
-            raise self._cannot_run(side, exc) from None
+            raise field_error(exc.errors()[0], within="model.params") from None
+        except FieldError as exc:  # the family named the field
+            raise in_pipeline_terms(exc) from None
         except Exception as exc:  # a layer that cannot take the size (RuntimeError from a convolution)
             raise self._cannot_run(side, exc) from None
 
-    def _cannot_run(self, side: int, exc: Exception) -> ValueError:
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-        return ValueError(
-            f"data.image_size: {self.model.family} ({self.model.preset}) cannot run on {side}x{side} images: {reason}"
-        )
+    def _cannot_run(self, side: int, exc: Exception) -> FieldError:
+        reason = f"{self.model.family} ({self.model.preset}) cannot run on {side}x{side} images: {first_line(exc)}"
+        return FieldError("data.image_size", reason)
 
     @model_validator(mode="after")
     def _gate_defaults_to_the_family(self) -> PipelineConfig:
@@ -159,9 +170,10 @@ class PipelineConfig(Strict):
                 gate.mode = metric_mode(gate.metric)  # type: ignore[assignment]  # "min" or "max"
             for family in self._families():
                 if gate.metric not in family.metric_names():
-                    raise ValueError(
-                        f"register.gate.metric: {family.family} models do not report {gate.metric!r}; "
-                        f"they report {', '.join(family.metric_names())}"
+                    raise FieldError(
+                        "register.gate.metric",
+                        f"{family.family} models do not report {gate.metric!r}; "
+                        f"they report {', '.join(family.metric_names())}",
                     )
         else:
             metric, mode = family_class(self.model.family).default_gate
@@ -181,9 +193,10 @@ class PipelineConfig(Strict):
             chosen.append(("tune.metric", self.tune.metric))
         for field, metric in chosen:
             if metric.endswith("l1_to_truth"):
-                raise ValueError(
-                    f"{field}: {metric} needs the true translation, known only for data.source.b_from_a; "
-                    "gate on eval/classifier_fid or eval/class_accuracy instead"
+                raise FieldError(
+                    f"{field}",
+                    f"{metric} needs the true translation, known only for data.source.b_from_a; "
+                    "gate on eval/classifier_fid or eval/class_accuracy instead",
                 )
         return self
 
@@ -197,7 +210,7 @@ class PipelineConfig(Strict):
     def sweep(self) -> TuneSection:
         """The `tune:` section, which `genpipe tune` requires."""
         if self.tune is None:
-            raise ValueError("tune: missing: genpipe tune needs a tune: section with a space")
+            raise FieldError("tune", "missing: genpipe tune needs a tune: section with a space")
         return self.tune
 
     @property

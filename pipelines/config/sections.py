@@ -10,6 +10,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from data_prep.config import Strict
 from models import family_class
 from pipelines.config.errors import describe_error
+from typed_errors import FieldError
 
 
 class ModelSection(Strict):
@@ -22,12 +23,12 @@ class ModelSection(Strict):
         try:
             cls = family_class(self.family)
         except ValueError as exc:
-            raise ValueError(f"family: {exc}") from None
+            raise FieldError("family", str(exc)) from None
         if self.preset not in cls.presets:
-            raise ValueError(f"preset: {self.preset!r} is not one of {', '.join(cls.presets)}")
+            raise FieldError("preset", f"{self.preset!r} is not one of {', '.join(cls.presets)}")
         unknown = set(self.params) - set(cls.config_class.model_fields)
         if unknown:
-            raise ValueError(f"params: unknown field(s) {', '.join(sorted(unknown))} for {self.family}")
+            raise FieldError("params", f"unknown field(s) {', '.join(sorted(unknown))} for {self.family}")
         # Placeholders: the data has the real ones (a series' context is checked against data.seq_len
         # where the data section is known: PipelineConfig).
         from_data = {"image_shape": (1, 8, 8), "vocab_size": 257, "context_len": 1 << 20}
@@ -35,8 +36,9 @@ class ModelSection(Strict):
         try:
             cls.config_class(**{**cls.presets[self.preset], **placeholder, **self.params})
         except ValidationError as exc:
-            problems = [f"params.{'.'.join(map(str, e['loc']))}: {describe_error(e)}" for e in exc.errors()]
-            raise ValueError("; ".join(problems)) from None
+            problems = [(f"params.{'.'.join(map(str, e['loc']))}", describe_error(e)) for e in exc.errors()]
+            (field, reason), *others = problems
+            raise FieldError(field, "; ".join([reason, *(f"{path}: {why}" for path, why in others)])) from None
         return self
 
 
@@ -125,8 +127,8 @@ class TrainConfig(Strict):
         if self.zero_stage is not None:
             stage = "ddp" if self.zero_stage == 0 else f"zero{self.zero_stage}"
             if self.strategy not in ("auto", stage):
-                raise ValueError(
-                    f"zero_stage: {self.zero_stage} contradicts strategy {self.strategy}; set strategy alone"
+                raise FieldError(
+                    "zero_stage", f"{self.zero_stage} contradicts strategy {self.strategy}; set strategy alone"
                 )
             self.strategy, self.zero_stage = stage, None  # type: ignore[assignment]
         return self
@@ -145,9 +147,9 @@ class TrainConfig(Strict):
     def _workers_are_a_count_or_a_range(self) -> TrainConfig:
         low, high = (self.num_workers, self.num_workers) if isinstance(self.num_workers, int) else self.num_workers
         if low < 1:
-            raise ValueError(f"num_workers: {low} is fewer than 1 worker")
+            raise FieldError("num_workers", f"{low} is fewer than 1 worker")
         if high < low:
-            raise ValueError(f"num_workers: [{low}, {high}] has its maximum below its minimum")
+            raise FieldError("num_workers", f"[{low}, {high}] has its maximum below its minimum")
         return self
 
     @property
@@ -161,9 +163,9 @@ class TrainConfig(Strict):
     @model_validator(mode="after")
     def _offload_needs_zero(self) -> TrainConfig:
         if self.offload_params and self.strategy not in ("auto", "zero3"):
-            raise ValueError(f"offload_params: needs strategy zero3 (or auto), not {self.strategy}")
+            raise FieldError("offload_params", f"needs strategy zero3 (or auto), not {self.strategy}")
         if self.offload_optimizer and self.strategy == "ddp":
-            raise ValueError("offload_optimizer: needs a ZeRO strategy (zero1, zero2, zero3 or auto)")
+            raise FieldError("offload_optimizer", "needs a ZeRO strategy (zero1, zero2, zero3 or auto)")
         return self
 
 

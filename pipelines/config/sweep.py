@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from data_prep.config import Strict
+from typed_errors import FieldError
 
 SWEEPABLE = ("model.", "train.")
 
@@ -36,9 +37,9 @@ class Distribution(Strict):
             )
         bounds = self.uniform or self.loguniform or self.randint
         if bounds is not None and not bounds[0] < bounds[1]:
-            raise ValueError(f"{given[0]}: the low bound {bounds[0]} must be below the high bound {bounds[1]}")
+            raise FieldError(given[0], f"the low bound {bounds[0]} must be below the high bound {bounds[1]}")
         if self.loguniform is not None and self.loguniform[0] <= 0:
-            raise ValueError("loguniform: bounds must be > 0")
+            raise FieldError("loguniform", "bounds must be > 0")
         return self
 
     def extremes(self) -> list[Any]:
@@ -81,12 +82,12 @@ class TuneSection(Strict):
     @model_validator(mode="after")
     def _space_paths(self) -> TuneSection:
         if not self.space:
-            raise ValueError(
-                "space: empty: give at least one path, e.g. train.learning_rate: {loguniform: [1e-4, 1e-2]}"
+            raise FieldError(
+                "space", "empty: give at least one path, e.g. train.learning_rate: {loguniform: [1e-4, 1e-2]}"
             )
         for path in self.space:
             if not path.startswith(SWEEPABLE) or path in SWEEPABLE:
-                raise ValueError(f"space.{path}: only model.* and train.* paths can be swept")
+                raise FieldError(f"space.{path}", "only model.* and train.* paths can be swept")
         return self
 
     def candidate_assignments(self) -> list[tuple[str, dict[str, Any]]]:

@@ -21,7 +21,7 @@ from data_prep.manifest import Manifest
 from models.weights import load_model
 from pipelines.config import EvaluateConfig, PipelineConfig, cpu_threads
 from pipelines.evaluate.key import evaluation_key
-from pipelines.evaluate.scorers import TABLE_FILE, Scorer, scorer_for
+from pipelines.evaluate.scorers import EVALUATIONS, TABLE_FILE, Scorer, scorer_for
 from pipelines.registry import lineage, tracking
 from pipelines.registry.logged_models import log_evaluated_model
 from pipelines.registry.registration import EVAL_KEY_TAG
@@ -87,9 +87,7 @@ def evaluate(
         artifacts = Path(folder) / "evaluation"
         artifacts.mkdir()
         model = load_model(local_copy(model_uri, f"{folder}/model")).to(device)
-        report(
-            "evaluate", text="the classifier, then the model's samples" if manifest.image_shape else "scoring the model"
-        )
+        report("evaluate", text=EVALUATIONS[manifest.modality].description)
         score, info = scorer_for(manifest, settings)
         metrics = score(model, artifacts)
         report("evaluate", text=", ".join(f"{k.removeprefix('eval/')}={v:.4g}" for k, v in metrics.items()))

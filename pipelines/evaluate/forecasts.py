@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from data_prep.manifest import Manifest
+from data_prep.modalities.series.build import read_series
 from data_prep.readers import read_split
-from data_prep.series_prepare import read_series
 from models.base import GenerativeModel
 
 Z_95 = 1.959964

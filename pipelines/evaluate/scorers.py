@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,12 +91,8 @@ def _score_samples(
 
 
 def scorer_for(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, dict[str, Any]]:
-    """The scorer of the dataset's modality."""
-    if manifest.text:
-        return text_scorer(manifest, settings)
-    if manifest.series:
-        return series_scorer(manifest, settings.num_samples, settings.seed)
-    return image_scorer(manifest, settings)
+    """The scorer of the dataset's modality (one per name in data_prep's modality registry)."""
+    return EVALUATIONS[manifest.modality].scorer(manifest, settings)
 
 
 def text_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, dict[str, Any]]:
@@ -117,3 +114,29 @@ def text_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, d
         return metrics
 
     return score, {"val_blocks": len(blocks)}
+
+
+def _series_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Scorer, dict[str, Any]]:
+    return series_scorer(manifest, settings.num_samples, settings.seed)
+
+
+def _shared_classifier(manifest: Manifest, settings: EvaluateConfig) -> None:
+    load_or_train_classifier(manifest, settings.classifier_epochs, settings.seed)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """How one modality is scored: its scorer, what the evaluate step says it does, and what its
+    scorer shares across a sweep's trials (trained once beside the shards, not raced for)."""
+
+    scorer: Callable[[Manifest, EvaluateConfig], tuple[Scorer, dict[str, Any]]]
+    description: str
+    shared: Callable[[Manifest, EvaluateConfig], None] | None = None
+
+
+# The one evaluation of each modality of data_prep/modalities/registry.py, by its name.
+EVALUATIONS: dict[str, Evaluation] = {
+    "image": Evaluation(image_scorer, "the classifier, then the model's samples", _shared_classifier),
+    "text": Evaluation(text_scorer, "bits per byte on the val blocks, then completions"),
+    "series": Evaluation(_series_scorer, "forecasts against the held-out tail"),
+}

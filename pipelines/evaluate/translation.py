@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data_prep.columns import Columns
 from data_prep.domains import apply_map
 from data_prep.manifest import DomainInfo
-from data_prep.readers import Columns
 from models.base import GenerativeModel
 from pipelines.evaluate.classifier import DigitClassifier, score_samples
 from pipelines.evaluate.pictures import save_grid

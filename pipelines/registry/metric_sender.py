@@ -22,6 +22,7 @@ from collections.abc import Callable
 from mlflow.entities import Metric
 
 from pipelines.registry import tracking
+from typed_errors import first_line
 
 log = logging.getLogger("genpipe.tracking")
 RETRY_SECONDS = 5.0
@@ -82,7 +83,7 @@ class MetricSender:
         try:
             log_call()
         except Exception as exc:
-            log.warning("MLflow at %s: a logging call was dropped: %s", self.uri, str(exc).splitlines()[0][:200])
+            log.warning("MLflow at %s: a logging call was dropped: %s", self.uri, first_line(exc, 200))
 
     def _trim(self) -> None:
         while len(self._buffer) > self.max_buffered:
@@ -100,7 +101,7 @@ class MetricSender:
             except Exception as exc:
                 if self._failing_since is None:
                     self._failing_since = time.monotonic()
-                    log.warning("MLflow at %s is not answering: %s", self.uri, str(exc).splitlines()[0][:300])
+                    log.warning("MLflow at %s is not answering: %s", self.uri, first_line(exc, 300))
                     self._tell(f"MLflow at {self.uri} is not answering: training goes on, metrics are buffered")
                 return
             for _ in chunk:

@@ -19,10 +19,11 @@ from typing import Any
 import models
 import serving
 import tokens
+import typed_errors
 from models.weights import load_model
 from serving.pyfunc import ENTRY_SCRIPT, WEIGHTS_ARTIFACT, signature_and_example
 
-CODE_PACKAGES = (models, serving, tokens)
+CODE_PACKAGES = (models, serving, tokens, typed_errors)
 SERVING_REQUIREMENTS = ("torch", "numpy", "pandas", "safetensors", "pydantic")
 MODALITY_REQUIREMENTS = {"text": ("tokenizers",)}
 

@@ -37,6 +37,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from storage import create_exclusive, exists, filesystem, join, read_json, write_json_atomic
 from storage.lease import Lease, LeaseHeld
+from typed_errors import first_line
 
 LEASE_SECONDS = 60.0
 LAUNCH_ATTEMPTS = 3
@@ -231,7 +232,7 @@ class Scheduler:
             except LeaseHeld:
                 continue  # another scheduler is on it this very moment
             except Exception as exc:  # the storage failing: the next tick tries again
-                self.echo(f"[scheduler] {name}: cannot take its lock: {type(exc).__name__}: {exc}".splitlines()[0])
+                self.echo(f"[scheduler] {name}: cannot take its lock: {type(exc).__name__}: {first_line(exc)}")
                 continue
             try:
                 workflow_id = self._tick_one(self.store.get(name), now)
@@ -247,7 +248,7 @@ class Scheduler:
         return fired
 
     def _note_error(self, name: str, exc: Exception, now: float) -> None:
-        problem = f"error: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
+        problem = f"error: {type(exc).__name__}: {first_line(exc, 300)}"
         self.echo(f"[scheduler] {name}: {problem}")
         try:
             state = self.store.state(name)

@@ -32,6 +32,7 @@ import yaml
 
 from pipelines.config.sections import TrainConfig
 from pipelines.train.startup import EMBEDDED_RAY_VARIABLE
+from typed_errors import first_line
 
 AUTOSCALING_CONFIG_VARIABLE = "GENPIPE_AUTOSCALING_CONFIG"
 LAUNCHER_CONFIG = Path("~/ray_bootstrap_config.yaml")
@@ -203,7 +204,7 @@ def _read_config(path: Path) -> dict[str, Any]:
     try:
         loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: not an autoscaling config ({str(exc).splitlines()[0]})") from None
+        raise ValueError(f"{path}: not an autoscaling config ({first_line(exc)})") from None
     if not isinstance(loaded, dict):
         raise ValueError(f"{path}: not an autoscaling config (a mapping with available_node_types)")
     return loaded

@@ -28,6 +28,7 @@ from pipelines.train.engines import full_state_dict
 from pipelines.train.loop import Fit
 from pipelines.train.strategy import Strategy
 from storage import read_bytes
+from typed_errors import first_line
 
 log = logging.getLogger("genpipe.train")
 
@@ -67,7 +68,7 @@ def load_without_code(path: str, map_location: Any = None) -> Any:
         with torch.serialization.safe_globals(_allowed_classes()):
             return _TORCH_LOAD(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = next((line for line in str(exc).splitlines() if "GLOBAL" in line), str(exc).splitlines()[0])
+        reason = next((line for line in str(exc).splitlines() if "GLOBAL" in line), first_line(exc))
         raise CheckpointRefused(
             f"{path}: refused: it holds Python objects that a genpipe checkpoint never does ({reason.strip()}); "
             "was it replaced? Remove the checkpoint to resume from an earlier one"

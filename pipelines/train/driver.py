@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from data_prep.manifest import Manifest
-from data_prep.text_tokenizer import TOKENIZER_FILE
+from data_prep.modalities.registry import modality_of
 from pipelines.config import PipelineConfig
 from pipelines.train.capacity import (
     Capacity,
@@ -62,7 +62,7 @@ def run_training(
             "warm_start": warm_start,
             "pretrained": pretrained or {},
             "manifest_uri": manifest.uri,
-            "model_files": {TOKENIZER_FILE: manifest.tokenizer_uri} if manifest.text else {},
+            "model_files": modality_of(manifest).model_files(manifest),
             "report": report,
             "fit_called_at": time.time(),  # the start-up's origin (pipelines/train/startup.py)
         },

@@ -17,6 +17,7 @@ from models.base import GenerativeModel
 from pipelines.config import PipelineConfig
 from pipelines.registry.drawing import grid_image
 from serving.drawing import complete
+from typed_errors import first_line
 
 log = logging.getLogger("genpipe.train")
 SAMPLE_GRID = 16  # images in a live grid
@@ -49,7 +50,12 @@ class LiveRun:
         self.sender = _metric_sender(uri, run_id, self.note) if rank == 0 else None
         every = config.train.sample_every
         self.sample_every = config.train.checkpoint_every if every is None else every
-        self.tokenizer = load_tokenizer(manifest.tokenizer_uri) if manifest.text else None
+        self.manifest = manifest
+        self.tokenizer: TextTokenizer | None = None  # read when text is first previewed
+        # What each modality of data_prep's registry previews while it trains; a forecaster's
+        # picture needs the series, which evaluation draws.
+        previews = {"image": self._grid, "text": self._completions, "series": None}
+        self.preview: Callable[[int, GenerativeModel, torch.Generator], None] | None = previews[manifest.modality]
         self.monitor = None
         if local_rank == 0 and config.train.system_metrics_every_s > 0:
             self.monitor = _system_metrics(uri, run_id, f"node{node_rank}", config.train.system_metrics_every_s)
@@ -76,33 +82,32 @@ class LiveRun:
             self.sender.call(lambda: _tracking().set_tags(uri, run_id, tags))
 
     def samples(self, step: int, total: int, model: GenerativeModel) -> None:
-        """A sample grid (images) or completions (text) at this step, when it is due."""
-        if not self.sample_every or (step % self.sample_every and step != total) or model.modality == "series":
-            return  # (a forecaster's picture needs the series: evaluation draws it)
+        """The modality's preview (a sample grid, completions) at this step, when it is due."""
+        if self.preview is None or not self.sample_every or (step % self.sample_every and step != total):
+            return
         was_training = model.training
         model.eval()
         try:
             device = next(model.parameters()).device
-            generator = torch.Generator(device=device).manual_seed(self.config.train.seed)
-            if self.tokenizer is not None:
-                self._completions(step, model, self.tokenizer, generator)
-            else:
-                options = model.sample_options(SAMPLE_GRID, **model.example_options(SAMPLE_GRID))
-                grid = grid_image(model.sample(SAMPLE_GRID, generator=generator, **options))
-                if self.sender is not None:
-                    client = _tracking().client(self.uri)
-                    self.sender.call(lambda: client.log_image(self.run_id, grid, key="samples", step=step))
+            self.preview(step, model, torch.Generator(device=device).manual_seed(self.config.train.seed))
         except Exception as exc:  # a preview is never worth the run
-            log.warning("[train] samples at step %d not logged: %s", step, str(exc).splitlines()[0])
+            log.warning("[train] samples at step %d not logged: %s", step, first_line(exc))
         finally:
             model.train(was_training)
 
-    def _completions(
-        self, step: int, model: GenerativeModel, tokenizer: TextTokenizer, generator: torch.Generator
-    ) -> None:
+    def _grid(self, step: int, model: GenerativeModel, generator: torch.Generator) -> None:
+        options = model.sample_options(SAMPLE_GRID, **model.example_options(SAMPLE_GRID))
+        grid = grid_image(model.sample(SAMPLE_GRID, generator=generator, **options))
+        if self.sender is not None:
+            client = _tracking().client(self.uri)
+            self.sender.call(lambda: client.log_image(self.run_id, grid, key="samples", step=step))
+
+    def _completions(self, step: int, model: GenerativeModel, generator: torch.Generator) -> None:
+        if self.tokenizer is None:
+            self.tokenizer = load_tokenizer(self.manifest.tokenizer_uri)
         settings = self.config.evaluate
         options = (SAMPLE_TOKENS, settings.temperature, settings.top_k, generator)
-        texts = [complete(model, tokenizer, prompt, *options) for prompt in settings.prompts]
+        texts = [complete(model, self.tokenizer, prompt, *options) for prompt in settings.prompts]
         if self.sender is not None:
             table = {"step": [step] * len(texts), "prompt": list(settings.prompts), "completion": texts}
             client = _tracking().client(self.uri)
@@ -145,5 +150,5 @@ def _system_metrics(uri: str, run_id: str, node: str, every_s: float) -> Any:
         monitor.start()
         return monitor
     except Exception as exc:
-        log.warning("[train] no system metrics: %s", str(exc).splitlines()[0])
+        log.warning("[train] no system metrics: %s", first_line(exc))
         return None

@@ -6,29 +6,15 @@ from typing import Any
 
 import models
 from data_prep.manifest import Manifest
+from data_prep.modalities.registry import modality_of
 from models.base import ModelConfig
 from pipelines.config import PipelineConfig
 
 
 def data_shape(manifest: Manifest) -> dict[str, Any]:
-    """What a model takes from its data: the vocabulary, or the image shape and the classes."""
-    if manifest.text:
-        return {"vocab_size": manifest.text.vocab_size}
-    if manifest.series:
-        series = manifest.series
-        return {
-            "context_len": series.seq_len,
-            "series_mean": series.mean,
-            "series_std": series.std,
-            "last_values": series.last_values,
-            "criterion_lags": series.criterion_lags,
-        }
-    return {
-        "image_shape": manifest.image_shape,
-        "pixel_levels": manifest.pixel_levels,
-        "num_classes": manifest.num_classes,
-        "class_names": manifest.class_names,
-    }
+    """What a model takes from its data, as the dataset's modality says (the vocabulary, or the
+    image shape and the classes, or the series' normaliser)."""
+    return modality_of(manifest).model_inputs(manifest)
 
 
 def model_config(config: PipelineConfig, manifest: Manifest) -> ModelConfig:

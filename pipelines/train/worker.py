@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from data_prep.manifest import load_verified
+from data_prep.modalities.registry import modality_of
 from models import build_model
 from models.base import parameter_count
 from pipelines.config import PipelineConfig
@@ -131,7 +132,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     regroup = regrouped(strategy, written_by, world)
     settings = loop_settings(config.train, strategy, rank, world, device, manifest.splits["train"].rows)
     train, total_steps = settings.train, settings.total_steps
-    tokens = manifest.text.seq_len if manifest.text else None
+    tokens = modality_of(manifest).tokens_per_row(manifest)
     throughput = Throughput(model, tokens, world, peak_flops(device, train.peak_tflops))  # before ZeRO-3 shards it
     clock.mark("setup")
     engines = build_engines(model, train, strategy.zero_stage, total_steps, settings.on_gpu, universal=regroup)

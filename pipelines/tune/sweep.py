@@ -16,7 +16,7 @@ from typing import Any
 
 from data_prep.manifest import Manifest
 from pipelines.config import PipelineConfig
-from pipelines.evaluate.classifier import load_or_train_classifier
+from pipelines.evaluate.scorers import EVALUATIONS
 from pipelines.registry import tracking
 from pipelines.train.checkpoints import MODEL_DIR
 from pipelines.tune.schedulers import TrialEpochBudget, search_algorithm, trial_scheduler
@@ -76,10 +76,11 @@ def run_sweep(
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     # One small checkpoint per trial-epoch is the point here, not a sync bottleneck to warn about.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Trained once here and cached beside the shards, so trials load it instead of racing to train it
-    # (images only: text and series are scored without a classifier).
-    if manifest.image_shape is not None:
-        load_or_train_classifier(manifest, config.evaluate.classifier_epochs, config.evaluate.seed)
+    # What the scorer shares (the image classifier) is made once here and cached beside the shards,
+    # so trials load it instead of racing to make it.
+    shared = EVALUATIONS[manifest.modality].shared
+    if shared is not None:
+        shared(manifest, config.evaluate)
     setup = TrialSetup(
         config.model_dump(mode="json"),
         manifest.uri,

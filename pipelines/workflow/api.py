@@ -35,6 +35,7 @@ from pipelines.workflow.results import StepResult
 from pipelines.workflow.runner import Workflow, list_workflows, new_workflow_id
 from pipelines.workflow.steps import RUN_STEPS
 from storage import normalize
+from typed_errors import OptionError, first_line
 
 Printer = Callable[[str], None]
 
@@ -247,9 +248,7 @@ def _download(model_uri: str, tracking_uri: str, folder: str) -> Path:
     try:
         return Path(download(model_uri, tracking_uri, folder))
     except Exception as exc:
-        raise ModelUnavailable(
-            f"MODEL_URI: cannot load {model_uri} from {tracking_uri}: {exc}".splitlines()[0]
-        ) from exc
+        raise ModelUnavailable(f"MODEL_URI: cannot load {model_uri} from {tracking_uri}: {first_line(exc)}") from exc
 
 
 def load_model(model_uri: str, *, tracking_uri: str | None = None, storage: str | None = None) -> GenerativeModel:
@@ -292,7 +291,7 @@ def sample(
     from serving.drawing import draw_completions, draw_images
 
     if n is not None and n <= 0:
-        raise ValueError("-n: must be > 0")
+        raise OptionError("n", "must be > 0")
     apply_mlflow_defaults()
     with tempfile.TemporaryDirectory() as folder:
         local = _download(model_uri, registry_uri(tracking_uri, storage), folder)
@@ -304,9 +303,9 @@ def sample(
     if inputs or direction is not None:
         shape = getattr(model.config, "image_shape", None)
         if not model.translates or shape is None:
-            raise ValueError(f"--input: a {model.family} model draws images; it does not translate them")
+            raise OptionError("input", f"a {model.family} model draws images; it does not translate them")
         if not inputs:
-            raise ValueError("--direction: give the images to translate with --input")
+            raise OptionError("direction", "give the images to translate as input")
         from data_prep.images import load_images
 
         options.update(input=load_images(inputs, shape), direction=direction)

@@ -20,6 +20,7 @@ from pipelines.config import ConfigError, PipelineConfig
 from pipelines.config.cluster import without_credentials
 from pipelines.train.capacity import cluster_capacity, shown_need, worker_resources
 from storage import filesystem, is_local, join
+from typed_errors import first_line
 
 # A service that is not there refuses the connection at once; this bounds one that is there but
 # slow: an MLflow server with basic auth checks a password hash on every request, and on a busy
@@ -178,4 +179,4 @@ def check_resources(config: PipelineConfig, steps: tuple[str, ...]) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    return first_line(exc, 200)

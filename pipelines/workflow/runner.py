@@ -25,10 +25,10 @@ from pipelines.workflow.progress import ConsoleProgress, Reporter, open_board
 from pipelines.workflow.results import StepResult, parse_result
 from pipelines.workflow.steps import RUN_STEPS, STEP_ORDER, STEP_SECTIONS, StepContext, run_step, step_resources
 from storage import exists, filesystem, join, read_json, redact, write_json_atomic
+from typed_errors import first_line
 
 Printer = Callable[[str], None]
 log = logging.getLogger("genpipe.workflow")
-WORKER_ERROR = re.compile(r"^[\w.]*(Error|Exception|Interrupt)\w*: ")  # `ValueError: ...` as a traceback ends
 
 
 class WorkflowFailed(RuntimeError):
@@ -248,21 +248,31 @@ class Workflow:
         try:
             write_json_atomic(self.error_uri(step), record)
         except Exception as exc:
-            log.warning("could not write %s: %s", self.error_uri(step), redact(str(exc).splitlines()[0]))
+            log.warning("could not write %s: %s", self.error_uri(step), redact(first_line(exc)))
             log.info("step %s failed:\n%s", step, "".join(record["traceback"]))  # the log file only
             return WorkflowFailed(self.id, step, message, self.storage)
         return WorkflowFailed(self.id, step, message, self.storage, self.error_uri(step))
 
 
 def _one_line(cause: BaseException) -> str:
-    """The error in a line. Ray Train's errors end their first line with ":" (failed due to worker
-    errors:) and put the cause after it, a worker's traceback ending in its own error line: the
-    line to show with the first."""
-    lines = [line.strip() for line in f"{type(cause).__name__}: {cause}".splitlines() if line.strip()]
-    if not lines[0].endswith(":") or len(lines) == 1:
-        return lines[0]
-    raised = [line for line in lines[1:] if WORKER_ERROR.match(line)]
-    return f"{lines[0]} {(raised or lines[1:])[-1]}"
+    """The error in a line, read from what the error carries rather than from its text: a Ray task
+    error's `cause` (the step's own error), Ray Train's `worker_failures` (each failed rank's own
+    error: the lowest rank's is shown) or `controller_failure`."""
+    inner = getattr(cause, "cause", None)
+    if isinstance(inner, BaseException):
+        cause = inner
+    failures = getattr(cause, "worker_failures", None)
+    if isinstance(failures, dict) and failures:
+        rank = min(failures)
+        return f"{type(cause).__name__}: training failed on rank {rank}: {_named(failures[rank])}"
+    controller = getattr(cause, "controller_failure", None)
+    if isinstance(controller, BaseException):
+        return f"{type(cause).__name__}: training failed in its controller: {_named(controller)}"
+    return _named(cause)
+
+
+def _named(error: BaseException) -> str:
+    return f"{type(error).__name__}: {first_line(error)}"
 
 
 def _wait_showing_progress(pending: Any, channel: Reporter, console: ConsoleProgress) -> Any:
@@ -282,7 +292,7 @@ def _mark_run(change: Callable[..., None], *args: Any) -> None:
     try:
         change(*args)
     except Exception as exc:
-        log.warning("could not set the MLflow run's status (%s): %s", change.__name__, str(exc).splitlines()[0])
+        log.warning("could not set the MLflow run's status (%s): %s", change.__name__, first_line(exc))
 
 
 def list_workflows(storage: str) -> list[Workflow]:

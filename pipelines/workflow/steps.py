@@ -26,6 +26,7 @@ from pipelines.workflow.results import (
     TrainResult,
     TuneResult,
 )
+from typed_errors import first_line
 
 STEP_ORDER = ("prepare", "train", "tune", "evaluate", "register")
 RUN_STEPS = ("prepare", "train", "evaluate", "register")  # genpipe run
@@ -109,8 +110,7 @@ def _attach_registered_parts(
             version = resolve_version(uri, context.tracking_uri)
         except Exception as exc:
             raise ValueError(
-                f"model.params.{field}: cannot find {uri} in the registry at "
-                f"{context.tracking_uri}: {str(exc).splitlines()[0]}"
+                f"model.params.{field}: cannot find {uri} in the registry at {context.tracking_uri}: {first_line(exc)}"
             ) from None
         pinned = f"models:/{version.name}/{version.version}"
         model_config[f"{field}_spec"] = read_model_spec(pinned, context.tracking_uri)

@@ -10,9 +10,9 @@ import torch
 
 from data_prep.config import DataConfig, SeriesFileSource, StatsmodelsSeriesSource
 from data_prep.errors import DataError
+from data_prep.modalities.series.build import read_series
 from data_prep.prepare import prepare
 from data_prep.readers import read_split
-from data_prep.series_prepare import read_series
 from models import build_model, resolve_config
 from pipelines.train.model_setup import data_shape
 

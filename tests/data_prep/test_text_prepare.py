@@ -100,7 +100,7 @@ def test_python_stdlib_source_reads_the_running_pythons_library(ray_session, tmp
 
 @pytest.mark.parametrize("chunk", [1, 7, 100, 4096, 10**6])
 def test_chunks_of_a_large_file_hold_every_line_once(tmp_path, chunk):
-    from data_prep.text_sources import read_lines_in
+    from data_prep.modalities.text.sources import read_lines_in
 
     text = "".join(f"line {i} {'é' * (i % 5)}\n" for i in range(300)) + "no newline at the end"
     path = tmp_path / "big.txt"

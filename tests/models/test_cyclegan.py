@@ -44,7 +44,7 @@ def test_batches_of_one_domain_teach_nothing_and_break_nothing():
         loss = model.loss(name, only_a)
         loss.backward()
         assert loss.item() == 0
-    with pytest.raises(ValueError, match="data.source kind: domains"):
+    with pytest.raises(ValueError, match="^family: cyclegan trains on two domains"):
         model.loss("generator_ab", {"image": IMAGES[:8], "label": LABELS[:8]})
 
 
@@ -65,11 +65,11 @@ def test_translation_options_are_checked():
     options = model.sample_options(2, input=IMAGES[:2].tolist(), direction="b2a")
     assert options["direction"] == "b2a" and options["inputs"].shape == (2, 1, 8, 8)
     assert model.sample(2, **options).shape == (2, 1, 8, 8)
-    with pytest.raises(ValueError, match="--input"):
+    with pytest.raises(ValueError, match="^input: "):
         model.sample_options(2)
-    with pytest.raises(ValueError, match="--input: images of 1x8x8"):
+    with pytest.raises(ValueError, match="^input: images of 1x8x8"):
         model.sample_options(1, input=torch.zeros(1, 3, 8, 8))
-    with pytest.raises(ValueError, match="--direction"):
+    with pytest.raises(ValueError, match="^direction: "):
         model.sample_options(2, input=IMAGES[:2], direction="sideways")
-    with pytest.raises(ValueError, match="-n: 3 samples asked for 2"):
+    with pytest.raises(ValueError, match="^n: 3 samples asked for 2"):
         model.sample_options(3, input=IMAGES[:2])

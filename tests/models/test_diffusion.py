@@ -130,11 +130,11 @@ def test_sample_options_name_what_does_not_fit():
     assert classes.sample_options(2, label="seven")["labels"].tolist() == [7, 7]
     assert classes.sample_options(2, label="3")["labels"].tolist() == [3, 3]
     for model, options, field in [
-        (classes, {"prompt": "a seven"}, "--prompt"),
-        (plain, {"label": "7"}, "--label"),
-        (classes, {"label": "eleven"}, "--label"),
-        (text, {"steps": 0}, "--steps"),
-        (build("dcgan"), {"prompt": "a seven"}, "--prompt"),
+        (classes, {"prompt": "a seven"}, "^prompt: "),
+        (plain, {"label": "7"}, "^label: "),
+        (classes, {"label": "eleven"}, "^label: "),
+        (text, {"steps": 0}, "^steps: "),
+        (build("dcgan"), {"prompt": "a seven"}, "^prompt: "),
     ]:
         with pytest.raises(ValueError, match=field):
             model.sample_options(2, **options)

@@ -50,7 +50,7 @@ def test_a_model_the_registry_lacks_is_one_clear_error(tmp_path, monkeypatch):
     assert api.registry_uri() == f"sqlite:///{tmp_path}/mlflow.db"  # beside the storage
     with pytest.raises(api.ModelUnavailable, match="MODEL_URI: cannot load models:/nope@champion"):
         api.load_model("models:/nope@champion")
-    with pytest.raises(ValueError, match="-n: must be > 0"):
+    with pytest.raises(ValueError, match="^n: must be > 0"):
         api.sample("models:/nope@champion", n=0)
 
 

@@ -1,7 +1,9 @@
-"""Text sources' readers: what each text kind in data_prep.config reads, as a Ray Dataset of documents.
+"""Text sources: each kind's config (a `data.source` of the text modality) and how it reads its
+documents, as a Ray Dataset.
 
 A document row is `{key, text, error}`; `error` is "" or why the file cannot be used (a reject
-with its reason, e.g. bytes that are not UTF-8), never a crash.
+with its reason, e.g. bytes that are not UTF-8), never a crash. Ray is imported when a source is
+read, so a config loads without it.
 """
 
 from __future__ import annotations
@@ -10,18 +12,54 @@ import hashlib
 import sys
 import sysconfig
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import ray.data
+from pydantic import Field
 
 from data_prep.errors import DataError
-from data_prep.sources import check_parquet_columns, file_stamps, parquet_record_key
+from data_prep.files import check_parquet_columns, file_stamps, parquet_record_key
+from data_prep.modalities.base import SourceConfig
 from storage import filesystem
 
-if TYPE_CHECKING:  # the source classes call in here; only their types are needed
-    from data_prep.config import ParquetSource, PythonStdlibSource, TextFilesSource
+if TYPE_CHECKING:
+    from ray.data import Dataset
 
 THIRD_PARTY = {"site-packages", "dist-packages"}  # inside some stdlib folders; not the stdlib
+
+
+class TextSourceConfig(SourceConfig):
+    """A source of text documents."""
+
+    modality: ClassVar[str] = "text"
+
+
+class PythonStdlibSource(TextSourceConfig):
+    """The running Python's standard library `.py` files: a real code corpus that ships with
+    every Python (tens of MB)."""
+
+    kind: Literal["python_stdlib"] = "python_stdlib"
+    include: str = Field("**/*.py", description="glob relative to the standard library folder")
+    max_files: int | None = Field(None, gt=0, description="the first N files in sorted order")
+
+    def describe(self) -> dict[str, Any]:
+        return describe_stdlib(self)
+
+    def read(self) -> Any:
+        return read_stdlib(self)
+
+
+class TextFilesSource(TextSourceConfig):
+    """UTF-8 text files matching a glob (any fsspec URI); one document per file."""
+
+    kind: Literal["text_files"]
+    path: str = Field(description="a glob such as data/**/*.md or s3://bucket/corpus/*.txt")
+    chunk_mb: float = Field(4, gt=0, description="a larger file becomes documents of this size, cut at lines")
+
+    def describe(self) -> dict[str, Any]:
+        return describe_text_files(self)
+
+    def read(self) -> Any:
+        return read_text_files(self)
 
 
 def stdlib_files(source: PythonStdlibSource) -> tuple[Path, list[Path]]:
@@ -71,12 +109,12 @@ def document(key: str, data: bytes | str | None) -> dict[str, Any]:
         return {"key": key, "text": "", "error": f"not UTF-8: {exc}"}
 
 
-def read_stdlib(source: PythonStdlibSource) -> ray.data.Dataset:
+def read_stdlib(source: PythonStdlibSource) -> Dataset:
     root, files = stdlib_files(source)
     return _read_files([{"key": str(p.relative_to(root)), "path": str(p), "start": 0, "end": -1} for p in files], "")
 
 
-def read_text_files(source: TextFilesSource) -> ray.data.Dataset:
+def read_text_files(source: TextFilesSource) -> Dataset:
     """One document per file; a file over `chunk_mb` becomes one document per chunk of about that
     size, cut at line ends, so no task holds a whole large file."""
     fs, pattern = filesystem(source.path)
@@ -107,9 +145,10 @@ def read_lines_in(handle: Any, start: int, end: int) -> bytes:
     return data if data.endswith(b"\n") else data + handle.readline()  # finish the line under way
 
 
-def _read_files(items: list[dict[str, Any]], prefix: str) -> ray.data.Dataset:
+def _read_files(items: list[dict[str, Any]], prefix: str) -> Dataset:
     """One document per item (a whole file, or the lines of one of its chunks); `prefix` gives
     object-store paths their scheme back."""
+    import ray.data
 
     def load(row: dict[str, Any]) -> dict[str, Any]:
         fs, path = filesystem(prefix + row["path"])
@@ -122,14 +161,14 @@ def _read_files(items: list[dict[str, Any]], prefix: str) -> ray.data.Dataset:
     return ray.data.from_items(items).map(load)
 
 
-def read_parquet_text(source: ParquetSource) -> ray.data.Dataset:
-    column = source.text_column
-    if column is None:
-        raise DataError("data.source.text_column: names the column that holds the text")
-    check_parquet_columns(source, [column])
-    fs, root = filesystem(source.path)
+def read_parquet_text(path: str, column: str) -> Dataset:
+    """One document per row of the Parquet files under `path`: the text in `column`."""
+    import ray.data
+
+    check_parquet_columns(path, {"text_column": column})
+    fs, root = filesystem(path)
     dataset = ray.data.read_parquet(
-        root, filesystem=None if "://" not in source.path else fs, columns=[column], include_paths=True
+        root, filesystem=None if "://" not in path else fs, columns=[column], include_paths=True
     )
 
     def load(row: dict[str, Any]) -> dict[str, Any]:

@@ -21,9 +21,9 @@ import pyarrow.compute as pc
 import ray.data
 from ray.data.expressions import col
 
-from data_prep.config import DataConfig
 from data_prep.errors import DataError
 from data_prep.manifest import PREP_CODE_VERSION, Manifest, TextInfo, dataset_uri, publish
+from data_prep.modalities.text.settings import TextPrep
 from data_prep.shards import new_write_id, record_rejects, write_split
 from data_prep.text_tokenizer import TOKENIZER_FILE, TextTokenizer, train_tokenizer
 from data_prep.transforms import seeded_fraction, split_of
@@ -87,7 +87,7 @@ def tokenizer_sample(train: Any, sample_mb: float) -> tuple[float, dict[str, Any
     return threshold, {"documents": len(chosen), "utf8_bytes": int(chosen["n_bytes"].sum()), "sample_mb": sample_mb}
 
 
-def build_text(config: DataConfig, storage: str, key: str, description: dict[str, Any]) -> Manifest:
+def build_text(config: TextPrep, storage: str, key: str, description: dict[str, Any]) -> Manifest:
     uri, write_id = dataset_uri(storage, key), new_write_id()
     seed, fraction = config.split_seed, config.val_fraction
 

@@ -20,16 +20,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray.data
 
-from data_prep.config import DataConfig
 from data_prep.errors import DataError
+from data_prep.files import read_checked
 from data_prep.manifest import PREP_CODE_VERSION, Manifest, SeriesInfo, dataset_uri, publish
+from data_prep.modalities.series.settings import SeriesPrep
 from data_prep.shards import new_write_id, record_rejects, write_split
 from storage import join, write_bytes_atomic
 
 SERIES_FILE = "series.parquet"
 
 
-def split_position(times: np.ndarray, config: DataConfig) -> int:
+def split_position(times: np.ndarray, config: SeriesPrep) -> int:
     """Where the held-out tail starts: at `split_at`, else the last `val_fraction` of values."""
     if config.split_at is not None:
         position = int(np.searchsorted(times, config.split_at, side="left"))
@@ -59,7 +60,7 @@ def windows(values: np.ndarray, seq_len: int, targets: range) -> pa.Table:
     return pa.table({"key": [str(t) for t in targets], "window": [row.tobytes() for row in rows]})
 
 
-def build_series(config: DataConfig, storage: str, key: str, description: dict[str, Any]) -> Manifest:
+def build_series(config: SeriesPrep, storage: str, key: str, description: dict[str, Any]) -> Manifest:
     uri, write_id = dataset_uri(storage, key), new_write_id()
     raw = config.source.read()
     index = pd.DataFrame({"key": [f"{t:g}" for t in raw.times], "error": raw.errors})
@@ -134,8 +135,6 @@ def build_series(config: DataConfig, storage: str, key: str, description: dict[s
 
 def read_series(manifest: Manifest) -> pd.DataFrame:
     """The kept series (time, value, split), checked against the manifest's sha256."""
-    from data_prep.readers import read_checked
-
     if manifest.series is None:
         raise DataError(f"{manifest.uri}: not a time-series dataset")
     data = read_checked(join(manifest.uri, manifest.series.series), manifest.series.series_sha256, "series file")

@@ -1,4 +1,5 @@
-"""Reading a time series: statsmodels' packaged datasets, or a column of a CSV or Parquet file.
+"""Series sources: each kind's config (a `data.source` of the series modality) and how it reads
+its series: statsmodels' packaged datasets, or a column of a CSV or Parquet file.
 
 A series is (time, value) pairs; a pair whose value or time is not a finite number is kept with
 the reason it cannot be used (a reject), never dropped silently or turned into a NaN that a model
@@ -10,17 +11,65 @@ from __future__ import annotations
 import math
 import posixpath
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from data_prep.errors import DataError
+from data_prep.files import file_stamps
+from data_prep.modalities.base import SourceConfig
 from storage import filesystem
-
-if TYPE_CHECKING:
-    from data_prep.config import SeriesFileSource, SeriesSource, StatsmodelsSeriesSource
+from typed_errors import FieldError
 
 DEFAULT_COLUMNS = {"sunspots": "SUNACTIVITY", "co2": "co2", "macrodata": "realgdp"}
+
+
+class SeriesSource(SourceConfig):
+    """A time series: one column of numbers in time order. It is read whole on the driver (a
+    series of millions of values is tens of MB), not through Ray Data."""
+
+    modality: ClassVar[str] = "series"
+    start: float | None = Field(None, description="the first time kept (inclusive)")
+    end: float | None = Field(None, description="the last time kept (inclusive)")
+
+    @model_validator(mode="after")
+    def _range_in_order(self) -> SeriesSource:
+        if self.start is not None and self.end is not None and self.start > self.end:
+            raise FieldError("end", f"{self.end} is before start {self.start}")
+        return self
+
+
+class StatsmodelsSeriesSource(SeriesSource):
+    """A series that ships with statsmodels: yearly sunspots (1700-2008), weekly CO2 at Mauna Loa
+    (1958-2001, as decimal years) or a quarterly US macro series (1959-2009)."""
+
+    kind: Literal["statsmodels"] = "statsmodels"
+    dataset: Literal["sunspots", "co2", "macrodata"] = "sunspots"
+    column: str | None = Field(None, description="default: SUNACTIVITY, co2 or realgdp")
+
+    def describe(self) -> dict[str, Any]:
+        import statsmodels
+
+        return {**self.model_dump(mode="json"), "statsmodels": statsmodels.__version__}
+
+    def read(self) -> Any:
+        return read_statsmodels(self)
+
+
+class SeriesFileSource(SeriesSource):
+    """A numeric column of a CSV or Parquet file (any fsspec URI), optionally with a time column."""
+
+    kind: Literal["series_file"]
+    path: str = Field(description="a .csv or .parquet file, local or s3://...")
+    column: str = Field(description="the values")
+    time_column: str | None = Field(None, description="numeric times; default: the row number")
+
+    def describe(self) -> dict[str, Any]:
+        return describe_series_file(self)
+
+    def read(self) -> Any:
+        return read_series_file(self)
 
 
 @dataclass
@@ -115,8 +164,6 @@ def read_series_file(source: SeriesFileSource) -> RawSeries:
 
 def describe_series_file(source: SeriesFileSource) -> dict[str, Any]:
     """The config with the file's size and modification stamp: changes when the file does."""
-    from data_prep.sources import file_stamps
-
     fs, path = filesystem(source.path)
     if not fs.exists(path):
         raise DataError(f"data.source.path: {source.path} does not exist")

@@ -1,0 +1,25 @@
+"""The `data:` fields that shape a text dataset: the tokenizer and the block length."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from data_prep.modalities.base import PrepSettings, Strict
+
+
+class TokenizerConfig(Strict):
+    kind: Literal["byte", "bpe"] = "byte"
+    vocab_size: int = Field(4096, ge=300, le=65536, description="bpe only; byte is always 257")
+    sample_mb: float = Field(
+        256, gt=0, description="bpe only: learns its merges from a seeded sample of this much train text"
+    )
+
+
+class TextPrep(PrepSettings):
+    split_seed: int = 0
+    seq_len: int = Field(
+        256, gt=0, description="text: tokens a model sees per block (+1 for the targets); series: values of context"
+    )
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
