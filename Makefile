@@ -38,7 +38,7 @@ $(COMPILED): $(STAMP)
 quickstart: $(COMPILED)
 	$(BIN)/genpipe run quickstart
 
-# The checks first, then the tests: style, the layers of DESIGN.md and the types, side by side
+# The checks first, then the tests: style, the layers of docs/architecture.md and the types, side by side
 # with the bytecode (the type check is one core: ~30 s less than one after the other).
 test: $(STAMP)
 	$(MAKE) --no-print-directory -j2 lint $(COMPILED)

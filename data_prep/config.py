@@ -51,11 +51,6 @@ class DataConfig(ImagePrep, TextPrep, SeriesPrep):
 
     source: Source = Field(default_factory=DigitsSource)
 
-    @property
-    def modality(self) -> str:
-        """The registry's name of the data (data_prep/modalities/registry.py)."""
-        return self.source.modality_name
-
 
 __all__ = [
     "SOURCES",

@@ -12,7 +12,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, model_validator
 
 from data_prep.errors import DataError
 from storage import exists, filesystem, join, read_bytes, read_json, write_json_atomic
@@ -57,13 +57,6 @@ class TextInfo(BaseModel):
     def bytes_per_token(self, split: str) -> float:
         return self.utf8_bytes[split] / max(1, self.tokens[split])
 
-    @property
-    def row_bytes(self) -> int:
-        return (self.seq_len + 1) * 4  # a block of int32 ids
-
-    def side_files(self) -> list[tuple[str, str]]:
-        return [(self.tokenizer, self.tokenizer_sha256)]
-
 
 class DomainInfo(BaseModel):
     """A translation dataset's two domains (rows carry `domain`: 0 is names[0])."""
@@ -88,29 +81,6 @@ class SeriesInfo(BaseModel):
     series: str  # relative to the dataset folder
     series_sha256: str
 
-    @property
-    def row_bytes(self) -> int:
-        return (self.seq_len + 1) * 4  # a window of float32 values
-
-    def side_files(self) -> list[tuple[str, str]]:
-        return [(self.series, self.series_sha256)]
-
-
-class ImageInfo(BaseModel):
-    """An image dataset's rows as a model reads them (the manifest keeps their fields at its top
-    level, where datasets prepared before modalities had their own info put them)."""
-
-    shape: tuple[int, int, int]
-    domains: bool
-
-    @property
-    def row_bytes(self) -> int:
-        channels, height, width = self.shape
-        return channels * height * width * 4 + 8 + (8 if self.domains else 0)  # float32 pixels, label, domain
-
-    def side_files(self) -> list[tuple[str, str]]:
-        return []
-
 
 class Manifest(BaseModel):
     fingerprint: str
@@ -128,25 +98,31 @@ class Manifest(BaseModel):
     text: TextInfo | None = None
     domains: DomainInfo | None = None
     series: SeriesInfo | None = None
+    # A modality's own description of its data, read by its modality with its own pydantic class
+    # (the built-in modalities keep theirs in the typed fields above).
+    details: dict[str, Any] = {}
+    # Files beside the shards that reading the dataset needs ({path in the dataset folder: sha256}):
+    # a tokenizer, a series table. Checked with the shards (`damage`).
+    side_files: dict[str, str] = {}
     schema_: dict[str, str]
     splits: dict[str, Split]
     rejects: dict[str, Any]
     source: dict[str, Any]
     prep_config: dict[str, Any]
 
-    @property
-    def info(self) -> TextInfo | SeriesInfo | ImageInfo:
-        """The typed description of this modality's rows: its `row_bytes` and its `side_files`."""
-        stored = {"text": self.text, "series": self.series}.get(self.modality)
-        return stored if stored is not None else ImageInfo(shape=self.images, domains=self.domains is not None)
-
-    @property
-    def row_bytes(self) -> int:
-        """One row as the model reads it (a block of int32 tokens, or float32 pixels and a label)."""
-        return self.info.row_bytes
-
-    def decoded_mb(self, split: str) -> float:
-        return self.splits[split].rows * self.row_bytes / MEGABYTE
+    @model_validator(mode="before")
+    @classmethod
+    def _side_files_of_older_manifests(cls, raw: Any) -> Any:
+        """A manifest written before `side_files` existed names its tokenizer or series file in its
+        text or series info: listed here, so every dataset's side files are checked alike."""
+        if not isinstance(raw, dict) or "side_files" in raw:
+            return raw
+        side = {}
+        if isinstance(raw.get("text"), dict):
+            side[raw["text"]["tokenizer"]] = raw["text"]["tokenizer_sha256"]
+        if isinstance(raw.get("series"), dict):
+            side[raw["series"]["series"]] = raw["series"]["series_sha256"]
+        return {**raw, "side_files": side}
 
     @property
     def images(self) -> tuple[int, int, int]:
@@ -221,7 +197,7 @@ def damage(manifest: Manifest) -> str | None:
     files = [
         (join(manifest.uri, shard.path), shard.sha256) for split in manifest.splits.values() for shard in split.shards
     ]
-    files += [(join(manifest.uri, path), sha256) for path, sha256 in manifest.info.side_files()]
+    files += [(join(manifest.uri, path), sha256) for path, sha256 in manifest.side_files.items()]
     if sum(shard.bytes for split in manifest.splits.values() for shard in split.shards) > HASH_CHECK_MAX_BYTES:
         return None  # each shard is still checked as it is read (data_prep/readers.py)
     for uri, expected in files:

@@ -11,17 +11,17 @@ import hashlib
 import json
 from typing import Any
 
-from data_prep.config import DataConfig
 from data_prep.manifest import PREP_CODE_VERSION, Manifest, find_manifest
+from data_prep.modalities.base import PrepSettings
 from data_prep.modalities.registry import modality_named, modality_of
 
 
-def describe_source(config: DataConfig) -> dict[str, Any]:
+def describe_source(config: PrepSettings) -> dict[str, Any]:
     """The source's description (file names, sizes, stamps): one listing of the files."""
     return config.source.describe()
 
 
-def fingerprint(config: DataConfig, source_description: dict[str, Any] | None = None) -> str:
+def fingerprint(config: PrepSettings, source_description: dict[str, Any] | None = None) -> str:
     # Only the fields that shape this modality's shards: an image dataset's fingerprint does not
     # change when a text-only default does.
     prep = config.model_dump(mode="json", include=set(modality_named(config.modality).settings.shaping_fields()))
@@ -29,8 +29,9 @@ def fingerprint(config: DataConfig, source_description: dict[str, Any] | None = 
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def prepare(config: DataConfig, storage: str) -> tuple[Manifest, bool]:
-    """The dataset for `config`, prepared now or found in storage; returns (manifest, cache_hit)."""
+def prepare(config: PrepSettings, storage: str) -> tuple[Manifest, bool]:
+    """The dataset for `config` (the `data:` section, data_prep.config.DataConfig, or one
+    modality's settings), prepared now or found in storage; returns (manifest, cache_hit)."""
     description = describe_source(config)  # listed once: for the fingerprint and the manifest
     key = fingerprint(config, description)
     cached = find_manifest(storage, key)

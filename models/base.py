@@ -66,7 +66,9 @@ class GenerativeModel(nn.Module, ABC):
     family: ClassVar[str]
     config_class: ClassVar[type[ModelConfig]]
     presets: ClassVar[dict[str, dict[str, Any]]]
-    modality: ClassVar[str] = "image"  # what the family reads and writes: "image" or "text"
+    # What the family reads and writes: a modality of data_prep's registry ("image", "text",
+    # "series"). What only some families can do is in models/capabilities.py.
+    modality: ClassVar[str] = "image"
     # On GPU under `precision: auto`: "bf16" weights, or fp32 weights under "bf16-autocast".
     gpu_precision: ClassVar[str] = "bf16"
     # The metric (and its direction) a new version must beat the champion on, unless the config
@@ -150,10 +152,6 @@ class GenerativeModel(nn.Module, ABC):
         if enabled:
             raise FieldError("activation_checkpointing", f"the {self.family} family does not support it")
 
-    def flops_per_token(self, seq_len: int) -> float | None:
-        """Training FLOPs per token (forward and backward), for MFU; None when not counted."""
-        return None
-
     def sample_options(self, n: int, **asked: Any) -> dict[str, Any]:
         """Keyword arguments for `sample(n, ...)` from what a user asked for (a prompt, a label, the
         guidance, the sampler, its steps, or options of the family's own); an OptionError names the
@@ -173,24 +171,6 @@ class GenerativeModel(nn.Module, ABC):
         given = [name for name, value in asked.items() if value is not None]
         if given:
             raise OptionError(given[0], f"a {self.family} model takes no {given[0]}")
-
-    @property
-    def context_size(self) -> int | None:
-        """Text families: the most tokens the model reads at once; None for other families."""
-        return None
-
-    def generate(
-        self,
-        ids: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-    ) -> torch.Tensor:
-        """Text families: extend token ids (B, T) by sampling `max_new_tokens` more, reusing
-        what earlier tokens computed (`use_cache`) where the family can."""
-        raise NotImplementedError(f"the {self.family} family does not generate text")
 
     @torch.no_grad()
     def evaluation_metrics(

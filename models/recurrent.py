@@ -104,6 +104,10 @@ class LSTMLanguageModel(GenerativeModel):
         logits, _ = net(tokens[:, :-1])
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
 
+    @property
+    def context_size(self) -> int | None:
+        return None  # a recurrent state carries any length
+
     @torch.no_grad()
     def generate(
         self,

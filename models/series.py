@@ -113,6 +113,12 @@ class Forecaster(GenerativeModel):
         output = self.run_network(self.network_name, context, bare=bare)
         return output[:, 0], output[:, 1].clamp(-12, 8)
 
+    def to_data_units(self, mean: torch.Tensor, log_variance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, standard deviation) in the data's units from a prediction in normalised ones."""
+        return mean * self.config.series_std + self.config.series_mean, (
+            0.5 * log_variance
+        ).exp() * self.config.series_std
+
     def loss(self, network: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Gaussian NLL of each window's last value given the values before it."""
         window = batch["window"].float()

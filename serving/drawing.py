@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from models.base import GenerativeModel
+from models.capabilities import language_model
 from tokens.text_tokenizer import TextTokenizer
 from typed_errors import OptionError
 
@@ -34,13 +35,14 @@ def complete(
 ) -> str:
     """The prompt followed by what the model writes. A prompt longer than the model's context is
     cut from the left (its end is what conditions the next token), with a warning."""
+    text = language_model(model)
     ids = tokenizer.encode(prompt) or [tokenizer.eot_id]
-    room = (model.context_size or len(ids) + 1) - 1
+    room = (text.context_size or len(ids) + 1) - 1
     if len(ids) > room:
         warnings.warn(f"prompt of {len(ids)} tokens is longer than the context; keeping its last {room}", stacklevel=2)
         ids = ids[-room:]
     device = next(model.parameters()).device
-    out = model.generate(torch.tensor([ids], device=device), max_new_tokens, temperature, top_k, generator)
+    out = text.generate(torch.tensor([ids], device=device), max_new_tokens, temperature, top_k, generator)
     return tokenizer.decode(out[0].tolist())
 
 

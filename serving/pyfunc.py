@@ -76,35 +76,64 @@ def _given(row: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-class GenerativePyfunc(PythonModel):
-    """Samples from a genpipe model, one request row at a time."""
+class Completions:
+    """A text model's answers: one `completion` per request row, decoded with the data's tokenizer."""
 
-    def load_context(self, context: Any) -> None:
-        folder = Path(context.artifacts[WEIGHTS_ARTIFACT])
-        self.model: GenerativeModel = load_model(folder)
-        text = self.model.modality == "text"
-        self.tokenizer = TextTokenizer.read(folder / TOKENIZER_FILE) if text else None
+    requirements = ("tokenizers",)  # pip packages beyond serving's own
 
-    # A DataFrame hint: MLflow takes the request's schema from the signature logged with the model.
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
-        rows = [_given(row) for row in model_input.to_dict("records")]
-        if self.tokenizer is not None:
-            completions = [draw_completions(self.model, self.tokenizer, **row)[0] for row in rows]
-            return pd.DataFrame({"completion": completions})
+    def __init__(self, model: GenerativeModel, folder: Path):
+        self.model, self.tokenizer = model, TextTokenizer.read(folder / TOKENIZER_FILE)
+
+    def answer(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
+        return pd.DataFrame({"completion": [draw_completions(self.model, self.tokenizer, **row)[0] for row in rows]})
+
+    @staticmethod
+    def signature(model: GenerativeModel) -> tuple[ModelSignature, pd.DataFrame]:
+        example = pd.DataFrame({"prompt": ["The "], "max_new_tokens": [TEXT_EXAMPLE_TOKENS], "seed": [0]})
+        return ModelSignature(TEXT_REQUEST, Schema([ColSpec("string", "completion")])), example
+
+
+class Arrays:
+    """An image model's (or a forecaster's) answers: every row's samples, concatenated, as float32."""
+
+    requirements: tuple[str, ...] = ()
+
+    def __init__(self, model: GenerativeModel, folder: Path):
+        self.model = model
+
+    def answer(self, rows: list[dict[str, Any]]) -> np.ndarray:
         batches = []
         for row in rows:
             family_options = json.loads(row.pop("options", "{}"))
             batches.append(draw_images(self.model, **row, **family_options).numpy().astype(np.float32))
         return np.concatenate(batches)
 
+    @staticmethod
+    def signature(model: GenerativeModel) -> tuple[ModelSignature, pd.DataFrame]:
+        needed = model.example_options(2)  # an image-to-image model's inputs, as a request sends them
+        shape = tuple(draw_images(model, 2, **needed).shape[1:])
+        answer = Schema([TensorSpec(np.dtype(np.float32), (-1, *shape))])
+        options = {"options": [json.dumps(needed)]} if needed else {}
+        return ModelSignature(IMAGE_REQUEST, answer), pd.DataFrame({"n": [2], "seed": [0], **options})
+
+
+# How a served model answers, by its family's modality (the names of data_prep's registry).
+ANSWERS: dict[str, type[Completions] | type[Arrays]] = {"image": Arrays, "text": Completions, "series": Arrays}
+
+
+class GenerativePyfunc(PythonModel):
+    """Samples from a genpipe model, one request row at a time."""
+
+    def load_context(self, context: Any) -> None:
+        folder = Path(context.artifacts[WEIGHTS_ARTIFACT])
+        model = load_model(folder)
+        self.answers = ANSWERS[model.modality](model, folder)
+
+    # A DataFrame hint: MLflow takes the request's schema from the signature logged with the model.
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
+        return self.answers.answer([_given(row) for row in model_input.to_dict("records")])
+
 
 def signature_and_example(model: GenerativeModel) -> tuple[ModelSignature, pd.DataFrame]:
     """What a request and an answer look like for `model`, and a request to show (and check) it."""
-    if model.modality == "text":
-        example = pd.DataFrame({"prompt": ["The "], "max_new_tokens": [TEXT_EXAMPLE_TOKENS], "seed": [0]})
-        return ModelSignature(TEXT_REQUEST, Schema([ColSpec("string", "completion")])), example
-    needed = model.example_options(2)  # an image-to-image model's inputs, as a request sends them
-    shape = tuple(draw_images(model, 2, **needed).shape[1:])
-    answer = Schema([TensorSpec(np.dtype(np.float32), (-1, *shape))])
-    options = {"options": [json.dumps(needed)]} if needed else {}
-    return ModelSignature(IMAGE_REQUEST, answer), pd.DataFrame({"n": [2], "seed": [0], **options})
+    return ANSWERS[model.modality].signature(model)

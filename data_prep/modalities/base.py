@@ -61,6 +61,11 @@ class PrepSettings(Strict):
     num_shards: int | None = Field(None, gt=0, description="a fixed train shard count instead of shard_mb")
     max_reject_fraction: float = Field(0.01, ge=0, le=1)
 
+    @property
+    def modality(self) -> str:
+        """The registry's name of the data (data_prep/modalities/registry.py)."""
+        return self.source.modality_name
+
     @classmethod
     def shaping_fields(cls) -> frozenset[str]:
         """The fields that change the shards (the source is described on its own; the reject limit

@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from data_prep.columns import Columns
-from data_prep.manifest import Manifest
+from data_prep.manifest import MEGABYTE, Manifest
 from data_prep.modalities.base import PrepSettings
 
 if TYPE_CHECKING:
@@ -40,6 +40,13 @@ class Modality(ABC, Generic[Settings]):
     @abstractmethod
     def model_inputs(self, manifest: Manifest) -> dict[str, Any]:
         """What a model of this modality takes from the data (image shape, vocabulary, ...)."""
+
+    @abstractmethod
+    def row_bytes(self, manifest: Manifest) -> int:
+        """One row as `decode` gives it to a model, in bytes: what sizes the device cache."""
+
+    def decoded_mb(self, manifest: Manifest, split: str) -> float:
+        return manifest.splits[split].rows * self.row_bytes(manifest) / MEGABYTE
 
     def model_files(self, manifest: Manifest) -> dict[str, str]:
         """Files a trained model needs beside its weights ({file name: URI}), e.g. a tokenizer."""

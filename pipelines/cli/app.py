@@ -1,4 +1,4 @@
-"""`genpipe`: the command line (DESIGN.md's CLI contract), built on the Python API
+"""`genpipe`: the command line (the README's CLI reference), built on the Python API
 (pipelines/workflow/api.py).
 
 Exit codes: 0 success, 1 a failed run, 2 bad usage or an invalid config (nothing started).

@@ -35,7 +35,7 @@ def default_storage() -> str:
     return os.environ.get("GENPIPE_STORAGE") or DEFAULT_STORAGE
 
 
-# `register` is the step's name in DESIGN.md; pydantic only warns that it hides ABCMeta.register.
+# `register` is the step's name (docs/architecture.md); pydantic only warns that it hides ABCMeta.register.
 warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
 
 

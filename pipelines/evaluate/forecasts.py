@@ -17,22 +17,22 @@ import torch
 
 from data_prep.manifest import Manifest
 from data_prep.modalities.series.build import read_series
+from data_prep.modalities.series.modality import series_info
 from data_prep.readers import read_split
 from models.base import GenerativeModel
+from models.capabilities import forecaster
 
 Z_95 = 1.959964
 
 
 @torch.no_grad()
-def one_step_forecasts(model: Any, windows: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def one_step_forecasts(model: GenerativeModel, windows: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """(mean, standard deviation) of each window's last value from the values before it, in the
     data's units."""
-    c = model.config
     device = next(model.parameters()).device
-    mean, log_variance = model.predict(windows[:, :-1].to(device))
-    return (mean * c.series_std + c.series_mean).cpu().numpy(), (
-        (0.5 * log_variance).exp() * c.series_std
-    ).cpu().numpy()
+    series = forecaster(model)
+    mean, std = series.to_data_units(*series.predict(windows[:, :-1].to(device)))
+    return mean.cpu().numpy(), std.cpu().numpy()
 
 
 def pyplot() -> Any:
@@ -59,8 +59,7 @@ def forecast_metrics(truth: np.ndarray, mean: np.ndarray, std: np.ndarray, previ
 
 def series_scorer(manifest: Manifest, num_paths: int, seed: int):
     """A scorer (pipelines/evaluate/scorers.py) for a time-series dataset."""
-    info = manifest.series
-    assert info is not None  # the evaluator picks this scorer for series datasets only
+    info = series_info(manifest)
     windows = torch.from_numpy(read_split(manifest, "val")["window"])
     truth = windows[:, -1].numpy() * info.std + info.mean
     previous = windows[:, -2].numpy() * info.std + info.mean

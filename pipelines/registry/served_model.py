@@ -21,17 +21,16 @@ import serving
 import tokens
 import typed_errors
 from models.weights import load_model
-from serving.pyfunc import ENTRY_SCRIPT, WEIGHTS_ARTIFACT, signature_and_example
+from serving.pyfunc import ANSWERS, ENTRY_SCRIPT, WEIGHTS_ARTIFACT, signature_and_example
 
 CODE_PACKAGES = (models, serving, tokens, typed_errors)
 SERVING_REQUIREMENTS = ("torch", "numpy", "pandas", "safetensors", "pydantic")
-MODALITY_REQUIREMENTS = {"text": ("tokenizers",)}
 
 
 def requirements(modality: str) -> list[str]:
     """The served model's pip requirements (MLflow adds its own), pinned to what is installed here;
     a local build label (`2.5.1+cpu`) is dropped, as pip cannot find it on an index."""
-    names = [*SERVING_REQUIREMENTS, *MODALITY_REQUIREMENTS.get(modality, ())]
+    names = [*SERVING_REQUIREMENTS, *ANSWERS[modality].requirements]
     return [f"{name}=={version(name).split('+')[0]}" for name in names]
 
 

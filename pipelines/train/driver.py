@@ -25,6 +25,7 @@ from pipelines.train.capacity import (
     worker_resources,
 )
 from pipelines.train.checkpoints import MODEL_DIR
+from pipelines.train.handoff import TrainHandOff
 from pipelines.train.startup import torch_trainer_class, use_start_up_settings
 from pipelines.train.worker import train_loop
 from storage import join, ray_storage, storage_uri
@@ -54,18 +55,18 @@ def run_training(
     storage_path, storage_fs = ray_storage(join(config.storage, "checkpoints"))
     trainer = torch_trainer_class()(
         train_loop,
-        train_loop_config={
-            "pipeline": config.model_dump(mode="json"),
-            "model_config": model_config,
-            "tracking_uri": tracking_uri,
-            "run_id": run_id,
-            "warm_start": warm_start,
-            "pretrained": pretrained or {},
-            "manifest_uri": manifest.uri,
-            "model_files": modality_of(manifest).model_files(manifest),
-            "report": report,
-            "fit_called_at": time.time(),  # the start-up's origin (pipelines/train/startup.py)
-        },
+        train_loop_config=TrainHandOff(
+            config=config,
+            model_config=model_config,
+            manifest_uri=manifest.uri,
+            tracking_uri=tracking_uri,
+            run_id=run_id,
+            warm_start=warm_start,
+            pretrained=pretrained or {},
+            model_files=modality_of(manifest).model_files(manifest),
+            report=report,
+            fit_called_at=time.time(),
+        ).as_loop_config(),
         scaling_config=ScalingConfig(
             num_workers=train.num_workers,  # type: ignore[arg-type]  # [min, max]: Train V2 elastic (v1 stubs)
             use_gpu=use_gpu,

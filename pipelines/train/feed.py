@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from data_prep.manifest import Manifest
+from data_prep.modalities.registry import modality_of
 from data_prep.readers import ShardReader, read_split
 from data_prep.sample_order import SampleOrder, lanes_read
 from pipelines.config import TrainConfig
@@ -148,7 +149,7 @@ def open_feed(
     """Cache the split on the device when it fits `train.device_cache_mb`, otherwise stream this
     rank's lanes of it (of `lanes`, read by a group of `world`); the choice and its reason go to
     the log (at INFO when `announce`: rank 0 of a group)."""
-    size_mb = manifest.decoded_mb(split)
+    size_mb = modality_of(manifest).decoded_mb(manifest, split)
     shards = len(manifest.splits[split].shards)
     feed: Feed
     if size_mb <= train.device_cache_mb:

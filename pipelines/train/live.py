@@ -54,8 +54,8 @@ class LiveRun:
         self.tokenizer: TextTokenizer | None = None  # read when text is first previewed
         # What each modality of data_prep's registry previews while it trains; a forecaster's
         # picture needs the series, which evaluation draws.
-        previews = {"image": self._grid, "text": self._completions, "series": None}
-        self.preview: Callable[[int, GenerativeModel, torch.Generator], None] | None = previews[manifest.modality]
+        previews = {"image": self._grid, "text": self._completions}
+        self.preview: Callable[[int, GenerativeModel, torch.Generator], None] | None = previews.get(manifest.modality)
         self.monitor = None
         if local_rank == 0 and config.train.system_metrics_every_s > 0:
             self.monitor = _system_metrics(uri, run_id, f"node{node_rank}", config.train.system_metrics_every_s)

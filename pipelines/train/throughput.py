@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from models.base import GenerativeModel
+from models.capabilities import language_model
 
 
 class Throughput:
@@ -13,7 +14,8 @@ class Throughput:
     def __init__(self, model: GenerativeModel, tokens_per_sample: int | None, world: int, peak: float | None):
         self.world, self.peak = world, peak
         self.tokens_per_sample = tokens_per_sample
-        self.flops_per_token = model.flops_per_token(self.tokens_per_sample) if self.tokens_per_sample else None
+        tokens = self.tokens_per_sample
+        self.flops_per_token = language_model(model).flops_per_token(tokens) if tokens else None
         self.restart()
 
     def restart(self) -> None:

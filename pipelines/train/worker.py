@@ -18,16 +18,16 @@ import torch
 
 from data_prep.manifest import load_verified
 from data_prep.modalities.registry import modality_of
-from models import build_model
 from models.base import parameter_count
-from pipelines.config import PipelineConfig
 from pipelines.registry.environment import apply_mlflow_defaults
 from pipelines.train.checkpoints import STRATEGY_FILE, WrittenBy, regrouped, restore, write_checkpoint, written_with
 from pipelines.train.engines import build_engines
 from pipelines.train.feed import open_feed
+from pipelines.train.handoff import TrainHandOff
 from pipelines.train.hardware import peak_flops
 from pipelines.train.live import LiveRun
 from pipelines.train.loop import Fit, LossWindow
+from pipelines.train.model_setup import built_model
 from pipelines.train.ops import use_environment_extension_cache
 from pipelines.train.registered import load_registered_weights
 from pipelines.train.settings import LoopSettings, data_lanes, loop_settings, set_up_process
@@ -103,25 +103,26 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
-    clock = StartupClock(loop_config.get("fit_called_at"))
+    handoff = TrainHandOff.from_loop_config(loop_config)
+    clock = StartupClock(handoff.fit_called_at)
     apply_mlflow_defaults()
 
     quiet_worker_logs()
-    config = PipelineConfig.model_validate(loop_config["pipeline"])
+    config = handoff.config
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
     set_up_process(config.train, rank, config.train.cpus_per_worker, device)
 
-    model = build_model(config.model.family, loop_config["model_config"])
-    if loop_config.get("warm_start"):
-        load_registered_weights(model, loop_config["warm_start"], loop_config["tracking_uri"])
-        log.info("[train] warm start from %s", loop_config["warm_start"])
-    for part, part_uri in loop_config.get("pretrained", {}).items():
-        load_registered_weights(getattr(model, part), part_uri, loop_config["tracking_uri"])
+    model = built_model(config.model.family, handoff.model_config)
+    if handoff.warm_start:
+        load_registered_weights(model, handoff.warm_start, handoff.tracking_uri)
+        log.info("[train] warm start from %s", handoff.warm_start)
+    for part, part_uri in handoff.pretrained.items():
+        load_registered_weights(getattr(model, part), part_uri, handoff.tracking_uri)
     model.set_activation_checkpointing(config.train.activation_checkpointing)
     model = model.to(device)
-    manifest = load_verified(loop_config["manifest_uri"])
+    manifest = load_verified(handoff.manifest_uri)
     checkpoint = ray.train.get_checkpoint()
     written = _written_by(checkpoint)
     lanes = data_lanes(config.train, world, written.lanes if written else (1 if checkpoint else None))
@@ -144,9 +145,9 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as folder:
             start_step = restore(fit, folder, regroup=regroup)
 
-    uri, run_id = loop_config["tracking_uri"], loop_config["run_id"]
+    uri, run_id = handoff.tracking_uri, handoff.run_id
     ranks = (rank, context.get_local_rank(), context.get_node_rank())
-    live = LiveRun(config, manifest, uri, run_id, ranks, loop_config.get("report"))
+    live = LiveRun(config, manifest, uri, run_id, ranks, handoff.report)
     _log_placement(model, live, strategy.zero_stage)
     live.note(f"strategy {strategy.name} (ZeRO stage {strategy.zero_stage}): {strategy.reason}")
     live.tags({"genpipe.train.strategy": strategy.name, "genpipe.train.strategy_reason": strategy.reason})
@@ -163,7 +164,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         )
         live.log({"train/regrouped_from_workers": float(written_by or 0)}, start_step)
     try:
-        _fit(fit, live, throughput, settings, start_step, loop_config.get("model_files", {}), clock)
+        _fit(fit, live, throughput, settings, start_step, handoff.model_files, clock)
     finally:
         live.close()
 

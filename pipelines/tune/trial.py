@@ -12,7 +12,6 @@ from typing import Any
 
 import torch
 
-import models
 from data_prep.manifest import load_verified
 from pipelines.config import PipelineConfig, assign
 from pipelines.evaluate.scorers import scorer_for
@@ -22,7 +21,7 @@ from pipelines.train.checkpoints import restore, write_checkpoint
 from pipelines.train.engines import build_engines
 from pipelines.train.feed import open_feed
 from pipelines.train.loop import Fit, LossWindow
-from pipelines.train.model_setup import model_config
+from pipelines.train.model_setup import built_model, model_config
 from pipelines.train.settings import data_lanes, loop_settings, one_process_group, set_up_process
 from pipelines.train.strategy import strategy_for, worker_memory
 from pipelines.train.worker import quiet_worker_logs
@@ -55,7 +54,7 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     device = torch.device("cuda" if setup.use_gpu and torch.cuda.is_available() else "cpu")
     set_up_process(config.train, 0, setup.cpus, device)
     manifest = load_verified(setup.manifest_uri)
-    model = models.build_model(config.model.family, model_config(config, manifest)).to(device)
+    model = built_model(config.model.family, model_config(config, manifest)).to(device)
     feed = open_feed(manifest, "train", config.train, device, data_lanes(config.train, 1, None))
     strategy = strategy_for(config.train, model, 1, worker_memory(device, 1), device.type == "cuda")
     settings = loop_settings(config.train, strategy, 0, 1, device, manifest.splits["train"].rows)

@@ -75,7 +75,7 @@ def connect_ray(address: str | None = None) -> None:
         # Ray's temp folder last, alive or not: a run then dies with someone else's cluster.
         address = "local"
         # A Ray started here, for this process only, warns either way about token auth (on when
-        # ~/.ray/auth_token exists, off when not); a cluster's own setting is the README's topic.
+        # ~/.ray/auth_token exists, off when not); a cluster's own setting is docs/cluster.md's topic.
         logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
     verbose = os.environ.get("GENPIPE_VERBOSE") == "1"
     own_handler = signal.getsignal(signal.SIGTERM)

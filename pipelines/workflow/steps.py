@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from data_prep.manifest import load_verified
-from models import build_model, family_class
+from models import family_class
 from pipelines.config import PipelineConfig
 from pipelines.registry import lineage
 from pipelines.registry.environment import apply_mlflow_defaults
@@ -102,6 +102,7 @@ def _attach_registered_parts(
     can be built anywhere), its weights are loaded by the training workers. Returns {submodule:
     version URI}, pinned to the version each alias names now."""
     from pipelines.registry.versions import read_model_spec, resolve_version
+    from pipelines.train.model_setup import built_model
 
     parts = {}
     for part, field in family_class(config.model.family).registered_parts.items():
@@ -117,7 +118,7 @@ def _attach_registered_parts(
         lineage.log_parent_model(context.tracking_uri, context.run_id, pinned, field)
         parts[part] = pinned
     if parts:
-        build_model(config.model.family, model_config)  # the parts fit the data, or a clear error
+        built_model(config.model.family, model_config)  # the parts fit the data, or a clear error
     return parts
 
 

@@ -85,13 +85,13 @@ def test_local_cluster_script_is_valid_bash_calling_a_real_command():
 
 
 def test_cluster_commands_in_the_readme_and_infra_docs_parse():
-    """Every cluster command line (submit, jobs, local-cluster; and run in infra/) in the README
-    and infra/ is one the CLI accepts, with a valid config."""
+    """Every cluster command line (submit, jobs, local-cluster; and run in infra/) in the README,
+    docs/ and infra/ is one the CLI accepts, with a valid config."""
     found = 0
-    for path in [REPO / "README.md", *INFRA.rglob("*")]:
+    for path in [REPO / "README.md", *(REPO / "docs").glob("*.md"), *INFRA.rglob("*")]:
         if not path.is_file() or path.suffix not in (".md", ".yaml", ".sh"):
             continue
-        verbs = "submit|jobs|local-cluster" + ("|run" if path.parent != REPO else "")
+        verbs = "submit|jobs|local-cluster" + ("|run" if path.is_relative_to(INFRA) else "")
         text = re.sub(r"\\\n\s*#?\s*", " ", path.read_text())  # join continued lines
         for match in re.finditer(rf"(?:^|[#$]\s*)(genpipe (?:{verbs}) [^`\n]*)", text, flags=re.MULTILINE):
             command = re.sub(r"\$\{?(\w+)\}?", "X", match.group(1).split(" #")[0].strip())  # $VARS: values

@@ -33,6 +33,10 @@ class ImageModality(Modality[ImagePrep]):
             columns["domain"] = table.column("domain").to_numpy().astype(np.int64)
         return columns
 
+    def row_bytes(self, manifest: Manifest) -> int:
+        channels, height, width = manifest.images
+        return channels * height * width * 4 + 8 + (8 if manifest.domains else 0)  # float32 pixels, label, domain
+
     def summary(self, manifest: Manifest) -> dict[str, Any]:
         return {"image_shape": list(manifest.images), "num_classes": manifest.num_classes}
 

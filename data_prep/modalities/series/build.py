@@ -126,6 +126,7 @@ def build_series(config: SeriesPrep, storage: str, key: str, description: dict[s
         splits=splits,
         rejects={"count": rejected, "uri": rejects_uri if rejected else None},
         series=info,
+        side_files={info.series: info.series_sha256},
         source=description,
         prep_config=config.model_dump(mode="json"),
     )

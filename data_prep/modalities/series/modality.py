@@ -34,6 +34,9 @@ class SeriesModality(Modality[SeriesPrep]):
         window = fixed_width(table.column("window"), "<f4", (series_info(manifest).seq_len + 1,))
         return {"window": window.astype(np.float32)}
 
+    def row_bytes(self, manifest: Manifest) -> int:
+        return (series_info(manifest).seq_len + 1) * 4  # a window of float32 values
+
     def summary(self, manifest: Manifest) -> dict[str, Any]:
         info = series_info(manifest)
         return {"series": info.name, "values": info.values}

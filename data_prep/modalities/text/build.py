@@ -176,6 +176,7 @@ def build_text(config: TextPrep, storage: str, key: str, description: dict[str, 
         splits=splits,
         rejects={"count": rejected, "uri": rejects_uri if rejected else None},
         text=text,
+        side_files={text.tokenizer: text.tokenizer_sha256},
         source=description,
         prep_config=config.model_dump(mode="json"),
     )

@@ -27,6 +27,9 @@ class TextModality(Modality[TextPrep]):
         """`tokens` (N, seq_len + 1) int32: a block's inputs and, shifted by one, its targets."""
         return {"tokens": fixed_width(table.column("tokens"), "<i4", (manifest.tokens.seq_len + 1,)).astype(np.int32)}
 
+    def row_bytes(self, manifest: Manifest) -> int:
+        return (manifest.tokens.seq_len + 1) * 4  # a block of int32 ids
+
     def summary(self, manifest: Manifest) -> dict[str, Any]:
         return {"tokens": manifest.tokens.tokens_in_blocks, "vocab_size": manifest.tokens.vocab_size}
 
