@@ -156,6 +156,33 @@ def publish(manifest: Manifest) -> None:
     write_json_atomic(join(manifest.uri, MANIFEST), manifest.model_dump(mode="json"))
 
 
+def publish_new(
+    key: str,
+    uri: str,
+    description: dict[str, Any],
+    prep_config: dict[str, Any],
+    splits: dict[str, Split],
+    rejected: int,
+    rejects_uri: str,
+    **described: Any,
+) -> Manifest:
+    """A dataset just built, published (its manifest written last): what every build records, and
+    the modality's own fields in `described` (its schema, its info, its side files)."""
+    manifest = Manifest(
+        fingerprint=key,
+        uri=uri,
+        code_version=PREP_CODE_VERSION,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        splits=splits,
+        rejects={"count": rejected, "uri": rejects_uri if rejected else None},
+        source=description,
+        prep_config=prep_config,
+        **described,
+    )
+    publish(manifest)
+    return manifest
+
+
 def read_manifest(folder: str) -> Manifest:
     """The manifest in the dataset `folder`, located where it was found, not where it was written:
     a storage copied or synced elsewhere (a folder to S3, one node's disk to another's) keeps its

@@ -6,7 +6,6 @@ forgets one fails here rather than in a user's run."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -16,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from data_prep.columns import Columns, fixed_width
 from data_prep.config import DataConfig
-from data_prep.manifest import PREP_CODE_VERSION, Manifest, dataset_uri, find_manifest, publish
+from data_prep.manifest import Manifest, dataset_uri, find_manifest, publish_new
 from data_prep.modalities import registry
 from data_prep.modalities.base import PrepSettings, SourceConfig
 from data_prep.modalities.modality import Modality
@@ -82,21 +81,12 @@ class VectorModality(Modality[VectorPrep]):
             folder = join(uri, write_id, split)
             splits[split] = write_split(ray.data.from_arrow(table), uri, folder, dims * 4 + 8, config.shard_mb, None)
         info = VectorInfo(dims=dims, class_names=config.source.class_names())
-        manifest = Manifest(
-            fingerprint=key,
-            uri=uri,
-            code_version=PREP_CODE_VERSION,
-            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        described = dict(
             modality=self.name,
             details=info.model_dump(),
             schema_={"key": "string", "label": "int64", "vector": f"binary (float32 x {dims})"},
-            splits=splits,
-            rejects={"count": 0, "uri": None},
-            source=description,
-            prep_config=config.model_dump(mode="json"),
         )
-        publish(manifest)
-        return manifest
+        return publish_new(key, uri, description, config.model_dump(mode="json"), splits, 0, "", **described)
 
     def info(self, manifest: Manifest) -> VectorInfo:
         return VectorInfo.model_validate(manifest.details)

@@ -3,14 +3,13 @@ pixels in Parquet shards sized by bytes -> manifest (written last)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from ray.data.expressions import col
 
 from data_prep.errors import DataError
 from data_prep.images import stored_levels
-from data_prep.manifest import PREP_CODE_VERSION, Manifest, dataset_uri, publish
+from data_prep.manifest import Manifest, dataset_uri, publish_new
 from data_prep.modalities.image.settings import ImagePrep
 from data_prep.shards import new_write_id, record_rejects, write_split
 from data_prep.transforms import make_transform
@@ -51,11 +50,7 @@ def build_images(config: ImagePrep, storage: str, key: str, description: dict[st
         splits[split] = write_split(columns, uri, join(uri, write_id, split), row_bytes, config.shard_mb, count)
 
     names = config.source.class_names()
-    manifest = Manifest(
-        fingerprint=key,
-        uri=uri,
-        code_version=PREP_CODE_VERSION,
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    described = dict(
         image_shape=(channels, size, size),
         pixel_levels=config.images.pixel_levels,
         stored_levels=levels,
@@ -63,10 +58,7 @@ def build_images(config: ImagePrep, storage: str, key: str, description: dict[st
         class_names=names,
         domains=domains,
         schema_={"key": "string", "label": "int64", **({"domain": "int64"} if domains else {}), "image": IMAGE_TYPE},
-        splits=splits,
-        rejects={"count": rejected, "uri": rejects_uri if rejected else None},
-        source=description,
-        prep_config=config.model_dump(mode="json"),
     )
-    publish(manifest)
-    return manifest
+    return publish_new(
+        key, uri, description, config.model_dump(mode="json"), splits, rejected, rejects_uri, **described
+    )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,7 @@ import ray.data
 
 from data_prep.errors import DataError
 from data_prep.files import read_checked
-from data_prep.manifest import PREP_CODE_VERSION, Manifest, SeriesInfo, dataset_uri, publish
+from data_prep.manifest import Manifest, SeriesInfo, dataset_uri, publish_new
 from data_prep.modalities.series.settings import SeriesPrep
 from data_prep.shards import new_write_id, record_rejects, write_split
 from storage import join, write_bytes_atomic
@@ -116,22 +115,15 @@ def build_series(config: SeriesPrep, storage: str, key: str, description: dict[s
         series=series_path,
         series_sha256=hashlib.sha256(buffer.getvalue()).hexdigest(),
     )
-    manifest = Manifest(
-        fingerprint=key,
-        uri=uri,
-        code_version=PREP_CODE_VERSION,
+    described = dict(
         modality="series",
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         schema_={"key": "string", "window": f"binary (float32 little-endian x {seq_len + 1})"},
-        splits=splits,
-        rejects={"count": rejected, "uri": rejects_uri if rejected else None},
         series=info,
         side_files={info.series: info.series_sha256},
-        source=description,
-        prep_config=config.model_dump(mode="json"),
     )
-    publish(manifest)
-    return manifest
+    return publish_new(
+        key, uri, description, config.model_dump(mode="json"), splits, rejected, rejects_uri, **described
+    )
 
 
 def read_series(manifest: Manifest) -> pd.DataFrame:

@@ -12,7 +12,6 @@ documents) and the manifest records how many tokens the blocks hold.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,7 @@ import ray.data
 from ray.data.expressions import col
 
 from data_prep.errors import DataError
-from data_prep.manifest import PREP_CODE_VERSION, Manifest, TextInfo, dataset_uri, publish
+from data_prep.manifest import Manifest, TextInfo, dataset_uri, publish_new
 from data_prep.modalities.text.settings import TextPrep
 from data_prep.shards import new_write_id, record_rejects, write_split
 from data_prep.text_tokenizer import TOKENIZER_FILE, TextTokenizer, train_tokenizer
@@ -166,19 +165,12 @@ def build_text(config: TextPrep, storage: str, key: str, description: dict[str, 
         tokens_in_blocks=in_blocks,
         tokenizer_sample=sample if config.tokenizer.kind == "bpe" else None,
     )
-    manifest = Manifest(
-        fingerprint=key,
-        uri=uri,
-        code_version=PREP_CODE_VERSION,
+    described = dict(
         modality="text",
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         schema_={"tokens": f"binary (int32 little-endian x {block_tokens})"},
-        splits=splits,
-        rejects={"count": rejected, "uri": rejects_uri if rejected else None},
         text=text,
         side_files={text.tokenizer: text.tokenizer_sha256},
-        source=description,
-        prep_config=config.model_dump(mode="json"),
     )
-    publish(manifest)
-    return manifest
+    return publish_new(
+        key, uri, description, config.model_dump(mode="json"), splits, rejected, rejects_uri, **described
+    )
