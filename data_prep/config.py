@@ -26,7 +26,7 @@ from data_prep.modalities.series.sources import SeriesFileSource, StatsmodelsSer
 from data_prep.modalities.text.settings import TextPrep, TokenizerConfig
 from data_prep.modalities.text.sources import PythonStdlibSource, TextFilesSource
 
-# The registry of source kinds: a new kind is one class above and one entry here.
+# The registry of source kinds: a new kind is one class in its modality's sources.py and one entry here.
 SOURCES: tuple[type[SourceConfig], ...] = (
     DigitsSource,
     SampleImageCropsSource,
