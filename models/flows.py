@@ -48,7 +48,7 @@ class FlowConfig(DiscreteImageConfig):
             raise FieldError(
                 "scales",
                 f"{self.scales} levels halve the image {halvings} times; "
-                f"{height}x{width} is not a square side divisible by {2**halvings} (data.image_size)",
+                f"{height}x{width} is not a square side divisible by {2**halvings}",
             )
         return self
 

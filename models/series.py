@@ -48,7 +48,7 @@ class ARConfig(SeriesConfig):
         if self.order > self.context_len:
             raise FieldError(
                 "lags",
-                f"AR({self.order}) needs {self.order} values; the windows hold {self.context_len} (data.seq_len)",
+                f"AR({self.order}) needs {self.order} values; the windows hold {self.context_len} (the data's seq_len)",
             )
         return self
 
