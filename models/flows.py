@@ -48,7 +48,7 @@ class FlowConfig(DiscreteImageConfig):
             raise FieldError(
                 "scales",
                 f"{self.scales} levels halve the image {halvings} times; "
-                f"{height}x{width} is not a square side divisible by {2**halvings}",
+                f"{height}x{width} is not a square side divisible by {2**halvings}: fewer scales or another image size",
             )
         return self
 
