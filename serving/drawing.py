@@ -17,7 +17,7 @@ from typed_errors import OptionError
 
 def draw_images(model: GenerativeModel, n: int, seed: int = 0, **asked: Any) -> torch.Tensor:
     """`n` images (n, C, H, W) in [-1, 1]; `asked` are sampling options (label, prompt, guidance,
-    sampler, steps, or the family's own), and a ValueError names one the model does not take."""
+    sampler, steps, or the family's own), and an OptionError names one the model does not take."""
     if n <= 0:
         raise OptionError("n", "must be > 0")
     options = model.sample_options(n, **asked)
@@ -56,7 +56,7 @@ def draw_completions(
     temperature: float = 0.8,
     top_k: int | None = 50,
 ) -> list[str]:
-    """`n` completions of `prompt`; a ValueError names the option out of range."""
+    """`n` completions of `prompt`; an OptionError names the option out of range."""
     if n <= 0:
         raise OptionError("n", "must be > 0")
     if max_new_tokens <= 0:

@@ -284,8 +284,8 @@ def sample(
     language model `n` completions of `prompt` (1 by default). `family_options` are sampling options
     of the model's own family (`GenerativeModel.sample_options`). An image-to-image model
     translates the image files `inputs` (paths or URIs; `n` defaults to their number) in
-    `direction` (a2b or b2a). A ValueError names the option that does not fit the model;
-    ModelUnavailable, a model that cannot be loaded."""
+    `direction` (a2b or b2a). An OptionError (a ValueError) names the option that does not fit
+    the model; ModelUnavailable, a model that cannot be loaded."""
     from data_prep.text_tokenizer import TOKENIZER_FILE, load_tokenizer
     from models.weights import load_model as load_weights
     from serving.drawing import draw_completions, draw_images
