@@ -327,10 +327,10 @@ class Scheduler:
         try:
             self.launcher.start(schedule, running.workflow_id, attempt)
         except Exception as exc:
-            final = f"failed: its resume {attempt} could not be launched: {type(exc).__name__}: {exc}"
+            final = f"failed: its resume {attempt} could not be launched: {type(exc).__name__}: {first_line(exc)}"
             state.running = None
-            state.note(running.slot, final.splitlines()[0][:400], running.workflow_id, now)
-            self.echo(f"[scheduler] {schedule.name}: {running.workflow_id} {final.splitlines()[0]}")
+            state.note(running.slot, final[:400], running.workflow_id, now)
+            self.echo(f"[scheduler] {schedule.name}: {running.workflow_id} {final}")
             return
         state.running = running.model_copy(update={"attempt": attempt, "heartbeat_at": now, "resume_at": None})
         self.echo(f"[scheduler] {schedule.name}: {running.workflow_id} resumed ({attempt}/{schedule.retries})")
@@ -345,8 +345,9 @@ class Scheduler:
             state.launch_failures += 1
             retry = state.launch_failures < LAUNCH_ATTEMPTS
             state.queued_slot = slot if retry else None
-            outcome = f"launch failed ({state.launch_failures}/{LAUNCH_ATTEMPTS}): {type(exc).__name__}: {exc}"
-            outcome = outcome.splitlines()[0][:300] + ("; retried next tick" if retry else "; given up")
+            failures = f"{state.launch_failures}/{LAUNCH_ATTEMPTS}"
+            outcome = f"launch failed ({failures}): {type(exc).__name__}: {first_line(exc)}"
+            outcome = outcome[:300] + ("; retried next tick" if retry else "; given up")
             state.note(slot, outcome, workflow_id, now)
             self.echo(f"[scheduler] {schedule.name}: slot {_iso(slot)} {outcome}")
             if not retry:
