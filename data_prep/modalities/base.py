@@ -71,3 +71,11 @@ class PrepSettings(Strict):
         """The fields that change the shards (the source is described on its own; the reject limit
         only decides whether a build is accepted)."""
         return frozenset(cls.model_fields) - {"source", "max_reject_fraction"}
+
+
+class SequencePrep(PrepSettings):
+    """The settings of a modality whose rows are windows of a sequence (text blocks, series windows)."""
+
+    seq_len: int = Field(
+        256, gt=0, description="text: tokens a model sees per block (+1 for the targets); series: values of context"
+    )

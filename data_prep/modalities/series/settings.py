@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from data_prep.modalities.base import PrepSettings
+from data_prep.modalities.base import SequencePrep
 
 
-class SeriesPrep(PrepSettings):
-    seq_len: int = Field(
-        256, gt=0, description="text: tokens a model sees per block (+1 for the targets); series: values of context"
-    )
+class SeriesPrep(SequencePrep):
     split_at: float | None = Field(
         None, description="series: the first time of the held-out tail (default: the last val_fraction)"
     )

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from data_prep.modalities.base import PrepSettings, Strict
+from data_prep.modalities.base import SequencePrep, Strict
 
 
 class TokenizerConfig(Strict):
@@ -17,9 +17,6 @@ class TokenizerConfig(Strict):
     )
 
 
-class TextPrep(PrepSettings):
+class TextPrep(SequencePrep):
     split_seed: int = 0
-    seq_len: int = Field(
-        256, gt=0, description="text: tokens a model sees per block (+1 for the targets); series: values of context"
-    )
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
