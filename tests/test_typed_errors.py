@@ -45,3 +45,13 @@ def test_one_line_of_any_error():
     assert first_line(ValueError("\n  first\nsecond")) == "first"
     assert first_line(RuntimeError()) == "RuntimeError"
     assert first_line(ValueError("x" * 50), 10) == "x" * 10
+
+
+def test_a_model_validator_naming_its_field_is_one_line_under_model_params():
+    from pipelines.config import ConfigError, validate_config
+
+    config = {"name": "x", "data": {"source": {"kind": "python_stdlib"}, "seq_len": 32}, "model": {"family": "gpt"}}
+    config["model"]["params"] = {"n_embd": 30, "n_head": 4}
+    with pytest.raises(ConfigError) as raised:
+        validate_config(config)
+    assert raised.value.problems == ["model.params.n_embd: 30 is not a multiple of n_head=4"]

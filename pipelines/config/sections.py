@@ -9,7 +9,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from data_prep.config import Strict
 from models import family_class
-from pipelines.config.errors import describe_error
+from pipelines.config.errors import field_error
 from typed_errors import FieldError
 
 
@@ -36,9 +36,8 @@ class ModelSection(Strict):
         try:
             cls.config_class(**{**cls.presets[self.preset], **placeholder, **self.params})
         except ValidationError as exc:
-            problems = [(f"params.{'.'.join(map(str, e['loc']))}", describe_error(e)) for e in exc.errors()]
-            (field, reason), *others = problems
-            raise FieldError(field, "; ".join([reason, *(f"{path}: {why}" for path, why in others)])) from None
+            first, *others = (field_error(e, within="params") for e in exc.errors())
+            raise FieldError(first.field, "; ".join([first.reason, *map(str, others)])) from None
         return self
 
 
