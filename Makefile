@@ -12,6 +12,10 @@ CPU_TORCH ?= torch==2.13.0
 # threads (tests/conftest.py). On 2 cores the suite is CPU-bound once two run at a time
 # (benchmarks/RESULTS.md, "The test suite"); a bigger machine can ask for more (TEST_WORKERS=4).
 TEST_WORKERS ?= 2
+# A worker that crashes fails its test and ends the run: pytest-xdist 3.8 replacing a crashed
+# worker under --dist loadgroup can wait forever (pytest-xdist#1323, #1327; a CI run hung so for
+# an hour). tests/crash_report.py adds what the dead worker left to that test's report.
+XDIST := --dist loadgroup --max-worker-restart=0
 
 .PHONY: quickstart test test-fast lint lint-style lint-layers lint-types bench clean
 
@@ -42,12 +46,12 @@ quickstart: $(COMPILED)
 # with the bytecode (the type check is one core: ~30 s less than one after the other).
 test: $(STAMP)
 	$(MAKE) --no-print-directory -j2 lint $(COMPILED)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -n $(TEST_WORKERS) $(XDIST)
 
 # The inner loop: style, layers, types and the unit tests (no Ray, no servers), in under 3 minutes.
 test-fast: $(STAMP)
 	$(MAKE) --no-print-directory -j2 lint $(COMPILED)
-	$(BIN)/pytest -n 2 --dist loadgroup -m "not slow"
+	$(BIN)/pytest -n 2 $(XDIST) -m "not slow"
 
 lint: lint-style lint-layers lint-types
 

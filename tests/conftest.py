@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import crash_report
 import process_guard
 import pytest
 
@@ -23,6 +24,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """Before anything starts: kill what a killed earlier session left, then mark this session's
     processes (tests/process_guard.py); xdist's workers inherit the mark."""
     if not _is_controller(config):
+        worker = config.workerinput["workerid"]  # type: ignore[attr-defined]
+        crash_report.record_worker(process_guard.SESSIONS, os.environ[process_guard.MARK], worker, os.getpid())
         return
     mark, killed = process_guard.begin()
     if killed:
@@ -68,11 +71,21 @@ def _keep_xdist_groups_together(items: list[pytest.Item]) -> None:
             item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent without it
+def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: object) -> None:
+    """A worker died without a traceback: say what it left (tests/crash_report.py)."""
+    worker = report.node.gateway.id  # type: ignore[attr-defined]
+    report.longrepr = (
+        f"{report.longrepr}\n{crash_report.describe(process_guard.SESSIONS, os.environ[process_guard.MARK], worker)}"
+    )
+
+
 @pytest.hookimpl(trylast=True)  # after pytest-xdist has stopped its workers
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The session fails when a process it started is still alive at its end."""
     if not _is_controller(session.config):
         return
+    crash_report.forget_workers(process_guard.SESSIONS, os.environ[process_guard.MARK])
     left = process_guard.end(os.environ[process_guard.MARK])
     if not left:
         return

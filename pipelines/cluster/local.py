@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from pipelines.train.capacity import AUTOSCALING_CONFIG_VARIABLE
 from pipelines.train.startup import EMBEDDED_RAY_VARIABLE
 
@@ -44,42 +46,54 @@ def free_port() -> int:
 
 @dataclass
 class Server:
-    """One started server: its process group, where it listens, its log."""
+    """One started server: its process group, where it listens, its log. `started` is the group
+    leader's start time: a test session starts ~30,000 processes, so Linux (pid_max 32768) hands
+    a dead server's pid to a new process within minutes, and a signal by pid alone could land on
+    whatever got it (None: a state file from before genpipe recorded it)."""
 
     name: str
     pid: int
     url: str
     log: str
     extra: dict[str, str] = field(default_factory=dict)
+    started: float | None = None
 
     def running(self) -> bool:
         _reap(self.pid)  # a child that exited stays a zombie, and "running", until reaped
+        if self._pid_reused():
+            return False  # the leader is gone, so its group is: a pid in use as a group id is never handed out
         try:
             os.killpg(self.pid, 0)
         except (ProcessLookupError, PermissionError):
             return False
         return True
 
+    def _pid_reused(self) -> bool:
+        try:
+            return self.started is not None and psutil.Process(self.pid).create_time() != self.started
+        except psutil.Error:
+            return False  # no process has the pid: the leader exited, its group may live on
+
     def stop(self, timeout: float = 10) -> None:
         """SIGTERM the process group, SIGKILL what is left after `timeout` (a Ray head lingers ~30 s).
         A Ray head's own logs are kept beside its console log first: its temp folder goes with it
         (on a host of its own, with the whole namespace)."""
         self._keep_ray_logs()
-        strays = _descendants(self.pid)  # those in sessions of their own too: a Ray job's driver is one
+        # Those in sessions of their own too (a Ray job's driver is one), held as psutil processes:
+        # their kill checks that the pid still names the same process.
+        strays = _descendants(self.pid) if self.running() else []
         for signum in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.pid, signum)
-            except ProcessLookupError:
+            if not self.running():
                 break
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signum)
             deadline = time.monotonic() + timeout
             while self.running() and time.monotonic() < deadline:
                 time.sleep(0.2)
-            if not self.running():
-                break
         _reap(self.pid)
-        for pid in strays:  # what outlived its group: a job driver left to wait for a GCS that is gone
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+        for stray in strays:  # what outlived its group: a job driver left to wait for a GCS that is gone
+            with contextlib.suppress(psutil.Error):
+                stray.kill()
         temp_dir = self.extra.get("temp_dir")
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
@@ -153,25 +167,11 @@ def own_hosts_unavailable() -> str | None:
     return None
 
 
-def _descendants(pid: int) -> set[int]:
+def _descendants(pid: int) -> list[psutil.Process]:
     """Every process below `pid` in the process tree, whatever its session or group."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:  # gone meanwhile
-            continue
-        children.setdefault(int(stat[stat.rfind(")") + 2 :].split()[1]), []).append(int(entry))
-    found: set[int] = set()
-    pending = [pid]
-    while pending:
-        for child in children.get(pending.pop(), []):
-            if child not in found:
-                found.add(child)
-                pending.append(child)
-    return found
+    with contextlib.suppress(psutil.Error):
+        return psutil.Process(pid).children(recursive=True)
+    return []
 
 
 def _reap(pid: int) -> None:
@@ -179,7 +179,11 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def _spawn(name: str, command: list[str], folder: Path, env: dict[str, str] | None = None) -> tuple[int, str]:
+def _spawn(
+    name: str, command: list[str], folder: Path, env: dict[str, str] | None = None
+) -> tuple[int, str, float | None]:
+    """Start `command` in a process group of its own, its output in `<name>.log`; its pid, log
+    and start time (None when it is gone already: the caller's wait reports its log)."""
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / f"{name}.log"
     with log.open("ab") as handle:
@@ -191,7 +195,10 @@ def _spawn(name: str, command: list[str], folder: Path, env: dict[str, str] | No
             env={**os.environ, **(env or {})},
             cwd=folder,
         )
-    return process.pid, str(log)
+    started = None
+    with contextlib.suppress(psutil.Error):
+        started = psutil.Process(process.pid).create_time()
+    return process.pid, str(log), started
 
 
 def wait_until_up(server: Server, probe_url: str, timeout: float = START_TIMEOUT_S) -> Server:
@@ -217,8 +224,10 @@ def start_moto(folder: Path, *, authenticated: bool = False) -> Server:
     (created here through moto's IAM, with an allow-all policy) is in `extra`."""
     port = free_port()
     env = {"INITIAL_NO_AUTH_ACTION_COUNT": "3"} if authenticated else {}
-    pid, log = _spawn("moto", [str(BIN / "moto_server"), "-H", HOST, "-p", str(port)], folder, env)
-    server = wait_until_up(Server("moto", pid, f"http://{HOST}:{port}", log), f"http://{HOST}:{port}/moto-api/")
+    pid, log, started = _spawn("moto", [str(BIN / "moto_server"), "-H", HOST, "-p", str(port)], folder, env)
+    server = wait_until_up(
+        Server("moto", pid, f"http://{HOST}:{port}", log, started=started), f"http://{HOST}:{port}/moto-api/"
+    )
     if authenticated:
         server.extra.update(_moto_access_key(server.url))
     return server
@@ -305,9 +314,9 @@ def start_mlflow(
             MLFLOW_AUTH_ADMIN_PASSWORD=admin_password,
             MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16),
         )  # CSRF protection
-    pid, log = _spawn("mlflow", command, folder, server_env)
+    pid, log, started = _spawn("mlflow", command, folder, server_env)
     url = f"http://{HOST}:{port}"
-    return wait_until_up(Server("mlflow", pid, url, log), f"{url}/health")
+    return wait_until_up(Server("mlflow", pid, url, log, started=started), f"{url}/health")
 
 
 def _ray_node_ports() -> list[str]:
@@ -357,9 +366,9 @@ def start_ray_head(folder: Path, num_cpus: int, env: dict[str, str] | None = Non
     port, dashboard = free_port(), free_port()
     temp_dir = tempfile.mkdtemp(prefix="rayhead-", dir="/tmp")  # Ray's socket paths must stay short
     command = _head_command(port, dashboard, temp_dir, num_cpus)
-    pid, log = _spawn("ray-head", on_own_host(command) if own_host else command, folder, _ray_env(env))
+    pid, log, started = _spawn("ray-head", on_own_host(command) if own_host else command, folder, _ray_env(env))
     extra = {"gcs_address": f"{HOST}:{port}", "temp_dir": temp_dir, "root": f"/proc/{pid}/root" if own_host else "/"}
-    head = Server("ray-head", pid, f"http://{HOST}:{dashboard}", log, extra)
+    head = Server("ray-head", pid, f"http://{HOST}:{dashboard}", log, extra, started)
     return wait_until_up(head, f"{head.url}/api/version")
 
 
@@ -388,9 +397,9 @@ def start_autoscaling_head(
         "AUTOSCALER_UPDATE_INTERVAL_S": "1",  # decide every second, not every 5
         AUTOSCALING_CONFIG_VARIABLE: str(config_path),
     }
-    pid, log = _spawn("ray-autoscaling-head", command, folder, _ray_env(head_env))
+    pid, log, started = _spawn("ray-autoscaling-head", command, folder, _ray_env(head_env))
     extra = {"gcs_address": gcs_address, "temp_dir": temp_dir, "root": "/", "autoscaling_config": str(config_path)}
-    head = Server("ray-autoscaling-head", pid, f"http://{HOST}:{dashboard}", log, extra)
+    head = Server("ray-autoscaling-head", pid, f"http://{HOST}:{dashboard}", log, extra, started)
     return wait_until_up(head, f"{head.url}/api/version")
 
 
@@ -459,8 +468,8 @@ def start_ray_worker(
         str(num_cpus),
         *_ray_node_ports(),
     ]
-    pid, log = _spawn(name, on_own_host(command) if own_host else command, folder, _ray_env(env))
-    worker = Server(name, pid, head.extra["gcs_address"], log)
+    pid, log, started = _spawn(name, on_own_host(command) if own_host else command, folder, _ray_env(env))
+    worker = Server(name, pid, head.extra["gcs_address"], log, started=started)
     _wait_for_nodes(head, worker, expected=index + 1)
     return worker
 
