@@ -25,7 +25,7 @@ def pytest_configure(config: pytest.Config) -> None:
     processes (tests/process_guard.py); xdist's workers inherit the mark."""
     if not _is_controller(config):
         worker = config.workerinput["workerid"]  # type: ignore[attr-defined]
-        crash_report.record_worker(process_guard.SESSIONS, os.environ[process_guard.MARK], worker, os.getpid())
+        crash_report.record_worker(crash_report.WORKERS, os.environ[process_guard.MARK], worker, os.getpid())
         return
     mark, killed = process_guard.begin()
     if killed:
@@ -76,7 +76,7 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: obj
     """A worker died without a traceback: say what it left (tests/crash_report.py)."""
     worker = report.node.gateway.id  # type: ignore[attr-defined]
     report.longrepr = (
-        f"{report.longrepr}\n{crash_report.describe(process_guard.SESSIONS, os.environ[process_guard.MARK], worker)}"
+        f"{report.longrepr}\n{crash_report.describe(crash_report.WORKERS, os.environ[process_guard.MARK], worker)}"
     )
 
 
@@ -85,7 +85,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The session fails when a process it started is still alive at its end."""
     if not _is_controller(session.config):
         return
-    crash_report.forget_workers(process_guard.SESSIONS, os.environ[process_guard.MARK])
+    crash_report.forget_workers(crash_report.WORKERS, os.environ[process_guard.MARK])
     left = process_guard.end(os.environ[process_guard.MARK])
     if not left:
         return

@@ -11,31 +11,29 @@ report the memory left on the machine and the last lines Ray's driver core wrote
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 from pathlib import Path
 
 import psutil
 
 RAY_TEMP = Path(tempfile.gettempdir()) / "ray"
+WORKERS = Path(tempfile.gettempdir()) / "genpipe-test-workers"  # <mark>/<worker id> holds its pid
 TAIL_LINES = 12
 
 
-def _pids_file(sessions: Path, mark: str, worker: str) -> Path:
-    return sessions / f"{mark}.workers" / worker
+def _pids_file(root: Path, mark: str, worker: str) -> Path:
+    return root / mark / worker
 
 
-def record_worker(sessions: Path, mark: str, worker: str, pid: int) -> None:
-    path = _pids_file(sessions, mark, worker)
+def record_worker(root: Path, mark: str, worker: str, pid: int) -> None:
+    path = _pids_file(root, mark, worker)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(str(pid))
 
 
-def forget_workers(sessions: Path, mark: str) -> None:
-    folder = sessions / f"{mark}.workers"
-    for path in folder.glob("*"):
-        path.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        folder.rmdir()
+def forget_workers(root: Path, mark: str) -> None:
+    shutil.rmtree(root / mark, ignore_errors=True)
 
 
 def _tail(path: Path) -> list[str]:
@@ -44,11 +42,11 @@ def _tail(path: Path) -> list[str]:
     return []
 
 
-def describe(sessions: Path, mark: str, worker: str, ray_temp: Path = RAY_TEMP) -> str:
+def describe(root: Path, mark: str, worker: str, ray_temp: Path = RAY_TEMP) -> str:
     """The lines to add to the report of the test `worker` crashed on."""
     memory = psutil.virtual_memory()
     lines = [f"memory available now: {memory.available / 2**20:.0f} of {memory.total / 2**20:.0f} MiB"]
-    record = _pids_file(sessions, mark, worker)
+    record = _pids_file(root, mark, worker)
     try:
         pid, started = int(record.read_text()), record.stat().st_mtime
     except (OSError, ValueError):

@@ -11,15 +11,13 @@ import os
 import time
 from pathlib import Path
 
-from pipelines.cli.output import EXIT_FAILED, EXIT_OK, say
+from pipelines.cli.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, say, say_json
 from pipelines.cluster import jobs
 from pipelines.cluster import local as local_cluster
 from pipelines.config import CONFIG_VARIABLE, ConfigError, dump_config, load_config
 from pipelines.workflow import preflight
 from storage import is_local, normalize
 from typed_errors import first_line
-
-LOCAL_CLUSTER_DIR = ".genpipe/local-cluster"
 
 
 def _address(args: argparse.Namespace) -> str:
@@ -87,13 +85,17 @@ def _follow(address: str, job_id: str) -> int:
         status = jobs.follow(address, job_id, say)
     except KeyboardInterrupt:
         say(f"stopped following; the job goes on (genpipe jobs stop {job_id} --address {address})")
-        return EXIT_FAILED
+        return EXIT_INTERRUPTED
     say(f"job {job_id}: {status.value}")
     return EXIT_OK if status == JobStatus.SUCCEEDED else EXIT_FAILED
 
 
 def cmd_jobs_list(args: argparse.Namespace) -> int:
     listed = jobs.client(_address(args)).list_jobs()
+    if args.json:
+        fields = ("submission_id", "job_id", "status", "entrypoint", "start_time", "end_time", "message")
+        say_json([{name: getattr(job, name, None) for name in fields} for job in listed])
+        return EXIT_OK
     if not listed:
         say("no jobs")
     for job in sorted(listed, key=lambda j: j.start_time or 0):
@@ -157,63 +159,11 @@ def cmd_local_cluster_down(args: argparse.Namespace) -> int:
 
 def cmd_local_cluster_status(args: argparse.Namespace) -> int:
     servers = local_cluster.described(Path(args.dir).resolve())
+    if args.json:
+        say_json({name: {"pid": s.pid, "url": s.url, "running": s.running()} for name, s in servers.items()})
+        return EXIT_OK
     if not servers:
         say(f"no local cluster described in {args.dir}")
     for name, server in servers.items():
         say(f"{name:<12} pid {server.pid:<8} {'running' if server.running() else 'STOPPED'}  {server.url}")
     return EXIT_OK
-
-
-def _add_address(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--address", help="the Ray dashboard, http://HOST:8265 (default: RAY_API_SERVER_ADDRESS or RAY_ADDRESS)"
-    )
-    parser.add_argument(
-        "--token-file",
-        help="file holding the cluster's auth token (default: RAY_AUTH_TOKEN, "
-        "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)",
-    )
-
-
-def add_commands(commands: argparse._SubParsersAction) -> None:
-    submit = commands.add_parser("submit", help="run the workflow as a Ray job on a cluster")
-    submit.add_argument("config", help="a YAML file or a built-in config name")
-    submit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    submit.add_argument("--storage", help="fsspec URI the cluster can reach, e.g. s3://bucket/prefix")
-    submit.add_argument("--tracking-uri", help="the MLflow server the cluster logs to (default MLFLOW_TRACKING_URI)")
-    submit.add_argument("--workflow-id", help="the job's and the workflow's id (default: a new one)")
-    submit.add_argument("--follow", action="store_true", help="stream the logs; exit with the job's outcome")
-    _add_address(submit)
-    submit.set_defaults(handler=cmd_submit)
-
-    job_commands = commands.add_parser("jobs", help="Ray jobs on a cluster: list, logs, stop").add_subparsers(
-        dest="jobs_command", required=True
-    )
-    listing = job_commands.add_parser("list", help="jobs, their status and duration")
-    _add_address(listing)
-    listing.set_defaults(handler=cmd_jobs_list)
-    for verb, handler in (("logs", cmd_jobs_logs), ("stop", cmd_jobs_stop)):
-        one = job_commands.add_parser(verb, help=f"{verb} a job")
-        one.add_argument("job_id")
-        _add_address(one)
-        if verb == "logs":
-            one.add_argument("--follow", action="store_true", help="stream until the job ends")
-        one.set_defaults(handler=handler)
-
-    local = commands.add_parser(
-        "local-cluster",
-        help="a Ray head + worker, MLflow server and S3 (moto) on 127.0.0.1, to try the cluster path on one machine",
-    )
-    local_commands = local.add_subparsers(dest="local_command", required=True)
-    for verb, handler in (
-        ("up", cmd_local_cluster_up),
-        ("down", cmd_local_cluster_down),
-        ("status", cmd_local_cluster_status),
-    ):
-        one = local_commands.add_parser(verb)
-        one.add_argument("--dir", default=LOCAL_CLUSTER_DIR, help="state, logs and env.sh")
-        if verb == "up":
-            one.add_argument("--workers", type=int, default=1, help="worker nodes beside the head")
-            one.add_argument("--cpus", type=int, default=2, help="CPUs each node offers")
-            one.add_argument("--no-s3", action="store_true", help="no moto server; storage in a folder")
-        one.set_defaults(handler=handler)

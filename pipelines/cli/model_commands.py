@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.cli.output import EXIT_FAILED, EXIT_OK, UsageError, say, warn
+from pipelines.cli.output import EXIT_FAILED, EXIT_OK, UsageError, say, say_json, warn
 from pipelines.workflow import api
 from typed_errors import NOT_GIVEN, OptionError
 
@@ -120,6 +120,9 @@ def cmd_history(args: argparse.Namespace) -> int:
         rows = history(api.registry_uri(args.tracking_uri, args.storage), args.name)
     except MlflowException as exc:
         raise UsageError(f"NAME: {exc.message}") from None
+    if args.json:
+        say_json(rows)
+        return EXIT_OK
     for row in rows:
         created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(row["created"] / 1000))
         scores = " ".join(f"{k.removeprefix('eval/')}={v:.4g}" for k, v in sorted(row["metrics"].items()))
@@ -133,15 +136,27 @@ def cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _summary(cls: type) -> str:
+    lines = (inspect.getdoc(cls) or "").splitlines()
+    return lines[0] if lines else ""
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     if getattr(args, "history_name", None):
         args.name = args.history_name
         return cmd_history(args)
     import models
 
+    if args.json:
+        say_json(
+            {
+                family: {"modality": cls.modality, "summary": _summary(cls), "presets": cls.presets}
+                for family, cls in models.FAMILIES.items()
+            }
+        )
+        return EXIT_OK
     for family, cls in models.FAMILIES.items():
-        summary = (inspect.getdoc(cls) or "").splitlines()
-        say(f"{family}: {summary[0] if summary else ''}")
+        say(f"{family}: {_summary(cls)}")
         for preset, params in cls.presets.items():
             say(f"  {preset}: {', '.join(f'{k}={v}' for k, v in params.items())}")
     return EXIT_OK

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from typing import Any
 
 from storage import redact
 
@@ -21,3 +23,8 @@ def say(message: str) -> None:
 
 def warn(message: str) -> None:
     print(redact(message), file=sys.stderr, flush=True)
+
+
+def say_json(document: Any) -> None:
+    """`--json`: one JSON document on stdout (for jq and scripts), never a credential."""
+    say(json.dumps(document, indent=2, default=str))

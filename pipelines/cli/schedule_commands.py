@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from pipelines.cli.output import EXIT_OK, UsageError, say
+from pipelines.cli.output import EXIT_OK, UsageError, say, say_json
 from pipelines.config import ConfigError, default_storage, dump_config, load_config
 from pipelines.config.errors import problem_line
 from storage import normalize, write_bytes_atomic
@@ -66,6 +66,10 @@ def _when(epoch: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch)) if epoch else "-"
 
 
+def _iso(epoch: float | None) -> str | None:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)) if epoch else None
+
+
 def _why_broken(exc: Exception) -> str:
     """A schedule file that does not load, in one line: its fields' problems, or the error's first line."""
     if isinstance(exc, ValidationError):
@@ -76,6 +80,9 @@ def _why_broken(exc: Exception) -> str:
 def cmd_schedule_list(args: argparse.Namespace) -> int:
     store = _schedules(args)
     names = store.names()
+    if args.json:
+        say_json([_listed(store, name, time.time()) for name in names])
+        return EXIT_OK
     if not names:
         say(f"no schedules in {store.storage}")
     now = time.time()
@@ -94,6 +101,26 @@ def cmd_schedule_list(args: argparse.Namespace) -> int:
             + (f" ({state.last_workflow_id})" if state.last_workflow_id else "")
         )
     return EXIT_OK
+
+
+def _listed(store, name: str, now: float) -> dict:
+    """A schedule as `schedule list --json` shows it (a broken one with why)."""
+    try:
+        schedule, state = store.get(name), store.state(name)
+    except Exception as exc:
+        return {"name": name, "broken": _why_broken(exc)}
+    return {
+        "name": name,
+        "cron": schedule.cron,
+        "timezone": schedule.timezone,
+        "paused": schedule.paused,
+        "next": None if schedule.paused else _iso(schedule.next_slot(now)),
+        "when": schedule.when,
+        "address": schedule.address,
+        "running": state.running.workflow_id if state.running else None,
+        "last_outcome": state.last_outcome,
+        "last_workflow_id": state.last_workflow_id,
+    }
 
 
 def _existing(store, name: str):

@@ -6,12 +6,30 @@ import argparse
 import shlex
 
 from models.zoo import family_class
-from pipelines.cli.output import EXIT_FAILED, EXIT_OK, say
+from pipelines.cli.output import EXIT_FAILED, EXIT_OK, say, say_json, warn
 from pipelines.config import default_storage
 from pipelines.workflow import api
 from pipelines.workflow.results import EvaluateResult, PrepareResult, RegisterResult, StepResult, TuneResult
 from pipelines.workflow.runner import Workflow, WorkflowFailed
+from pipelines.workflow.step_order import RUN_STEPS, SWEEP_STEPS
 from storage import normalize
+
+# The steps each command runs: `genpipe train` runs prepare too where it is not done yet.
+STEPS_OF_COMMAND = {
+    "run": RUN_STEPS,
+    "tune": SWEEP_STEPS,
+    **{step: RUN_STEPS[: index + 1] for index, step in enumerate(RUN_STEPS[:-1])},
+}
+
+
+def cmd_steps(args: argparse.Namespace) -> int:
+    """`genpipe run|prepare|train|evaluate|tune`."""
+    steps = STEPS_OF_COMMAND[args.command]
+    if args.dry_run:
+        from pipelines.cli.plan import print_plan
+
+        return print_plan(args, steps)
+    return run_workflow(args, steps)
 
 
 def run_workflow(args: argparse.Namespace, steps: tuple[str, ...]) -> int:
@@ -38,10 +56,11 @@ def run_workflow(args: argparse.Namespace, steps: tuple[str, ...]) -> int:
 
 
 def _failed(failure: WorkflowFailed, log_file: str | None) -> int:
-    say(f"FAILED: {failure}")
+    """On stderr, as every error of the CLI: a script reading stdout gets results only."""
+    warn(f"FAILED: {failure}")
     record = failure.record or "not written (the storage did not take it)"
-    say(f"traceback: {record}" + (f"; log: {log_file}" if log_file else ""))
-    say(f"fix the cause, then: genpipe resume {failure.workflow_id} --storage {failure.storage}")
+    warn(f"traceback: {record}" + (f"; log: {log_file}" if log_file else ""))
+    warn(f"fix the cause, then: genpipe resume {failure.workflow_id} --storage {failure.storage}")
     return EXIT_FAILED
 
 
@@ -89,6 +108,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     workflows = api.status(args.workflow_id, storage=args.storage)
+    if args.json:
+        say_json(
+            [
+                {"id": w.id, "skipped": w.skipped, "steps": w.states, "records": w.records, "errors": w.errors}
+                for w in workflows
+            ]
+        )
+        return EXIT_OK
     if not workflows:
         say(f"no workflows in {normalize(args.storage or default_storage())}")
     for workflow in workflows:

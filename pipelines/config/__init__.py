@@ -1,9 +1,9 @@
 """The pipeline config: sections, validation with one line per problem, loading and overrides."""
 
+from pipelines.config.composition import builtin_configs
 from pipelines.config.errors import ConfigError
 from pipelines.config.loading import (
     CONFIG_VARIABLE,
-    builtin_configs,
     dump_config,
     load_config,
     read_config_source,

@@ -6,6 +6,8 @@ import os
 import sys
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+COMMAND_VARIABLE = "GENPIPE_COMMAND"  # the command line a run comes from, its MLflow source
+
 MLFLOW_DEFAULTS = {
     # MLflow 3's telemetry thread sets and unsets _MLFLOW_TELEMETRY_SESSION_ID in os.environ while
     # other threads iterate os.environ (requests reads proxies from it on every call): a KeyError

@@ -19,7 +19,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from pipelines.config import PipelineConfig, flatten
-from pipelines.registry.environment import apply_mlflow_defaults
+from pipelines.registry.environment import COMMAND_VARIABLE, apply_mlflow_defaults
 from storage import is_local, join, redact
 
 MAX_PARAM_LENGTH = 6000  # MLflow 3's limit for a param value
@@ -29,7 +29,6 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # Captured where a command runs and carried into a Ray job's environment (its working_dir has
 # no .git), so a run on a cluster records the commit it was submitted from.
 GIT_COMMIT_VARIABLE, GIT_DIRTY_VARIABLE = "GENPIPE_GIT_COMMIT", "GENPIPE_GIT_DIRTY"
-COMMAND_VARIABLE = "GENPIPE_COMMAND"  # the command line a run comes from, its MLflow source
 
 
 def tracking_uri(config: PipelineConfig) -> str:

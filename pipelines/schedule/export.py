@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from pipelines.config import CONFIG_VARIABLE
-from pipelines.config.loading import ENV_CONFIG_PREFIX
+from pipelines.config.composition import ENV_CONFIG_PREFIX
 from pipelines.schedule.launchers import resolved_config
 from pipelines.schedule.schedules import Schedule
 from storage import is_local

@@ -18,7 +18,7 @@ import yaml
 
 from pipelines.config import CONFIG_VARIABLE, PipelineConfig, validate_config
 from pipelines.config.cluster import ClusterConfig
-from pipelines.config.loading import ENV_CONFIG_PREFIX
+from pipelines.config.composition import ENV_CONFIG_PREFIX
 from pipelines.schedule.schedules import LEASE_SECONDS, Schedule
 from pipelines.workflow.lease import DriverLease
 from pipelines.workflow.runner import Workflow

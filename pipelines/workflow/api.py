@@ -33,7 +33,7 @@ from pipelines.train.startup import EMBEDDED_RAY_VARIABLE, embedded_ray_defaults
 from pipelines.workflow import preflight
 from pipelines.workflow.results import StepResult
 from pipelines.workflow.runner import Workflow, list_workflows, new_workflow_id
-from pipelines.workflow.steps import RUN_STEPS
+from pipelines.workflow.step_order import RUN_STEPS
 from storage import normalize
 from typed_errors import OptionError, first_line
 

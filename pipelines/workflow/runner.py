@@ -23,7 +23,8 @@ from pipelines.registry import tracking
 from pipelines.workflow.lease import DriverLease
 from pipelines.workflow.progress import ConsoleProgress, Reporter, open_board
 from pipelines.workflow.results import StepResult, parse_result
-from pipelines.workflow.steps import RUN_STEPS, STEP_ORDER, STEP_SECTIONS, StepContext, run_step, step_resources
+from pipelines.workflow.step_order import RUN_STEPS, STEP_ORDER
+from pipelines.workflow.steps import STEP_SECTIONS, StepContext, run_step, step_resources
 from storage import exists, filesystem, join, read_json, redact, write_json_atomic
 from typed_errors import first_line
 

@@ -28,9 +28,6 @@ from pipelines.workflow.results import (
 )
 from typed_errors import first_line
 
-STEP_ORDER = ("prepare", "train", "tune", "evaluate", "register")
-RUN_STEPS = ("prepare", "train", "evaluate", "register")  # genpipe run
-SWEEP_STEPS = ("prepare", "tune", "evaluate", "register")  # genpipe tune: the best trial goes on
 # The config sections each step reads: `genpipe resume ID --set` may change a section only while
 # every step reading it is still to run.
 STEP_SECTIONS: dict[str, tuple[str, ...]] = {

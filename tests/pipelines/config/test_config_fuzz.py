@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.config import ConfigError, load_config
-from pipelines.config.loading import builtin_configs, read_config_source, validate_config
+from pipelines.config.composition import builtin_configs
+from pipelines.config.loading import read_config_source, validate_config
 from pipelines.config.overrides import flatten
 
 BUILTINS = tuple(builtin_configs())  # every family and modality: images, text, series, two domains, sweeps
