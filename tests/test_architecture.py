@@ -11,7 +11,7 @@ import sys
 import grimp
 from helpers import REPO
 
-PACKAGES = ("typed_errors", "storage", "tokens", "data_prep", "models", "serving", "pipelines")
+PACKAGES = ("typed_errors", "storage", "tokens", "data_prep", "models", "serving", "pipelines", "genpipe")
 
 
 def test_no_module_imports_one_that_imports_it_back():

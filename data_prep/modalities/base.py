@@ -46,6 +46,12 @@ class SourceConfig(Strict):
         """The raw rows its modality's builder takes (a Ray Dataset of images or documents, a series)."""
         raise NotImplementedError
 
+    def expected_records(self, description: dict[str, Any]) -> int | None:
+        """How many records `read` yields, where the description tells it without reading (a
+        file a record); None when only reading tells (for the console's ETA)."""
+        files = description.get("files")
+        return len(files) if isinstance(files, list) else files if isinstance(files, int) else None
+
     def class_names(self) -> list[str]:
         return []  # integer labels as they are
 

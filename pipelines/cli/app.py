@@ -57,7 +57,10 @@ def handler_of(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # --help, --version and usage errors end here, before any import
     apply_mlflow_defaults()
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines (database set-up) are not ours
+    # MLflow's INFO lines (database set-up) are not ours. MLflow sets its logger's level when it is
+    # imported, which is now after this line (the CLI imports it with the command): by its variable.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     os.environ[COMMAND_VARIABLE] = shlex.join(["genpipe", *(sys.argv[1:] if argv is None else argv)])
     _leave_a_jobs_working_directory()
     _stop_on_sigterm()

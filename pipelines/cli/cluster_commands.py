@@ -7,75 +7,39 @@ A submitted workflow is `genpipe run` as a Ray job whose id is the workflow id, 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
 from pipelines.cli.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, say, say_json
 from pipelines.cluster import jobs
 from pipelines.cluster import local as local_cluster
-from pipelines.config import CONFIG_VARIABLE, ConfigError, dump_config, load_config
-from pipelines.workflow import preflight
-from storage import is_local, normalize
+from pipelines.cluster.submission import job_server, submit_workflow
+from pipelines.config import ConfigError
 from typed_errors import first_line
 
 
 def _address(args: argparse.Namespace) -> str:
-    address = args.address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
-    if not address or not address.startswith(("http://", "https://")):
-        raise ConfigError([f"--address: the Ray dashboard's job server, http://HOST:8265 (got {address!r})"])
-    jobs.use_token(getattr(args, "token_file", None))
-    return address
+    return job_server(args.address, getattr(args, "token_file", None))
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """Validate and check everything here, then hand the resolved config to `genpipe run` on the cluster."""
-    from pipelines.workflow.runner import check_workflow_id, new_workflow_id
-
-    if args.workflow_id:
-        check_workflow_id(args.workflow_id)  # the job's id and a folder in storage: refused here, not in the job
-    config = load_config(args.config, args.set, storage=args.storage, tracking_uri=args.tracking_uri)
-    config = config.model_copy(
-        update={
-            "storage": normalize(config.storage),
-            "tracking_uri": config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"),
-        }
+    job = submit_workflow(
+        args.config,
+        args.set,
+        storage=args.storage,
+        tracking_uri=args.tracking_uri,
+        address=args.address,
+        workflow_id=args.workflow_id,
+        token_file=args.token_file,
+        echo=say,
     )
-    if config.tracking_uri is None and not is_local(config.storage):
-        raise ConfigError(
-            [
-                "--tracking-uri: a job on a cluster needs an MLflow server (or MLFLOW_TRACKING_URI): "
-                "the embedded sqlite store would stay in the job's temporary working directory"
-            ]
-        )
-    try:
-        jobs.code_mode(config.cluster.code)  # shipping a checkout that is not there: refused now
-    except jobs.JobsError as exc:
-        raise ConfigError([str(exc)]) from None
-    if args.token_file is None and config.cluster.auth_token_file:
-        args.token_file = config.cluster.auth_token_file
-    address = _address(args)
-    preflight.check_storage(config.storage)
-    if config.tracking_uri:
-        preflight.check_tracking(config.tracking_uri)
-    if is_local(config.storage):
-        say(f"note: storage {config.storage} is a folder: the job writes it on the cluster's nodes")
-    workflow_id = args.workflow_id or new_workflow_id(config.name)
-    arguments = ["run", f"env:{CONFIG_VARIABLE}", "--workflow-id", workflow_id]
-    job_id = jobs.submit(
-        address,
-        arguments,
-        workflow_id,
-        env_vars={CONFIG_VARIABLE: dump_config(config)},
-        extra_runtime_env=config.cluster.runtime_env,
-        code=config.cluster.code,
-    )
-    say(f"job {job_id} submitted to {address}")
-    say(f"  logs:   genpipe jobs logs {job_id} --address {address} --follow")
-    say(f"  status: genpipe status {job_id} --storage {config.storage}")
+    say(f"job {job.job_id} submitted to {job.address}")
+    say(f"  logs:   genpipe jobs logs {job.job_id} --address {job.address} --follow")
+    say(f"  status: genpipe status {job.job_id} --storage {job.storage}")
     if not args.follow:
         return EXIT_OK
-    return _follow(address, job_id)
+    return _follow(job.address, job.job_id)
 
 
 def _follow(address: str, job_id: str) -> int:

@@ -25,7 +25,7 @@ from pipelines.registry.tracking import git_state
 # pipelines/cluster/jobs.py -> the repository of a source checkout, or site-packages when installed
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # genpipe's top-level packages (pyproject.toml's packages.find include list; a test keeps them equal)
-PACKAGES = ("pipelines", "models", "data_prep", "storage", "serving", "tokens", "typed_errors")
+PACKAGES = ("genpipe", "pipelines", "models", "data_prep", "storage", "serving", "tokens", "typed_errors")
 AGENT_WAIT_SECONDS = 90
 # Ray's job client: "Request failed with status code 500: <the server's traceback>".
 SERVER_ERROR = re.compile(r"Request failed with status code (?P<code>5\d\d)")

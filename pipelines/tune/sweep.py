@@ -32,6 +32,8 @@ def _tuner(config: PipelineConfig, setup: TrialSetup, workflow_id: str):
     algorithm and ASHA's rungs (`ResumableASHA`) go on where they were."""
     from ray import tune
 
+    from pipelines.tune.progress import SweepProgress
+
     settings = config.sweep
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup), resources)
@@ -57,6 +59,10 @@ def _tuner(config: PipelineConfig, setup: TrialSetup, workflow_id: str):
             storage_path=storage_path,
             storage_filesystem=storage_fs,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=config.train.keep_checkpoints),
+            # (A restored sweep has no callbacks, Tuner.restore takes none: its trials' epochs still show.)
+            callbacks=[SweepProgress(setup.report, settings.metric, settings.mode, settings.num_samples)]
+            if setup.report
+            else [],
             verbose=0,
             stop=budget,
         ),

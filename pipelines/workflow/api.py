@@ -1,6 +1,7 @@
-"""genpipe's Python API, for notebooks and scripts; the `genpipe` CLI is a thin layer over it.
+"""genpipe's Python API for workflows, for notebooks and scripts (`import genpipe` re-exports it
+with jobs and schedules); the `genpipe` CLI is a thin layer over it.
 
-    from pipelines.workflow import api as genpipe
+    import genpipe
 
     outcome = genpipe.run("quickstart", sets=["train.max_steps=30"])
     genpipe.status(outcome.workflow.id)

@@ -109,23 +109,34 @@ def _clock(seconds: float) -> str:
 
 @dataclass
 class ConsoleProgress:
-    """Turns events into console lines: `  train  200/440 steps (45%)  loss=0.18  ETA 0:25`."""
+    """Turns events into console lines: `  train  200/440 steps (45%)  loss=0.18  ETA 0:25`.
+
+    An event carries `done` (where a single process stands: the training loop's step), or `add`
+    (what one of many processes just finished: a Ray Data task's rows, which the console sums),
+    with the `total` when it is known; a line then has the rate, and the ETA."""
 
     echo: Callable[[str], None]
     first_seen: dict[str, tuple[float, int]] = field(default_factory=dict)
+    added: dict[str, int] = field(default_factory=dict)
 
     def show(self, event: dict[str, Any]) -> None:
         stage, text = event.get("stage", ""), event.get("text", "")
+        if event.get("add") is not None:
+            self.added[stage] = self.added.get(stage, 0) + int(event["add"])
+            event = {**event, "done": self.added[stage]}
         done, total = event.get("done"), event.get("total")
-        if done is None or not total:
+        if done is None:
             self.echo(f"  {stage}: {text}" if text else f"  {stage}")
             return
         now = time.monotonic()
         started, done_then = self.first_seen.setdefault(stage, (now, done))
-        line = f"  {stage} {done}/{total} {event.get('unit', '')} ({done / total:.0%})"
+        unit = event.get("unit", "")
+        line = f"  {stage} {done}/{total} {unit} ({done / total:.0%})" if total else f"  {stage} {done} {unit}"
         if text:
             line += f"  {text}"
-        if done > done_then and done < total:
-            rate = (done - done_then) / (now - started)
+        rate = (done - done_then) / (now - started) if done > done_then and now > started else None
+        if rate and not total:
+            line += f"  {rate:,.0f} {unit}/s" if rate >= 10 else f"  {rate:.2g} {unit}/s"
+        if rate and total and done < total:
             line += f"  ETA {_clock((total - done) / rate)}"
         self.echo(line)

@@ -64,7 +64,7 @@ def _prepared(inputs: Inputs) -> PrepareResult:
 def prepare_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> PrepareResult:
     from data_prep.prepare import describe_result, prepare
 
-    manifest, cache_hit = prepare(config.data, config.storage)
+    manifest, cache_hit = prepare(config.data, config.storage, context.report)
     lineage.log_dataset(context.tracking_uri, context.run_id, manifest, "train", "training")
     return PrepareResult(**describe_result(manifest, cache_hit))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from data_prep.errors import DataError
 from data_prep.manifest import MANIFEST, load_verified
 from data_prep.prepare import fingerprint, prepare
 from data_prep.readers import read_arrays
+from pipelines.workflow.progress import flush, open_board
 
 
 def test_digits_manifest_describes_the_shards(ray_session, tmp_path):
@@ -76,9 +78,20 @@ def test_corrupt_image_is_rejected_with_its_reason(ray_session, tmp_path):
         max_reject_fraction=0.2,
         val_fraction=0.3,
     )
-    manifest, _ = prepare(config, str(tmp_path / "store"))
+    report = open_board()  # the console's channel, as the prepare step passes it
+    manifest, _ = prepare(config, str(tmp_path / "store"), report)
     assert manifest.rejects["count"] == 1 and manifest.class_names == ["cat", "dog"]
     assert manifest.splits["train"].rows + manifest.splits["val"].rows == 20
+    flush(report)
+    events, deadline = report.take(), time.monotonic() + 30
+    while sum(event.get("add", 0) for event in events) < 21 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the tasks' posts reach the board on their own time, not the driver's
+        events += report.take()
+    counted = [event for event in events if "add" in event]  # from Ray Data's tasks, as they go
+    assert sum(event["add"] for event in counted) == 21 and {event["total"] for event in counted} == {21}
+    said = [event["text"] for event in events if "text" in event]
+    assert said[0].startswith("source image_folder, 21 files, ") and said[0].endswith(manifest.fingerprint)
+    assert said[-1].startswith(f"wrote train {manifest.splits['train'].rows}, val ") and "(1 rejected)" in said[-1]
     with open(manifest.rejects["uri"]) as handle:
         rejects = [json.loads(line) for line in handle]
     assert rejects[0]["key"] == "dog/broken0.png"

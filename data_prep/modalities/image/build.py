@@ -11,6 +11,7 @@ from data_prep.errors import DataError
 from data_prep.images import stored_levels
 from data_prep.manifest import Manifest, dataset_uri, publish_new
 from data_prep.modalities.image.settings import ImagePrep
+from data_prep.progress import counting, say
 from data_prep.shards import new_write_id, record_rejects, write_split
 from data_prep.transforms import make_transform
 from storage import join
@@ -25,7 +26,9 @@ def build_images(config: ImagePrep, storage: str, key: str, description: dict[st
     # One grid for every row: the source's levels unless image_size resizes (then 256).
     levels = stored_levels(config.images.pixel_levels, config.image_size is not None and config.image_size != native)
     transform = make_transform(channels, config.image_size, native, config.split_seed, config.val_fraction, levels)
-    rows = config.source.read().map(transform).materialize()
+    say(f"reading and decoding {config.source.kind} images")
+    total = config.source.expected_records(description)
+    rows = counting(config.source.read().map(transform), total, "images").materialize()
 
     # One pass over the small columns answers every count below without re-running the pipeline.
     domains = config.source.domains

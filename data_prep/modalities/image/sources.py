@@ -93,6 +93,9 @@ class SampleImageCropsSource(ImageSourceConfig):
 
         return {**self.model_dump(), "sklearn": sklearn.__version__}
 
+    def expected_records(self, description: dict[str, Any]) -> int | None:
+        return self.count
+
     def read(self) -> Any:
         return read_sample_image_crops(self)
 
@@ -138,6 +141,9 @@ class ParquetSource(ImageSourceConfig):
 
     def describe(self) -> dict[str, Any]:
         return describe_files(self.model_dump(), self.path, by_folder=False)  # alike for text and images
+
+    def expected_records(self, description: dict[str, Any]) -> int | None:
+        return None  # rows, not files: only the files' footers tell
 
     def read(self) -> Any:
         if self.text_column is not None:

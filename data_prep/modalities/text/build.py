@@ -23,6 +23,7 @@ from ray.data.expressions import col
 from data_prep.errors import DataError
 from data_prep.manifest import Manifest, TextInfo, dataset_uri, publish_new
 from data_prep.modalities.text.settings import TextPrep
+from data_prep.progress import counting, say
 from data_prep.shards import new_write_id, record_rejects, write_split
 from data_prep.text_tokenizer import TOKENIZER_FILE, TextTokenizer, train_tokenizer
 from data_prep.transforms import seeded_fraction, split_of
@@ -102,7 +103,10 @@ def build_text(config: TextPrep, storage: str, key: str, description: dict[str, 
         token count), where holding it once cost a corpus of object store (spilled to disk)."""
         return config.source.read().map(label)
 
-    index = documents().select_columns(["key", "split", "error", "n_bytes", "draw"]).to_pandas()
+    say(f"reading {config.source.kind} documents (their split, size and tokenizer sample)")
+    total = config.source.expected_records(description)
+    index = counting(documents(), total, "documents").select_columns(["key", "split", "error", "n_bytes", "draw"])
+    index = index.to_pandas()
     rejects_uri = join(uri, write_id, "rejects", "rejects.jsonl")
     rejected = record_rejects(index, rejects_uri, config.max_reject_fraction)
     kept = index[index["error"] == ""]
@@ -118,6 +122,8 @@ def build_text(config: TextPrep, storage: str, key: str, description: dict[str, 
         .filter(expr=(col("error") == "") & (col("split") == "train") & (col("draw") <= threshold))
         .iter_rows()
     )
+    if config.tokenizer.kind != "byte":
+        say(f"training the {config.tokenizer.kind} tokenizer on {sample['documents']} train documents")
     tokenizer = train_tokenizer(config.tokenizer, train_texts)
     tokenizer_json = tokenizer.to_json()
     tokenizer_path = f"{write_id}/{TOKENIZER_FILE}"

@@ -51,7 +51,7 @@ def sweep_options(*extra: str) -> list[str]:
     return [item for setting in [*SWEEP, *extra] for item in ("--set", setting)]
 
 
-def test_asha_sweep_stops_hopeless_trials_and_registers_the_best(ray_session, mlflow_server, tmp_path):
+def test_asha_sweep_stops_hopeless_trials_and_registers_the_best(ray_session, mlflow_server, tmp_path, capsys):
     storage = str(tmp_path / "store")
     assert (
         cli.main(
@@ -72,6 +72,9 @@ def test_asha_sweep_stops_hopeless_trials_and_registers_the_best(ray_session, ml
     workflow = Workflow(storage, "asha")
     run_id = workflow.meta()["run_id"]
     result = workflow.record("tune")["result"]
+    console = capsys.readouterr().out
+    assert "  tune 1/4 trials (25%)  best so far: trial " in console  # as each trial ends, with an ETA
+    assert "  tune 4/4 trials (100%)  best so far: trial " in console
     children = tracking.child_runs(mlflow_server, run_id)
     assert len(children) == 4 and all(run.info.status == "FINISHED" for run in children)
     assert result["trials"] == 4 and result["stopped_early"] >= 1

@@ -65,3 +65,20 @@ def test_console_lines_carry_a_percentage_and_an_eta(monkeypatch):
     assert lines[1] == "  train 100/400 steps (25%)  loss=0.2"  # no rate yet
     assert lines[2] == "  train 200/400 steps (50%)  loss=0.2  ETA 0:20"  # 100 steps in 10 s, 200 to go
     assert lines[3] == "  train 400/400 steps (100%)  loss=0.2"  # done: no ETA
+
+
+def test_counts_from_many_processes_are_summed_with_a_rate_and_an_eta(monkeypatch):
+    lines: list[str] = []
+    console = ConsoleProgress(lines.append)
+    clock = iter([0.0, 5.0, 10.0, 20.0, 30.0])
+    monkeypatch.setattr("pipelines.workflow.progress.time.monotonic", lambda: next(clock))
+    for add in (100, 100, 200):  # three Ray Data tasks' rows, of 1,000
+        console.show({"stage": "prepare", "add": add, "total": 1000, "unit": "rows"})
+    console.show({"stage": "tune", "add": 1, "unit": "trials"})  # no total known: a rate instead
+    console.show({"stage": "tune", "add": 1, "unit": "trials"})
+    assert lines[:3] == [
+        "  prepare 100/1000 rows (10%)",
+        "  prepare 200/1000 rows (20%)  ETA 0:40",  # 100 rows in 5 s, 800 to go
+        "  prepare 400/1000 rows (40%)  ETA 0:20",  # 300 rows in 10 s, 600 to go
+    ]
+    assert lines[3:] == ["  tune 1 trials", "  tune 2 trials  0.1 trials/s"]

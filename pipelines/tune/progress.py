@@ -1,0 +1,38 @@
+"""What a sweep tells the console while it runs: trials finished of N, the best so far and an ETA
+(pipelines/workflow/progress.py prints them), from a Tune callback in the sweep's driver."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from ray.tune import Callback
+
+
+class SweepProgress(Callback):
+    """Counts trials as they end (finished, stopped early by ASHA, or failed) and keeps the best
+    score any trial has reported on the sweep's metric."""
+
+    def __init__(self, report: Callable[..., None], metric: str, mode: str, total: int):
+        self.report, self.metric, self.mode, self.total = report, metric, mode, total
+        self.ended = 0
+        self.best: tuple[str, float] | None = None
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        value = result.get(self.metric)
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            return
+        if self.best is None or (value < self.best[1] if self.mode == "min" else value > self.best[1]):
+            self.best = (trial.trial_id, float(value))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ended()
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ended()
+
+    def _ended(self) -> None:
+        self.ended += 1
+        best = f"best so far: trial {self.best[0]} {self.metric}={self.best[1]:.4g}" if self.best else "no score yet"
+        self.report("tune", done=self.ended, total=self.total, unit="trials", text=best)
