@@ -32,14 +32,14 @@ except metadata.PackageNotFoundError:  # a source tree on sys.path, not installe
 
 # name -> the module it lives in
 _EXPORTS = {
-    "run": "genpipe.runs",
-    "RunHandle": "genpipe.runs",
+    "run": "pipelines.workflow.api",
+    "RunHandle": "pipelines.workflow.handle",
     "resume": "pipelines.workflow.api",
     "status": "pipelines.workflow.api",
     "load_model": "pipelines.workflow.api",
     "sample": "pipelines.workflow.api",
     "Outcome": "pipelines.workflow.api",
-    "submit": "genpipe.jobs",
+    "submit": "genpipe.jobs",  # a workflow as a Ray job
     "ConfigError": "pipelines.config",
     "WorkflowFailed": "pipelines.workflow.runner",
 }

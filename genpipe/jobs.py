@@ -4,34 +4,12 @@ RAY_ADDRESS; `token_file` where the cluster asks for a token (Ray 2.60's default
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from pipelines.cluster import jobs as ray_jobs
-from pipelines.cluster.submission import SubmittedJob, job_server, submit_workflow
-
-
-def submit(
-    config: str,
-    sets: Sequence[str] = (),
-    *,
-    address: str | None = None,
-    storage: str | None = None,
-    tracking_uri: str | None = None,
-    workflow_id: str | None = None,
-    token_file: str | None = None,
-) -> SubmittedJob:
-    """`genpipe run CONFIG` as a Ray job whose id is the workflow's; checked here first (a bad
-    config or an unreachable bucket raises ConfigError before anything is submitted)."""
-    return submit_workflow(
-        config,
-        sets,
-        storage=storage,
-        tracking_uri=tracking_uri,
-        address=address,
-        workflow_id=workflow_id,
-        token_file=token_file,
-    )
+from pipelines.cluster.submission import SubmittedJob, job_server
+from pipelines.cluster.submission import submit_workflow as submit
 
 
 def list_jobs(address: str | None = None, token_file: str | None = None) -> list[Any]:
@@ -53,3 +31,6 @@ def follow(
 def stop(job_id: str, address: str | None = None, token_file: str | None = None) -> bool:
     """Ask the job to stop (True), or False when it had ended already."""
     return ray_jobs.client(job_server(address, token_file)).stop_job(job_id)
+
+
+__all__ = ["SubmittedJob", "follow", "list_jobs", "logs", "stop", "submit"]

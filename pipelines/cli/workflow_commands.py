@@ -48,6 +48,7 @@ def run_workflow(args: argparse.Namespace, steps: tuple[str, ...]) -> int:
         )
     except WorkflowFailed as failure:
         return _failed(failure, getattr(args, "log_file", None))
+    assert isinstance(outcome, api.Outcome)  # waited for: not a RunHandle
     if outcome.skipped:
         say(f"workflow {outcome.workflow.id} skipped: {outcome.skipped}")
         return EXIT_OK

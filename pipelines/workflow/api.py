@@ -32,6 +32,7 @@ from pipelines.registry import tracking
 from pipelines.registry.environment import apply_mlflow_defaults
 from pipelines.train.startup import EMBEDDED_RAY_VARIABLE, embedded_ray_defaults
 from pipelines.workflow import preflight
+from pipelines.workflow.handle import RunHandle
 from pipelines.workflow.results import StepResult
 from pipelines.workflow.runner import Workflow, list_workflows, new_workflow_id
 from pipelines.workflow.step_order import RUN_STEPS
@@ -128,15 +129,28 @@ def run(
     workflow_id: str | None = None,
     when: str = "always",
     echo: Printer = _quiet,
-) -> Outcome:
+    wait: bool = True,
+) -> Outcome | RunHandle:
     """Run `steps` of the workflow for `config` (a name, a YAML path or a PipelineConfig).
 
     An existing `workflow_id` continues that workflow with the config it started with. With
     `when="data-changed"` a new workflow is skipped when the champion was trained on this very
     dataset. Raises ConfigError (bad config, unreachable service) before anything starts, and
-    WorkflowFailed when a step fails."""
+    WorkflowFailed when a step fails. With `wait=False` the config is validated, the services
+    checked and Ray joined or started here, then the workflow runs in a thread: a RunHandle
+    (pipelines/workflow/handle.py) comes back at once."""
     apply_mlflow_defaults()
     config = resolve_config(config, sets, storage, tracking_uri)
+    if not wait:
+        check_services(config, address)
+        connect_ray(address)  # from this thread: Ray sets its signal handlers in the main thread only
+        checked, chosen = config, workflow_id or new_workflow_id(config.name)
+        return RunHandle.start(
+            chosen,
+            checked.storage,
+            lambda: run(checked, steps=steps, address=address, workflow_id=chosen, when=when, echo=echo),
+            lambda: status(chosen, storage=checked.storage)[0],
+        )
     if "tune" in steps and config.tune is None:
         raise ConfigError(
             ["tune: missing: genpipe tune needs a tune: section with a space (see the built-in gan-sweep-digits)"]
