@@ -1,21 +1,39 @@
 """What a sweep tells the console while it runs: trials finished of N, the best so far and an ETA
-(pipelines/workflow/progress.py prints them), from a Tune callback in the sweep's driver."""
+(pipelines/workflow/progress.py prints them), from a Tune callback in the sweep's driver.
+
+Tune pickles its callbacks into the experiment's state and a restored sweep gets them back: the
+callback holds no reporter (the killed driver's console is gone), only what it counts; the sweep
+names the console of the process that runs it now (`reporting`)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ray.tune import Callback
+
+_console: Callable[..., None] | None = None
+
+
+@contextmanager
+def reporting(report: Callable[..., None] | None) -> Iterator[None]:
+    """Send the sweep callbacks' lines to `report` while the sweep runs in this process."""
+    global _console
+    _console = report
+    try:
+        yield
+    finally:
+        _console = None
 
 
 class SweepProgress(Callback):
     """Counts trials as they end (finished, stopped early by ASHA, or failed) and keeps the best
     score any trial has reported on the sweep's metric."""
 
-    def __init__(self, report: Callable[..., None], metric: str, mode: str, total: int):
-        self.report, self.metric, self.mode, self.total = report, metric, mode, total
+    def __init__(self, metric: str, mode: str, total: int):
+        self.metric, self.mode, self.total = metric, mode, total
         self.ended = 0
         self.best: tuple[str, float] | None = None
 
@@ -35,4 +53,5 @@ class SweepProgress(Callback):
     def _ended(self) -> None:
         self.ended += 1
         best = f"best so far: trial {self.best[0]} {self.metric}={self.best[1]:.4g}" if self.best else "no score yet"
-        self.report("tune", done=self.ended, total=self.total, unit="trials", text=best)
+        if _console is not None:
+            _console("tune", done=self.ended, total=self.total, unit="trials", text=best)

@@ -59,10 +59,7 @@ def _tuner(config: PipelineConfig, setup: TrialSetup, workflow_id: str):
             storage_path=storage_path,
             storage_filesystem=storage_fs,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=config.train.keep_checkpoints),
-            # (A restored sweep has no callbacks, Tuner.restore takes none: its trials' epochs still show.)
-            callbacks=[SweepProgress(setup.report, settings.metric, settings.mode, settings.num_samples)]
-            if setup.report
-            else [],
+            callbacks=[SweepProgress(settings.metric, settings.mode, settings.num_samples)],
             verbose=0,
             stop=budget,
         ),
@@ -96,7 +93,10 @@ def run_sweep(
         settings.gpus_per_trial > 0,
         report,
     )
-    results = _tuner(config, setup, workflow_id).fit()
+    from pipelines.tune.progress import reporting  # Ray Tune with it, when a sweep runs
+
+    with reporting(report):
+        results = _tuner(config, setup, workflow_id).fit()
     errors = [result for result in results if result.error]
     finished = [result for result in results if not result.error and result.checkpoint]
     if not finished:

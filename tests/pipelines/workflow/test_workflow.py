@@ -464,6 +464,6 @@ def test_warm_start_refuses_a_champion_of_another_shape(finished, capsys):
         )
         == 1
     )
-    out = capsys.readouterr().out
-    assert "step train failed: ValueError: train.warm_start: models:/quickstart-ddpm/" in out
-    assert "(base_channels differ)" in out
+    err = capsys.readouterr().err  # a failure is told on stderr
+    assert "step train failed: ValueError: train.warm_start: models:/quickstart-ddpm/" in err
+    assert "(base_channels differ)" in err
