@@ -5,7 +5,7 @@ the experiment, the run page, the logged model and the registered version in hea
 Debian's own (no browser download; Chromium's `--screenshot`, no driver library):
 
     apt-get install chromium
-    .venv/bin/python infra/mlflow_screenshots.py --out docs/mlflow
+    .venv/bin/python infra/mlflow_screenshots.py --out docs/pictures
 
 The pages are MLflow's single-page app, addressed by fragment (`#/experiments/...`); Chromium's
 virtual time budget lets the app fetch its data and draw its charts before the shot.
@@ -44,16 +44,20 @@ def run_quickstart(tracking_uri: str, storage: Path) -> dict[str, str]:
     }
 
 
+# MLflow 3.17 opens an experiment in its GenAI view unless the page asks for the training one
+# (the experiment's `mlflow.experimentKind` tag, which genpipe sets, decides only the default of a
+# browser that has not chosen yet).
+TRAINING_VIEW = "?workflowType=machine_learning"
+
+
 def pages(url: str, ids: dict[str, str]) -> dict[str, str]:
     experiment = f"{url}/#/experiments/{ids['experiment']}"
     return {
-        "experiment.png": experiment,
-        "run.png": f"{experiment}/runs/{ids['run']}",
-        "run-charts.png": f"{experiment}/runs/{ids['run']}/model-metrics",
-        "run-images.png": f"{experiment}/runs/{ids['run']}/artifacts",
-        "logged-model.png": f"{experiment}/models/{ids['model']}",
-        "models.png": f"{experiment}/models",
-        "model-version.png": f"{url}/#/models/{MODEL}/versions/{ids['version']}",
+        "mlflow-experiment.png": f"{experiment}/runs{TRAINING_VIEW}",
+        "mlflow-run.png": f"{experiment}/runs/{ids['run']}{TRAINING_VIEW}",
+        "mlflow-run-charts.png": f"{experiment}/runs/{ids['run']}/model-metrics{TRAINING_VIEW}",
+        "mlflow-logged-model.png": f"{experiment}/models/{ids['model']}{TRAINING_VIEW}",
+        "mlflow-model-version.png": f"{url}/#/models/{MODEL}/versions/{ids['version']}{TRAINING_VIEW}",
     }
 
 
@@ -74,18 +78,28 @@ CHROMIUM_FLAGS = [
 ]
 
 
+ASSISTANT_PANEL_X = 1115  # MLflow's assistant panel opens on a new browser's first page, right of here
+
+
 def photograph(targets: dict[str, str], out: Path, browser: str) -> None:
+    """Each page as a small PNG: the assistant panel cut off, 256 colours."""
+    from PIL import Image
+
     out.mkdir(parents=True, exist_ok=True)
     for name, address in targets.items():
         with tempfile.TemporaryDirectory() as profile:
-            shot = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={out / name}", address]
-            subprocess.run(shot, check=True, capture_output=True, timeout=120)
+            shot = Path(profile) / "shot.png"
+            command = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}", address]
+            subprocess.run(command, check=True, capture_output=True, timeout=120)
+            with Image.open(shot) as image:
+                page = image.convert("RGB").crop((0, 0, ASSISTANT_PANEL_X, image.height))
+                page.quantize(colors=256).save(out / name, optimize=True)
         print(f"{out / name}: {address}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="docs/mlflow", help="folder for the PNGs")
+    parser.add_argument("--out", default="docs/pictures", help="folder for the PNGs")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "chromium", help="the browser")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
@@ -95,6 +109,8 @@ def main() -> int:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
             ids = run_quickstart(server.url, root / "store")
             photograph(pages(server.url, ids), Path(args.out), args.chromium)
+            samples = next((root / "store" / "workflows").glob("*/samples.png"))
+            shutil.copyfile(samples, Path(args.out) / "samples-digits-ddpm.png")
         finally:
             server.stop()
     return 0
