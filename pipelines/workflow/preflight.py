@@ -20,6 +20,7 @@ from pipelines.config import ConfigError, PipelineConfig
 from pipelines.config.cluster import without_credentials
 from pipelines.train.capacity import cluster_capacity, shown_need, worker_resources
 from storage import filesystem, is_local, join
+from storage.stores import missing_driver, store_of
 from typed_errors import first_line
 
 # A service that is not there refuses the connection at once; this bounds one that is there but
@@ -49,6 +50,9 @@ def check_storage(uri: str, field: str = "storage", write: bool = True) -> None:
     `write=False` (commands that only read) lists the bucket instead."""
     if is_local(uri):
         return
+    store, missing = store_of(uri), missing_driver(uri)
+    if missing:
+        raise PreflightError([f"{field}: {uri}: {missing}"])
     fs, path = _probing(uri)
     probe = join(path, f".genpipe-probe-{uuid.uuid4().hex}")
     bucket = path.split("/", 1)[0]
@@ -62,16 +66,13 @@ def check_storage(uri: str, field: str = "storage", write: bool = True) -> None:
         raise PreflightError([f"{field}: {uri}: bucket {bucket!r} does not exist"]) from None
     except PermissionError as exc:
         raise PreflightError(
-            [
-                f"{field}: {uri}: the credentials were refused ({_first_line(exc)}); "
-                "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
-            ]
+            [f"{field}: {uri}: the credentials were refused ({_first_line(exc)}); check {store.credentials}"]
         ) from None
     except Exception as exc:  # botocore, aiohttp and OS errors share no base class
         raise PreflightError(
             [
                 f"{field}: {uri}: cannot reach it ({type(exc).__name__}: "
-                f"{_first_line(exc)}); check the endpoint (AWS_ENDPOINT_URL) and network"
+                f"{_first_line(exc)}); check {store.endpoint}, the credentials ({store.credentials}) and the network"
             ]
         ) from None
 
