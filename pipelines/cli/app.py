@@ -68,32 +68,39 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["GENPIPE_VERBOSE"] = "1"  # Ray then forwards every process's output (api.connect_ray)
     if getattr(args, "keeps_log", False):
         args.log_file = set_up_logging(args.verbose, level=args.log_level, as_json=args.log_format == "json")
-    from pipelines.cluster.jobs import JobsError
-    from pipelines.config import ConfigError
-
     try:
         return handler_of(args)(args)
     except KeyboardInterrupt:
         warn("interrupted: finished steps are kept; `genpipe status` shows them, `genpipe resume ID` goes on")
         return EXIT_INTERRUPTED
-    except ConfigError as error:
-        for problem in error.problems:
-            warn(problem)
-        return EXIT_USAGE
-    except (UsageError, JobsError) as error:
-        warn(str(error))
-        return EXIT_USAGE
     except BrokenPipeError:  # the reader left (`genpipe models | head`): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # as Python's docs advise
         return EXIT_OK
-    except Exception as error:  # unforeseen (storage gone mid-command): one line; the traceback in the log
-        if args.verbose:
-            raise
-        logging.getLogger("genpipe.cli").info("the command failed", exc_info=error)  # the log file only
-        log_file = getattr(args, "log_file", None)
-        warn(redact(f"error: {type(error).__name__}: {first_line(error)}"))
-        warn(f"traceback: {log_file}" if log_file else "run it again with -v for the traceback")
-        return EXIT_FAILED
+    except Exception as error:
+        return _failed(args, error)
+
+
+def _failed(args: argparse.Namespace, error: Exception) -> int:
+    """The exit code and the lines of a command that raised. The error types are imported here,
+    not before the command runs: `completion` and other light commands would pay for torch."""
+    from pipelines.cluster.jobs import JobsError
+    from pipelines.config import ConfigError
+
+    if isinstance(error, ConfigError):
+        for problem in error.problems:
+            warn(problem)
+        return EXIT_USAGE
+    if isinstance(error, UsageError | JobsError):
+        warn(str(error))
+        return EXIT_USAGE
+    # Unforeseen (storage gone mid-command): one line; the traceback in the log.
+    if args.verbose:
+        raise error
+    logging.getLogger("genpipe.cli").info("the command failed", exc_info=error)  # the log file only
+    log_file = getattr(args, "log_file", None)
+    warn(redact(f"error: {type(error).__name__}: {first_line(error)}"))
+    warn(f"traceback: {log_file}" if log_file else "run it again with -v for the traceback")
+    return EXIT_FAILED
 
 
 if __name__ == "__main__":

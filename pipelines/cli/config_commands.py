@@ -1,5 +1,4 @@
-"""`genpipe config show` and `genpipe completion`: what a config resolves to, and the shell's
-completion of the command line."""
+"""`genpipe config show`: what a config resolves to."""
 
 from __future__ import annotations
 
@@ -17,14 +16,4 @@ def cmd_config_show(args: argparse.Namespace) -> int:
         say_json(config.model_dump(mode="json"))
     else:
         say(dump_config(config).rstrip("\n"))
-    return EXIT_OK
-
-
-def cmd_completion(args: argparse.Namespace) -> int:
-    """The completion script shtab writes from the parser itself, so it never falls behind it."""
-    import shtab
-
-    from pipelines.cli.parser import build_parser
-
-    print(shtab.complete(build_parser(), shell=args.shell), flush=True)
     return EXIT_OK

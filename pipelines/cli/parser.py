@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         "completion", help='a shell completion script: eval "$(genpipe completion bash)" (or zsh, tcsh)'
     )
     completion.add_argument("shell", choices=["bash", "zsh", "tcsh"])
-    completion.set_defaults(handler="config_commands:cmd_completion")
+    completion.set_defaults(handler="completion:cmd_completion")
     return parser
 
 

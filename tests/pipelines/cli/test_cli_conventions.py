@@ -28,7 +28,7 @@ def _in_a_new_process(code: str) -> str:
     return done.stdout
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["--version"], ["run"]])
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["--version"], ["run"], ["completion", "bash"]])
 def test_help_version_and_usage_errors_import_none_of_the_heavy_libraries(argv):
     code = (
         "import sys\nfrom pipelines.cli.app import main\n"

@@ -155,6 +155,9 @@ def test_submitted_quickstart_uses_s3_and_the_remote_mlflow(client_env, tmp_path
     assert cli.main(["jobs", "logs", "it-quickstart", "--address", head.url]) == 0
     listed = capsys.readouterr().out
     assert "it-quickstart  SUCCEEDED" in listed and "workflow it-quickstart succeeded" in listed
+    assert cli.main(["jobs", "list", "--address", head.url, "--json"]) == 0
+    (job,) = [job for job in json.loads(capsys.readouterr().out) if job["submission_id"] == "it-quickstart"]
+    assert job["status"] == "SUCCEEDED" and job["end_time"] >= job["start_time"] > 0
 
     _assert_no_secret(client_env, submitted.out + submitted.err + listed, run.info.experiment_id)
 
@@ -336,6 +339,9 @@ def test_local_cluster_up_status_down_stops_what_it_started(tmp_path, capsys):
         assert f"MLFLOW_TRACKING_URI={servers['mlflow'].url}" in env and "GENPIPE_ADDRESS=http://127.0.0.1:" in env
         assert cli.main(["local-cluster", "status", "--dir", folder]) == 0
         assert capsys.readouterr().out.count("running") == 2
+        assert cli.main(["local-cluster", "status", "--dir", folder, "--json"]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert {name: entry["running"] for name, entry in shown.items()} == {"mlflow": True, "ray-head": True}
         assert cli.main(["local-cluster", "up", "--dir", folder]) == 1  # one at a time per folder
     finally:
         assert cli.main(["local-cluster", "down", "--dir", folder]) == 0
