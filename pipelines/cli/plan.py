@@ -20,7 +20,7 @@ from pipelines.config import PipelineConfig, load_config
 from pipelines.evaluate.scorers import EVALUATIONS
 from pipelines.train.engines import precision_mode
 from pipelines.train.model_setup import built_model
-from pipelines.train.strategy import choose
+from pipelines.train.strategy import strategy_for
 from pipelines.workflow import preflight
 from pipelines.workflow.runner import Workflow
 from storage import normalize
@@ -57,7 +57,7 @@ def _done_steps(storage: str, workflow_id: str | None) -> set[str]:
     workflow = Workflow(storage, workflow_id)
     if not workflow.exists():
         return set()
-    return {step for step, state in workflow.step_states().items() if state == "done"}
+    return {step for step, state in workflow.step_states().items() if state == "succeeded"}
 
 
 def _prepare_line(config: PipelineConfig, key: str, manifest: Manifest | None) -> str:
@@ -93,25 +93,19 @@ def _size_and_strategy(config: PipelineConfig, manifest: Manifest | None, world:
     with torch.device("meta"):
         model = built_model(config.model.family, resolved)
     parameters = parameter_count(p for p in model.parameters() if p.requires_grad)
-    precision = precision_mode(config.train, on_gpu, model.gpu_precision)
     memory = psutil.virtual_memory().total / world  # on a GPU cluster each worker decides on its own device
-    chosen = choose(config.train, world, parameters, memory, precision)
+    chosen = strategy_for(config.train, model, world, memory, on_gpu)
+    precision = precision_mode(config.train, on_gpu, model.gpu_precision)
     return f"{parameters / 1e6:.3g}M parameters, {precision}", f"strategy {chosen.name} ({chosen.reason})"
 
 
 def _model_inputs(config: PipelineConfig, manifest: Manifest | None) -> dict[str, Any] | None:
+    """The data's shape: the prepared dataset's, else what the config tells (images only)."""
     if manifest is not None:
         from pipelines.train.model_setup import data_shape
 
         return data_shape(manifest)
-    if config.data.modality != "image":
-        return None
-    images = config.data.images
-    side = config.data.image_size or images.image_side
-    if side is None:
-        return None
-    classes = [str(i) for i in range(10)]  # as the config's own check assumes before the data is read
-    return {"image_shape": (images.image_channels, side, side), "num_classes": 10, "class_names": classes}
+    return config.images_as_configured()
 
 
 def _tune_line(config: PipelineConfig) -> str:

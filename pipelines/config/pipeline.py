@@ -142,12 +142,10 @@ class PipelineConfig(Strict):
         Only for a config as a user gives it: a stored one was checked when it entered."""
         if not as_entered:
             return
-        images = self.data.images
-        side = self.data.image_size or images.image_side
-        if side is None or (self.data.source.domains is None and cls.translates):
+        data = self.images_as_configured()
+        if data is None or (self.data.source.domains is None and cls.translates):
             return  # no size yet (a check of its own names it), or a translation config that is refused anyway
-        shape = {"image_shape": (images.image_channels, side, side), "num_classes": 10}
-        data = {**shape, "pixel_levels": images.pixel_levels, "class_names": [str(i) for i in range(10)]}
+        side = data["image_shape"][-1]
         try:
             check_runs_on(self.model.family, self.model.preset, self.model.params, data)
         except ValidationError as exc:
@@ -156,6 +154,22 @@ class PipelineConfig(Strict):
             raise in_pipeline_terms(exc) from None
         except Exception as exc:  # a layer that cannot take the size (RuntimeError from a convolution)
             raise self._cannot_run(side, exc) from None
+
+    def images_as_configured(self) -> dict[str, Any] | None:
+        """What an image model takes from its data, as far as the config tells before the data is
+        read (10 classes assumed: the classes are known once prepared); None without a size."""
+        if self.data.modality != "image":
+            return None
+        images = self.data.images
+        side = self.data.image_size or images.image_side
+        if side is None:
+            return None
+        return {
+            "image_shape": (images.image_channels, side, side),
+            "num_classes": 10,
+            "pixel_levels": images.pixel_levels,
+            "class_names": [str(i) for i in range(10)],
+        }
 
     def _cannot_run(self, side: int, exc: Exception) -> FieldError:
         reason = f"{self.model.family} ({self.model.preset}) cannot run on {side}x{side} images: {first_line(exc)}"
