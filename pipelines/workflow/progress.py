@@ -11,6 +11,7 @@ verbose, and this channel carries only genpipe's own lines. Steps get a `report`
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import time
@@ -118,6 +119,8 @@ class ConsoleProgress:
     echo: Callable[[str], None]
     first_seen: dict[str, tuple[float, int]] = field(default_factory=dict)
     added: dict[str, int] = field(default_factory=dict)
+    shown_at: dict[str, float] = field(default_factory=dict)
+    every_s: float = 2.0  # counts summed from many processes: a line at most this often, and the last
 
     def show(self, event: dict[str, Any]) -> None:
         stage, text = event.get("stage", ""), event.get("text", "")
@@ -129,6 +132,9 @@ class ConsoleProgress:
             self.echo(f"  {stage}: {text}" if text else f"  {stage}")
             return
         now = time.monotonic()
+        if event.get("add") is not None and done != total and now - self.shown_at.get(stage, -math.inf) < self.every_s:
+            return  # (a task a file: one line each would flood the console)
+        self.shown_at[stage] = now
         started, done_then = self.first_seen.setdefault(stage, (now, done))
         unit = event.get("unit", "")
         line = f"  {stage} {done}/{total} {unit} ({done / total:.0%})" if total else f"  {stage} {done} {unit}"
