@@ -21,6 +21,8 @@ from data_prep.modalities.image.sources import (
     ParquetSource,
     SampleImageCropsSource,
 )
+from data_prep.modalities.music.settings import MusicPrep
+from data_prep.modalities.music.sources import Music21CorpusSource, MusicFilesSource
 from data_prep.modalities.series.settings import SeriesPrep
 from data_prep.modalities.series.sources import SeriesFileSource, StatsmodelsSeriesSource
 from data_prep.modalities.text.settings import TextPrep, TokenizerConfig
@@ -37,6 +39,8 @@ SOURCES: tuple[type[SourceConfig], ...] = (
     DomainsSource,
     StatsmodelsSeriesSource,
     SeriesFileSource,
+    Music21CorpusSource,
+    MusicFilesSource,
 )
 SOURCE_KINDS = frozenset(get_args(cls.model_fields["kind"].annotation)[0] for cls in SOURCES)
 if TYPE_CHECKING:
@@ -45,7 +49,7 @@ else:
     Source = Annotated[Union[SOURCES], Field(discriminator="kind")]  # noqa: UP007 (built from the registry)
 
 
-class DataConfig(ImagePrep, TextPrep, SeriesPrep):
+class DataConfig(ImagePrep, TextPrep, SeriesPrep, MusicPrep):
     """Every modality's settings in one section; the source's modality decides which of them its
     builder reads (and which enter the fingerprint)."""
 
@@ -59,6 +63,8 @@ __all__ = [
     "DigitsSource",
     "DomainsSource",
     "ImageFolderSource",
+    "Music21CorpusSource",
+    "MusicFilesSource",
     "ParquetSource",
     "PythonStdlibSource",
     "SampleImageCropsSource",

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from typed_errors import FieldError, OptionError
@@ -55,6 +55,21 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    def data_modality(self) -> str | None:
+        """The modality the model learns when its config, not its family, says it (a language model
+        of music); None: its family's own."""
+        return None
+
+
+class TokenConfig(ModelConfig):
+    """A model of token ids: the vocabulary and what the ids encode, both from the dataset."""
+
+    vocab_size: int = Field(gt=1, description="from the dataset's tokenizer")
+    modality: Literal["text", "music"] = Field("text", description="from the dataset: what its ids encode")
+
+    def data_modality(self) -> str | None:
+        return self.modality
+
 
 class GenerativeModel(nn.Module, ABC):
     """A generative model: networks to train, a loss per network, and a sampler.
@@ -67,8 +82,11 @@ class GenerativeModel(nn.Module, ABC):
     config_class: ClassVar[type[ModelConfig]]
     presets: ClassVar[dict[str, dict[str, Any]]]
     # What the family reads and writes: a modality of data_prep's registry ("image", "text",
-    # "series"). What only some families can do is in models/capabilities.py.
+    # "series", "music"). What only some families can do is in models/capabilities.py.
     modality: ClassVar[str] = "image"
+    # Other modalities whose data takes the same form (music's event ids are blocks of tokens, as
+    # text's are); the model's config says which one it learns (`ModelConfig.data_modality`).
+    also_learns: ClassVar[tuple[str, ...]] = ()
     # On GPU under `precision: auto`: "bf16" weights, or fp32 weights under "bf16-autocast".
     gpu_precision: ClassVar[str] = "bf16"
     # The metric (and its direction) a new version must beat the champion on, unless the config
@@ -87,6 +105,20 @@ class GenerativeModel(nn.Module, ABC):
     def metric_names(cls) -> tuple[str, ...]:
         """Every metric the evaluator (and each sweep trial) reports for a model of this family."""
         return SAMPLE_METRICS
+
+    @classmethod
+    def learns(cls, modality: str) -> bool:
+        return modality == cls.modality or modality in cls.also_learns
+
+    @classmethod
+    def metrics_on(cls, modality: str) -> tuple[str, ...]:
+        """The metrics a model of this family reports when it learns `modality`."""
+        return cls.metric_names()
+
+    @property
+    def data_modality(self) -> str:
+        """The modality this model learned: its family's, unless its config names another."""
+        return self.config.data_modality() or self.modality
 
     def __init__(self, config: ModelConfig):
         super().__init__()

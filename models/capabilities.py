@@ -2,7 +2,8 @@
 only what every family does. A caller that needs one asks for it by name (`language_model(model)`)
 and gets a clear error, not an inherited method that raises.
 
-- `LanguageModel`: text families (GPT, LSTM, GRU) extend token ids and count their FLOPs.
+- `LanguageModel`: the families of token ids (GPT, LSTM, GRU; `LanguageFamily` holds what they
+  declare) extend token ids and count their FLOPs.
 - `Forecaster`: series families predict the next value of a context, in normalised units.
 Image-to-image translation is declared on the class (`GenerativeModel.translates`): the config
 layer checks it before any model exists.
@@ -15,6 +16,36 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from models.base import GenerativeModel
+
+# What a language model reports, by what its ids encode (pipelines/evaluate: text_metrics, music_metrics).
+TEXT_METRICS = ("eval/val_loss", "eval/perplexity", "eval/bits_per_byte")
+MUSIC_METRICS = (
+    "eval/val_loss",
+    "eval/bits_per_token",
+    "eval/bits_per_note",
+    "eval/pitch_class_distance",
+    "eval/interval_distance",
+    "eval/note_density_distance",
+    "eval/in_key_share",
+)
+LANGUAGE_METRICS = {"text": TEXT_METRICS, "music": MUSIC_METRICS}
+
+
+class LanguageFamily(GenerativeModel):
+    """What the families of token ids (GPT, LSTM, GRU) declare alike: they learn text, and music,
+    whose event ids come in the same blocks; gated on the val loss, which both report."""
+
+    modality = "text"
+    also_learns = ("music",)
+    default_gate = ("eval/val_loss", "min")
+
+    @classmethod
+    def metric_names(cls) -> tuple[str, ...]:
+        return TEXT_METRICS
+
+    @classmethod
+    def metrics_on(cls, modality: str) -> tuple[str, ...]:
+        return LANGUAGE_METRICS.get(modality, TEXT_METRICS)
 
 
 @runtime_checkable

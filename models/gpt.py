@@ -17,15 +17,15 @@ from pydantic import Field, model_validator
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from models.base import GenerativeModel, ModelConfig, parameter_count
+from models.base import TokenConfig, parameter_count
+from models.capabilities import LanguageFamily
 from models.decoding import next_token
 from typed_errors import FieldError
 
 VOCAB_MULTIPLE = 64  # pad the embedding so the head's matmul has tensor-core friendly shapes
 
 
-class GPTConfig(ModelConfig):
-    vocab_size: int = Field(gt=1, description="from the dataset's tokenizer")
+class GPTConfig(TokenConfig):
     block_size: int = Field(256, gt=0, description="the longest context the model holds")
     n_layer: int = Field(4, gt=0)
     n_head: int = Field(4, gt=0)
@@ -187,15 +187,13 @@ class Transformer(nn.Module):
         return self.lm_head(self.ln_f(x))
 
 
-class GPT(GenerativeModel):
+class GPT(LanguageFamily):
     """Decoder-only language model trained on fixed-length token blocks (seq_len + 1 tokens)."""
 
     config: GPTConfig
 
     family = "gpt"
     config_class = GPTConfig
-    modality = "text"
-    default_gate = ("eval/val_loss", "min")
     supports_activation_checkpointing = True
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"block_size": 256, "n_layer": 4, "n_head": 4, "n_embd": 128},  # ~1M: CPU tests
@@ -211,10 +209,6 @@ class GPT(GenerativeModel):
 
     def networks(self) -> dict[str, nn.Module]:
         return {"transformer": self.transformer}
-
-    @classmethod
-    def metric_names(cls) -> tuple[str, ...]:
-        return ("eval/val_loss", "eval/perplexity", "eval/bits_per_byte")
 
     def set_activation_checkpointing(self, enabled: bool) -> None:
         self.transformer.activation_checkpointing = enabled

@@ -17,14 +17,14 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from models.base import GenerativeModel, ModelConfig, parameter_count
+from models.base import TokenConfig, parameter_count
+from models.capabilities import LanguageFamily
 from models.decoding import next_token
 
 State = Any  # (h, c) for an LSTM, h for a GRU
 
 
-class RecurrentConfig(ModelConfig):
-    vocab_size: int = Field(gt=1, description="from the dataset's tokenizer")
+class RecurrentConfig(TokenConfig):
     hidden: int = Field(256, gt=0, description="the state's width, and the token embedding's")
     layers: int = Field(2, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1, description="between layers and before the head")
@@ -66,15 +66,13 @@ class RecurrentNetwork(nn.Module):
         return self.head(self.drop(torch.cat(outputs, dim=1))), state
 
 
-class LSTMLanguageModel(GenerativeModel):
+class LSTMLanguageModel(LanguageFamily):
     """A stacked LSTM language model."""
 
     config: RecurrentConfig
 
     family = "lstm"
     config_class = RecurrentConfig
-    modality = "text"
-    default_gate = ("eval/val_loss", "min")
     cell: ClassVar[type[nn.LSTM] | type[nn.GRU]] = nn.LSTM
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"hidden": 128, "layers": 2, "bptt": 64},
@@ -88,10 +86,6 @@ class LSTMLanguageModel(GenerativeModel):
 
     def networks(self) -> dict[str, nn.Module]:
         return {"recurrent": self.recurrent}
-
-    @classmethod
-    def metric_names(cls) -> tuple[str, ...]:
-        return ("eval/val_loss", "eval/perplexity", "eval/bits_per_byte")
 
     def flops_per_token(self, seq_len: int) -> float:
         """6 FLOPs per weight and token, forward and backward (the embedding is a lookup)."""

@@ -57,6 +57,13 @@ def draw_completions(
     top_k: int | None = 50,
 ) -> list[str]:
     """`n` completions of `prompt`; an OptionError names the option out of range."""
+    check_token_options(n, max_new_tokens, temperature, top_k)
+    generator = torch.Generator().manual_seed(seed)
+    return [complete(model, tokenizer, prompt, max_new_tokens, temperature, top_k, generator) for _ in range(n)]
+
+
+def check_token_options(n: int, max_new_tokens: int, temperature: float, top_k: int | None) -> None:
+    """An OptionError naming the first option of a language model's sampling that is out of range."""
     if n <= 0:
         raise OptionError("n", "must be > 0")
     if max_new_tokens <= 0:
@@ -65,5 +72,3 @@ def draw_completions(
         raise OptionError("top_k", "must be > 0")
     if temperature < 0:
         raise OptionError("temperature", "must be >= 0")
-    generator = torch.Generator().manual_seed(seed)
-    return [complete(model, tokenizer, prompt, max_new_tokens, temperature, top_k, generator) for _ in range(n)]

@@ -11,12 +11,15 @@ One request row asks for samples:
   row's images, concatenated, as a float32 array (N, C, H, W) in [-1, 1];
 - text families: a completion of `prompt` (optionally `max_new_tokens`, `temperature`, `top_k`,
   `seed`); the answer has one `completion` per row;
+- music (a language model of music): `n` pieces (optionally `max_new_tokens`, `temperature`,
+  `top_k`, `seed`); the answer has one row per piece: `midi` (a MIDI file, base64) and `notes`;
 - forecasters: `n` sampled paths past the end of the series (`options`: {"horizon": 30}), float32
   (N, horizon) in the data's units.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from pathlib import Path
@@ -31,6 +34,8 @@ from mlflow.types import ColSpec, Schema, TensorSpec
 from models.base import GenerativeModel
 from models.weights import load_model
 from serving.drawing import draw_completions, draw_images
+from serving.music import draw_pieces, midi_bytes
+from tokens.music import MUSIC_TOKENIZER_FILE, MusicTokenizer
 from tokens.text_tokenizer import TOKENIZER_FILE, TextTokenizer
 
 WEIGHTS_ARTIFACT = "weights"  # the artifact (a folder: safetensors + config) the model loads from
@@ -57,6 +62,15 @@ IMAGE_REQUEST = Schema(
 TEXT_REQUEST = Schema(
     [
         ColSpec("string", "prompt"),
+        ColSpec("long", "max_new_tokens", required=False),
+        ColSpec("double", "temperature", required=False),
+        ColSpec("long", "top_k", required=False),
+        ColSpec("long", "seed", required=False),
+    ]
+)
+MUSIC_REQUEST = Schema(
+    [
+        ColSpec("long", "n"),
         ColSpec("long", "max_new_tokens", required=False),
         ColSpec("double", "temperature", required=False),
         ColSpec("long", "top_k", required=False),
@@ -93,6 +107,30 @@ class Completions:
         return ModelSignature(TEXT_REQUEST, Schema([ColSpec("string", "completion")])), example
 
 
+class Pieces:
+    """A music model's answers: each request row's `n` pieces, one answer row per piece, as MIDI."""
+
+    requirements = ("mido",)
+
+    def __init__(self, model: GenerativeModel, folder: Path):
+        self.model = model
+        self.tokenizer = MusicTokenizer.from_json((folder / MUSIC_TOKENIZER_FILE).read_text())
+
+    def answer(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
+        midi, notes = [], []
+        for row in rows:
+            for piece in draw_pieces(self.model, self.tokenizer, **row):
+                midi.append(base64.b64encode(midi_bytes(piece, self.tokenizer.ticks_per_quarter)).decode())
+                notes.append(len(piece))
+        return pd.DataFrame({"midi": midi, "notes": notes})
+
+    @staticmethod
+    def signature(model: GenerativeModel) -> tuple[ModelSignature, pd.DataFrame]:
+        answer = Schema([ColSpec("string", "midi"), ColSpec("long", "notes")])
+        example = pd.DataFrame({"n": [1], "max_new_tokens": [TEXT_EXAMPLE_TOKENS], "seed": [0]})
+        return ModelSignature(MUSIC_REQUEST, answer), example
+
+
 class Arrays:
     """An image model's (or a forecaster's) answers: every row's samples, concatenated, as float32."""
 
@@ -118,7 +156,12 @@ class Arrays:
 
 
 # How a served model answers, by its family's modality (the names of data_prep's registry).
-ANSWERS: dict[str, type[Completions] | type[Arrays]] = {"image": Arrays, "text": Completions, "series": Arrays}
+ANSWERS: dict[str, type[Completions] | type[Arrays] | type[Pieces]] = {
+    "image": Arrays,
+    "text": Completions,
+    "series": Arrays,
+    "music": Pieces,
+}
 
 
 class GenerativePyfunc(PythonModel):
@@ -127,7 +170,7 @@ class GenerativePyfunc(PythonModel):
     def load_context(self, context: Any) -> None:
         folder = Path(context.artifacts[WEIGHTS_ARTIFACT])
         model = load_model(folder)
-        self.answers = ANSWERS[model.modality](model, folder)
+        self.answers = ANSWERS[model.data_modality](model, folder)
 
     # A DataFrame hint: MLflow takes the request's schema from the signature logged with the model.
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
@@ -136,4 +179,4 @@ class GenerativePyfunc(PythonModel):
 
 def signature_and_example(model: GenerativeModel) -> tuple[ModelSignature, pd.DataFrame]:
     """What a request and an answer look like for `model`, and a request to show (and check) it."""
-    return ANSWERS[model.modality].signature(model)
+    return ANSWERS[model.data_modality].signature(model)

@@ -53,23 +53,42 @@ def cmd_sample(args: argparse.Namespace) -> int:
         where = Path(warning.filename).resolve()
         if any(where.is_relative_to(package) for package in PACKAGES):  # ours (a long prompt), not a library's
             warn(f"warning: {warning.message}")
+    if samples and isinstance(samples, list) and not isinstance(samples[0], str):  # pieces of music
+        return _write_pieces(samples, args.out or "piece.mid", args.model_uri)
     if isinstance(samples, list):  # a language model's completions
         for index, text in enumerate(samples):
             if index:
                 say("-" * 40)
-            say(text)
+            say(str(text))
         return EXIT_OK
     if samples.dim() == 2:  # a forecaster's paths: (n, horizon)
         from pipelines.evaluate.forecasts import save_paths
 
-        picture, table = save_paths(samples.numpy(), args.out)
+        picture, table = save_paths(samples.numpy(), args.out or "samples.png")
         say(f"wrote {len(samples)} forecast paths of {samples.shape[1]} steps from {args.model_uri}")
         say(f"  {table} (median, 95% band, each path) and {picture}")
         return EXIT_OK
     from pipelines.evaluate.pictures import save_grid
 
-    path = save_grid(samples, args.out)
+    path = save_grid(samples, args.out or "samples.png")
     say(f"wrote {len(samples)} samples from {args.model_uri} to {path}")
+    return EXIT_OK
+
+
+def _write_pieces(pieces: list[Any], out: str, model_uri: str) -> int:
+    """Each piece as the file `out` names (.mid, .wav or .png): `out` itself for one piece, else
+    numbered (piece-0.mid, piece-1.mid, ...)."""
+    target = Path(out)
+    paths = [target] if len(pieces) == 1 else [target.with_stem(f"{target.stem}-{i}") for i in range(len(pieces))]
+    try:
+        contents = [piece.file_bytes(target.suffix) for piece in pieces]
+    except OptionError as exc:
+        raise UsageError(f"--out {out}: {exc.reason}") from None
+    for path, content in zip(paths, contents, strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    notes = sum(len(piece.notes) for piece in pieces)
+    say(f"wrote {len(pieces)} piece(s), {notes} notes in all, from {model_uri}: {', '.join(map(str, paths))}")
     return EXIT_OK
 
 

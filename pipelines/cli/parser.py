@@ -123,10 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--storage")
     _add_json_option(status)
     status.set_defaults(handler="workflow_commands:cmd_status")
-    sample = commands.add_parser("sample", help="images from a registered model into a PNG grid, or text")
+    sample = commands.add_parser("sample", help="images from a registered model into a PNG grid, text, or music")
     sample.add_argument("model_uri", help="e.g. models:/quickstart-ddpm@champion")
-    sample.add_argument("-n", type=int, default=None, help="images in the grid (16), or text completions (1)")
-    sample.add_argument("--out", default="samples.png", help="image models: the PNG to write")
+    sample.add_argument("-n", type=int, default=None, help="images in the grid (16), text completions or pieces (1)")
+    sample.add_argument(
+        "--out", default=None, help="images: the PNG grid (samples.png); music: piece.mid, .wav or .png (piece.mid)"
+    )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--prompt", help="language models: the text to continue; text-to-image: what to draw")
     sample.add_argument("--label", help="class-conditioned image models: a class, by index or name")

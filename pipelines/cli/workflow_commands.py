@@ -87,10 +87,12 @@ def _summarise(workflow: Workflow, results: dict[str, StepResult]) -> None:
         say(f"gate: {reg.decision}: {reg.reason}; @{reg.alias} -> version {reg.alias_version}")
     say(f"workflow {workflow.id} succeeded")
     if isinstance(reg, RegisterResult):
-        text = isinstance(prep, PrepareResult) and prep.tokens is not None
         config = workflow.config()
         prompt = shlex.quote(config.evaluate.prompts[0]) if config.evaluate.prompts else "''"
-        asked = f"--prompt {prompt}" if text else "-n 16 --out samples.png"
+        # What to ask the registered model for, by the data's modality (images: a grid).
+        asked = {"text": f"--prompt {prompt}", "music": "-n 4 --out piece.mid"}.get(
+            config.data.modality, "-n 16 --out samples.png"
+        )
         if family_class(config.model.family).translates:
             asked = "--input IMAGE.png --direction a2b --out translated.png"
         registry = workflow.meta()["tracking_uri"]

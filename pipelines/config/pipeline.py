@@ -86,24 +86,32 @@ class PipelineConfig(Strict):
                     f"tune.space.{path}", f"{shown} gives an invalid config: {problem_line(exc.errors()[0])}"
                 ) from None
         for family in self._families():
-            if self.tune.metric not in family.metric_names():
+            if self.tune.metric not in family.metrics_on(self.data.modality):
                 raise FieldError(
                     "tune.metric",
                     f"{self.tune.metric!r} is not reported by {family.family} trials; "
-                    f"they report {', '.join(family.metric_names())}",
+                    f"they report {', '.join(family.metrics_on(self.data.modality))}",
                 )
         return self
 
     @model_validator(mode="after")
     def _model_fits_data(self, info: ValidationInfo) -> PipelineConfig:
         cls = family_class(self.model.family)
-        if cls.modality != self.data.modality:
+        if not cls.learns(self.data.modality):
+            learned = " or ".join((cls.modality, *cls.also_learns))
             raise FieldError(
                 "model.family",
-                f"{self.model.family} learns {cls.modality}, but data.source "
+                f"{self.model.family} learns {learned}, but data.source "
                 f"{self.data.source.kind} is {self.data.modality} data",
             )
-        fits = {"image": self._model_runs_on_the_images, "text": self._blocks_fit, "series": self._context_fits}
+        if "modality" in self.model.params:
+            raise FieldError("model.params.modality", "comes from the data (data.source); leave it out")
+        fits = {
+            "image": self._model_runs_on_the_images,
+            "text": self._blocks_fit,
+            "music": self._blocks_fit,
+            "series": self._context_fits,
+        }
         check = fits.get(self.data.modality)  # the modality's own checks, where it has some
         if check is not None:
             check(cls, (info.context or {}).get(AS_ENTERED, False))
@@ -118,7 +126,7 @@ class PipelineConfig(Strict):
         return self
 
     def _blocks_fit(self, cls: type[GenerativeModel], as_entered: bool) -> None:
-        """A text block fits the model's context."""
+        """A block of tokens (text or music) fits the model's context."""
         block_size = {**cls.presets[self.model.preset], **self.model.params}.get("block_size")
         if block_size is not None and self.data.seq_len > block_size:
             raise FieldError(
@@ -183,11 +191,11 @@ class PipelineConfig(Strict):
             if "mode" not in gate.model_fields_set:
                 gate.mode = metric_mode(gate.metric)  # type: ignore[assignment]  # "min" or "max"
             for family in self._families():
-                if gate.metric not in family.metric_names():
+                if gate.metric not in family.metrics_on(self.data.modality):
                     raise FieldError(
                         "register.gate.metric",
                         f"{family.family} models do not report {gate.metric!r}; "
-                        f"they report {', '.join(family.metric_names())}",
+                        f"they report {', '.join(family.metrics_on(self.data.modality))}",
                     )
         else:
             metric, mode = family_class(self.model.family).default_gate

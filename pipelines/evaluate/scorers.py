@@ -24,6 +24,7 @@ from models.base import GenerativeModel
 from pipelines.config import EvaluateConfig
 from pipelines.evaluate.classifier import DigitClassifier, load_or_train_classifier, score_samples
 from pipelines.evaluate.forecasts import series_scorer
+from pipelines.evaluate.music import music_scorer
 from pipelines.evaluate.pictures import save_class_grids, save_grid
 from pipelines.evaluate.text_metrics import score_text
 from pipelines.evaluate.translation import score_translations
@@ -139,4 +140,5 @@ EVALUATIONS: dict[str, Evaluation] = {
     "image": Evaluation(image_scorer, "the classifier, then the model's samples", _shared_classifier),
     "text": Evaluation(text_scorer, "bits per byte on the val blocks, then completions"),
     "series": Evaluation(_series_scorer, "forecasts against the held-out tail"),
+    "music": Evaluation(music_scorer, "bits per token on the val blocks, then pieces against held-out music"),
 }

@@ -14,10 +14,8 @@ from models.base import GenerativeModel
 
 
 @torch.no_grad()
-def score_text(
-    model: GenerativeModel, blocks: torch.Tensor, bytes_per_token: float, batch_size: int = 8
-) -> dict[str, float]:
-    """Mean next-token loss (nats) over `blocks` (N, T + 1), and what it means per byte."""
+def token_loss(model: GenerativeModel, blocks: torch.Tensor, batch_size: int = 8) -> float:
+    """Mean next-token loss (nats) over `blocks` (N, T + 1)."""
     device = next(model.parameters()).device
     (network,) = model.networks()  # a language model is one network
     total, count = 0.0, 0
@@ -25,7 +23,14 @@ def score_text(
         batch = blocks[start : start + batch_size].to(device)
         total += model.loss(network, {"tokens": batch}).item() * batch.shape[0]
         count += batch.shape[0]
-    loss = total / max(1, count)
+    return total / max(1, count)
+
+
+def score_text(
+    model: GenerativeModel, blocks: torch.Tensor, bytes_per_token: float, batch_size: int = 8
+) -> dict[str, float]:
+    """Mean next-token loss (nats) over `blocks` (N, T + 1), and what it means per byte."""
+    loss = token_loss(model, blocks, batch_size)
     return {
         "val_loss": loss,
         "perplexity": math.exp(min(loss, 50.0)),

@@ -61,7 +61,7 @@ def log_served_model(
             code_paths=code_paths(),
             signature=signature,
             input_example=example,
-            pip_requirements=requirements(model.modality),
+            pip_requirements=requirements(model.data_modality),
             model_id=logged.model_id,
         )
     mlflow_client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -38,6 +38,9 @@ from pipelines.workflow.runner import Workflow, list_workflows, new_workflow_id
 from pipelines.workflow.step_order import RUN_STEPS
 from storage import normalize
 from typed_errors import OptionError, first_line
+
+if TYPE_CHECKING:
+    from serving.music import Piece
 
 Printer = Callable[[str], None]
 
@@ -294,9 +297,10 @@ def sample(
     family_options: dict[str, Any] | None = None,
     inputs: list[str] | None = None,
     direction: str | None = None,
-) -> torch.Tensor | list[str]:
+) -> torch.Tensor | list[str] | list[Piece]:
     """Samples from a registered model: images (n, C, H, W) in [-1, 1] (16 by default), or for a
-    language model `n` completions of `prompt` (1 by default). `family_options` are sampling options
+    language model `n` completions of `prompt` (1 by default), or of music `n` pieces (`Piece`:
+    notes, and their MIDI, WAV or piano roll). `family_options` are sampling options
     of the model's own family (`GenerativeModel.sample_options`). An image-to-image model
     translates the image files `inputs` (paths or URIs; `n` defaults to their number) in
     `direction` (a2b or b2a). An OptionError (a ValueError) names the option that does not fit
@@ -304,6 +308,8 @@ def sample(
     from data_prep.text_tokenizer import TOKENIZER_FILE, load_tokenizer
     from models.weights import load_model as load_weights
     from serving.drawing import draw_completions, draw_images
+    from serving.music import Piece, draw_pieces
+    from tokens.music import MUSIC_TOKENIZER_FILE, MusicTokenizer
 
     if n is not None and n <= 0:
         raise OptionError("n", "must be > 0")
@@ -311,9 +317,13 @@ def sample(
     with tempfile.TemporaryDirectory() as folder:
         local = _download(model_uri, registry_uri(tracking_uri, storage), folder)
         model = load_weights(local)
-        if model.modality == "text":
+        if model.data_modality == "text":
             tokenizer = load_tokenizer(str(local / TOKENIZER_FILE))
             return draw_completions(model, tokenizer, prompt or "", n or 1, seed, max_new_tokens, temperature, top_k)
+        if model.data_modality == "music":
+            music = MusicTokenizer.from_json((local / MUSIC_TOKENIZER_FILE).read_text())
+            notes = draw_pieces(model, music, n or 1, seed, max_new_tokens, temperature, top_k)
+            return [Piece(piece, music.ticks_per_quarter) for piece in notes]
     options: dict[str, Any] = dict(prompt=prompt, label=label, guidance=guidance, sampler=sampler, steps=steps)
     if inputs or direction is not None:
         shape = getattr(model.config, "image_shape", None)

@@ -18,6 +18,10 @@ class StepResult(BaseModel):
 
 
 class PrepareResult(StepResult):
+    # A modality's own summary (data_prep's `Modality.summary`) rides along beside these fields: a
+    # new modality reports what it counts (pieces, notes) without a field here.
+    model_config = ConfigDict(extra="allow", frozen=True)
+
     dataset_uri: str
     fingerprint: str
     cache_hit: bool

@@ -14,12 +14,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray.data
 from ray.data.expressions import col
 
+from data_prep.blocks import pack_blocks
 from data_prep.errors import DataError
 from data_prep.manifest import Manifest, TextInfo, dataset_uri, publish_new
 from data_prep.modalities.text.settings import TextPrep
@@ -32,7 +32,6 @@ from storage import join, write_bytes_atomic
 # Documents tokenized and packed per Ray Data batch: a batch's ids are 4 bytes per token, so with
 # documents of up to `chunk_mb` a batch stays in the hundreds of MB.
 DOCUMENTS_PER_PACK = 16
-TOKEN_DTYPE = "<i4"
 SPLITS = ("train", "val")
 
 
@@ -58,21 +57,11 @@ def count_tokens(tokenizer_json: str):
 
 def encode_and_pack(tokenizer_json: str, block_tokens: int, split: str):
     """A Ray Data batch function: the split's documents -> their ids, an end-of-text id after
-    each, cut into blocks of `block_tokens` consecutive tokens (the tail that does not fill a
-    block is dropped). The blocks column is built on the ids' own buffer: no Python object per
-    block, whose freed memory a long-lived worker would not give back."""
+    each, cut into blocks of `block_tokens` consecutive tokens (data_prep/blocks.py)."""
 
     def pack(batch: pa.Table) -> pa.Table:
         tokenizer = TextTokenizer.from_json(tokenizer_json)
-        encoded = tokenizer.encode_batch(_texts(batch, split))
-        eot = np.array([tokenizer.eot_id], dtype=TOKEN_DTYPE)
-        parts = [part for ids in encoded for part in (ids.astype(TOKEN_DTYPE, copy=False), eot)]
-        stream = np.concatenate(parts) if parts else np.zeros(0, dtype=TOKEN_DTYPE)
-        count = len(stream) // block_tokens
-        data = np.ascontiguousarray(stream[: count * block_tokens])
-        offsets = np.arange(count + 1, dtype=np.int32) * (block_tokens * 4)
-        blocks = pa.Array.from_buffers(pa.binary(), count, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
-        return pa.table({"tokens": blocks})
+        return pack_blocks(tokenizer.encode_batch(_texts(batch, split)), tokenizer.eot_id, block_tokens)
 
     return pack
 

@@ -4,6 +4,7 @@ name the heavy modules that loading pulled in (none may be genpipe's orchestrati
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 
@@ -17,6 +18,8 @@ for folder in sys.argv[1:]:
     answer = model.predict(model.input_example)
     if isinstance(answer, np.ndarray):
         print(json.dumps({"model": folder, "shape": list(answer.shape), "finite": bool(np.isfinite(answer).all())}))
+    elif "midi" in answer:  # a music model's pieces
+        print(json.dumps({"model": folder, "midi": base64.b64decode(answer["midi"][0])[:4].decode()}))
     else:
         print(json.dumps({"model": folder, "completion": str(answer["completion"][0])}))
 print(json.dumps({"imported": sorted(name for name in HEAVY if name in sys.modules)}))

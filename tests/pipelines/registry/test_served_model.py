@@ -5,6 +5,7 @@ fresh virtualenv that has only the models' own requirements, and served by `mlfl
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -27,17 +28,24 @@ from pipelines.cluster.local import free_port
 from pipelines.registry import tracking
 from pipelines.registry.served_model import log_served_model
 from pipelines.registry.versions import WEIGHTS_ARTIFACT
+from tokens.music import MUSIC_TOKENIZER_FILE, MusicTokenizer
 
 IMAGE_SHAPE = (1, 8, 8)
 CLASSES = [str(digit) for digit in range(10)]
 BYTES = TextTokenizer()
+MUSIC = MusicTokenizer()
+SERVED = [*models.FAMILIES, "gpt@music"]  # every family, and a language model of music
 DATA = {"image_shape": IMAGE_SHAPE, "num_classes": len(CLASSES), "class_names": CLASSES, "context_len": 8}
 
 
-def smallest(family: str) -> models.GenerativeModel:
-    """The family's first preset, sized for the data here (a latent model gets a tiny VAE's spec)."""
+def smallest(name: str) -> models.GenerativeModel:
+    """The family's first preset, sized for the data here (a latent model gets a tiny VAE's spec);
+    `FAMILY@music`: a language model of music."""
+    family, _, modality = name.partition("@")
     cls = models.family_class(family)
     params: dict = {"vocab_size": BYTES.vocab_size} if cls.modality == "text" else {}
+    if modality == "music":
+        params = {"vocab_size": MUSIC.vocab_size, "modality": "music"}
     if "block_size" in cls.config_class.model_fields:
         params["block_size"] = 16
     for field in cls.registered_parts.values():
@@ -68,14 +76,16 @@ def log_family(family: str, store) -> tuple[models.GenerativeModel, str, str]:
     model = smallest(family)
     weights = folder / family / WEIGHTS_ARTIFACT
     save_model(model, weights)
-    if model.modality == "text":
+    if model.data_modality == "text":
         (weights / TOKENIZER_FILE).write_text(BYTES.to_json())
+    if model.data_modality == "music":
+        (weights / MUSIC_TOKENIZER_FILE).write_text(MUSIC.to_json())
     run_id = client.create_run(experiment).info.run_id
     with tracking.pointed_at(uri):
         return model, log_served_model(str(weights), client, experiment, run_id, family, {}), run_id
 
 
-@pytest.mark.parametrize("family", list(models.FAMILIES))
+@pytest.mark.parametrize("family", SERVED)
 def test_every_family_serves_samples_without_pickle(family, store, monkeypatch):
     uri, client, _, _ = store
     model, model_id, run_id = log_family(family, store)
@@ -83,11 +93,17 @@ def test_every_family_serves_samples_without_pickle(family, store, monkeypatch):
         monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
         served = mlflow.pyfunc.load_model(f"models:/{model_id}")
         answer = served.predict(served.input_example)
-        if model.modality != "text":
+        if model.data_modality == "music":
+            asked = served.predict(pd.DataFrame({"n": [3], "max_new_tokens": [40], "seed": [1]}))
+        elif model.modality != "text":
             needed = model.example_options(3)  # an image-to-image model's inputs
             options = {"options": [json.dumps(needed)]} if needed else {}
             asked = served.predict(pd.DataFrame({"n": [3], "seed": [1], **options}))
     assert client.get_logged_model(model_id).source_run_id == run_id
+    if model.data_modality == "music":  # pieces as MIDI files
+        assert list(answer.columns) == ["midi", "notes"] and len(asked) == 3
+        assert all(base64.b64decode(midi)[:4] == b"MThd" for midi in asked["midi"])
+        return
     if model.modality == "text":
         assert list(answer.columns) == ["completion"] and answer["completion"][0].startswith("The ")
         return
@@ -151,7 +167,7 @@ def test_a_fresh_environment_with_only_the_models_requirements_loads_and_serves_
     store = new_store(tmp_path)
     downloaded, requirements = {}, set()
     with tracking.pointed_at(store[0]):
-        for family in models.FAMILIES:
+        for family in SERVED:
             _, model_id, _ = log_family(family, store)
             folder = Path(
                 mlflow.artifacts.download_artifacts(f"models:/{model_id}", dst_path=str(tmp_path / "got" / family))
@@ -162,6 +178,7 @@ def test_a_fresh_environment_with_only_the_models_requirements_loads_and_serves_
             assert not named & {"genpipe", "ray", "deepspeed", "s3fs", "fsspec", "pyarrow"}, (family, declared)
             assert {"mlflow", "torch", "safetensors"} <= named, (family, declared)
             assert ("tokenizers" in named) == (family in {"gpt", "lstm", "gru"}), (family, declared)
+            assert ("mido" in named) == family.endswith("@music"), (family, declared)
             requirements |= set(declared)
     bin_folder = _fresh_environment(tmp_path / "env", sorted(requirements))
     outside = tmp_path / "outside"  # not the repository: nothing of genpipe on the path
@@ -182,7 +199,8 @@ def test_a_fresh_environment_with_only_the_models_requirements_loads_and_serves_
     answers = {family_of[line["model"]]: line for line in lines[:-1]}
     assert set(answers) == set(downloaded)
     for family, answer in answers.items():
-        assert answer.get("finite", True) and (answer.get("shape") or answer["completion"].startswith("The ")), family
+        drawn = answer.get("shape") or answer.get("midi") == "MThd" or answer.get("completion", "").startswith("The ")
+        assert answer.get("finite", True) and drawn, family
 
     server, url = _serve(bin_folder, downloaded["ddpm"], outside, env)
     try:

@@ -1,0 +1,171 @@
+"""Notes made audible and visible: a MIDI file (mido), a WAV rendered by a small additive
+synthesiser, and a piano-roll picture.
+
+The synthesiser is hand-written (a few harmonics under a decaying envelope, per note): rendering
+with a real instrument needs a soundfont, which cannot be downloaded here, and a sample only has
+to be listenable, not beautiful. `wave` (the standard library) writes the file.
+"""
+
+from __future__ import annotations
+
+import io
+import wave
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.base import GenerativeModel
+from models.capabilities import language_model
+from serving.drawing import check_token_options
+from tokens.music import MusicTokenizer, Note
+from typed_errors import OptionError
+
+TEMPO_BPM = 90.0
+MIDI_TICKS_PER_BEAT = 480
+SAMPLE_RATE = 22_050
+HARMONICS = (1.0, 0.45, 0.2, 0.1)  # relative loudness of the 1st..4th partial
+VOICE_COLOURS = ((214, 39, 40), (31, 119, 180), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75))
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A generated piece: its notes on the grid of `ticks_per_quarter`, and the files it becomes."""
+
+    notes: list[Note]
+    ticks_per_quarter: int
+
+    def midi(self) -> bytes:
+        return midi_bytes(self.notes, self.ticks_per_quarter)
+
+    def wav(self) -> bytes:
+        return wav_bytes(render(self.notes, self.ticks_per_quarter))
+
+    def png(self) -> bytes:
+        return piano_roll(self.notes)
+
+    def file_bytes(self, suffix: str) -> bytes:
+        """The piece as the file a suffix names: .mid/.midi, .wav or .png (its piano roll)."""
+        writers = {".mid": self.midi, ".midi": self.midi, ".wav": self.wav, ".png": self.png}
+        if suffix.lower() not in writers:
+            raise OptionError("out", f"a piece is written as {', '.join(writers)}, not {suffix or 'no suffix'}")
+        return writers[suffix.lower()]()
+
+
+def draw_pieces(
+    model: GenerativeModel,
+    tokenizer: MusicTokenizer,
+    n: int = 1,
+    seed: int = 0,
+    max_new_tokens: int = 512,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+) -> list[list[Note]]:
+    """`n` new pieces, each started where the data starts one (after an end-of-piece id) and cut at
+    the next end-of-piece; an OptionError names the option out of range."""
+    check_token_options(n, max_new_tokens, temperature, top_k)
+    device = next(model.parameters()).device
+    generator = generator or torch.Generator(device).manual_seed(seed)
+    start = torch.full((n, 1), tokenizer.eot_id, dtype=torch.long, device=device)
+    ids = language_model(model).generate(start, max_new_tokens, temperature, top_k, generator)
+    return [tokenizer.decode(row[1:].tolist()) for row in ids.cpu()]
+
+
+def midi_bytes(notes: Sequence[Note], ticks_per_quarter: int, tempo_bpm: float = TEMPO_BPM) -> bytes:
+    """A type-1 MIDI file: one track per voice, on its own channel."""
+    import mido
+
+    scale = MIDI_TICKS_PER_BEAT // ticks_per_quarter if MIDI_TICKS_PER_BEAT % ticks_per_quarter == 0 else None
+    midi = mido.MidiFile(type=1, ticks_per_beat=MIDI_TICKS_PER_BEAT if scale else ticks_per_quarter)
+    scale = scale or 1
+    conductor = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_bpm), time=0)])
+    midi.tracks.append(conductor)
+    for voice in sorted({note.voice for note in notes}):
+        events = []
+        for note in notes:
+            if note.voice == voice:
+                events.append((note.onset * scale, 1, note.pitch))  # note-offs (0) sort before note-ons
+                events.append(((note.onset + note.duration) * scale, 0, note.pitch))
+        track, now = mido.MidiTrack(), 0
+        for time, on, pitch in sorted(events):
+            kind = "note_on" if on else "note_off"
+            track.append(mido.Message(kind, note=pitch, velocity=80 if on else 0, channel=voice % 16, time=time - now))
+            now = time
+        midi.tracks.append(track)
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    return buffer.getvalue()
+
+
+def notes_from_midi(data: bytes, ticks_per_quarter: int) -> list[Note]:
+    """The notes of a MIDI file on the grid (each track or channel a voice), for reading back a sample."""
+    import mido
+
+    midi = mido.MidiFile(file=io.BytesIO(data))
+    notes, grid = [], ticks_per_quarter / midi.ticks_per_beat
+    for voice, track in enumerate(t for t in midi.tracks if any(m.type == "note_on" for m in t)):
+        now, started = 0, {}
+        for message in track:
+            now += message.time
+            if message.type == "note_on" and message.velocity > 0:
+                started[message.note] = now
+            elif message.type in ("note_off", "note_on") and message.note in started:
+                onset = started.pop(message.note)
+                duration = max(1, round((now - onset) * grid))
+                notes.append(Note(round(onset * grid), message.note, duration, voice))
+    return sorted(notes)
+
+
+def render(notes: Sequence[Note], ticks_per_quarter: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float32 audio in [-1, 1]: each note a few harmonics under a decaying envelope."""
+    seconds_per_tick = 60.0 / TEMPO_BPM / ticks_per_quarter
+    end = max((n.onset + n.duration for n in notes), default=0) * seconds_per_tick + 0.5
+    audio = np.zeros(int(end * sample_rate) + 1, dtype=np.float32)
+    for note in notes:
+        start = int(note.onset * seconds_per_tick * sample_rate)
+        length = max(1, int(note.duration * seconds_per_tick * sample_rate))
+        t = np.arange(length + int(0.05 * sample_rate), dtype=np.float32) / sample_rate
+        frequency = 440.0 * 2.0 ** ((note.pitch - 69) / 12.0)
+        tone = sum(w * np.sin(2 * np.pi * frequency * (k + 1) * t) for k, w in enumerate(HARMONICS))
+        envelope = np.minimum(1.0, t / 0.01) * np.exp(-2.5 * t)
+        envelope[length:] *= np.linspace(1.0, 0.0, len(t) - length)  # a 50 ms release
+        part = (tone * envelope).astype(np.float32)
+        audio[start : start + len(part)] += part[: len(audio) - start]
+    peak = float(np.abs(audio).max()) if len(audio) else 0.0
+    return audio / peak * 0.9 if peak > 0 else audio
+
+
+def wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """16-bit PCM mono WAV of float audio in [-1, 1]."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+def piano_roll(notes: Sequence[Note], pixels_per_tick: int = 4, pixels_per_pitch: int = 4) -> bytes:
+    """A PNG: time across, pitch up, a colour per voice."""
+    from PIL import Image, ImageDraw
+
+    if not notes:
+        return _png(Image.new("RGB", (64, 32), "white"))
+    low, high = min(n.pitch for n in notes) - 2, max(n.pitch for n in notes) + 2
+    width = max(n.onset + n.duration for n in notes) * pixels_per_tick + 1
+    picture = Image.new("RGB", (width, (high - low + 1) * pixels_per_pitch), "white")
+    draw = ImageDraw.Draw(picture)
+    for note in notes:
+        x0, y0 = note.onset * pixels_per_tick, (high - note.pitch) * pixels_per_pitch
+        x1, y1 = x0 + note.duration * pixels_per_tick - 1, y0 + pixels_per_pitch - 1
+        draw.rectangle((x0, y0, x1, y1), fill=VOICE_COLOURS[note.voice % len(VOICE_COLOURS)])
+    return _png(picture)
+
+
+def _png(picture) -> bytes:
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
