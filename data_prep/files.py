@@ -38,6 +38,16 @@ def list_files(path: str, by_folder: bool) -> list[str]:
     return found
 
 
+def glob_files(pattern: str) -> list[str]:
+    """The files a glob (any fsspec URI) matches, sorted; a DataError naming `data.source.path`
+    when there are none."""
+    fs, glob = filesystem(pattern)
+    found = sorted(p for p in fs.glob(glob) if fs.isfile(p))
+    if not found:
+        raise DataError(f"data.source.path: no files match {pattern}")
+    return found
+
+
 def describe_files(config: dict[str, Any], path: str, by_folder: bool) -> dict[str, Any]:
     """A file source's `config` with every file's name, size and modification stamp."""
     fs, root = filesystem(path)

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from data_prep.errors import DataError
-from data_prep.files import file_stamps
+from data_prep.files import file_stamps, glob_files
 from data_prep.modalities.base import SourceConfig
 from data_prep.modalities.text.sources import glob_root
 from storage import filesystem
@@ -79,11 +79,7 @@ def corpus_files(source: Music21CorpusSource) -> tuple[Path, list[Path]]:
 
 def score_files(source: MusicFilesSource) -> list[str]:
     """Every file the glob matches: one that is not a score becomes a reject naming its suffix."""
-    fs, pattern = filesystem(source.path)
-    found = sorted(p for p in fs.glob(pattern) if fs.isfile(p))
-    if not found:
-        raise DataError(f"data.source.path: no files match {source.path}")
-    return found
+    return glob_files(source.path)
 
 
 def read_scores(items: list[tuple[str, str]]) -> Any:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field
 
 from data_prep.errors import DataError
-from data_prep.files import check_parquet_columns, file_stamps, parquet_record_key
+from data_prep.files import check_parquet_columns, file_stamps, glob_files, parquet_record_key
 from data_prep.modalities.base import SourceConfig
 from storage import filesystem
 
@@ -80,11 +80,7 @@ def glob_root(pattern: str) -> str:
 
 
 def text_files(source: TextFilesSource) -> list[str]:
-    fs, pattern = filesystem(source.path)
-    found = sorted(p for p in fs.glob(pattern) if fs.isfile(p))
-    if not found:
-        raise DataError(f"data.source.path: no files match {source.path}")
-    return found
+    return glob_files(source.path)
 
 
 def describe_stdlib(source: PythonStdlibSource) -> dict[str, Any]:
