@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Union, get_args
 
 from pydantic import Field
 
+from data_prep.modalities.audio.settings import AudioPrep
+from data_prep.modalities.audio.sources import AudioFilesSource, ChoraleAudioSource
 from data_prep.modalities.base import SourceConfig, Strict
 from data_prep.modalities.image.settings import ImagePrep
 from data_prep.modalities.image.sources import (
@@ -41,6 +43,8 @@ SOURCES: tuple[type[SourceConfig], ...] = (
     SeriesFileSource,
     Music21CorpusSource,
     MusicFilesSource,
+    AudioFilesSource,
+    ChoraleAudioSource,
 )
 SOURCE_KINDS = frozenset(get_args(cls.model_fields["kind"].annotation)[0] for cls in SOURCES)
 if TYPE_CHECKING:
@@ -49,7 +53,7 @@ else:
     Source = Annotated[Union[SOURCES], Field(discriminator="kind")]  # noqa: UP007 (built from the registry)
 
 
-class DataConfig(ImagePrep, TextPrep, SeriesPrep, MusicPrep):
+class DataConfig(ImagePrep, TextPrep, SeriesPrep, MusicPrep, AudioPrep):
     """Every modality's settings in one section; the source's modality decides which of them its
     builder reads (and which enter the fingerprint)."""
 
@@ -58,6 +62,8 @@ class DataConfig(ImagePrep, TextPrep, SeriesPrep, MusicPrep):
 
 __all__ = [
     "SOURCES",
+    "AudioFilesSource",
+    "ChoraleAudioSource",
     "SOURCE_KINDS",
     "DataConfig",
     "DigitsSource",

@@ -21,6 +21,7 @@ from models.pixelcnn import PixelCNN
 from models.recurrent import GRULanguageModel, LSTMLanguageModel
 from models.series import AR, LSTMForecaster
 from models.stylegan import StyleGAN
+from models.wavenet import WaveNet
 
 # One line per family: the order is the order `genpipe models` lists them in.
 ZOO: tuple[type[GenerativeModel], ...] = (
@@ -40,6 +41,7 @@ ZOO: tuple[type[GenerativeModel], ...] = (
     JEM,
     AR,
     LSTMForecaster,
+    WaveNet,
 )
 FAMILIES: dict[str, type[GenerativeModel]] = {cls.family: cls for cls in ZOO}
 

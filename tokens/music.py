@@ -167,3 +167,31 @@ class MusicTokenizer:
             return cls(int(data["ticks_per_quarter"]))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise MusicTokenizerError(f"{origin}: not a music tokenizer file: {exc}") from None
+
+
+# Krumhansl & Kessler's (1982) key profiles: how well each pitch class fits a major or minor key
+# whose tonic is pitch class 0. A piece's key is the rotation its pitch classes correlate best with.
+KEY_PROFILES = {
+    "major": (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88),
+    "minor": (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17),
+}
+# The scale of each mode; minor counts the raised leading tone too (harmonic minor).
+SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10, 11)}
+
+
+def key_of(notes: Iterable[Note]) -> tuple[int, str]:
+    """The most likely key (tonic pitch class, "major" or "minor") of `notes`: their duration-
+    weighted pitch classes correlated with the 24 rotated key profiles (Krumhansl-Schmuckler)."""
+    import numpy as np
+
+    weights = np.zeros(12)
+    for note in notes:
+        weights[note.pitch % 12] += note.duration
+    if weights.std() == 0:
+        return 0, "major"
+    fits = {
+        (tonic, mode): np.corrcoef(weights, np.roll(profile, tonic))[0, 1]
+        for mode, profile in KEY_PROFILES.items()
+        for tonic in range(12)
+    }
+    return max(fits, key=lambda key: fits[key])

@@ -8,6 +8,7 @@ from typing import Any
 
 from data_prep.errors import DataError
 from data_prep.manifest import Manifest
+from data_prep.modalities.audio.modality import AudioModality
 from data_prep.modalities.image.modality import ImageModality
 from data_prep.modalities.modality import Modality
 from data_prep.modalities.music.modality import MusicModality
@@ -15,7 +16,8 @@ from data_prep.modalities.series.modality import SeriesModality
 from data_prep.modalities.text.modality import TextModality
 
 MODALITIES: dict[str, Modality[Any]] = {
-    modality.name: modality for modality in (ImageModality(), TextModality(), SeriesModality(), MusicModality())
+    modality.name: modality
+    for modality in (ImageModality(), TextModality(), SeriesModality(), MusicModality(), AudioModality())
 }
 
 

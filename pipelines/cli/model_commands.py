@@ -53,8 +53,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         where = Path(warning.filename).resolve()
         if any(where.is_relative_to(package) for package in PACKAGES):  # ours (a long prompt), not a library's
             warn(f"warning: {warning.message}")
-    if samples and isinstance(samples, list) and not isinstance(samples[0], str):  # pieces of music
-        return _write_pieces(samples, args.out or "piece.mid", args.model_uri)
+    if samples and isinstance(samples, list) and not isinstance(samples[0], str):  # pieces of music, clips of audio
+        return _write_files(samples, args.out or samples[0].default_file, args.model_uri)
     if isinstance(samples, list):  # a language model's completions
         for index, text in enumerate(samples):
             if index:
@@ -75,20 +75,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _write_pieces(pieces: list[Any], out: str, model_uri: str) -> int:
-    """Each piece as the file `out` names (.mid, .wav or .png): `out` itself for one piece, else
-    numbered (piece-0.mid, piece-1.mid, ...)."""
+def _write_files(samples: list[Any], out: str, model_uri: str) -> int:
+    """Each sample (a piece, a clip) as the file `out` names (.mid, .wav, .png): `out` itself for
+    one sample, else numbered (piece-0.mid, piece-1.mid, ...)."""
     target = Path(out)
-    paths = [target] if len(pieces) == 1 else [target.with_stem(f"{target.stem}-{i}") for i in range(len(pieces))]
+    paths = [target] if len(samples) == 1 else [target.with_stem(f"{target.stem}-{i}") for i in range(len(samples))]
     try:
-        contents = [piece.file_bytes(target.suffix) for piece in pieces]
+        contents = [sample.file_bytes(target.suffix) for sample in samples]
     except OptionError as exc:
         raise UsageError(f"--out {out}: {exc.reason}") from None
     for path, content in zip(paths, contents, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
-    notes = sum(len(piece.notes) for piece in pieces)
-    say(f"wrote {len(pieces)} piece(s), {notes} notes in all, from {model_uri}: {', '.join(map(str, paths))}")
+    say(f"wrote {len(samples)} sample(s) from {model_uri}: {', '.join(map(str, paths))}")
     return EXIT_OK
 
 

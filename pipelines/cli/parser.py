@@ -127,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("model_uri", help="e.g. models:/quickstart-ddpm@champion")
     sample.add_argument("-n", type=int, default=None, help="images in the grid (16), text completions or pieces (1)")
     sample.add_argument(
-        "--out", default=None, help="images: the PNG grid (samples.png); music: piece.mid, .wav or .png (piece.mid)"
+        "--out",
+        default=None,
+        help="images: the PNG grid (samples.png); music: piece.mid, .wav or .png; audio: clip.wav or .png",
     )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--prompt", help="language models: the text to continue; text-to-image: what to draw")

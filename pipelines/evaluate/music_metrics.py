@@ -14,16 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-from tokens.music import Note
+from tokens.music import SCALES, Note, key_of
 
 MAX_INTERVAL = 12  # a leap beyond an octave counts as an octave
-# Krumhansl & Kessler's (1982) key profiles: how well each pitch class fits a major or minor key
-# whose tonic is pitch class 0. A piece's key is the rotation its pitch classes correlate best with.
-MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-MAJOR_SCALE: tuple[int, ...] = (0, 2, 4, 5, 7, 9, 11)
-MINOR_SCALE: tuple[int, ...] = (0, 2, 3, 5, 7, 8, 10, 11)  # natural minor and its raised leading tone (harmonic)
-
 Piece = Sequence[Note]
 
 
@@ -55,20 +48,12 @@ def note_densities(pieces: Sequence[Piece], ticks_per_quarter: int) -> np.ndarra
 
 
 def in_key_share(piece: Piece) -> float:
-    """The share of the piece's notes in the scale of its most likely key (Krumhansl-Schmuckler:
-    duration-weighted pitch classes correlated with the 24 key profiles); 0 for no notes."""
+    """The share of the piece's notes in the scale of its most likely key (tokens/music.key_of); 0
+    for no notes."""
     if not piece:
         return 0.0
-    weights = np.zeros(12)
-    for note in piece:
-        weights[note.pitch % 12] += note.duration
-    best, tonic_of_best, scale_of_best = -np.inf, 0, MAJOR_SCALE
-    for tonic in range(12):
-        for profile, scale in ((MAJOR_PROFILE, MAJOR_SCALE), (MINOR_PROFILE, MINOR_SCALE)):
-            fit = np.corrcoef(weights, np.roll(profile, tonic))[0, 1] if weights.std() > 0 else 0.0
-            if fit > best:
-                best, tonic_of_best, scale_of_best = fit, tonic, scale
-    in_scale = {(tonic_of_best + step) % 12 for step in scale_of_best}
+    tonic, mode = key_of(piece)
+    in_scale = {(tonic + step) % 12 for step in SCALES[mode]}
     return sum(n.pitch % 12 in in_scale for n in piece) / len(piece)
 
 

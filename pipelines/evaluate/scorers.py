@@ -22,6 +22,7 @@ from data_prep.readers import read_arrays, read_split, read_tokens
 from data_prep.text_tokenizer import load_tokenizer
 from models.base import GenerativeModel
 from pipelines.config import EvaluateConfig
+from pipelines.evaluate.audio import audio_scorer
 from pipelines.evaluate.classifier import DigitClassifier, load_or_train_classifier, score_samples
 from pipelines.evaluate.forecasts import series_scorer
 from pipelines.evaluate.music import music_scorer
@@ -141,4 +142,5 @@ EVALUATIONS: dict[str, Evaluation] = {
     "text": Evaluation(text_scorer, "bits per byte on the val blocks, then completions"),
     "series": Evaluation(_series_scorer, "forecasts against the held-out tail"),
     "music": Evaluation(music_scorer, "bits per token on the val blocks, then pieces against held-out music"),
+    "audio": Evaluation(audio_scorer, "an audio classifier, then the model's clips against the val clips"),
 }

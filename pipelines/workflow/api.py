@@ -40,6 +40,7 @@ from storage import normalize
 from typed_errors import OptionError, first_line
 
 if TYPE_CHECKING:
+    from serving.audio import Clip
     from serving.music import Piece
 
 Printer = Callable[[str], None]
@@ -297,16 +298,18 @@ def sample(
     family_options: dict[str, Any] | None = None,
     inputs: list[str] | None = None,
     direction: str | None = None,
-) -> torch.Tensor | list[str] | list[Piece]:
+) -> torch.Tensor | list[str] | list[Piece] | list[Clip]:
     """Samples from a registered model: images (n, C, H, W) in [-1, 1] (16 by default), or for a
-    language model `n` completions of `prompt` (1 by default), or of music `n` pieces (`Piece`:
-    notes, and their MIDI, WAV or piano roll). `family_options` are sampling options
-    of the model's own family (`GenerativeModel.sample_options`). An image-to-image model
-    translates the image files `inputs` (paths or URIs; `n` defaults to their number) in
-    `direction` (a2b or b2a). An OptionError (a ValueError) names the option that does not fit
-    the model; ModelUnavailable, a model that cannot be loaded."""
+        language model `n` completions of `prompt` (1 by default), or of music `n` pieces (`Piece`:
+        notes, and their MIDI, WAV or piano roll), or for an audio model `n` clips (`Clip`: samples,
+    and their WAV or spectrogram). `family_options` are sampling options
+        of the model's own family (`GenerativeModel.sample_options`). An image-to-image model
+        translates the image files `inputs` (paths or URIs; `n` defaults to their number) in
+        `direction` (a2b or b2a). An OptionError (a ValueError) names the option that does not fit
+        the model; ModelUnavailable, a model that cannot be loaded."""
     from data_prep.text_tokenizer import TOKENIZER_FILE, load_tokenizer
     from models.weights import load_model as load_weights
+    from serving.audio import Clip
     from serving.drawing import draw_completions, draw_images
     from serving.music import Piece, draw_pieces
     from tokens.music import MUSIC_TOKENIZER_FILE, MusicTokenizer
@@ -324,6 +327,9 @@ def sample(
             music = MusicTokenizer.from_json((local / MUSIC_TOKENIZER_FILE).read_text())
             notes = draw_pieces(model, music, n or 1, seed, max_new_tokens, temperature, top_k)
             return [Piece(piece, music.ticks_per_quarter) for piece in notes]
+        if model.data_modality == "audio":  # every audio family's config carries the data's rate
+            drawn = draw_images(model, n or 1, seed, label=label, **(family_options or {}))
+            return [Clip(clip[0].numpy(), model.config.sample_rate) for clip in drawn]  # type: ignore[attr-defined]
     options: dict[str, Any] = dict(prompt=prompt, label=label, guidance=guidance, sampler=sampler, steps=steps)
     if inputs or direction is not None:
         shape = getattr(model.config, "image_shape", None)

@@ -64,6 +64,9 @@ class ChampionScore(BaseModel):
 
 
 class EvaluateResult(StepResult):
+    # What a modality's scorer tells beside its metrics rides along (`classifier_clips` for audio).
+    model_config = ConfigDict(extra="allow", frozen=True)
+
     metrics: dict[str, int | float]
     samples_uri: str
     evaluation_key: str

@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 from pipelines.evaluate.music_metrics import compare, in_key_share, intervals, pitch_classes
-from serving.music import Piece, midi_bytes, notes_from_midi, render
+from serving.music import Piece, midi_bytes, notes_from_midi
 from tokens.music import Note
+from tokens.synth import render
 from typed_errors import OptionError
 
 C_MAJOR = (60, 62, 64, 65, 67, 69, 71, 72)

@@ -35,7 +35,13 @@ CLASSES = [str(digit) for digit in range(10)]
 BYTES = TextTokenizer()
 MUSIC = MusicTokenizer()
 SERVED = [*models.FAMILIES, "gpt@music"]  # every family, and a language model of music
-DATA = {"image_shape": IMAGE_SHAPE, "num_classes": len(CLASSES), "class_names": CLASSES, "context_len": 8}
+DATA = {
+    "image_shape": IMAGE_SHAPE,
+    "num_classes": len(CLASSES),
+    "class_names": CLASSES,
+    "context_len": 8,
+    "clip_samples": 64,  # audio
+}
 
 
 def smallest(name: str) -> models.GenerativeModel:
@@ -106,6 +112,10 @@ def test_every_family_serves_samples_without_pickle(family, store, monkeypatch):
         return
     if model.modality == "text":
         assert list(answer.columns) == ["completion"] and answer["completion"][0].startswith("The ")
+        return
+    if model.data_modality == "audio":  # clips (n, 1, samples) in [-1, 1]
+        assert answer.dtype == np.float32 and answer.shape == (2, 1, 64)
+        assert asked.shape == (3, 1, 64) and -1 <= asked.min() <= asked.max() <= 1
         return
     if model.modality == "series":  # forecast paths (n, horizon) in the data's units
         assert answer.dtype == np.float32 and answer.shape == (2, model.config.horizon)

@@ -61,7 +61,7 @@ def test_gpt_learns_chorales_registers_and_writes_midi(ray_session, mlflow_serve
 
     sample = ["sample", "models:/gpt-chorales@champion", "--tracking-uri", mlflow_server, "--max-new-tokens", "96"]
     assert cli.main([*sample, "--out", str(tmp_path / "piece.wav")]) == 0
-    assert "wrote 1 piece(s)" in capsys.readouterr().out
+    assert "wrote 1 sample(s)" in capsys.readouterr().out
     with wave.open(io.BytesIO((tmp_path / "piece.wav").read_bytes())) as sound:
         assert sound.getnframes() > 0
     assert cli.main([*sample, "-n", "2", "--out", str(tmp_path / "p.mid")]) == 0
