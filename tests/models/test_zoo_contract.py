@@ -23,6 +23,7 @@ NUMERIC_LIMIT = 10_000_000  # parameters: above it a preset is checked on the me
 IMAGE_SHAPE = (1, 16, 16)
 CLASSES = [str(digit) for digit in range(10)]
 CONTEXT = 12  # a series' window: 12 values of context
+CLIP = 32  # an audio clip's samples
 DATA = {
     "image_shape": IMAGE_SHAPE,
     "num_classes": len(CLASSES),
@@ -30,9 +31,15 @@ DATA = {
     "vocab_size": 300,
     "context_len": CONTEXT,
     "criterion_lags": {"aic": 3, "bic": 2},
+    "clip_samples": CLIP,
 }
 # What each modality's families must report, at least.
-REPORTED = {"text": {"eval/val_loss"}, "series": {"eval/rmse"}, "image": set(SAMPLE_METRICS)}
+REPORTED = {
+    "text": {"eval/val_loss"},
+    "series": {"eval/rmse"},
+    "image": set(SAMPLE_METRICS),
+    "audio": {"eval/audio_fid"},
+}
 CASES = [(family, preset) for family, cls in models.FAMILIES.items() for preset in cls.presets]
 
 
@@ -61,6 +68,9 @@ def batch(model: GenerativeModel, size: int = 4, device: str = "cpu") -> dict[st
         return {"tokens": torch.randint(0, DATA["vocab_size"], (size, 17), device=device)}
     if model.modality == "series":
         return {"window": torch.randn(size, CONTEXT + 1, device=device)}
+    if model.modality == "audio":
+        clips = torch.rand(size, 1, CLIP, device=device) * 2 - 1
+        return {"audio": clips, "label": torch.arange(size, device=device) % len(CLASSES)}
     images = torch.rand(size, *IMAGE_SHAPE, device=device) * 2 - 1
     rows = torch.arange(size, device=device)
     # Every family reads the columns it needs: `domain` is a translation dataset's (both domains here).
@@ -113,6 +123,8 @@ def test_small_presets_train_sample_and_round_trip(family, preset, tmp_path):
         assert int(samples.min()) >= 0 and int(samples.max()) < DATA["vocab_size"]
     elif model.modality == "series":  # forecast paths, in the data's units
         assert samples.shape == (3, model.config.horizon) and torch.isfinite(samples).all()
+    elif model.modality == "audio":  # clips in [-1, 1]
+        assert samples.shape == (3, 1, CLIP) and samples.min() >= -1 and samples.max() <= 1
     else:
         assert samples.shape == (3, *IMAGE_SHAPE)
         assert torch.isfinite(samples).all() and samples.min() >= -1 and samples.max() <= 1

@@ -28,6 +28,7 @@ DATA = {
     "class_names": [str(d) for d in range(10)],
     "vocab_size": 257,
     "context_len": 8,
+    "clip_samples": 16,
 }
 
 
@@ -46,6 +47,8 @@ def shard_for(model: models.GenerativeModel) -> dict[str, torch.Tensor]:
         return {"tokens": torch.randint(0, 257, (ROWS, 9))}
     if model.modality == "series":
         return {"window": torch.randn(ROWS, 9)}
+    if model.modality == "audio":
+        return {"audio": torch.rand(ROWS, 1, 16) * 2 - 1, "label": torch.arange(ROWS) % 10}
     rows = torch.arange(ROWS)  # `domain`: a translation family's column (others ignore it)
     return {"image": torch.rand(ROWS, 1, 8, 8) * 2 - 1, "label": rows % 10, "domain": rows % 2}
 
