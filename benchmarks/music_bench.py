@@ -16,7 +16,6 @@ appends the table to benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.bare_training import train_steps  # noqa: E402
 from benchmarks.results_table import append_table, interval  # noqa: E402
 
 BATCH = 16
@@ -52,24 +52,12 @@ def train(family: str, vocab: int, blocks: torch.Tensor, seed: int, steps: int) 
     torch.manual_seed(seed)
     params = {"block_size": blocks.shape[1] - 1} if family == "gpt" else {}
     model = build_model(family, resolve_config(family, "tiny", params, {"vocab_size": vocab, "modality": "music"}))
-    (name,) = model.networks()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.99), weight_decay=0.1 * (family == "gpt"))
-    warmup = 20
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))),
-    )
-    order = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(steps):
-        batch = blocks[torch.randint(len(blocks), (BATCH,), generator=order)]
-        loss = model.loss(name, {"tokens": batch})
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-    return model.eval()
+    decay = 0.1 if family == "gpt" else 0.0
+
+    def batch(order: torch.Generator) -> dict[str, torch.Tensor]:
+        return {"tokens": blocks[torch.randint(len(blocks), (BATCH,), generator=order)]}
+
+    return train_steps(model, batch, steps, seed, weight_decay=decay)
 
 
 def markov_scores(train_ids: np.ndarray, val: torch.Tensor, vocab: int, order: int, seed: int, manifest, settings):

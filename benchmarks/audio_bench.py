@@ -1,0 +1,162 @@
+"""WaveNet on the built-in audio set (issue 32): bits per sample against the uniform 8 bits and a
+linear-prediction baseline, the audio Fréchet distance of its clips against real held-out clips,
+and generation samples/s with and without the cached dilated states.
+
+`python benchmarks/audio_bench.py [--seeds 3] [--steps 500] [--record]`
+
+The data is the built-in `wavenet-chorales` dataset (chorales rendered by genpipe's synthesiser,
+4 kHz, 0.5 s clips, labelled major/minor), prepared by genpipe's own `prepare`. WaveNet's tiny
+preset trains in this process (benchmarks/bare_training.py, batch 8) and is scored by the
+pipeline's audio evaluation (pipelines/evaluate/audio.py; 32 clips). The linear predictor is
+least squares on the previous `order` samples of the train clips, its residual a Gaussian whose
+mass over each mu-law level's interval gives an exact likelihood of the same 256 levels WaveNet
+predicts. Generation speed: the `small` preset (receptive field 2,047 samples), 4 clips of 1,000
+samples, cached (Fast WaveNet) against the whole receptive field recomputed per sample.
+`--record` appends the tables to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import norm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.bare_training import train_steps  # noqa: E402
+from benchmarks.results_table import append_table, interval  # noqa: E402
+
+BATCH = 8
+
+
+def prepared(storage: str):
+    import ray
+
+    from data_prep.prepare import prepare
+    from pipelines.config import load_config
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    return prepare(load_config("wavenet-chorales").data, storage)[0]
+
+
+def level_edges() -> np.ndarray:
+    """The amplitude interval of each mu-law level: (257,) edges, -inf and +inf at the ends."""
+    from models.wavenet import mu_law_decode
+
+    centres = mu_law_decode(torch.arange(256)).double().numpy()
+    return np.concatenate([[-np.inf], (centres[1:] + centres[:-1]) / 2, [np.inf]])
+
+
+def linear_prediction_bits(train: np.ndarray, val: np.ndarray, order: int) -> float:
+    """Bits per sample of the val clips' mu-law levels under a least-squares linear predictor of
+    the previous `order` samples with a Gaussian residual (the first `order` samples of each clip
+    are predicted from zeros, as WaveNet sees silence before a clip)."""
+    from models.wavenet import mu_law_encode
+
+    def lagged(clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        padded = np.pad(clips, ((0, 0), (order, 0)))
+        columns = [padded[:, order - k : padded.shape[1] - k] for k in range(1, order + 1)]
+        return np.stack(columns, axis=-1).reshape(-1, order), clips.reshape(-1)
+
+    inputs, targets = lagged(train.astype(np.float64))
+    weights, *_ = np.linalg.lstsq(inputs, targets, rcond=None)
+    sigma = max(float(np.std(targets - inputs @ weights)), 1e-4)
+    val_inputs, val_targets = lagged(val.astype(np.float64))
+    mean = val_inputs @ weights
+    levels = mu_law_encode(torch.from_numpy(val_targets)).numpy()
+    edges = level_edges()
+    mass = norm.cdf((edges[levels + 1] - mean) / sigma) - norm.cdf((edges[levels] - mean) / sigma)
+    return float(-np.log2(np.maximum(mass, 1e-12)).mean())
+
+
+def generation_speed(samples: int = 1000, clips: int = 4) -> dict[str, float]:
+    from models import build_model, resolve_config
+
+    data = {"clip_samples": samples, "sample_rate": 4000, "num_classes": 2, "class_names": ["major", "minor"]}
+    model = build_model("wavenet", resolve_config("wavenet", "small", {}, data)).eval()
+    speeds = {}
+    for cached in (True, False):
+        started = time.perf_counter()
+        model.sample(clips, torch.Generator().manual_seed(0), use_cache=cached)
+        speeds["cached" if cached else "recomputed"] = clips * samples / (time.perf_counter() - started)
+    return speeds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--storage", default=None, help="where the dataset is prepared (a temporary folder)")
+    parser.add_argument("--record", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+
+    from data_prep.modalities.audio.modality import audio_info
+    from data_prep.readers import read_split
+    from models import build_model, resolve_config
+    from pipelines.config import EvaluateConfig
+    from pipelines.evaluate.audio import audio_scorer
+    from pipelines.train.model_setup import data_shape
+
+    manifest = prepared(args.storage or tempfile.mkdtemp(prefix="audio-bench-"))
+    info = audio_info(manifest)
+    train, val = read_split(manifest, "train"), read_split(manifest, "val")
+    train_audio, train_labels = torch.from_numpy(train["audio"]), torch.from_numpy(train["label"])
+    rows: dict[str, list[float]] = {"bits": [], "fid": [], "accuracy": [], "real_fid": [], "seconds": []}
+    for seed in range(args.seeds):
+        started = time.monotonic()
+        model = build_model("wavenet", resolve_config("wavenet", "tiny", {}, data_shape(manifest)))
+
+        def batch(order: torch.Generator) -> dict[str, torch.Tensor]:
+            rows_drawn = torch.randint(len(train_audio), (BATCH,), generator=order)
+            return {"audio": train_audio[rows_drawn], "label": train_labels[rows_drawn]}
+
+        train_steps(model, batch, args.steps, seed, learning_rate=2e-3)
+        settings = EvaluateConfig(num_samples=32, classifier_epochs=10, seed=seed)
+        with tempfile.TemporaryDirectory() as folder:
+            metrics = audio_scorer(manifest, settings)[0](model, Path(folder))
+        rows["bits"].append(metrics["eval/bits_per_sample"])
+        rows["fid"].append(metrics["eval/audio_fid"])
+        rows["accuracy"].append(metrics["eval/class_accuracy"])
+        rows["real_fid"].append(metrics["eval/audio_fid_real_data"])
+        rows["seconds"].append(time.monotonic() - started)
+        print(f"seed {seed}: {metrics}", flush=True)
+    linear = {order: linear_prediction_bits(train["audio"][:, 0], val["audio"][:, 0], order) for order in (1, 16)}
+    speeds = generation_speed()
+    print(linear, speeds)
+    quality = [
+        f"| WaveNet tiny ({args.steps} steps) | {interval(rows['bits'])} | {interval(rows['fid'], 2)} | "
+        f"{interval(rows['accuracy'], 2)} |",
+        f"| linear prediction, order 16 | {linear[16]:.3f} | — | — |",
+        f"| linear prediction, order 1 | {linear[1]:.3f} | — | — |",
+        "| uniform over 256 levels | 8.000 | — | — |",
+        f"| real train clips | — | {interval(rows['real_fid'], 2)} | — |",
+    ]
+    speed = [
+        f"| cached dilated states (Fast WaveNet) | {speeds['cached']:,.0f} |",
+        f"| receptive field recomputed per sample | {speeds['recomputed']:,.0f} |",
+    ]
+    print("\n".join(quality + speed))
+    if args.record:
+        about = [
+            f"`python benchmarks/audio_bench.py --seeds {args.seeds} --steps {args.steps}`: the built-in",
+            f"wavenet-chorales data ({info.clips['train']} train / {info.clips['val']} val clips of "
+            f"{info.clip_samples} samples at {info.sample_rate} Hz, major/minor); WaveNet tiny trained in",
+            f"one process (batch {BATCH}) and scored by the pipeline's audio evaluation (32 clips; the Fréchet",
+            "distance on the yardstick classifier's features of log spectrograms). Mean ± 95% t-interval over",
+            f"{args.seeds} seeds.",
+        ]
+        columns = ["model", "bits/sample (val)", "audio Fréchet distance", "class accuracy"]
+        append_table("Audio: WaveNet on rendered chorales (issue 32)", about, columns, quality)
+        about = ["WaveNet `small` (2 stacks of 10 layers, receptive field 2,047), 4 clips of 1,000 samples, 2 threads."]
+        append_table("Audio: WaveNet generation speed (issue 32)", about, ["generation", "samples/s"], speed)
+
+
+if __name__ == "__main__":
+    main()
