@@ -1,13 +1,14 @@
-"""WaveNet on the built-in audio set (issue 32): bits per sample against the uniform 8 bits and a
-linear-prediction baseline, the audio Fréchet distance of its clips against real held-out clips,
-and generation samples/s with and without the cached dilated states.
+"""WaveNet and DiffWave on the built-in audio set (issue 32): WaveNet's bits per sample against the
+uniform 8 bits and a linear-prediction baseline, the audio Fréchet distance of both families'
+clips against real held-out clips, and WaveNet's generation samples/s with and without the cached
+dilated states.
 
 `python benchmarks/audio_bench.py [--seeds 3] [--steps 500] [--record]`
 
 The data is the built-in `wavenet-chorales` dataset (chorales rendered by genpipe's synthesiser,
-4 kHz, 0.5 s clips, labelled major/minor), prepared by genpipe's own `prepare`. WaveNet's tiny
-preset trains in this process (benchmarks/bare_training.py, batch 8) and is scored by the
-pipeline's audio evaluation (pipelines/evaluate/audio.py; 32 clips). The linear predictor is
+4 kHz, 0.5 s clips, labelled major/minor), prepared by genpipe's own `prepare`. Each family's tiny
+preset trains in this process for the same steps (benchmarks/bare_training.py, batch 8) and is
+scored by the pipeline's audio evaluation (pipelines/evaluate/audio.py; 32 clips). The linear predictor is
 least squares on the previous `order` samples of the train clips, its residual a Gaussian whose
 mass over each mu-law level's interval gives an exact likelihood of the same 256 levels WaveNet
 predicts. Generation speed: the `small` preset (receptive field 2,047 samples), 4 clips of 1,000
@@ -33,6 +34,7 @@ from benchmarks.bare_training import train_steps  # noqa: E402
 from benchmarks.results_table import append_table, interval  # noqa: E402
 
 BATCH = 8
+FAMILIES = ("wavenet", "diffwave")
 
 
 def prepared(storage: str):
@@ -108,35 +110,37 @@ def main() -> None:
     info = audio_info(manifest)
     train, val = read_split(manifest, "train"), read_split(manifest, "val")
     train_audio, train_labels = torch.from_numpy(train["audio"]), torch.from_numpy(train["label"])
-    rows: dict[str, list[float]] = {"bits": [], "fid": [], "accuracy": [], "real_fid": [], "seconds": []}
+    rows: dict[str, dict[str, list[float]]] = {family: {} for family in FAMILIES}
+
+    def batch(order: torch.Generator) -> dict[str, torch.Tensor]:
+        drawn = torch.randint(len(train_audio), (BATCH,), generator=order)
+        return {"audio": train_audio[drawn], "label": train_labels[drawn]}
+
     for seed in range(args.seeds):
-        started = time.monotonic()
-        model = build_model("wavenet", resolve_config("wavenet", "tiny", {}, data_shape(manifest)))
-
-        def batch(order: torch.Generator) -> dict[str, torch.Tensor]:
-            rows_drawn = torch.randint(len(train_audio), (BATCH,), generator=order)
-            return {"audio": train_audio[rows_drawn], "label": train_labels[rows_drawn]}
-
-        train_steps(model, batch, args.steps, seed, learning_rate=2e-3)
         settings = EvaluateConfig(num_samples=32, classifier_epochs=10, seed=seed)
-        with tempfile.TemporaryDirectory() as folder:
-            metrics = audio_scorer(manifest, settings)[0](model, Path(folder))
-        rows["bits"].append(metrics["eval/bits_per_sample"])
-        rows["fid"].append(metrics["eval/audio_fid"])
-        rows["accuracy"].append(metrics["eval/class_accuracy"])
-        rows["real_fid"].append(metrics["eval/audio_fid_real_data"])
-        rows["seconds"].append(time.monotonic() - started)
-        print(f"seed {seed}: {metrics}", flush=True)
+        score = audio_scorer(manifest, settings)[0]  # one classifier per seed scores both families
+        for family in FAMILIES:
+            started = time.monotonic()
+            model = build_model(family, resolve_config(family, "tiny", {}, data_shape(manifest)))
+            train_steps(model, batch, args.steps, seed, learning_rate=2e-3)
+            with tempfile.TemporaryDirectory() as folder:
+                metrics = score(model, Path(folder)) | {"seconds": time.monotonic() - started}
+            for name, value in metrics.items():
+                rows[family].setdefault(name.removeprefix("eval/"), []).append(value)
+            print(f"{family} seed {seed}: {metrics}", flush=True)
     linear = {order: linear_prediction_bits(train["audio"][:, 0], val["audio"][:, 0], order) for order in (1, 16)}
     speeds = generation_speed()
     print(linear, speeds)
+    wavenet, diffwave = rows["wavenet"], rows["diffwave"]
     quality = [
-        f"| WaveNet tiny ({args.steps} steps) | {interval(rows['bits'])} | {interval(rows['fid'], 2)} | "
-        f"{interval(rows['accuracy'], 2)} |",
+        f"| WaveNet tiny ({args.steps} steps) | {interval(wavenet['bits_per_sample'])} | "
+        f"{interval(wavenet['audio_fid'], 2)} | {interval(wavenet['class_accuracy'], 2)} |",
+        f"| DiffWave tiny ({args.steps} steps) | — | {interval(diffwave['audio_fid'], 2)} | "
+        f"{interval(diffwave['class_accuracy'], 2)} |",
         f"| linear prediction, order 16 | {linear[16]:.3f} | — | — |",
         f"| linear prediction, order 1 | {linear[1]:.3f} | — | — |",
         "| uniform over 256 levels | 8.000 | — | — |",
-        f"| real train clips | — | {interval(rows['real_fid'], 2)} | — |",
+        f"| real train clips | — | {interval(wavenet['audio_fid_real_data'], 2)} | — |",
     ]
     speed = [
         f"| cached dilated states (Fast WaveNet) | {speeds['cached']:,.0f} |",
@@ -147,13 +151,13 @@ def main() -> None:
         about = [
             f"`python benchmarks/audio_bench.py --seeds {args.seeds} --steps {args.steps}`: the built-in",
             f"wavenet-chorales data ({info.clips['train']} train / {info.clips['val']} val clips of "
-            f"{info.clip_samples} samples at {info.sample_rate} Hz, major/minor); WaveNet tiny trained in",
+            f"{info.clip_samples} samples at {info.sample_rate} Hz, major/minor); each family's tiny preset trained in",
             f"one process (batch {BATCH}) and scored by the pipeline's audio evaluation (32 clips; the Fréchet",
             "distance on the yardstick classifier's features of log spectrograms). Mean ± 95% t-interval over",
             f"{args.seeds} seeds.",
         ]
         columns = ["model", "bits/sample (val)", "audio Fréchet distance", "class accuracy"]
-        append_table("Audio: WaveNet on rendered chorales (issue 32)", about, columns, quality)
+        append_table("Audio: WaveNet and DiffWave on rendered chorales (issue 32)", about, columns, quality)
         about = ["WaveNet `small` (2 stacks of 10 layers, receptive field 2,047), 4 clips of 1,000 samples, 2 threads."]
         append_table("Audio: WaveNet generation speed (issue 32)", about, ["generation", "samples/s"], speed)
 

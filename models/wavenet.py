@@ -18,15 +18,11 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from models.base import GenerativeModel, ModelConfig
-from models.sampling_options import class_index
+from models.audio import AUDIO_METRICS, AudioConfig, AudioFamily
 
 LEVELS = 256  # mu-law quantisation levels
 MU = LEVELS - 1
 BITS_PER_SAMPLE = "eval/bits_per_sample"
-# What every audio model is scored on (pipelines/evaluate/audio.py): a Fréchet distance on an
-# audio classifier's features (a conditional model also reports eval/class_accuracy).
-AUDIO_METRICS = ("eval/audio_fid",)
 
 
 def mu_law_encode(audio: torch.Tensor) -> torch.Tensor:
@@ -41,16 +37,11 @@ def mu_law_decode(levels: torch.Tensor) -> torch.Tensor:
     return torch.sign(companded) * ((1 + MU) ** companded.abs() - 1) / MU
 
 
-class WaveNetConfig(ModelConfig):
-    clip_samples: int = Field(gt=1, description="from the dataset: samples per clip")
-    sample_rate: int = Field(8000, gt=0, description="from the dataset")
-    num_classes: int = Field(0, ge=0, description="from the dataset")
-    class_names: list[str] = Field(default_factory=list, description="from the dataset")
+class WaveNetConfig(AudioConfig):
     residual_channels: int = Field(32, gt=0)
     skip_channels: int = Field(64, gt=0)
     layers: int = Field(8, gt=0, le=16, description="per stack: dilations 1, 2, 4, ..., 2^(layers-1)")
     stacks: int = Field(1, gt=0)
-    conditional: bool = Field(True, description="condition on the clip's class (when the data has classes)")
 
     @property
     def receptive_field(self) -> int:
@@ -114,14 +105,13 @@ class WaveNetNetwork(nn.Module):
         return self.head(skips)
 
 
-class WaveNet(GenerativeModel):
+class WaveNet(AudioFamily):
     """Clips of audio, sample by sample."""
 
     config: WaveNetConfig
 
     family = "wavenet"
     config_class = WaveNetConfig
-    modality = "audio"
     default_gate = (BITS_PER_SAMPLE, "min")
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"residual_channels": 16, "skip_channels": 32, "layers": 7, "stacks": 1},  # CPU tests
@@ -137,10 +127,6 @@ class WaveNet(GenerativeModel):
     def metric_names(cls) -> tuple[str, ...]:
         return (BITS_PER_SAMPLE, *AUDIO_METRICS)
 
-    @property
-    def conditional(self) -> bool:
-        return self.config.conditional and self.config.num_classes > 0
-
     def networks(self) -> dict[str, nn.Module]:
         return {"wavenet": self.wavenet}
 
@@ -153,8 +139,7 @@ class WaveNet(GenerativeModel):
     def loss(self, network: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Cross-entropy of each sample's level given the samples before it (nats per sample)."""
         inputs, targets = self._inputs_and_targets(batch["audio"])
-        labels = batch["label"] if self.conditional else None
-        logits = self.net("wavenet")(inputs, labels)
+        logits = self.net("wavenet")(inputs, self.labels_of(batch))
         return F.cross_entropy(logits.float(), targets)
 
     @torch.no_grad()
@@ -172,20 +157,6 @@ class WaveNet(GenerativeModel):
         return {BITS_PER_SAMPLE: total / max(1, count) / math.log(2), "eval/uniform_bits_per_sample": math.log2(LEVELS)}
 
     # --- sampling -------------------------------------------------------------------------------
-
-    def requested_labels(self, n: int, device: torch.device) -> torch.Tensor | None:
-        """0, 1, ..., K-1, 0, ...: the classes a conditional model is asked for when sampling."""
-        return torch.arange(n, device=device) % self.config.num_classes if self.conditional else None
-
-    def sample_options(self, n: int, label: str | None = None, **other: Any) -> dict[str, Any]:
-        self.refuse_options(other)
-        if label is None:
-            return {}
-        if not self.conditional:
-            from typed_errors import OptionError
-
-            raise OptionError("label", "this model is unconditional")
-        return {"labels": torch.full((n,), class_index(self.config.class_names, label), dtype=torch.long)}
 
     @torch.no_grad()
     def sample(

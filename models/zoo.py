@@ -13,6 +13,7 @@ from models.autoencoders import AUTOENCODER_FAMILIES
 from models.base import GenerativeModel, ModelConfig
 from models.cyclegan import CycleGAN
 from models.ddpm import DDPM, LatentDDPM
+from models.diffwave import DiffWave
 from models.ebm import EBM, JEM
 from models.flows import Glow, RealNVP
 from models.gan import GAN_FAMILIES
@@ -42,6 +43,7 @@ ZOO: tuple[type[GenerativeModel], ...] = (
     AR,
     LSTMForecaster,
     WaveNet,
+    DiffWave,
 )
 FAMILIES: dict[str, type[GenerativeModel]] = {cls.family: cls for cls in ZOO}
 
