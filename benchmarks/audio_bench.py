@@ -30,21 +30,11 @@ from scipy.stats import norm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bare_training import train_steps  # noqa: E402
+from benchmarks.bare_training import prepared_builtin, train_steps  # noqa: E402
 from benchmarks.results_table import append_table, interval  # noqa: E402
 
 BATCH = 8
 FAMILIES = ("wavenet", "diffwave")
-
-
-def prepared(storage: str):
-    import ray
-
-    from data_prep.prepare import prepare
-    from pipelines.config import load_config
-
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    return prepare(load_config("wavenet-chorales").data, storage)[0]
 
 
 def level_edges() -> np.ndarray:
@@ -106,7 +96,7 @@ def main() -> None:
     from pipelines.evaluate.audio import audio_scorer
     from pipelines.train.model_setup import data_shape
 
-    manifest = prepared(args.storage or tempfile.mkdtemp(prefix="audio-bench-"))
+    manifest = prepared_builtin("wavenet-chorales", args.storage or tempfile.mkdtemp(prefix="audio-bench-"))
     info = audio_info(manifest)
     train, val = read_split(manifest, "train"), read_split(manifest, "val")
     train_audio, train_labels = torch.from_numpy(train["audio"]), torch.from_numpy(train["label"])

@@ -1,5 +1,6 @@
-"""A model trained in this process as the pipeline's loop would train it (AdamW, linear warm-up
-then cosine decay, gradient clipping at 1), for benchmarks that compare models, not the loop."""
+"""What the model benchmarks share: a built-in config's dataset prepared by genpipe's own
+`prepare`, and a model trained in this process as the pipeline's loop would train it (AdamW,
+linear warm-up then cosine decay, gradient clipping at 1): they compare models, not the loop."""
 
 from __future__ import annotations
 
@@ -8,7 +9,19 @@ from collections.abc import Callable
 
 import torch
 
+from data_prep.manifest import Manifest
 from models.base import GenerativeModel
+
+
+def prepared_builtin(config_name: str, storage: str) -> Manifest:
+    """The dataset of a built-in config's `data:` section, prepared in `storage` (or found there)."""
+    import ray
+
+    from data_prep.prepare import prepare
+    from pipelines.config import load_config
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    return prepare(load_config(config_name).data, storage)[0]
 
 
 def train_steps(

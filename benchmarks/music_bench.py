@@ -26,23 +26,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bare_training import train_steps  # noqa: E402
+from benchmarks.bare_training import prepared_builtin, train_steps  # noqa: E402
 from benchmarks.results_table import append_table, interval  # noqa: E402
 
 BATCH = 16
 COLUMNS = ["model", "bits/token", "pitch-class dist.", "interval dist.", "note-density dist.", "in-key share", "steps"]
 STATISTICS = ("pitch_class_distance", "interval_distance", "note_density_distance", "in_key_share")
-
-
-def prepared(storage: str):
-    import ray
-
-    from data_prep.prepare import prepare
-    from pipelines.config import load_config
-
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    manifest, _ = prepare(load_config("gpt-chorales").data, storage)
-    return manifest
 
 
 def train(family: str, vocab: int, blocks: torch.Tensor, seed: int, steps: int) -> torch.nn.Module:
@@ -105,7 +94,7 @@ def main() -> None:
     from pipelines.evaluate.music_metrics import compare
 
     storage = args.storage or tempfile.mkdtemp(prefix="music-bench-")
-    manifest = prepared(storage)
+    manifest = prepared_builtin("gpt-chorales", storage)
     info = music_info(manifest)
     train_blocks = torch.from_numpy(read_split(manifest, "train")["tokens"])
     val_blocks = torch.from_numpy(read_split(manifest, "val")["tokens"])

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from data_prep.manifest import Manifest
 from data_prep.modalities.audio.modality import audio_info
@@ -24,10 +23,10 @@ from data_prep.readers import read_split
 from models.base import GenerativeModel
 from pipelines.config import EvaluateConfig
 from pipelines.evaluate.classifier import CLASSIFIER_ROWS, features_and_predictions, frechet_distance, train_classifier
+from pipelines.evaluate.pictures import stack_pictures
 from serving.audio import Clip, log_spectrogram
 
 CLIPS_SAVED = 4
-GAP = 4
 # The classifier sees each log spectrogram averaged down to this (frequency bands, time frames):
 # a small picture, so it trains in seconds on CPU however long the clips are.
 CLASSIFIER_GRID = (32, 16)
@@ -77,15 +76,8 @@ def save_clips(clips: np.ndarray, sample_rate: int, artifacts: Path) -> None:
     above the other as `samples.png`."""
     folder = artifacts / "clips"
     folder.mkdir(parents=True, exist_ok=True)
-    pictures = []
     for index, samples in enumerate(clips):
         clip = Clip(samples[0], sample_rate)
         for suffix in (".wav", ".png"):
             (folder / f"clip_{index}{suffix}").write_bytes(clip.file_bytes(suffix))
-        pictures.append(Image.open(folder / f"clip_{index}.png").convert("RGB"))
-    sheet = Image.new("RGB", (max(p.width for p in pictures), sum(p.height + GAP for p in pictures)), "white")
-    top = 0
-    for picture in pictures:
-        sheet.paste(picture, (0, top))
-        top += picture.height + GAP
-    sheet.save(artifacts / "samples.png")
+    stack_pictures([folder / f"clip_{index}.png" for index in range(len(clips))], artifacts / "samples.png")

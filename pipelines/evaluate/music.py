@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 
 from data_prep.manifest import Manifest
 from data_prep.modalities.music.modality import music_info
@@ -17,6 +16,7 @@ from data_prep.readers import read_split
 from models.base import GenerativeModel
 from pipelines.config import EvaluateConfig
 from pipelines.evaluate.music_metrics import compare
+from pipelines.evaluate.pictures import stack_pictures
 from pipelines.evaluate.text_metrics import token_loss
 from serving.music import Piece, draw_pieces
 from storage import join, read_bytes
@@ -24,7 +24,6 @@ from tokens.music import MusicTokenizer, Note
 
 MAX_PIECES = 64  # generated per evaluation: the statistics settle well before (benchmarks/music_bench.py)
 PIECES_SAVED = 4  # written as MIDI, WAV and a piano roll
-GAP = 4  # pixels between piano rolls
 
 
 def held_out_pieces(manifest: Manifest, settings: EvaluateConfig) -> tuple[MusicTokenizer, list[list[Note]], int]:
@@ -66,15 +65,8 @@ def save_pieces(pieces: list[list[Note]], ticks_per_quarter: int, artifacts: Pat
     rolls one above the other as `samples.png` (the evaluation's picture, as an image model's grid)."""
     folder = artifacts / "pieces"
     folder.mkdir(parents=True, exist_ok=True)
-    rolls = []
     for index, notes in enumerate(pieces):
         piece = Piece(notes, ticks_per_quarter)
         for suffix in (".mid", ".wav", ".png"):
             (folder / f"piece_{index}{suffix}").write_bytes(piece.file_bytes(suffix))
-        rolls.append(Image.open(folder / f"piece_{index}.png").convert("RGB"))
-    sheet = Image.new("RGB", (max(r.width for r in rolls), sum(r.height + GAP for r in rolls)), "lightgrey")
-    top = 0
-    for roll in rolls:
-        sheet.paste(roll, (0, top))
-        top += roll.height + GAP
-    sheet.save(artifacts / "samples.png")
+    stack_pictures([folder / f"piece_{index}.png" for index in range(len(pieces))], artifacts / "samples.png")

@@ -44,3 +44,16 @@ def save_class_grids(
 
 def _file_safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
+
+
+def stack_pictures(pictures: list[Path], path: Path, gap: int = 4) -> None:
+    """PNG files one above the other in one PNG (piano rolls, spectrograms), `gap` pixels apart."""
+    from PIL import Image
+
+    opened = [Image.open(picture).convert("RGB") for picture in pictures]
+    sheet = Image.new("RGB", (max(p.width for p in opened), sum(p.height + gap for p in opened)), "lightgrey")
+    top = 0
+    for picture in opened:
+        sheet.paste(picture, (0, top))
+        top += picture.height + gap
+    sheet.save(path)
