@@ -8,7 +8,7 @@ dilated states.
 The data is the built-in `wavenet-chorales` dataset (chorales rendered by genpipe's synthesiser,
 4 kHz, 0.5 s clips, labelled major/minor), prepared by genpipe's own `prepare`. Each family's tiny
 preset trains in this process for the same steps (benchmarks/bare_training.py, batch 8) and is
-scored by the pipeline's audio evaluation (pipelines/evaluate/audio.py; 32 clips). The linear predictor is
+scored by the pipeline's audio evaluation (pipelines/evaluate/audio.py; 128 clips). The linear predictor is
 least squares on the previous `order` samples of the train clips, its residual a Gaussian whose
 mass over each mu-law level's interval gives an exact likelihood of the same 256 levels WaveNet
 predicts. Generation speed: the `small` preset (receptive field 2,047 samples), 4 clips of 1,000
@@ -35,6 +35,9 @@ from benchmarks.results_table import append_table, interval  # noqa: E402
 
 BATCH = 8
 FAMILIES = ("wavenet", "diffwave")
+# Clips each model draws and the val clips they are compared with: more than the classifier's 64
+# features, or their covariance is singular and the Fréchet distance swings by the hundreds.
+CLIPS = 128
 
 
 def level_edges() -> np.ndarray:
@@ -107,7 +110,7 @@ def main() -> None:
         return {"audio": train_audio[drawn], "label": train_labels[drawn]}
 
     for seed in range(args.seeds):
-        settings = EvaluateConfig(num_samples=32, classifier_epochs=10, seed=seed)
+        settings = EvaluateConfig(num_samples=CLIPS, classifier_epochs=10, seed=seed)
         score = audio_scorer(manifest, settings)[0]  # one classifier per seed scores both families
         for family in FAMILIES:
             started = time.monotonic()
@@ -142,7 +145,7 @@ def main() -> None:
             f"`python benchmarks/audio_bench.py --seeds {args.seeds} --steps {args.steps}`: the built-in",
             f"wavenet-chorales data ({info.clips['train']} train / {info.clips['val']} val clips of "
             f"{info.clip_samples} samples at {info.sample_rate} Hz, major/minor); each family's tiny preset trained in",
-            f"one process (batch {BATCH}) and scored by the pipeline's audio evaluation (32 clips; the Fréchet",
+            f"one process (batch {BATCH}) and scored by the pipeline's audio evaluation ({CLIPS} clips; the Fréchet",
             "distance on the yardstick classifier's features of log spectrograms). Mean ± 95% t-interval over",
             f"{args.seeds} seeds.",
         ]

@@ -122,6 +122,10 @@ class ShardSink(Datasink):
         self.written = [shard for task in write_result.write_returns for shard in task]
 
 
+def _unchanged(batch: pa.Table) -> pa.Table:
+    return batch
+
+
 def write_split(
     dataset: ray.data.Dataset, dataset_root: str, folder: str, row_bytes: int, shard_mb: float, count: int | None
 ) -> Split:
@@ -135,7 +139,11 @@ def write_split(
     else:
         rows = rows_per_shard(row_bytes, shard_mb)
         sink = ShardSink(folder, rows)
-        dataset.repartition(target_num_rows_per_block=rows).write_datasink(sink)
+        # A streamed repartition splits large blocks but never joins small ones: a folder of N
+        # image files (a block per file) became N one-row shards. Batches of a shard's rows join
+        # them first (Ray fuses this pair and bundles its inputs to `rows` rows per task).
+        bundled = dataset.map_batches(_unchanged, batch_size=rows, batch_format="pyarrow")
+        bundled.repartition(target_num_rows_per_block=rows).write_datasink(sink)
     root = dataset_root.rstrip("/") + "/"
     shards = [
         Shard(path=item["uri"].removeprefix(root), rows=item["rows"], bytes=item["bytes"], sha256=item["sha256"])

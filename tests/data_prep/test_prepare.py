@@ -13,9 +13,10 @@ from PIL import Image
 
 from data_prep.config import DataConfig, ImageFolderSource
 from data_prep.errors import DataError
-from data_prep.manifest import MANIFEST, load_verified
+from data_prep.manifest import MANIFEST, MEGABYTE, load_verified
 from data_prep.prepare import fingerprint, prepare
 from data_prep.readers import read_arrays
+from data_prep.shards import rows_per_shard
 from pipelines.workflow.progress import flush, open_board
 
 
@@ -96,6 +97,15 @@ def test_corrupt_image_is_rejected_with_its_reason(ray_session, tmp_path):
         rejects = [json.loads(line) for line in handle]
     assert rejects[0]["key"] == "dog/broken0.png"
     assert rejects[0]["reason"] == "image refused: not a PNG or JPEG image"
+    # A file a record: the records are gathered into shards of shard_mb, not a shard per file.
+    assert [len(manifest.splits[split].shards) for split in ("train", "val")] == [1, 1]
+    row_bytes = 8 * 8 * 4 + 8  # a decoded 8x8 image and its label
+    small = config.model_copy(update={"shard_mb": 4.5 * row_bytes / MEGABYTE})
+    rows = rows_per_shard(row_bytes, small.shard_mb)
+    assert rows == 4
+    train = prepare(small, str(tmp_path / "store"))[0].splits["train"]
+    assert rows < train.rows and [s.rows for s in train.shards[:-1]] == [rows] * (len(train.shards) - 1)
+    assert 0 < train.shards[-1].rows <= rows and len(train.shards) == -(-train.rows // rows)
 
 
 def test_too_many_rejects_fail_and_publish_nothing(ray_session, tmp_path):
