@@ -168,13 +168,18 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         say_json(
             {
-                family: {"modality": cls.modality, "summary": _summary(cls), "presets": cls.presets}
+                family: {
+                    "modality": cls.modality,
+                    "learns": [cls.modality, *cls.also_learns],
+                    "summary": _summary(cls),
+                    "presets": cls.presets,
+                }
                 for family, cls in models.FAMILIES.items()
             }
         )
         return EXIT_OK
     for family, cls in models.FAMILIES.items():
-        say(f"{family}: {_summary(cls)}")
+        say(f"{family} ({' or '.join((cls.modality, *cls.also_learns))}): {_summary(cls)}")
         for preset, params in cls.presets.items():
             say(f"  {preset}: {', '.join(f'{k}={v}' for k, v in params.items())}")
     return EXIT_OK

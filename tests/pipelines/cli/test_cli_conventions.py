@@ -87,6 +87,7 @@ def test_listings_print_json(capsys, tmp_path):
     assert cli.main(["models", "--json"]) == 0
     zoo = json.loads(capsys.readouterr().out)
     assert zoo["ddpm"]["modality"] == "image" and "tiny" in zoo["ddpm"]["presets"] and zoo["gpt"]["modality"] == "text"
+    assert zoo["gpt"]["learns"] == ["text", "music"] and zoo["wavenet"]["learns"] == ["audio"]
 
 
 def test_a_failed_runs_lines_go_to_stderr(capsys):
