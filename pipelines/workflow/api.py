@@ -323,14 +323,18 @@ def sample(
         if model.data_modality == "text":
             tokenizer = load_tokenizer(str(local / TOKENIZER_FILE))
             return draw_completions(model, tokenizer, prompt or "", n or 1, seed, max_new_tokens, temperature, top_k)
+        music = None
         if model.data_modality == "music":
             music = MusicTokenizer.from_json((local / MUSIC_TOKENIZER_FILE).read_text())
-            notes = draw_pieces(model, music, n or 1, seed, max_new_tokens, temperature, top_k)
-            return [Piece(piece, music.ticks_per_quarter) for piece in notes]
-        if model.data_modality == "audio":  # every audio family's config carries the data's rate
-            drawn = draw_images(model, n or 1, seed, label=label, **(family_options or {}))
-            return [Clip(clip[0].numpy(), model.config.sample_rate) for clip in drawn]  # type: ignore[attr-defined]
     options: dict[str, Any] = dict(prompt=prompt, label=label, guidance=guidance, sampler=sampler, steps=steps)
+    if music is not None:  # a language model of music: options of images or translation are refused
+        model.refuse_options({**options, "input": inputs or None, "direction": direction, **(family_options or {})})
+        notes = draw_pieces(model, music, n or 1, seed, max_new_tokens, temperature, top_k)
+        return [Piece(piece, music.ticks_per_quarter) for piece in notes]
+    if model.data_modality == "audio":  # every audio family's config carries the data's rate
+        model.refuse_options({"input": inputs or None, "direction": direction})
+        drawn = draw_images(model, n or 1, seed, **options, **(family_options or {}))
+        return [Clip(clip[0].numpy(), model.config.sample_rate) for clip in drawn]  # type: ignore[attr-defined]
     if inputs or direction is not None:
         shape = getattr(model.config, "image_shape", None)
         if not model.translates or shape is None:

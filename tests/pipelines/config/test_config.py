@@ -95,8 +95,8 @@ def test_flatten_for_mlflow_params():
 def test_models_command_lists_the_zoo(capsys):
     assert cli.main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "ddpm:" in out and "tiny:" in out and "small:" in out
-    assert "stylegan:" in out and "cyclegan:" in out
+    assert "ddpm (image):" in out and "tiny:" in out and "small:" in out
+    assert "stylegan (image):" in out and "cyclegan (image):" in out and "gpt (text or music):" in out
 
 
 @pytest.mark.parametrize("name", ["cyclegan-digits", "stylegan-digits", "stylegan-sweep-digits"])

@@ -55,3 +55,5 @@ def test_wavenet_learns_rendered_chorales_registers_and_writes_wav(ray_session, 
         assert sound.getframerate() == 4000 and sound.getnframes() == 1000
     assert cli.main([*sample, "--label", "lydian"]) == 2
     assert "--label: 'lydian' is none of the model's classes" in capsys.readouterr().err
+    assert cli.main([*sample, "--prompt", "a fugue"]) == 2
+    assert "--prompt: a wavenet model takes no prompt" in capsys.readouterr().err

@@ -68,3 +68,5 @@ def test_gpt_learns_chorales_registers_and_writes_midi(ray_session, mlflow_serve
     assert (tmp_path / "p-0.mid").read_bytes()[:4] == b"MThd" and (tmp_path / "p-1.mid").exists()
     assert cli.main([*sample, "--out", str(tmp_path / "piece.mp3")]) == 2
     assert "--out " in capsys.readouterr().err
+    assert cli.main([*sample, "--label", "3"]) == 2  # an option of image models, not of music
+    assert "--label: a gpt model takes no label" in capsys.readouterr().err
