@@ -66,9 +66,27 @@ def draw_pieces(
     return [tokenizer.decode(row[1:].tolist()) for row in ids.cpu()]
 
 
+def playable(notes: Sequence[Note]) -> list[Note]:
+    """The notes one MIDI channel per voice can hold: of notes struck at once on one key and voice
+    the longest, and a note that overlaps the next on its key and voice ends where that one starts
+    (MIDI pairs each note-off with one note-on; a sampled piece may hold such overlaps)."""
+    kept: list[Note] = []
+    ordered = sorted(notes, key=lambda n: (n.voice, n.pitch, n.onset, n.duration))
+    for note, following in zip(ordered, [*ordered[1:], None], strict=True):
+        if following is not None and (following.voice, following.pitch) == (note.voice, note.pitch):
+            if following.onset == note.onset:
+                continue  # a longer one starts here too
+            if following.onset < note.onset + note.duration:
+                note = Note(note.onset, note.pitch, following.onset - note.onset, note.voice)
+        kept.append(note)
+    return sorted(kept)
+
+
 def midi_bytes(notes: Sequence[Note], ticks_per_quarter: int, tempo_bpm: float = TEMPO_BPM) -> bytes:
-    """A type-1 MIDI file: one track per voice, on its own channel."""
+    """A type-1 MIDI file: one track per voice, on its own channel (of the `playable` notes)."""
     import mido
+
+    notes = playable(notes)
 
     scale = MIDI_TICKS_PER_BEAT // ticks_per_quarter if MIDI_TICKS_PER_BEAT % ticks_per_quarter == 0 else None
     midi = mido.MidiFile(type=1, ticks_per_beat=MIDI_TICKS_PER_BEAT if scale else ticks_per_quarter)

@@ -35,7 +35,7 @@ from mlflow.types import ColSpec, Schema, TensorSpec
 from models.base import GenerativeModel
 from models.weights import load_model
 from serving.drawing import draw_completions, draw_images
-from serving.music import draw_pieces, midi_bytes
+from serving.music import draw_pieces, midi_bytes, playable
 from tokens.music import MUSIC_TOKENIZER_FILE, MusicTokenizer
 from tokens.text_tokenizer import TOKENIZER_FILE, TextTokenizer
 
@@ -122,7 +122,7 @@ class Pieces:
         for row in rows:
             for piece in draw_pieces(self.model, self.tokenizer, **row):
                 midi.append(base64.b64encode(midi_bytes(piece, self.tokenizer.ticks_per_quarter)).decode())
-                notes.append(len(piece))
+                notes.append(len(playable(piece)))  # as the MIDI file holds them
         return pd.DataFrame({"midi": midi, "notes": notes})
 
     @staticmethod

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from pipelines.evaluate.music_metrics import compare, in_key_share, intervals, pitch_classes
-from serving.music import Piece, midi_bytes, notes_from_midi
+from serving.music import Piece, midi_bytes, notes_from_midi, playable
 from tokens.music import Note
 from tokens.synth import render
 from typed_errors import OptionError
@@ -65,6 +65,13 @@ def test_a_piece_becomes_midi_that_reads_back_wav_and_a_piano_roll():
     assert roll.width == 32 * 4 + 1 and roll.height == (72 - 48 + 5) * 4
     with pytest.raises(OptionError, match=r"\.mid, \.midi, \.wav, \.png, not \.mp3"):
         piece.file_bytes(".mp3")
+
+
+def test_overlapping_notes_on_one_key_become_notes_a_midi_file_holds():
+    struck = [Note(0, 60, 8, 0), Note(2, 60, 4, 0), Note(2, 60, 2, 0), Note(2, 60, 4, 1), Note(4, 64, 4, 0)]
+    held = [Note(0, 60, 2, 0), Note(2, 60, 4, 0), Note(2, 60, 4, 1), Note(4, 64, 4, 0)]
+    assert playable(struck) == held
+    assert notes_from_midi(midi_bytes(struck, ticks_per_quarter=4), ticks_per_quarter=4) == held
 
 
 def test_silence_renders_to_a_short_quiet_file():
