@@ -72,7 +72,8 @@ def playable(notes: Sequence[Note]) -> list[Note]:
     (MIDI pairs each note-off with one note-on; a sampled piece may hold such overlaps)."""
     kept: list[Note] = []
     ordered = sorted(notes, key=lambda n: (n.voice, n.pitch, n.onset, n.duration))
-    for note, following in zip(ordered, [*ordered[1:], None], strict=True):
+    for index, note in enumerate(ordered):
+        following = ordered[index + 1] if index + 1 < len(ordered) else None
         if following is not None and (following.voice, following.pitch) == (note.voice, note.pitch):
             if following.onset == note.onset:
                 continue  # a longer one starts here too
