@@ -29,16 +29,24 @@ PIECES_SAVED = 4  # written as MIDI, WAV and a piano roll
 def held_out_pieces(manifest: Manifest, settings: EvaluateConfig) -> tuple[MusicTokenizer, list[list[Note]], int]:
     """The dataset's tokenizer, the notes of its first val blocks (what pieces are compared with)
     and the grid's ticks per quarter."""
+    tokenizer, blocks = _tokenizer_and_val_blocks(manifest, settings)
+    return tokenizer, _decoded(tokenizer, blocks), music_info(manifest).ticks_per_quarter
+
+
+def _tokenizer_and_val_blocks(manifest: Manifest, settings: EvaluateConfig) -> tuple[MusicTokenizer, torch.Tensor]:
     info = music_info(manifest)
     tokenizer = MusicTokenizer.from_json(read_bytes(join(manifest.uri, info.tokenizer)).decode())
-    blocks = read_split(manifest, "val", limit=min(settings.num_samples, MAX_PIECES))["tokens"]
-    return tokenizer, [tokenizer.decode(block.tolist()) for block in blocks], info.ticks_per_quarter
+    return tokenizer, torch.from_numpy(read_split(manifest, "val", limit=settings.num_samples)["tokens"])
+
+
+def _decoded(tokenizer: MusicTokenizer, blocks: torch.Tensor) -> list[list[Note]]:
+    return [tokenizer.decode(block.tolist()) for block in blocks[:MAX_PIECES]]
 
 
 def music_scorer(manifest: Manifest, settings: EvaluateConfig) -> tuple[Any, dict[str, Any]]:
     info = music_info(manifest)
-    tokenizer, held_out, _ = held_out_pieces(manifest, settings)
-    blocks = torch.from_numpy(read_split(manifest, "val", limit=settings.num_samples)["tokens"])
+    tokenizer, blocks = _tokenizer_and_val_blocks(manifest, settings)  # read once: scored and compared with
+    held_out = _decoded(tokenizer, blocks)
     count = min(settings.num_samples, MAX_PIECES)
 
     def score(model: GenerativeModel, artifacts: Path | None) -> dict[str, float]:
