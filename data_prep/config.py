@@ -29,6 +29,8 @@ from data_prep.modalities.series.settings import SeriesPrep
 from data_prep.modalities.series.sources import SeriesFileSource, StatsmodelsSeriesSource
 from data_prep.modalities.text.settings import TextPrep, TokenizerConfig
 from data_prep.modalities.text.sources import PythonStdlibSource, TextFilesSource
+from data_prep.modalities.video.settings import VideoPrep
+from data_prep.modalities.video.sources import MovingDigitsSource, VideoFilesSource
 
 # The registry of source kinds: a new kind is one class in its modality's sources.py and one entry here.
 SOURCES: tuple[type[SourceConfig], ...] = (
@@ -45,6 +47,8 @@ SOURCES: tuple[type[SourceConfig], ...] = (
     MusicFilesSource,
     AudioFilesSource,
     ChoraleAudioSource,
+    MovingDigitsSource,
+    VideoFilesSource,
 )
 SOURCE_KINDS = frozenset(get_args(cls.model_fields["kind"].annotation)[0] for cls in SOURCES)
 if TYPE_CHECKING:
@@ -53,7 +57,7 @@ else:
     Source = Annotated[Union[SOURCES], Field(discriminator="kind")]  # noqa: UP007 (built from the registry)
 
 
-class DataConfig(ImagePrep, TextPrep, SeriesPrep, MusicPrep, AudioPrep):
+class DataConfig(ImagePrep, TextPrep, SeriesPrep, MusicPrep, AudioPrep, VideoPrep):
     """Every modality's settings in one section; the source's modality decides which of them its
     builder reads (and which enter the fingerprint)."""
 
@@ -70,6 +74,7 @@ __all__ = [
     "DomainsSource",
     "ImageFolderSource",
     "Music21CorpusSource",
+    "MovingDigitsSource",
     "MusicFilesSource",
     "ParquetSource",
     "PythonStdlibSource",
@@ -80,4 +85,5 @@ __all__ = [
     "Strict",
     "TextFilesSource",
     "TokenizerConfig",
+    "VideoFilesSource",
 ]

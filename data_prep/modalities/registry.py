@@ -14,10 +14,18 @@ from data_prep.modalities.modality import Modality
 from data_prep.modalities.music.modality import MusicModality
 from data_prep.modalities.series.modality import SeriesModality
 from data_prep.modalities.text.modality import TextModality
+from data_prep.modalities.video.modality import VideoModality
 
 MODALITIES: dict[str, Modality[Any]] = {
     modality.name: modality
-    for modality in (ImageModality(), TextModality(), SeriesModality(), MusicModality(), AudioModality())
+    for modality in (
+        ImageModality(),
+        TextModality(),
+        SeriesModality(),
+        MusicModality(),
+        AudioModality(),
+        VideoModality(),
+    )
 }
 
 

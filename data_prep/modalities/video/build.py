@@ -1,0 +1,98 @@
+"""prepare for video: recordings (uint8 frames at their own size) -> every data.frame_step-th
+frame, centre-cropped to a square, resized to data.frame_size, grey or RGB (data.frame_channels)
+-> cut into clips of data.clip_frames (a tail shorter than a clip is dropped) -> a seeded split by
+recording -> uint8 clips (frames, C, H, W) with their class in Parquet shards -> manifest
+(data_prep/clip_sets.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from data_prep.clip_sets import ClipCounts, CutRecording, build_clip_set
+from data_prep.manifest import Manifest
+from data_prep.modalities.video.modality import VideoInfo
+from data_prep.modalities.video.settings import VideoPrep
+from data_prep.progress import say
+from data_prep.transforms import split_of
+
+
+def shaped_frames(frames: np.ndarray, size: int, channels: int) -> np.ndarray:
+    """(T, H, W, C) uint8 -> (T, channels, size, size) uint8: centre-cropped to a square, resized
+    (Pillow's area filter when shrinking, bilinear when growing), grey by ITU-R 601-2 luma."""
+    from PIL import Image
+
+    height, width = frames.shape[1:3]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = frames[:, top : top + side, left : left + side]
+    mode = "L" if channels == 1 else "RGB"
+    shaped = []
+    for frame in square:
+        picture = Image.fromarray(frame[..., 0] if frame.shape[-1] == 1 else frame)
+        picture = picture.convert(mode)
+        if side != size:
+            picture = picture.resize((size, size), Image.BOX if side > size else Image.BILINEAR)
+        shaped.append(np.asarray(picture).reshape(size, size, channels))
+    return np.stack(shaped).transpose(0, 3, 1, 2)
+
+
+def cut(config: VideoPrep) -> CutRecording:
+    """A Ray Data row function: one recording -> its clips (uint8 bytes), or its reject row."""
+
+    def clips(row: dict[str, Any]) -> list[dict[str, Any]]:
+        base = {"file": row["key"], "split": split_of(row["key"], config.split_seed, config.val_fraction)}
+
+        def reject(error: str) -> list[dict[str, Any]]:
+            return [{**base, "key": row["key"], "video": b"", "label": "", "error": error}]
+
+        if row["error"]:
+            return reject(row["error"])
+        frames = np.frombuffer(row["frames"], dtype=np.uint8).reshape(row["shape"])[:: config.frame_step]
+        count = len(frames) // config.clip_frames
+        if count == 0:
+            return reject(
+                f"{len(frames)} frames (every {config.frame_step}): shorter than one clip of "
+                f"data.clip_frames={config.clip_frames}"
+            )
+        shaped = shaped_frames(frames[: count * config.clip_frames], config.frame_size, config.frame_channels)
+        parts = shaped.reshape(count, config.clip_frames, *shaped.shape[1:])
+        return [
+            {**base, "key": f"{row['key']}#{i}", "video": part.tobytes(), "label": row["label"], "error": ""}
+            for i, part in enumerate(parts)
+        ]
+
+    return clips
+
+
+def build_video(config: VideoPrep, storage: str, key: str, description: dict[str, Any]) -> Manifest:
+    frame_shape = [config.frame_channels, config.frame_size, config.frame_size]
+    size = config.frame_size
+    say(f"reading {config.source.kind} recordings (clips of {config.clip_frames} frames of {size}x{size})")
+    values = config.clip_frames * int(np.prod(frame_shape))
+
+    def details(counts: ClipCounts) -> dict[str, Any]:
+        info = VideoInfo(
+            frame_shape=frame_shape,
+            clip_frames=config.clip_frames,
+            context_frames=config.context_frames,
+            files=counts.files,
+            clips=counts.clips,
+        )
+        return info.model_dump()
+
+    return build_clip_set(
+        config,
+        config.source.read(),
+        config.source.expected_records(description),
+        cut(config),
+        "video",
+        values * 4 + 8,
+        storage,
+        key,
+        description,
+        details,
+        modality="video",
+        schema_={"video": f"binary (uint8 x frames {config.clip_frames} x {frame_shape})", "label": "int64"},
+    )
