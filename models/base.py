@@ -32,7 +32,16 @@ SAMPLE_METRICS = ("eval/classifier_fid", "eval/class_coverage", "eval/precision"
 
 # Metrics where more is better, by the last part of their name (so eval/a2b_precision counts): a
 # gate or a sweep that names one without a mode maximises it.
-HIGHER_IS_BETTER = ("class_coverage", "class_accuracy", "precision", "recall", "elbo", "elbo_per_pixel")
+HIGHER_IS_BETTER = (
+    "class_coverage",
+    "class_accuracy",
+    "precision",
+    "recall",
+    "elbo",
+    "elbo_per_pixel",
+    "ssim",
+    "frames_per_second",
+)
 
 
 def metric_mode(metric: str) -> str:
@@ -168,14 +177,14 @@ class GenerativeModel(nn.Module, ABC):
         """The classes `sample(n)` asks a conditional model for; None when it is unconditional."""
         return None
 
-    def run_network(self, name: str, *inputs: torch.Tensor, bare: bool = False) -> torch.Tensor:
+    def run_network(self, name: str, *inputs: torch.Tensor | int, bare: bool = False) -> torch.Tensor:
         """Network `name` on `inputs` cast to its parameters' dtype (bf16 under DeepSpeed bf16);
         the output comes back in fp32 for the loss. `bare` skips the network's engine: for a
         forward pass whose backward belongs to another network's engine (DeepSpeed hooks every
         engine's outputs and takes any backward through them for its own)."""
         net = self.networks()[name] if bare else self.net(name)
         dtype = next(net.parameters()).dtype
-        output = net(*(x.to(dtype) if x.is_floating_point() else x for x in inputs))
+        output = net(*(x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x for x in inputs))
         return output.float()
 
     def set_activation_checkpointing(self, enabled: bool) -> None:

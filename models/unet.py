@@ -134,6 +134,7 @@ class UNet(nn.Module):
         attention_heads: int = 1,
         num_classes: int = 0,
         text_encoder: TextEncoder | None = None,
+        out_channels: int | None = None,
     ):
         super().__init__()
         self.base_channels = base_channels
@@ -177,7 +178,9 @@ class UNet(nn.Module):
                 self.up.append(Upsample(channels))
                 size *= 2
 
-        self.head = nn.Sequential(group_norm(channels), nn.SiLU(), nn.Conv2d(channels, in_channels, 3, padding=1))
+        # A video model's U-Net reads its context frames beside the noisy frame, and predicts one frame.
+        head = nn.Conv2d(channels, out_channels or in_channels, 3, padding=1)
+        self.head = nn.Sequential(group_norm(channels), nn.SiLU(), head)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.time_mlp(timestep_embedding(t, self.base_channels).to(x.dtype))

@@ -11,6 +11,7 @@ import torch
 
 from models.autoencoders import AUTOENCODER_FAMILIES
 from models.base import GenerativeModel, ModelConfig
+from models.convlstm import ConvLSTM
 from models.cyclegan import CycleGAN
 from models.ddpm import DDPM, LatentDDPM
 from models.diffwave import DiffWave
@@ -22,6 +23,7 @@ from models.pixelcnn import PixelCNN
 from models.recurrent import GRULanguageModel, LSTMLanguageModel
 from models.series import AR, LSTMForecaster
 from models.stylegan import StyleGAN
+from models.video_diffusion import VideoDiffusion
 from models.wavenet import WaveNet
 
 # One line per family: the order is the order `genpipe models` lists them in.
@@ -44,6 +46,8 @@ ZOO: tuple[type[GenerativeModel], ...] = (
     LSTMForecaster,
     WaveNet,
     DiffWave,
+    ConvLSTM,
+    VideoDiffusion,
 )
 FAMILIES: dict[str, type[GenerativeModel]] = {cls.family: cls for cls in ZOO}
 

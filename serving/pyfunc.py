@@ -14,6 +14,8 @@ One request row asks for samples:
 - music (a language model of music): `n` pieces (optionally `max_new_tokens`, `temperature`,
   `top_k`, `seed`); the answer has one row per piece: `midi` (a MIDI file, base64) and `notes`;
 - audio families: `n` clips (optionally `seed`, `label`), float32 (N, 1, samples) in [-1, 1];
+- video families: `n` predictions (`options`: {"input": context clips (N, T, C, H, W) in [-1, 1],
+  "horizon": 10}), float32 (N, horizon, C, H, W) in [-1, 1];
 - forecasters: `n` sampled paths past the end of the series (`options`: {"horizon": 30}), float32
   (N, horizon) in the data's units.
 """
@@ -163,6 +165,7 @@ ANSWERS: dict[str, type[Completions] | type[Arrays] | type[Pieces]] = {
     "series": Arrays,
     "music": Pieces,
     "audio": Arrays,  # clips (N, 1, samples) in [-1, 1]
+    "video": Arrays,  # predicted frames (N, horizon, C, H, W) in [-1, 1]
 }
 
 

@@ -34,6 +34,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         "top_k": args.top_k,
         "inputs": args.input,
         "direction": args.direction,
+        "horizon": args.horizon,
     }
     options["family_options"] = _family_options(args.option)
     try:
@@ -53,7 +54,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         where = Path(warning.filename).resolve()
         if any(where.is_relative_to(package) for package in PACKAGES):  # ours (a long prompt), not a library's
             warn(f"warning: {warning.message}")
-    if isinstance(samples, list) and samples and not isinstance(samples[0], str):  # pieces of music, clips of audio
+    if isinstance(samples, list) and samples and not isinstance(samples[0], str):  # pieces, audio clips, videos
         return _write_files(samples, args.out or samples[0].default_file, args.model_uri)
     if isinstance(samples, list):  # a language model's completions
         for index, text in enumerate(samples):

@@ -123,13 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--storage")
     _add_json_option(status)
     status.set_defaults(handler="workflow_commands:cmd_status")
-    sample = commands.add_parser("sample", help="images from a registered model into a PNG grid, text, or music")
+    sample = commands.add_parser(
+        "sample", help="images from a registered model into a PNG grid, text, music, audio or video"
+    )
     sample.add_argument("model_uri", help="e.g. models:/quickstart-ddpm@champion")
     sample.add_argument("-n", type=int, default=None, help="images in the grid (16), text completions or pieces (1)")
     sample.add_argument(
         "--out",
         default=None,
-        help="images: the PNG grid (samples.png); music: piece.mid, .wav or .png; audio: clip.wav or .png",
+        help="images: the PNG grid (samples.png); music: piece.mid, .wav or .png; audio: clip.wav or .png; "
+        "video: prediction.gif, .mp4 or .png",
     )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--prompt", help="language models: the text to continue; text-to-image: what to draw")
@@ -138,8 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--sampler", choices=["ancestral", "ddim"], help="diffusion: the model's default")
     sample.add_argument("--steps", type=int, help="DDIM: timesteps to visit")
     sample.add_argument(
-        "--input", action="append", metavar="IMAGE", help="image-to-image models: a PNG/JPEG to translate (repeatable)"
+        "--input",
+        action="append",
+        metavar="FILE",
+        help="image-to-image models: a PNG/JPEG to translate; video models: a GIF, MP4 or folder of frames "
+        "to continue (repeatable)",
     )
+    sample.add_argument("--horizon", type=int, help="video models: frames to predict (the data's by default)")
     sample.add_argument("--direction", choices=["a2b", "b2a"], help="image-to-image models: the way to translate (a2b)")
     sample.add_argument("--max-new-tokens", type=int, default=200)
     sample.add_argument("--temperature", type=float, default=0.8, help="0 picks the likeliest token")

@@ -90,9 +90,13 @@ def _summarise(workflow: Workflow, results: dict[str, StepResult]) -> None:
         config = workflow.config()
         prompt = shlex.quote(config.evaluate.prompts[0]) if config.evaluate.prompts else "''"
         # What to ask the registered model for, by the data's modality (images: a grid).
-        asked = {"text": f"--prompt {prompt}", "music": "-n 4 --out piece.mid", "audio": "-n 4 --out clip.wav"}.get(
-            config.data.modality, "-n 16 --out samples.png"
-        )
+        asked = {
+            "text": f"--prompt {prompt}",
+            "music": "-n 4 --out piece.mid",
+            "audio": "-n 4 --out clip.wav",
+            "video": f"--input CLIP.gif --horizon {config.data.clip_frames - config.data.context_frames} "
+            "--out prediction.gif",
+        }.get(config.data.modality, "-n 16 --out samples.png")
         if family_class(config.model.family).translates:
             asked = "--input IMAGE.png --direction a2b --out translated.png"
         registry = workflow.meta()["tracking_uri"]

@@ -18,6 +18,9 @@ from typed_errors import FieldError
 MODEL_NAMES = {
     "family": "model.family",
     "image_shape": "data.image_size",
+    "frame_shape": "data.frame_size",
+    "clip_frames": "data.clip_frames",
+    "context_frames": "data.context_frames",
     "activation_checkpointing": "train.activation_checkpointing",
 }
 

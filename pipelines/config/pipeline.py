@@ -111,6 +111,7 @@ class PipelineConfig(Strict):
             "text": self._blocks_fit,
             "music": self._blocks_fit,
             "series": self._context_fits,
+            "video": self._frames_fit,
         }
         check = fits.get(self.data.modality)  # the modality's own checks, where it has some
         if check is not None:
@@ -143,6 +144,20 @@ class PipelineConfig(Strict):
             )
         except ValidationError as exc:
             raise field_error(exc.errors()[0], within="model.params") from None
+
+    def _frames_fit(self, cls: type[GenerativeModel], as_entered: bool) -> None:
+        """A video family takes the clips' frames and context with its params."""
+        data = self.data
+        clips = {
+            "frame_shape": (data.frame_channels, data.frame_size, data.frame_size),
+            "clip_frames": data.clip_frames,
+            "context_frames": data.context_frames,
+        }
+        try:
+            cls.config_class(**{**cls.presets[self.model.preset], **clips, **self.model.params})
+        except ValidationError as exc:
+            error = field_error(exc.errors()[0])
+            raise in_pipeline_terms(FieldError(error.field.split(".")[-1], error.reason)) from None
 
     def _model_runs_on_the_images(self, cls: type[GenerativeModel], as_entered: bool) -> None:
         """The model, built for the images the data will have, runs (models.check_runs_on): a

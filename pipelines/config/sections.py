@@ -31,7 +31,15 @@ class ModelSection(Strict):
             raise FieldError("params", f"unknown field(s) {', '.join(sorted(unknown))} for {self.family}")
         # Placeholders: the data has the real ones (a series' context is checked against data.seq_len
         # where the data section is known: PipelineConfig).
-        from_data = {"image_shape": (1, 8, 8), "vocab_size": 257, "context_len": 1 << 20, "clip_samples": 1000}
+        from_data = {
+            "image_shape": (1, 8, 8),
+            "vocab_size": 257,
+            "context_len": 1 << 20,
+            "clip_samples": 1000,
+            "frame_shape": (1, 64, 64),
+            "clip_frames": 1000,
+            "context_frames": 999,
+        }
         placeholder = {k: v for k, v in from_data.items() if k in cls.config_class.model_fields}
         try:
             cls.config_class(**{**cls.presets[self.preset], **placeholder, **self.params})

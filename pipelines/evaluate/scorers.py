@@ -29,6 +29,7 @@ from pipelines.evaluate.music import music_scorer
 from pipelines.evaluate.pictures import save_class_grids, save_grid
 from pipelines.evaluate.text_metrics import score_text
 from pipelines.evaluate.translation import score_translations
+from pipelines.evaluate.video import video_scorer
 from serving.drawing import complete
 
 # A scorer turns a model into metrics, and (for the model under evaluation) writes its artifacts
@@ -143,4 +144,5 @@ EVALUATIONS: dict[str, Evaluation] = {
     "series": Evaluation(_series_scorer, "forecasts against the held-out tail"),
     "music": Evaluation(music_scorer, "bits per token on the val blocks, then pieces against held-out music"),
     "audio": Evaluation(audio_scorer, "an audio classifier, then the model's clips against the val clips"),
+    "video": Evaluation(video_scorer, "a frame classifier, then the model's predictions of the val clips' futures"),
 }

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from models.base import GenerativeModel
@@ -42,6 +43,7 @@ from typed_errors import OptionError, first_line
 if TYPE_CHECKING:
     from serving.audio import Clip
     from serving.music import Piece
+    from serving.video import Video
 
 Printer = Callable[[str], None]
 
@@ -298,15 +300,18 @@ def sample(
     family_options: dict[str, Any] | None = None,
     inputs: list[str] | None = None,
     direction: str | None = None,
-) -> torch.Tensor | list[str] | list[Piece] | list[Clip]:
+    horizon: int | None = None,
+) -> torch.Tensor | list[str] | list[Piece] | list[Clip] | list[Video]:
     """Samples from a registered model: images (n, C, H, W) in [-1, 1] (16 by default), or for a
-        language model `n` completions of `prompt` (1 by default), or of music `n` pieces (`Piece`:
-        notes, and their MIDI, WAV or piano roll), or for an audio model `n` clips (`Clip`: samples,
-    and their WAV or spectrogram). `family_options` are sampling options
-        of the model's own family (`GenerativeModel.sample_options`). An image-to-image model
-        translates the image files `inputs` (paths or URIs; `n` defaults to their number) in
-        `direction` (a2b or b2a). An OptionError (a ValueError) names the option that does not fit
-        the model; ModelUnavailable, a model that cannot be loaded."""
+    language model `n` completions of `prompt` (1 by default), or of music `n` pieces (`Piece`:
+    notes, and their MIDI, WAV or piano roll), or for an audio model `n` clips (`Clip`: samples,
+    and their WAV or spectrogram). `family_options` are sampling options of the model's own family
+    (`GenerativeModel.sample_options`). An image-to-image model translates the image files
+    `inputs` (paths or URIs; `n` defaults to their number) in `direction` (a2b or b2a). A video
+    model continues the clips `inputs` (GIF, MP4, or a folder of frames; `n` defaults to their
+    number, more draws several futures of each) by `horizon` frames (`Video`: context and
+    prediction, as GIF, MP4 or PNG). An OptionError (a ValueError) names the option that does not
+    fit the model; ModelUnavailable, a model that cannot be loaded."""
     from data_prep.text_tokenizer import TOKENIZER_FILE, load_tokenizer
     from models.weights import load_model as load_weights
     from serving.audio import Clip
@@ -331,6 +336,10 @@ def sample(
         model.refuse_options({**options, "input": inputs or None, "direction": direction, **(family_options or {})})
         notes = draw_pieces(model, music, n or 1, seed, max_new_tokens, temperature, top_k)
         return [Piece(piece, music.ticks_per_quarter) for piece in notes]
+    if model.data_modality == "video":
+        model.refuse_options({**options, "direction": direction})
+        return _predict_videos(model, inputs or [], n, seed, horizon, family_options or {})
+    model.refuse_options({"horizon": horizon})
     if model.data_modality == "audio":  # every audio family's config carries the data's rate
         model.refuse_options({"input": inputs or None, "direction": direction})
         drawn = draw_images(model, n or 1, seed, **options, **(family_options or {}))
@@ -346,3 +355,27 @@ def sample(
         options.update(input=load_images(inputs, shape), direction=direction)
         n = n or len(inputs)
     return draw_images(model, n or 16, seed, **options, **(family_options or {}))
+
+
+def _predict_videos(
+    model: GenerativeModel, inputs: list[str], n: int | None, seed: int, horizon: int | None, family: dict[str, Any]
+) -> list[Video]:
+    """Each input clip's last context frames (the data's count, or all it has), continued by
+    `horizon` frames; `n` beyond the inputs draws more futures of them in turn."""
+    from data_prep.errors import DataError
+    from data_prep.modalities.video.frames import load_clip
+    from serving.drawing import draw_images
+    from serving.video import Video
+
+    if not inputs:
+        raise OptionError("input", f"a {model.family} model continues clips: give a GIF, MP4 or folder of frames")
+    config = model.config
+    try:
+        clips = [load_clip(uri, config.frame_shape) for uri in inputs]  # type: ignore[attr-defined]
+    except DataError as exc:
+        raise OptionError("input", str(exc)) from None
+    length = min(config.context_frames, *(len(clip) for clip in clips))  # type: ignore[attr-defined]
+    n = n or len(clips)
+    context = np.stack([clips[i % len(clips)][-length:] for i in range(n)])
+    predicted = draw_images(model, n, seed, input=context, horizon=horizon, **family)
+    return [Video(context[i], predicted[i].numpy()) for i in range(n)]

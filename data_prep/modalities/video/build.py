@@ -12,30 +12,11 @@ import numpy as np
 
 from data_prep.clip_sets import ClipCounts, CutRecording, build_clip_set
 from data_prep.manifest import Manifest
+from data_prep.modalities.video.frames import shaped_frames
 from data_prep.modalities.video.modality import VideoInfo
 from data_prep.modalities.video.settings import VideoPrep
 from data_prep.progress import say
 from data_prep.transforms import split_of
-
-
-def shaped_frames(frames: np.ndarray, size: int, channels: int) -> np.ndarray:
-    """(T, H, W, C) uint8 -> (T, channels, size, size) uint8: centre-cropped to a square, resized
-    (Pillow's area filter when shrinking, bilinear when growing), grey by ITU-R 601-2 luma."""
-    from PIL import Image
-
-    height, width = frames.shape[1:3]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    square = frames[:, top : top + side, left : left + side]
-    mode = "L" if channels == 1 else "RGB"
-    shaped = []
-    for frame in square:
-        picture = Image.fromarray(frame[..., 0] if frame.shape[-1] == 1 else frame)
-        picture = picture.convert(mode)
-        if side != size:
-            picture = picture.resize((size, size), Image.BOX if side > size else Image.BILINEAR)
-        shaped.append(np.asarray(picture).reshape(size, size, channels))
-    return np.stack(shaped).transpose(0, 3, 1, 2)
 
 
 def cut(config: VideoPrep) -> CutRecording:

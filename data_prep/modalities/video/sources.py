@@ -128,7 +128,7 @@ def moving_digits_video(source: MovingDigitsSource, row: dict[str, Any]) -> dict
     size, room = source.digit_size, source.canvas - source.digit_size
     if room < 0:
         return video_row(f"video-{index:06d}", error="source.digit_size is larger than source.canvas")
-    sprites = [np.asarray(Image.fromarray(pictures[i]).resize((size, size), Image.BILINEAR)) for i in chosen]
+    sprites = [np.asarray(Image.fromarray(pictures[i]).resize((size, size), Image.Resampling.BILINEAR)) for i in chosen]
     position = rng.uniform(0, room, (source.digits, 2))
     angle = rng.uniform(0, 2 * np.pi, source.digits)
     velocity = source.speed * np.stack([np.cos(angle), np.sin(angle)], axis=1)
@@ -160,12 +160,20 @@ def read_recording(row: dict[str, Any]) -> dict[str, Any]:
         size = sum(fs.size(filesystem(uri)[1]) for uri in uris)
         if size > MAX_VIDEO_MB * 1_000_000:
             return video_row(key, error=f"over {MAX_VIDEO_MB} MB: cut it into shorter recordings")
-        frames = np.stack([_read_picture(uri) for uri in uris]) if is_folder else _read_video(uris[0], suffix)
+        frames = read_frames(uris)
     except (OSError, RuntimeError, ValueError, TypeError, SyntaxError) as exc:  # what imageio and Pillow raise
         return video_row(key, error=f"not a video imageio can read: {type(exc).__name__}: {str(exc)[:200]}")
     if len(frames) == 0:
         return video_row(key, error="no frames")
     return video_row(key, frames, label)
+
+
+def read_frames(uris: list[str]) -> np.ndarray:
+    """(T, H, W, 3) uint8: one video file's frames, or frame images stacked in the order given."""
+    suffix = Path(uris[0]).suffix.lower()
+    if len(uris) > 1 or suffix in FRAME_SUFFIXES:
+        return np.stack([_read_picture(uri) for uri in uris])
+    return _read_video(uris[0], suffix)
 
 
 def _read_bytes(uri: str) -> bytes:
