@@ -1,7 +1,9 @@
 """Video diffusion (after MCVD, Voleti et al. 2022): a DDPM U-Net denoises the next frame given
 the last `condition_frames` frames, stacked with the noisy frame as channels; a clip's future is
 drawn frame by frame, each frame by DDIM from pure noise, then appended to what conditions the
-next.
+next. What is diffused is the change from the last frame (half of it, to stay in [-1, 1]), as in
+residual video diffusion (Yang et al. 2023): mostly zero, so a model that has learned little
+still holds the scene, and its capacity goes to the motion.
 
 Why diffusion for the second video family, not a transformer over frames: a predictor trained by
 squared error (ConvLSTM, or a transformer regressing frames) forecasts the mean of the possible
@@ -97,7 +99,7 @@ class VideoDiffusion(VideoFamily):
         rows = torch.arange(len(video), device=video.device)
         offsets = torch.arange(-k, 0, device=video.device)
         condition = video[rows[:, None], position[:, None] + offsets].flatten(1, 2)  # (B, k*C, H, W)
-        x0 = video[rows, position]
+        x0 = (video[rows, position] - video[rows, position - 1]) / 2  # the change: the residual
         t = torch.randint(0, self.config.timesteps, (len(video),), device=video.device)
         noise = torch.randn_like(x0)
         s = self.schedule
@@ -118,5 +120,6 @@ class VideoDiffusion(VideoFamily):
                 return x0.clamp(-1, 1), eps
 
             noise = torch.randn(frames[0].shape, generator=generator, device=context.device)
-            frames.append(ddim(denoise, self.schedule, noise, self.config.sampling_steps).clamp(-1, 1))
+            change = ddim(denoise, self.schedule, noise, self.config.sampling_steps)
+            frames.append((frames[-1] + 2 * change).clamp(-1, 1))
         return torch.stack(frames[k:], dim=1)

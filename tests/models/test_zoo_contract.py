@@ -24,6 +24,7 @@ IMAGE_SHAPE = (1, 16, 16)
 CLASSES = [str(digit) for digit in range(10)]
 CONTEXT = 12  # a series' window: 12 values of context
 CLIP = 32  # an audio clip's samples
+FRAMES, CONTEXT_FRAMES = 6, 3  # a video clip's frames, and those given before the prediction
 DATA = {
     "image_shape": IMAGE_SHAPE,
     "num_classes": len(CLASSES),
@@ -32,6 +33,9 @@ DATA = {
     "context_len": CONTEXT,
     "criterion_lags": {"aic": 3, "bic": 2},
     "clip_samples": CLIP,
+    "frame_shape": IMAGE_SHAPE,
+    "clip_frames": FRAMES,
+    "context_frames": CONTEXT_FRAMES,
 }
 # What each modality's families must report, at least.
 REPORTED = {
@@ -39,6 +43,7 @@ REPORTED = {
     "series": {"eval/rmse"},
     "image": set(SAMPLE_METRICS),
     "audio": {"eval/audio_fid"},
+    "video": {"eval/frame_mse", "eval/frame_ssim", "eval/frame_fid"},
 }
 CASES = [(family, preset) for family, cls in models.FAMILIES.items() for preset in cls.presets]
 
@@ -71,6 +76,9 @@ def batch(model: GenerativeModel, size: int = 4, device: str = "cpu") -> dict[st
     if model.modality == "audio":
         clips = torch.rand(size, 1, CLIP, device=device) * 2 - 1
         return {"audio": clips, "label": torch.arange(size, device=device) % len(CLASSES)}
+    if model.modality == "video":
+        video = torch.rand(size, FRAMES, *IMAGE_SHAPE, device=device) * 2 - 1
+        return {"video": video, "label": torch.arange(size, device=device) % len(CLASSES)}
     images = torch.rand(size, *IMAGE_SHAPE, device=device) * 2 - 1
     rows = torch.arange(size, device=device)
     # Every family reads the columns it needs: `domain` is a translation dataset's (both domains here).
@@ -125,6 +133,9 @@ def test_small_presets_train_sample_and_round_trip(family, preset, tmp_path):
         assert samples.shape == (3, model.config.horizon) and torch.isfinite(samples).all()
     elif model.modality == "audio":  # clips in [-1, 1]
         assert samples.shape == (3, 1, CLIP) and samples.min() >= -1 and samples.max() <= 1
+    elif model.modality == "video":  # the frames after the (blank) context, in [-1, 1]
+        assert samples.shape == (3, FRAMES - CONTEXT_FRAMES, *IMAGE_SHAPE)
+        assert samples.min() >= -1 and samples.max() <= 1
     else:
         assert samples.shape == (3, *IMAGE_SHAPE)
         assert torch.isfinite(samples).all() and samples.min() >= -1 and samples.max() <= 1

@@ -41,6 +41,9 @@ DATA = {
     "class_names": CLASSES,
     "context_len": 8,
     "clip_samples": 64,  # audio
+    "frame_shape": IMAGE_SHAPE,  # video: clips of 4 frames, 2 given
+    "clip_frames": 4,
+    "context_frames": 2,
 }
 
 
@@ -116,6 +119,10 @@ def test_every_family_serves_samples_without_pickle(family, store, monkeypatch):
     if model.data_modality == "audio":  # clips (n, 1, samples) in [-1, 1]
         assert answer.dtype == np.float32 and answer.shape == (2, 1, 64)
         assert asked.shape == (3, 1, 64) and -1 <= asked.min() <= asked.max() <= 1
+        return
+    if model.data_modality == "video":  # the frames after each context clip, in [-1, 1]
+        assert answer.dtype == np.float32 and answer.shape == (2, 2, *IMAGE_SHAPE)
+        assert asked.shape == (3, 2, *IMAGE_SHAPE) and -1 <= asked.min() <= asked.max() <= 1
         return
     if model.modality == "series":  # forecast paths (n, horizon) in the data's units
         assert answer.dtype == np.float32 and answer.shape == (2, model.config.horizon)

@@ -29,6 +29,9 @@ DATA = {
     "vocab_size": 257,
     "context_len": 8,
     "clip_samples": 16,
+    "frame_shape": (1, 8, 8),
+    "clip_frames": 4,
+    "context_frames": 2,
 }
 
 
@@ -49,6 +52,8 @@ def shard_for(model: models.GenerativeModel) -> dict[str, torch.Tensor]:
         return {"window": torch.randn(ROWS, 9)}
     if model.modality == "audio":
         return {"audio": torch.rand(ROWS, 1, 16) * 2 - 1, "label": torch.arange(ROWS) % 10}
+    if model.modality == "video":
+        return {"video": torch.rand(ROWS, 4, 1, 8, 8) * 2 - 1, "label": torch.arange(ROWS) % 10}
     rows = torch.arange(ROWS)  # `domain`: a translation family's column (others ignore it)
     return {"image": torch.rand(ROWS, 1, 8, 8) * 2 - 1, "label": rows % 10, "domain": rows % 2}
 
