@@ -42,4 +42,5 @@ def test_frames_for_the_classifier_keep_their_clip_label():
     frames, labels = frames_of(clips, torch.tensor([7, 8, 9]), limit=100, seed=0)
     assert frames.shape == (15, 1, 2, 2) and torch.equal(labels, torch.tensor([7] * 5 + [8] * 5 + [9] * 5))
     few, few_labels = frames_of(clips, torch.tensor([7, 8, 9]), limit=4, seed=0)
-    assert len(few) == 4 and all(int(label) == 7 + int(frame.max()) for frame, label in zip(few, few_labels, strict=True))
+    assert len(few) == 4
+    assert all(int(label) == 7 + int(frame.max()) for frame, label in zip(few, few_labels, strict=True))
