@@ -103,7 +103,8 @@ def main() -> None:
         f"| copy last frame | {interval(scores[FAMILIES[0]]['frame_mse_copy_last'], 4)} "
         f"| {interval(scores[FAMILIES[0]]['frame_ssim_copy_last'], 3)} | — | — | — |"
     )
-    summary.append(f"| real train futures | — | — | {interval(scores[FAMILIES[0]]['frame_fid_real_data'], 1)} | — | — |")
+    floor = interval(scores[FAMILIES[0]]["frame_fid_real_data"], 1)
+    summary.append(f"| real train futures | — | — | {floor} | — | — |")
     print("\n".join(quality + summary))
     if args.record:
         about = [
