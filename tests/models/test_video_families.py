@@ -70,8 +70,9 @@ def test_video_diffusion_denoises_a_frame_given_the_frames_just_before_it(monkey
     assert len(condition[:, 0].round().unique()) > 1  # targets at several positions
 
 
-def test_video_diffusion_draws_other_futures_from_other_noise():
-    model = build("video-diffusion").eval()
+@pytest.mark.parametrize("residual", [False, True])
+def test_video_diffusion_draws_other_futures_from_other_noise(residual):
+    model = build("video-diffusion", residual=residual).eval()
     context = moving_bar(2)[:, :4]
     first = model.sample(2, torch.Generator().manual_seed(0), context=context, horizon=2)
     again = model.sample(2, torch.Generator().manual_seed(0), context=context, horizon=2)
