@@ -24,6 +24,9 @@ class Modality(ABC, Generic[Settings]):
 
     name: ClassVar[str]
     settings: type[Settings]  # the `data:` fields it reads: only they enter its fingerprint
+    # `model_inputs` made up, to check a config's model section before the data is known: sizes
+    # any family of the modality accepts (the data's own are checked where the config tells them).
+    placeholder_inputs: ClassVar[dict[str, Any]]
 
     @abstractmethod
     def build(self, config: Settings, storage: str, key: str, description: dict[str, Any]) -> Manifest:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from data_prep.config import Strict
+from data_prep.modalities.registry import modality_named
 from models import family_class
 from pipelines.config.errors import field_error
 from typed_errors import FieldError
@@ -29,18 +30,14 @@ class ModelSection(Strict):
         unknown = set(self.params) - set(cls.config_class.model_fields)
         if unknown:
             raise FieldError("params", f"unknown field(s) {', '.join(sorted(unknown))} for {self.family}")
-        # Placeholders: the data has the real ones (a series' context is checked against data.seq_len
-        # where the data section is known: PipelineConfig).
-        from_data = {
-            "image_shape": (1, 8, 8),
-            "vocab_size": 257,
-            "context_len": 1 << 20,
-            "clip_samples": 1000,
-            "frame_shape": (1, 64, 64),
-            "clip_frames": 1000,
-            "context_frames": 999,
+        # Placeholders of what the family's modalities give a model: the data has the real ones (a
+        # series' context is checked against data.seq_len where the data section is known: PipelineConfig).
+        placeholder = {
+            field: value
+            for name in (cls.modality, *cls.also_learns)
+            for field, value in modality_named(name).placeholder_inputs.items()
+            if field in cls.config_class.model_fields
         }
-        placeholder = {k: v for k, v in from_data.items() if k in cls.config_class.model_fields}
         try:
             cls.config_class(**{**cls.presets[self.preset], **placeholder, **self.params})
         except ValidationError as exc:

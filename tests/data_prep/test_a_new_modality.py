@@ -23,6 +23,7 @@ from data_prep.prepare import describe_result, fingerprint, prepare
 from data_prep.readers import read_split
 from data_prep.shards import new_write_id, write_split
 from data_prep.transforms import split_of
+from models import FAMILIES
 from pipelines.evaluate.scorers import EVALUATIONS
 from pipelines.train.model_setup import data_shape
 from serving.pyfunc import ANSWERS
@@ -147,6 +148,13 @@ def test_every_registered_modality_is_scored_served_and_configured(name):
     assert name in EVALUATIONS, f"{name}: no evaluation in pipelines/evaluate/scorers.py EVALUATIONS"
     assert name in ANSWERS, f"{name}: no served answer in serving/pyfunc.py ANSWERS"
     assert issubclass(DataConfig, modality.settings), f"{name}: DataConfig does not take {modality.settings.__name__}"
+    # A config's model section is checked before the data exists, with inputs the modality makes up.
+    learners = [cls for cls in FAMILIES.values() if cls.learns(name)]
+    for cls in learners:
+        fields = cls.config_class.model_fields
+        given_by_user = set(cls.registered_parts.values())  # a registered part's URI is a model param
+        needed = {field for field, info in fields.items() if info.is_required()} - given_by_user
+        assert needed <= set(modality.placeholder_inputs), f"{cls.family}: no placeholder for {needed}"
 
 
 def test_every_data_field_shapes_some_modality_and_shared_fields_agree():

@@ -35,6 +35,7 @@ def audio_info(manifest: Manifest) -> AudioInfo:
 class AudioModality(Modality[AudioPrep]):
     name: ClassVar[str] = "audio"
     settings = AudioPrep
+    placeholder_inputs: ClassVar[dict[str, Any]] = {"clip_samples": 1000}
 
     def build(self, config: AudioPrep, storage: str, key: str, description: dict[str, Any]) -> Manifest:
         from data_prep.modalities.audio.build import build_audio  # Ray Data, when a dataset is built

@@ -17,6 +17,7 @@ from data_prep.modalities.modality import Modality
 class ImageModality(Modality[ImagePrep]):
     name: ClassVar[str] = "image"
     settings = ImagePrep
+    placeholder_inputs: ClassVar[dict[str, Any]] = {"image_shape": (1, 8, 8)}
 
     def build(self, config: ImagePrep, storage: str, key: str, description: dict[str, Any]) -> Manifest:
         from data_prep.modalities.image.build import build_images  # Ray Data, when a dataset is built

@@ -45,6 +45,7 @@ def music_info(manifest: Manifest) -> MusicInfo:
 class MusicModality(Modality[MusicPrep]):
     name: ClassVar[str] = "music"
     settings = MusicPrep
+    placeholder_inputs: ClassVar[dict[str, Any]] = {"vocab_size": 257}
 
     def build(self, config: MusicPrep, storage: str, key: str, description: dict[str, Any]) -> Manifest:
         from data_prep.modalities.music.build import build_music  # Ray Data and music21, when built

@@ -23,6 +23,7 @@ def series_info(manifest: Manifest) -> SeriesInfo:
 class SeriesModality(Modality[SeriesPrep]):
     name: ClassVar[str] = "series"
     settings = SeriesPrep
+    placeholder_inputs: ClassVar[dict[str, Any]] = {"context_len": 1 << 20}
 
     def build(self, config: SeriesPrep, storage: str, key: str, description: dict[str, Any]) -> Manifest:
         from data_prep.modalities.series.build import build_series  # Ray Data, when a dataset is built

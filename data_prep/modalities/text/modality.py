@@ -17,6 +17,7 @@ from data_prep.text_tokenizer import TOKENIZER_FILE
 class TextModality(Modality[TextPrep]):
     name: ClassVar[str] = "text"
     settings = TextPrep
+    placeholder_inputs: ClassVar[dict[str, Any]] = {"vocab_size": 257}
 
     def build(self, config: TextPrep, storage: str, key: str, description: dict[str, Any]) -> Manifest:
         from data_prep.modalities.text.build import build_text  # Ray Data, when a dataset is built

@@ -38,6 +38,11 @@ def video_info(manifest: Manifest) -> VideoInfo:
 class VideoModality(Modality[VideoPrep]):
     name: ClassVar[str] = "video"
     settings = VideoPrep
+    placeholder_inputs: ClassVar[dict[str, Any]] = {
+        "frame_shape": (1, 64, 64),
+        "clip_frames": 1000,
+        "context_frames": 999,
+    }
 
     def build(self, config: VideoPrep, storage: str, key: str, description: dict[str, Any]) -> Manifest:
         from data_prep.modalities.video.build import build_video  # Ray Data, when a dataset is built
