@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from models.base import GenerativeModel
@@ -312,70 +311,16 @@ def sample(
     number, more draws several futures of each) by `horizon` frames (`Video`: context and
     prediction, as GIF, MP4 or PNG). An OptionError (a ValueError) names the option that does not
     fit the model; ModelUnavailable, a model that cannot be loaded."""
-    from data_prep.text_tokenizer import TOKENIZER_FILE, load_tokenizer
     from models.weights import load_model as load_weights
-    from serving.audio import Clip
-    from serving.drawing import draw_completions, draw_images
-    from serving.music import Piece, draw_pieces
-    from tokens.music import MUSIC_TOKENIZER_FILE, MusicTokenizer
+    from pipelines.workflow.sampling import SampleRequest, draw
 
+    request = SampleRequest(
+        n, seed, prompt, label, guidance, sampler, steps, max_new_tokens, temperature, top_k,
+        family_options or {}, inputs or [], direction, horizon,
+    )  # fmt: skip
     if n is not None and n <= 0:
         raise OptionError("n", "must be > 0")
     apply_mlflow_defaults()
     with tempfile.TemporaryDirectory() as folder:
         local = _download(model_uri, registry_uri(tracking_uri, storage), folder)
-        model = load_weights(local)
-        if model.data_modality == "text":
-            tokenizer = load_tokenizer(str(local / TOKENIZER_FILE))
-            return draw_completions(model, tokenizer, prompt or "", n or 1, seed, max_new_tokens, temperature, top_k)
-        music = None
-        if model.data_modality == "music":
-            music = MusicTokenizer.from_json((local / MUSIC_TOKENIZER_FILE).read_text())
-    options: dict[str, Any] = dict(prompt=prompt, label=label, guidance=guidance, sampler=sampler, steps=steps)
-    if music is not None:  # a language model of music: options of images or translation are refused
-        model.refuse_options({**options, "input": inputs or None, "direction": direction, **(family_options or {})})
-        notes = draw_pieces(model, music, n or 1, seed, max_new_tokens, temperature, top_k)
-        return [Piece(piece, music.ticks_per_quarter) for piece in notes]
-    if model.data_modality == "video":
-        model.refuse_options({**options, "direction": direction})
-        return _predict_videos(model, inputs or [], n, seed, horizon, family_options or {})
-    model.refuse_options({"horizon": horizon})
-    if model.data_modality == "audio":  # every audio family's config carries the data's rate
-        model.refuse_options({"input": inputs or None, "direction": direction})
-        drawn = draw_images(model, n or 1, seed, **options, **(family_options or {}))
-        return [Clip(clip[0].numpy(), model.config.sample_rate) for clip in drawn]  # type: ignore[attr-defined]
-    if inputs or direction is not None:
-        shape = getattr(model.config, "image_shape", None)
-        if not model.translates or shape is None:
-            raise OptionError("input", f"a {model.family} model draws images; it does not translate them")
-        if not inputs:
-            raise OptionError("direction", "give the images to translate as input")
-        from data_prep.images import load_images
-
-        options.update(input=load_images(inputs, shape), direction=direction)
-        n = n or len(inputs)
-    return draw_images(model, n or 16, seed, **options, **(family_options or {}))
-
-
-def _predict_videos(
-    model: GenerativeModel, inputs: list[str], n: int | None, seed: int, horizon: int | None, family: dict[str, Any]
-) -> list[Video]:
-    """Each input clip's last context frames (the data's count, or all it has), continued by
-    `horizon` frames; `n` beyond the inputs draws more futures of them in turn."""
-    from data_prep.errors import DataError
-    from data_prep.modalities.video.frames import load_clip
-    from serving.drawing import draw_images
-    from serving.video import Video
-
-    if not inputs:
-        raise OptionError("input", f"a {model.family} model continues clips: give a GIF, MP4 or folder of frames")
-    config = model.config
-    try:
-        clips = [load_clip(uri, config.frame_shape) for uri in inputs]  # type: ignore[attr-defined]
-    except DataError as exc:
-        raise OptionError("input", str(exc)) from None
-    length = min(config.context_frames, *(len(clip) for clip in clips))  # type: ignore[attr-defined]
-    n = n or len(clips)
-    context = np.stack([clips[i % len(clips)][-length:] for i in range(n)])
-    predicted = draw_images(model, n, seed, input=context, horizon=horizon, **family)
-    return [Video(context[i], predicted[i].numpy()) for i in range(n)]
+        return draw(load_weights(local), local, request)
