@@ -115,3 +115,5 @@ def test_recordings_too_short_for_a_clip_fail_naming_the_limit(ray_session, tmp_
 def test_a_clip_with_nothing_to_predict_is_refused_naming_the_field():
     with pytest.raises(ValueError, match="context_frames: 6 leaves nothing to predict"):
         video_config({"kind": "moving_digits"}, context_frames=6)
+    with pytest.raises(ValueError, match="digit_size: 40 px digits do not fit a canvas of 32 px"):
+        video_config({"kind": "moving_digits", "digit_size": 40})

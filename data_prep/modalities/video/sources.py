@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from data_prep.files import file_stamps, glob_files
 from data_prep.modalities.base import SourceConfig
 from data_prep.modalities.text.sources import glob_root
 from storage import filesystem
+from typed_errors import FieldError
 
 VIDEO_SUFFIXES = (".gif", ".mp4", ".webm", ".mov", ".avi", ".mkv")
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")  # files of a folder of frames: one recording per folder
@@ -45,6 +46,12 @@ class MovingDigitsSource(VideoSourceConfig):
     digit_size: int = Field(14, ge=4, le=128, description="a digit's side in pixels (Moving MNIST: 28 on 64)")
     speed: float = Field(1.5, gt=0, le=16, description="pixels per frame")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _digits_fit_the_canvas(self) -> MovingDigitsSource:
+        if self.digit_size > self.canvas:
+            raise FieldError("digit_size", f"{self.digit_size} px digits do not fit a canvas of {self.canvas} px")
+        return self
 
     def describe(self) -> dict[str, Any]:
         import sklearn
@@ -126,8 +133,6 @@ def moving_digits_video(source: MovingDigitsSource, row: dict[str, Any]) -> dict
     pictures, targets = _digit_pictures()
     chosen = rng.integers(0, len(pictures), source.digits)
     size, room = source.digit_size, source.canvas - source.digit_size
-    if room < 0:
-        return video_row(f"video-{index:06d}", error="source.digit_size is larger than source.canvas")
     sprites = [np.asarray(Image.fromarray(pictures[i]).resize((size, size), Image.Resampling.BILINEAR)) for i in chosen]
     position = rng.uniform(0, room, (source.digits, 2))
     angle = rng.uniform(0, 2 * np.pi, source.digits)
