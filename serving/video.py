@@ -31,6 +31,17 @@ def side_by_side(*clips: np.ndarray, gap: int = 2) -> np.ndarray:
     return np.concatenate(parts, axis=2)
 
 
+def truth_over_prediction(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """(N, T, C, H, W) true and predicted frames in [-1, 1] -> one (H', W', 3) uint8 picture:
+    per clip, its true frames in a row over its predicted ones."""
+    rows = [
+        np.concatenate(list(to_pixels(clip[index])), axis=1)
+        for index in range(len(truth))
+        for clip in (truth, predicted)
+    ]
+    return np.concatenate(rows, axis=0)
+
+
 def gif_bytes(pixels: np.ndarray, fps: float) -> bytes:
     """(T, H, W, 3) uint8 as an animated GIF that loops."""
     from PIL import Image
@@ -42,13 +53,17 @@ def gif_bytes(pixels: np.ndarray, fps: float) -> bytes:
     return buffer.getvalue()
 
 
-def strip_png(pixels: np.ndarray) -> bytes:
-    """(T, H, W, 3) uint8 frames left to right in one PNG."""
+def png_bytes(picture: np.ndarray) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(np.concatenate(list(pixels), axis=1)).save(buffer, format="PNG")
+    Image.fromarray(picture).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def strip_png(pixels: np.ndarray) -> bytes:
+    """(T, H, W, 3) uint8 frames left to right in one PNG."""
+    return png_bytes(np.concatenate(list(pixels), axis=1))
 
 
 def mp4_bytes(pixels: np.ndarray, fps: float) -> bytes:

@@ -23,7 +23,7 @@ from data_prep.readers import read_split
 from models.base import GenerativeModel
 from pipelines.config import EvaluateConfig
 from pipelines.evaluate.classifier import features_and_predictions, frechet_distance, train_classifier
-from serving.video import Video, gif_bytes, side_by_side, strip_png, to_pixels
+from serving.video import Video, gif_bytes, png_bytes, side_by_side, truth_over_prediction
 
 CLIPS_SAVED = 4
 CLASSIFIER_FRAMES = 20_000  # train frames the yardstick learns from (a few per clip)
@@ -120,5 +120,4 @@ def save_predictions(context: torch.Tensor, truth: torch.Tensor, predicted: torc
         pairs.append(side_by_side(*shown))
         (folder / f"clip_{index}.gif").write_bytes(gif_bytes(pairs[-1], Video.fps))
     (artifacts / "samples.gif").write_bytes(gif_bytes(np.concatenate(pairs, axis=1), Video.fps))
-    rows = [to_pixels(clip[index].numpy()) for index in range(len(context)) for clip in (truth, predicted)]
-    (artifacts / "samples.png").write_bytes(strip_png(np.concatenate(rows, axis=1)))
+    (artifacts / "samples.png").write_bytes(png_bytes(truth_over_prediction(truth.numpy(), predicted.numpy())))

@@ -1,6 +1,7 @@
 """What a training run shows while it goes: its metrics (sent in the background, so no rank waits
-on MLflow), progress lines for the console, sample grids or completions every `sample_every` steps
-(the run page's step slider), and CPU/memory/GPU use of every node."""
+on MLflow), progress lines for the console, sample grids, completions or a video model's
+predictions every `sample_every` steps (the run page's step slider), and CPU/memory/GPU use of
+every node."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ from models.base import GenerativeModel
 from pipelines.config import PipelineConfig
 from pipelines.registry.drawing import grid_image
 from serving.drawing import complete
+from serving.video import truth_over_prediction
 from typed_errors import first_line
 
 log = logging.getLogger("genpipe.train")
 SAMPLE_GRID = 16  # images in a live grid
 SAMPLE_TOKENS = 64  # new tokens in a live completion
 SAMPLES_TABLE = "train/samples.json"
+PREVIEW_CLIPS = 4  # val clips a video model's live predictions continue
 MONITOR_STOP_SECONDS = 15
 
 
@@ -52,9 +55,10 @@ class LiveRun:
         self.sample_every = config.train.checkpoint_every if every is None else every
         self.manifest = manifest
         self.tokenizer: TextTokenizer | None = None  # read when text is first previewed
+        self.clips: torch.Tensor | None = None  # val clips, read when video is first previewed
         # What each modality of data_prep's registry previews while it trains; a forecaster's
         # picture needs the series, which evaluation draws.
-        previews = {"image": self._grid, "text": self._completions}
+        previews = {"image": self._grid, "text": self._completions, "video": self._predictions}
         self.preview: Callable[[int, GenerativeModel, torch.Generator], None] | None = previews.get(manifest.modality)
         self.monitor = None
         if local_rank == 0 and config.train.system_metrics_every_s > 0:
@@ -112,6 +116,21 @@ class LiveRun:
             table = {"step": [step] * len(texts), "prompt": list(settings.prompts), "completion": texts}
             client = _tracking().client(self.uri)
             self.sender.call(lambda: client.log_table(self.run_id, table, SAMPLES_TABLE))
+
+    def _predictions(self, step: int, model: GenerativeModel, generator: torch.Generator) -> None:
+        """The first val clips' futures as the model predicts them, under their true frames."""
+        if self.clips is None:
+            from data_prep.readers import read_split
+
+            self.clips = torch.from_numpy(read_split(self.manifest, "val", limit=PREVIEW_CLIPS)["video"])
+        given = model.config.context_frames  # type: ignore[attr-defined]  # every video family's config has it
+        context, truth = self.clips[:, :given], self.clips[:, given:]
+        options = model.sample_options(len(context), input=context, horizon=truth.shape[1])
+        predicted = model.sample(len(context), generator=generator, **options).cpu()
+        picture = truth_over_prediction(truth.numpy(), predicted.numpy())
+        if self.sender is not None:
+            client = _tracking().client(self.uri)
+            self.sender.call(lambda: client.log_image(self.run_id, picture, key="predictions", step=step))
 
     def close(self) -> None:
         """Send what is queued (bounded waits: an MLflow that is down never holds the run)."""

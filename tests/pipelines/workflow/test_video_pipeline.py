@@ -47,6 +47,8 @@ def test_convlstm_predicts_moving_digits_registers_and_continues_a_gif(ray_sessi
     assert metrics["eval/frames_per_second"] > 0
     artifacts = {a.path for a in client.list_artifacts(meta["run_id"], "evaluation")}
     assert {"evaluation/samples.gif", "evaluation/samples.png", "evaluation/horizon.json"} <= artifacts
+    live = {a.path for a in client.list_artifacts(meta["run_id"], "images")}
+    assert any(path.startswith("images/predictions+step+30+") for path in live)  # the live preview, at the end
     horizon_file = client.download_artifacts(meta["run_id"], "evaluation/horizon.json", str(tmp_path))
     horizon = json.loads(Path(horizon_file).read_text())
     assert horizon["step"] == [1, 2, 3, 4, 5] and len(horizon["mse"]) == len(horizon["ssim_copy_last"]) == 5
