@@ -51,21 +51,21 @@ def labelled(column: str, class_names: list[str]) -> Callable[[pa.Table], pa.Tab
 
 def build_clip_set(
     config: PrepSettings,
-    recordings: Any,
-    total: int | None,
-    cut: CutRecording,
-    column: str,
-    row_bytes: int,
     storage: str,
     key: str,
     description: dict[str, Any],
+    *,
+    cut: CutRecording,
+    column: str,
+    row_bytes: int,
+    schema: str,
     details: Callable[[ClipCounts], dict[str, Any]],
-    **described: Any,
 ) -> Manifest:
-    """Cut `recordings` (a Ray Dataset) into clips, write both splits' `column` and `label` as
-    shards and publish the manifest with the modality's `details` and `described` fields."""
+    """Cut the source's recordings into clips, write both splits' `column` (described by `schema`)
+    and `label` as shards, and publish the manifest with the modality's `details`."""
     uri, write_id = dataset_uri(storage, key), new_write_id()
-    clips = counting(recordings, total, "recordings").flat_map(cut).materialize()
+    total = config.source.expected_records(description)
+    clips = counting(config.source.read(), total, "recordings").flat_map(cut).materialize()
     index = clips.select_columns(["key", "file", "split", "label", "error"]).to_pandas()
     rejects_uri = join(uri, write_id, "rejects", "rejects.jsonl")
     # A reject is a recording, so the limit counts recordings, not clips.
@@ -96,8 +96,9 @@ def build_clip_set(
         splits,
         rejected,
         rejects_uri,
+        modality=config.modality,
+        schema_={column: schema, "label": "int64"},
         details=details(counts),
         num_classes=len(class_names),
         class_names=class_names,
-        **described,
     )

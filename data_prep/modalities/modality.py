@@ -9,7 +9,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
+from pydantic import BaseModel
+
 from data_prep.columns import Columns
+from data_prep.errors import DataError
 from data_prep.manifest import MEGABYTE, Manifest
 from data_prep.modalities.base import PrepSettings
 
@@ -17,6 +20,15 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 Settings = TypeVar("Settings", bound=PrepSettings)
+Details = TypeVar("Details", bound=BaseModel)
+
+
+def details_of(manifest: Manifest, modality: str, details: type[Details]) -> Details:
+    """A dataset's modality-specific `details` as the modality's model; a DataError when the
+    dataset holds another modality."""
+    if manifest.modality != modality:
+        raise DataError(f"{manifest.uri}: a {manifest.modality} dataset, not {modality}")
+    return details.model_validate(manifest.details)
 
 
 class Modality(ABC, Generic[Settings]):

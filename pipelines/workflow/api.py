@@ -315,9 +315,21 @@ def sample(
     from pipelines.workflow.sampling import SampleRequest, draw
 
     request = SampleRequest(
-        n, seed, prompt, label, guidance, sampler, steps, max_new_tokens, temperature, top_k,
-        family_options or {}, inputs or [], direction, horizon,
-    )  # fmt: skip
+        n=n,
+        seed=seed,
+        prompt=prompt,
+        label=label,
+        guidance=guidance,
+        sampler=sampler,
+        steps=steps,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        family_options=family_options or {},
+        inputs=inputs or [],
+        direction=direction,
+        horizon=horizon,
+    )
     if n is not None and n <= 0:
         raise OptionError("n", "must be > 0")
     apply_mlflow_defaults()

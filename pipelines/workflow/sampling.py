@@ -46,8 +46,8 @@ class SampleRequest:
         return {name: getattr(self, name) or None for name in names}
 
     def image_options(self) -> dict[str, Any]:
-        return {"prompt": self.prompt, "label": self.label, "guidance": self.guidance, "sampler": self.sampler,
-                "steps": self.steps}  # fmt: skip
+        """The options of image families (`GenerativeModel.sample_options`)."""
+        return {name: getattr(self, name) for name in ("prompt", "label", "guidance", "sampler", "steps")}
 
 
 def draw_text(model: GenerativeModel, folder: Path, request: SampleRequest) -> list[str]:

@@ -60,17 +60,15 @@ def build_audio(config: AudioPrep, storage: str, key: str, description: dict[str
         )
         return info.model_dump()
 
+    schema = f"binary (int16 little-endian x {clip_samples})"
     return build_clip_set(
         config,
-        config.source.read(),
-        config.source.expected_records(description),
-        cut(config),
-        "audio",
-        clip_samples * 4 + 8,
         storage,
         key,
         description,
-        details,
-        modality="audio",
-        schema_={"audio": f"binary (int16 little-endian x {clip_samples})", "label": "int64"},
+        cut=cut(config),
+        column="audio",
+        row_bytes=clip_samples * 4 + 8,
+        schema=schema,
+        details=details,
     )

@@ -9,10 +9,9 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from data_prep.columns import Columns, fixed_width
-from data_prep.errors import DataError
 from data_prep.manifest import Manifest
 from data_prep.modalities.audio.settings import AudioPrep
-from data_prep.modalities.modality import Modality
+from data_prep.modalities.modality import Modality, details_of
 
 PCM_SCALE = 32768.0  # int16 samples -> [-1, 1)
 
@@ -27,9 +26,7 @@ class AudioInfo(BaseModel):
 
 
 def audio_info(manifest: Manifest) -> AudioInfo:
-    if manifest.modality != "audio":
-        raise DataError(f"{manifest.uri}: a {manifest.modality} dataset, not audio")
-    return AudioInfo.model_validate(manifest.details)
+    return details_of(manifest, "audio", AudioInfo)
 
 
 class AudioModality(Modality[AudioPrep]):

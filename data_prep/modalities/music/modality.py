@@ -10,9 +10,8 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from data_prep.columns import Columns, fixed_width
-from data_prep.errors import DataError
 from data_prep.manifest import Manifest
-from data_prep.modalities.modality import Modality
+from data_prep.modalities.modality import Modality, details_of
 from data_prep.modalities.music.settings import MusicPrep
 from storage import join
 from tokens.music import MUSIC_TOKENIZER_FILE
@@ -37,9 +36,7 @@ class MusicInfo(BaseModel):
 
 
 def music_info(manifest: Manifest) -> MusicInfo:
-    if manifest.modality != "music":
-        raise DataError(f"{manifest.uri}: a {manifest.modality} dataset, not music")
-    return MusicInfo.model_validate(manifest.details)
+    return details_of(manifest, "music", MusicInfo)
 
 
 class MusicModality(Modality[MusicPrep]):

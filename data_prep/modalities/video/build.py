@@ -63,17 +63,15 @@ def build_video(config: VideoPrep, storage: str, key: str, description: dict[str
         )
         return info.model_dump()
 
+    schema = f"binary (uint8 x frames {config.clip_frames} x {frame_shape})"
     return build_clip_set(
         config,
-        config.source.read(),
-        config.source.expected_records(description),
-        cut(config),
-        "video",
-        values * 4 + 8,
         storage,
         key,
         description,
-        details,
-        modality="video",
-        schema_={"video": f"binary (uint8 x frames {config.clip_frames} x {frame_shape})", "label": "int64"},
+        cut=cut(config),
+        column="video",
+        row_bytes=values * 4 + 8,
+        schema=schema,
+        details=details,
     )

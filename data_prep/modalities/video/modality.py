@@ -9,9 +9,8 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from data_prep.columns import Columns, fixed_width
-from data_prep.errors import DataError
 from data_prep.manifest import Manifest
-from data_prep.modalities.modality import Modality
+from data_prep.modalities.modality import Modality, details_of
 from data_prep.modalities.video.settings import VideoPrep
 
 
@@ -30,9 +29,7 @@ class VideoInfo(BaseModel):
 
 
 def video_info(manifest: Manifest) -> VideoInfo:
-    if manifest.modality != "video":
-        raise DataError(f"{manifest.uri}: a {manifest.modality} dataset, not video")
-    return VideoInfo.model_validate(manifest.details)
+    return details_of(manifest, "video", VideoInfo)
 
 
 class VideoModality(Modality[VideoPrep]):
