@@ -55,7 +55,7 @@ def draw_text(model: GenerativeModel, folder: Path, request: SampleRequest) -> l
     from data_prep.text_tokenizer import TOKENIZER_FILE, load_tokenizer
     from serving.drawing import draw_completions
 
-    model.refuse_options({**request.given("label", "guidance", "sampler", "steps", "inputs", "direction", "horizon")})
+    model.refuse_options(request.given("label", "guidance", "sampler", "steps", "inputs", "direction", "horizon"))
     tokenizer = load_tokenizer(str(folder / TOKENIZER_FILE))
     options = (request.max_new_tokens, request.temperature, request.top_k)
     return draw_completions(model, tokenizer, request.prompt or "", request.n or 1, request.seed, *options)
