@@ -83,6 +83,11 @@ class Forecaster(Protocol):
         """(mean, standard deviation) in the data's units from a prediction in normalised ones."""
 
 
+def counts_flops(cls: type[GenerativeModel]) -> bool:
+    """Whether models of `cls` report their training FLOPs per token (a FLOPs budget needs it)."""
+    return callable(getattr(cls, "flops_per_token", None))
+
+
 def language_model(model: GenerativeModel) -> LanguageModel:
     """`model` as a language model; a TypeError naming the family when it is not one."""
     if not isinstance(model, LanguageModel):

@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_options(tune)
     tune.set_defaults(handler="workflow_commands:cmd_steps", keeps_log=True)
+    _add_compare_command(commands)
     resume = commands.add_parser("resume", help="re-run a workflow, skipping its finished steps")
     resume.add_argument("workflow_id")
     _add_set_option(resume, "change the config of the steps not yet done, e.g. register.gate.metric=eval/val_loss")
@@ -245,6 +246,22 @@ def build_parser() -> argparse.ArgumentParser:
     completion.add_argument("shell", choices=["bash", "zsh", "tcsh"])
     completion.set_defaults(handler="completion:cmd_completion")
     return parser
+
+
+def _add_compare_command(commands: argparse._SubParsersAction) -> None:
+    compare = commands.add_parser(
+        "compare",
+        help="train every family that fits the data at equal compute; a leaderboard, the winner registered",
+    )
+    _add_run_options(compare)
+    compare.add_argument("--families", help="all (default), or a,b,...: the families to compare (compare.families)")
+    compare.add_argument("--budget", help="training time each family gets: 90s, 2m, 1h (compare.budget_s; 60s)")
+    compare.add_argument(
+        "--budget-flops", type=float, help="training FLOPs each family gets instead (language families)"
+    )
+    compare.add_argument("--seeds", type=int, help="trainings per family, for intervals (compare.seeds; 1)")
+    compare.add_argument("--no-register", action="store_true", help="rank only: no evaluation of the winner, no gate")
+    compare.set_defaults(handler="workflow_commands:cmd_compare", keeps_log=True)
 
 
 def _add_address(parser: argparse.ArgumentParser) -> None:

@@ -27,7 +27,8 @@ from storage import normalize
 
 
 def print_plan(args: argparse.Namespace, steps: tuple[str, ...]) -> int:
-    config = load_config(args.config, args.set, storage=args.storage, tracking_uri=args.tracking_uri)
+    sections = ("compare",) if "compare" in steps else ()
+    config = load_config(args.config, args.set, sections, storage=args.storage, tracking_uri=args.tracking_uri)
     storage = normalize(config.storage)
     preflight.check_storage(storage, write=False)  # as a run checks it first, without the probe it writes
     preflight.check_source(config.data)
@@ -40,6 +41,7 @@ def print_plan(args: argparse.Namespace, steps: tuple[str, ...]) -> int:
         "prepare": lambda: _prepare_line(config, key, manifest),
         "train": lambda: _train_line(config, manifest),
         "tune": lambda: _tune_line(config),
+        "compare": lambda: _compare_line(config),
         "evaluate": lambda: _evaluate_line(config),
         "register": lambda: _register_line(config),
     }
@@ -106,6 +108,18 @@ def _model_inputs(config: PipelineConfig, manifest: Manifest | None) -> dict[str
 
         return data_shape(manifest)
     return config.images_as_configured()
+
+
+def _compare_line(config: PipelineConfig) -> str:
+    compare = config.compare
+    assert compare is not None  # the command gives it its defaults
+    fitting, unfit = config.compare_entrants()
+    budget = f"{compare.budget_flops:.3g} FLOPs" if compare.budget_flops else f"{compare.budget_s:g} s of training"
+    return (
+        f"{len(fitting)} families x {compare.seeds} seeds ({', '.join(fitting)}), {budget} each on "
+        f"{compare.cpus_per_trial:g} CPU; ranked by {compare.mode} {compare.metric}; "
+        f"{len(unfit)} do not fit: {', '.join(unfit) or 'none'}"
+    )
 
 
 def _tune_line(config: PipelineConfig) -> str:

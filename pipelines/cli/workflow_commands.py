@@ -9,9 +9,16 @@ from models.zoo import family_class
 from pipelines.cli.output import EXIT_FAILED, EXIT_OK, say, say_json, warn
 from pipelines.config import default_storage
 from pipelines.workflow import api
-from pipelines.workflow.results import EvaluateResult, PrepareResult, RegisterResult, StepResult, TuneResult
+from pipelines.workflow.results import (
+    CompareResult,
+    EvaluateResult,
+    PrepareResult,
+    RegisterResult,
+    StepResult,
+    TuneResult,
+)
 from pipelines.workflow.runner import Workflow, WorkflowFailed
-from pipelines.workflow.step_order import RUN_STEPS, SWEEP_STEPS
+from pipelines.workflow.step_order import COMPARE_STEPS, RUN_STEPS, SWEEP_STEPS
 from storage import normalize
 
 # The steps each command runs: `genpipe train` runs prepare too where it is not done yet.
@@ -30,6 +37,24 @@ def cmd_steps(args: argparse.Namespace) -> int:
 
         return print_plan(args, steps)
     return run_workflow(args, steps)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """`genpipe compare`: its flags are settings of the `compare:` section (a config without one
+    gets its defaults: pipelines.workflow.api.run)."""
+    flags = {
+        "families": args.families,
+        "budget_s": args.budget,
+        "budget_flops": args.budget_flops,
+        "seeds": args.seeds,
+        "register_winner": False if args.no_register else None,
+    }
+    args.set = [*args.set, *(f"compare.{key}={value}" for key, value in flags.items() if value is not None)]
+    if args.dry_run:
+        from pipelines.cli.plan import print_plan
+
+        return print_plan(args, COMPARE_STEPS)
+    return run_workflow(args, COMPARE_STEPS)
 
 
 def run_workflow(args: argparse.Namespace, steps: tuple[str, ...]) -> int:
@@ -66,7 +91,7 @@ def _failed(failure: WorkflowFailed, log_file: str | None) -> int:
 
 
 def _summarise(workflow: Workflow, results: dict[str, StepResult]) -> None:
-    prep, sweep = results.get("prepare"), results.get("tune")
+    prep, sweep = results.get("prepare"), results.get("tune") or results.get("compare")
     evaluation, reg = results.get("evaluate"), results.get("register")
     if isinstance(prep, PrepareResult):
         say(
@@ -78,6 +103,8 @@ def _summarise(workflow: Workflow, results: dict[str, StepResult]) -> None:
             f"sweep: {sweep.trials} trials, {sweep.stopped_early} stopped early; best {sweep.best_trial} "
             f"({sweep.family}): {sweep.best_params}"
         )
+    if isinstance(sweep, CompareResult):
+        _show_leaderboard(sweep)
     if isinstance(evaluation, EvaluateResult):
         shown = ", ".join(f"{k.removeprefix('eval/')}={v:.3g}" for k, v in evaluation.metrics.items())
         say(f"evaluation: {shown}")
@@ -102,6 +129,20 @@ def _summarise(workflow: Workflow, results: dict[str, StepResult]) -> None:
         registry = workflow.meta()["tracking_uri"]
         where = f"--storage {workflow.storage}" if registry == api.registry_uri(storage=workflow.storage) else ""
         say(f"next: genpipe sample {reg.model_uri} {asked} {where or f'--tracking-uri {registry}'}")
+
+
+def _show_leaderboard(result: CompareResult) -> None:
+    from pipelines.tune.leaderboard import table_lines
+
+    say(f"leaderboard ({result.mode} {result.metric}, mean ± 95% interval over seeds):")
+    for line in table_lines(result.leaderboard, result.metric):
+        say(f"  {line}")
+    agreement = (
+        ""
+        if result.seed_agreement is None
+        else f"; seeds agree on the ranking: Kendall's tau {result.seed_agreement:.2f}"
+    )
+    say(f"winner: {result.family} (trial {result.best_trial}){agreement}")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

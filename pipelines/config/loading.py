@@ -36,10 +36,18 @@ def validate_config(raw: dict[str, Any], composed: Composed | None = None) -> Pi
         raise ConfigError(lines) from None
 
 
-def load_config(name_or_path: str, assignments: list[str] | None = None, **top_level: str | None) -> PipelineConfig:
-    """Compose, override (`--set`, then CLI options such as storage), resolve, validate."""
+def load_config(
+    name_or_path: str,
+    assignments: list[str] | None = None,
+    sections: tuple[str, ...] = (),
+    **top_level: str | None,
+) -> PipelineConfig:
+    """Compose, override (`--set`, then CLI options such as storage), resolve, validate.
+    `sections`: those the command needs, with their defaults where the config has none
+    (`genpipe compare` on a config without `compare:`)."""
     composed = compose(name_or_path)
-    raw = apply_overrides(composed.raw, assignments or [])
+    raw = {**{section: {} for section in sections}, **composed.raw}
+    raw = apply_overrides(raw, assignments or [])
     given = {key: value for key, value in top_level.items() if value is not None}
     raw.update(given)
     for key in [*given, *(assignment.partition("=")[0].strip() for assignment in assignments or [])]:

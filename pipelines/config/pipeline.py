@@ -15,7 +15,9 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from data_prep.config import DataConfig, Strict
 from models import check_runs_on, family_class
 from models.base import GenerativeModel, metric_mode
+from models.capabilities import counts_flops
 from pipelines.config.cluster import ClusterConfig, without_credentials
+from pipelines.config.compare import CompareSection
 from pipelines.config.errors import field_error, in_pipeline_terms, problem_line
 from pipelines.config.overrides import assign
 from pipelines.config.sections import SAFE_NAME, EvaluateConfig, ModelSection, RegisterConfig, TrainConfig
@@ -50,6 +52,7 @@ class PipelineConfig(Strict):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     register: RegisterConfig = Field(description="model_name defaults to the config's name")
     tune: TuneSection | None = Field(None, description="`genpipe tune`: the sweep")
+    compare: CompareSection | None = Field(None, description="`genpipe compare`: the families, their budget")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="`genpipe submit`: the Ray job")
 
     _no_credentials_in_uris = field_validator("storage", "tracking_uri")(without_credentials)
@@ -199,6 +202,60 @@ class PipelineConfig(Strict):
         return FieldError("data.image_size", reason)
 
     @model_validator(mode="after")
+    def _comparison_is_valid(self, info: ValidationInfo) -> PipelineConfig:
+        """The metric every compared family reports (the first of them, unless set), a FLOPs
+        budget only for families that count FLOPs; as entered, at least one family must fit."""
+        compare = self.compare
+        if compare is None:
+            return self
+        modality = self.data.modality
+        learners = [family_class(name) for name in compare.named_families() if family_class(name).learns(modality)]
+        if not learners:
+            raise FieldError("compare.families", f"none of them learns {modality} data (data.source)")
+        if compare.metric is None:
+            shared = [m for m in learners[0].metrics_on(modality) if all(m in c.metrics_on(modality) for c in learners)]
+            if not shared:
+                raise FieldError("compare.metric", "the families report no metric in common: set one")
+            compare.metric = shared[0]
+        if compare.mode is None:
+            compare.mode = metric_mode(compare.metric)  # type: ignore[assignment]  # "min" or "max"
+        if compare.budget_flops is not None:
+            uncounted = [c.family for c in learners if not counts_flops(c)]
+            if uncounted:
+                raise FieldError(
+                    "compare.budget_flops",
+                    f"{', '.join(uncounted)} do not count their FLOPs: compare them by compare.budget_s",
+                )
+        if (info.context or {}).get(AS_ENTERED, False):
+            fitting, unfit = self.compare_entrants()
+            if not fitting:
+                shown = "; ".join(f"{family}: {reason}" for family, reason in unfit.items())
+                raise FieldError("compare.families", f"no family fits the data ({shown})")
+        return self
+
+    def compare_entrants(self) -> tuple[list[str], dict[str, str]]:
+        """The families of `compare:` that can train on this data with the compared preset, and
+        why each other one cannot (the check a config with that family alone gets)."""
+        compare = self.compare
+        assert compare is not None  # only asked of a comparison
+        base = self.model_dump(mode="json", exclude={"tune", "compare"})
+        base["register"]["gate"] = {}  # each entrant's own; the comparison's metric is checked here
+        fitting, unfit = [], {}
+        for family in compare.named_families():
+            cls = family_class(family)
+            if cls.learns(self.data.modality) and compare.metric not in cls.metrics_on(self.data.modality):
+                unfit[family] = f"does not report {compare.metric} (compare.metric)"
+                continue
+            candidate = {**base, "model": {"family": family, "preset": compare.preset, "params": {}}}
+            try:
+                PipelineConfig.model_validate(candidate, context={AS_ENTERED: True})
+            except ValidationError as exc:
+                unfit[family] = problem_line(exc.errors()[0]).removeprefix("model.family: ")
+                continue
+            fitting.append(family)
+        return fitting, unfit
+
+    @model_validator(mode="after")
     def _gate_defaults_to_the_family(self) -> PipelineConfig:
         """An unset gate metric is the family's own (what every model of it reports), with its mode."""
         gate = self.register.gate
@@ -213,7 +270,11 @@ class PipelineConfig(Strict):
                         f"they report {', '.join(family.metrics_on(self.data.modality))}",
                     )
         else:
+            # A comparison's winner is gated on what the comparison ranks by, whatever its family.
+            compare = self.compare
             metric, mode = family_class(self.model.family).default_gate
+            if compare is not None and compare.metric is not None and compare.mode is not None:
+                metric, mode = compare.metric, compare.mode
             gate.metric = metric
             if "mode" not in gate.model_fields_set:
                 gate.mode = mode  # type: ignore[assignment]  # a family declares "min" or "max"
@@ -238,7 +299,14 @@ class PipelineConfig(Strict):
         return self
 
     def _families(self) -> list[type[GenerativeModel]]:
-        """The families this config trains: the model's, or each one a sweep chooses from."""
+        """The families this config trains: the model's, each one a sweep chooses from, or those
+        a comparison can rank."""
+        compare = self.compare
+        if compare is not None:
+            named = [family_class(name) for name in compare.named_families()]
+            return [
+                c for c in named if c.learns(self.data.modality) and compare.metric in c.metrics_on(self.data.modality)
+            ]
         if self.tune is not None and "model.family" in self.tune.space:
             return [family_class(f) for f in self.tune.space["model.family"].choice or []]
         return [family_class(self.model.family)]

@@ -55,3 +55,27 @@ class SweepProgress(Callback):
         best = f"best so far: trial {self.best[0]} {self.metric}={self.best[1]:.4g}" if self.best else "no score yet"
         if _console is not None:
             _console("tune", done=self.ended, total=self.total, unit="trials", text=best)
+
+
+class ComparisonProgress(Callback):
+    """A leaderboard line as each entrant ends (its family, seed, score and sampling rate), with
+    the count of entrants done for the console's ETA."""
+
+    def __init__(self, metric: str, total: int, budget_s: float):
+        self.metric, self.total, self.budget_s = metric, total, budget_s
+        self.ended = 0
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        value, rate = result.get(self.metric), result.get("cost/samples_per_second")
+        config = trial.config
+        shown = f"{value:.4g}" if isinstance(value, int | float) else "-"
+        speed = f", {rate:,.0f} samples/s" if isinstance(rate, int | float) else ""
+        self._line(f"{config.get('family')} seed {config.get('seed')}: {self.metric}={shown}{speed}")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._line(f"{trial.config.get('family')} seed {trial.config.get('seed')}: failed")
+
+    def _line(self, text: str) -> None:
+        self.ended += 1
+        if _console is not None:
+            _console("compare", done=self.ended, total=self.total, unit="trainings", text=text)

@@ -106,11 +106,16 @@ def connect_ray(address: str | None = None) -> None:
 
 
 def resolve_config(
-    config: str | PipelineConfig, sets: Sequence[str] = (), storage: str | None = None, tracking_uri: str | None = None
+    config: str | PipelineConfig,
+    sets: Sequence[str] = (),
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    sections: tuple[str, ...] = (),
 ) -> PipelineConfig:
-    """A config by name or path (validated, `sets` applied), with its storage made absolute."""
+    """A config by name or path (validated, `sets` applied, `sections` given their defaults where
+    it has none), with its storage made absolute."""
     if isinstance(config, str):
-        config = load_config(config, list(sets), storage=storage, tracking_uri=tracking_uri)
+        config = load_config(config, list(sets), sections, storage=storage, tracking_uri=tracking_uri)
     elif sets or storage or tracking_uri:
         raise ValueError("sets, storage and tracking_uri apply to a config given by name or path")
     return config.model_copy(update={"storage": normalize(config.storage)})
@@ -145,7 +150,7 @@ def run(
     checked and Ray joined or started here, then the workflow runs in a thread: a RunHandle
     (pipelines/workflow/handle.py) comes back at once."""
     apply_mlflow_defaults()
-    config = resolve_config(config, sets, storage, tracking_uri)
+    config = resolve_config(config, sets, storage, tracking_uri, ("compare",) if "compare" in steps else ())
     if not wait:
         check_services(config, address)
         connect_ray(address)  # from this thread: Ray sets its signal handlers in the main thread only
@@ -160,6 +165,10 @@ def run(
         raise ConfigError(
             ["tune: missing: genpipe tune needs a tune: section with a space (see the built-in gan-sweep-digits)"]
         )
+    if "compare" in steps and config.compare is None:
+        raise ConfigError(["compare: missing: genpipe compare needs a compare: section (or --families, --budget)"])
+    if "compare" in steps and config.compare is not None and not config.compare.register_winner:
+        steps = tuple(step for step in steps if step not in ("evaluate", "register"))  # rank only
     check_services(config, address)
     workflow = Workflow(config.storage, workflow_id or new_workflow_id(config.name))
     if workflow_id and workflow.exists():

@@ -169,6 +169,14 @@ def check_resources(config: PipelineConfig, steps: tuple[str, ...]) -> None:
                 f"tune.cpus_per_trial: no node has {sweep.cpus_per_trial:g} CPU and {sweep.gpus_per_trial:g} GPU "
                 f"for a trial ({capacity.shown()})"
             )
+    compare = config.compare
+    if "compare" in steps and compare is not None:
+        need = {"CPU": compare.cpus_per_trial, "GPU": compare.gpus_per_trial}
+        if capacity.slots_possible(need) == 0:
+            problems.append(
+                f"compare.cpus_per_trial: no node has {compare.cpus_per_trial:g} CPU and "
+                f"{compare.gpus_per_trial:g} GPU for a trial ({capacity.shown()})"
+            )
     evaluate = config.evaluate
     if "evaluate" in steps and capacity.slots_possible({"CPU": evaluate.num_cpus, "GPU": evaluate.num_gpus}) == 0:
         problems.append(

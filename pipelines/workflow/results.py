@@ -47,12 +47,24 @@ class TrainResult(FitResult):
     warm_start: str | None = None
 
 
-class TuneResult(FitResult):
+class ChosenResult(FitResult):
+    """A model chosen among trials (a sweep's or a comparison's): its trial and its family."""
+
     best_trial: str
-    best_params: dict[str, Any]
     family: str
+
+
+class TuneResult(ChosenResult):
+    best_params: dict[str, Any]
     trials: int
     stopped_early: int
+
+
+class CompareResult(ChosenResult):
+    metric: str
+    mode: str
+    leaderboard: list[dict[str, Any]]  # one row per family (pipelines/tune/leaderboard.py)
+    seed_agreement: float | None  # Kendall's tau between the seeds' rankings
 
 
 class ChampionScore(BaseModel):
@@ -92,6 +104,7 @@ RESULT_TYPES: dict[str, type[StepResult]] = {
     "prepare": PrepareResult,
     "train": TrainResult,
     "tune": TuneResult,
+    "compare": CompareResult,
     "evaluate": EvaluateResult,
     "register": RegisterResult,
 }

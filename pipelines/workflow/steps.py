@@ -18,6 +18,8 @@ from pipelines.registry import lineage
 from pipelines.registry.environment import apply_mlflow_defaults
 from pipelines.workflow.progress import Report, flush
 from pipelines.workflow.results import (
+    ChosenResult,
+    CompareResult,
     EvaluateResult,
     FitResult,
     PrepareResult,
@@ -34,6 +36,7 @@ STEP_SECTIONS: dict[str, tuple[str, ...]] = {
     "prepare": ("data",),
     "train": ("model", "train"),
     "tune": ("model", "train", "tune"),
+    "compare": ("train", "compare"),
     "evaluate": ("evaluate",),
     "register": ("register",),
 }
@@ -147,9 +150,19 @@ def tune_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> T
     )
 
 
+def compare_step(config: PipelineConfig, inputs: Inputs, context: StepContext) -> CompareResult:
+    from pipelines.tune.compare import run_comparison
+
+    manifest = load_verified(_prepared(inputs).dataset_uri)
+    return CompareResult(
+        **run_comparison(config, manifest, context.workflow_id, context.tracking_uri, context.run_id, context.report)
+    )
+
+
 def fitted(inputs: Inputs) -> FitResult:
-    """The result of whichever step produced the model: train, or the sweep's best trial."""
-    result = inputs["tune"] if "tune" in inputs else inputs["train"]
+    """The result of whichever step produced the model: train, the sweep's best trial or the
+    comparison's winner."""
+    result = next(inputs[step] for step in ("tune", "compare", "train") if step in inputs)
     assert isinstance(result, FitResult)
     return result
 
@@ -166,15 +179,18 @@ def evaluate_step(config: PipelineConfig, inputs: Inputs, context: StepContext) 
 def _model_tags(config: PipelineConfig, inputs: Inputs, context: StepContext) -> dict[str, str]:
     """What the logged model and its registered version say about where they come from."""
     model = fitted(inputs)
-    family = model.family if isinstance(model, TuneResult) else config.model.family
+    family = model.family if isinstance(model, ChosenResult) else config.model.family
+    compared = isinstance(model, CompareResult) and config.compare is not None
     tags = {
         "genpipe.workflow_id": context.workflow_id,
         "genpipe.dataset.fingerprint": _prepared(inputs).fingerprint,
         "genpipe.family": family,
-        "genpipe.preset": config.model.preset,
+        "genpipe.preset": config.compare.preset if compared else config.model.preset,  # type: ignore[union-attr]
     }
     if isinstance(model, TuneResult):
         tags["genpipe.tune.best_trial"] = model.best_trial
+    if isinstance(model, CompareResult):
+        tags["genpipe.compare.best_trial"] = model.best_trial
     return tags
 
 
@@ -191,6 +207,7 @@ STEPS: dict[str, StepFunction] = {
     "prepare": prepare_step,
     "train": train_step,
     "tune": tune_step,
+    "compare": compare_step,
     "evaluate": evaluate_step,
     "register": register_step,
 }
