@@ -23,7 +23,7 @@ import importlib
 from importlib import metadata
 from typing import Any
 
-from pipelines.workflow.step_order import RUN_STEPS, SWEEP_STEPS
+from pipelines.workflow.step_order import COMPARE_STEPS, RUN_STEPS, SWEEP_STEPS
 
 try:
     __version__ = metadata.version("genpipe")
@@ -45,7 +45,7 @@ _EXPORTS = {
 }
 _SUBMODULES = ("jobs", "schedules")
 
-__all__ = ["RUN_STEPS", "SWEEP_STEPS", "__version__", *_EXPORTS, *_SUBMODULES]
+__all__ = ["COMPARE_STEPS", "RUN_STEPS", "SWEEP_STEPS", "__version__", *_EXPORTS, *_SUBMODULES]
 
 
 def __getattr__(name: str) -> Any:

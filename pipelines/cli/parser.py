@@ -183,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add.add_argument("--storage")
     add.add_argument("--tracking-uri", help="the runs' MLflow server (default: the config's, else MLFLOW_TRACKING_URI)")
+    add.add_argument(
+        "--command",
+        dest="command_run",
+        choices=["run", "compare"],
+        default="run",
+        help="what each slot runs: genpipe run, or genpipe compare (the config's compare: section)",
+    )
     add.set_defaults(handler="schedule_commands:cmd_schedule_add")
     update = schedule_commands.add_parser(
         "update", help="resolve a schedule's config again (runs fire the config as it was at add/update)"

@@ -30,6 +30,7 @@ def cmd_schedule_add(args: argparse.Namespace) -> int:
         retry_delay_s=args.retry_delay,
         storage=args.storage,
         tracking_uri=args.tracking_uri,
+        command=args.command_run,
     )
     say(f"schedule {args.name}: {args.cron} ({args.timezone}), next {_when(schedule.next_slot(time.time()))}")
     return EXIT_OK

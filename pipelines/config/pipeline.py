@@ -243,7 +243,10 @@ class PipelineConfig(Strict):
         fitting, unfit = [], {}
         for family in compare.named_families():
             cls = family_class(family)
-            if cls.learns(self.data.modality) and compare.metric not in cls.metrics_on(self.data.modality):
+            if not cls.learns(self.data.modality):  # the same words for each: the leaderboard groups them
+                unfit[family] = f"learns {' or '.join((cls.modality, *cls.also_learns))}, not {self.data.modality}"
+                continue
+            if compare.metric not in cls.metrics_on(self.data.modality):
                 unfit[family] = f"does not report {compare.metric} (compare.metric)"
                 continue
             candidate = {**base, "model": {"family": family, "preset": compare.preset, "params": {}}}

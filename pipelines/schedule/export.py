@@ -46,7 +46,7 @@ def raycronjob(schedule: Schedule, cluster: str) -> dict[str, Any]:
         )
     runtime_env = dict(config.cluster.runtime_env)  # the code is in the RayCluster's image
     env_vars = {**runtime_env.get("env_vars", {}), CONFIG_VARIABLE: schedule.resolved}
-    entrypoint = f"genpipe run {ENV_CONFIG_PREFIX}{CONFIG_VARIABLE} --when {schedule.when}"
+    entrypoint = f"genpipe {schedule.command} {ENV_CONFIG_PREFIX}{CONFIG_VARIABLE} --when {schedule.when}"
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayCronJob",

@@ -27,10 +27,12 @@ from storage.lease import holder_alive
 
 
 def run_arguments(schedule: Schedule, storage: str, workflow_id: str) -> list[str]:
-    """`genpipe run` of the schedule's resolved config (in CONFIG_VARIABLE: `run_environment`)."""
+    """`genpipe run` (or `compare`) of the schedule's resolved config (in CONFIG_VARIABLE:
+    `run_environment`)."""
+    command = schedule.command
     if schedule.resolved is not None:
-        return ["run", f"{ENV_CONFIG_PREFIX}{CONFIG_VARIABLE}", "--workflow-id", workflow_id, "--when", schedule.when]
-    arguments = ["run", schedule.config, "--storage", storage, "--workflow-id", workflow_id, "--when", schedule.when]
+        return [command, f"{ENV_CONFIG_PREFIX}{CONFIG_VARIABLE}", "--workflow-id", workflow_id, "--when", schedule.when]
+    arguments = [command, schedule.config, "--storage", storage, "--workflow-id", workflow_id, "--when", schedule.when]
     for assignment in schedule.sets:
         arguments += ["--set", assignment]
     return arguments

@@ -24,9 +24,11 @@ def store_at(storage: str | None = None) -> ScheduleStore:
     return ScheduleStore(normalize(storage or default_storage()))
 
 
-def _resolve(source: str, sets: Sequence[str], storage: str, tracking_uri: str | None) -> str:
-    """The config every fired run gets, as YAML: `sets` applied, storage and tracking URI filled in."""
-    config = load_config(source, list(sets), storage=storage, tracking_uri=tracking_uri)
+def _resolve(source: str, sets: Sequence[str], storage: str, tracking_uri: str | None, command: str = "run") -> str:
+    """The config every fired run gets, as YAML: `sets` applied, storage and tracking URI filled in
+    (and a `compare:` section with its defaults for a schedule of comparisons)."""
+    sections = ("compare",) if command == "compare" else ()
+    config = load_config(source, list(sets), sections, storage=storage, tracking_uri=tracking_uri)
     config = config.model_copy(update={"tracking_uri": config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")})
     return dump_config(config)
 
@@ -66,10 +68,12 @@ def add(
     retry_delay_s: float = 60,
     storage: str | None = None,
     tracking_uri: str | None = None,
+    command: str = "run",
 ) -> Schedule:
-    """A new schedule that runs `config` (a file or a built-in) on `cron` in `timezone`."""
+    """A new schedule that runs `config` (a file or a built-in) on `cron` in `timezone`: as
+    `genpipe run`, or `genpipe compare` (`command`)."""
     store = store_at(storage)
-    resolved = _resolve(config, sets, store.storage, tracking_uri)
+    resolved = _resolve(config, sets, store.storage, tracking_uri, command)
     try:
         schedule = Schedule(
             name=name,
@@ -83,6 +87,7 @@ def add(
             overlap=overlap,
             retries=retries,
             retry_delay_s=retry_delay_s,
+            command=command,
             created_at=time.time(),
         )
     except ValidationError as exc:
@@ -108,7 +113,7 @@ def update(
     store = store_at(storage)
     schedule = existing(store, name)
     source, chosen = config or schedule.config, list(sets) or schedule.sets
-    resolved = _resolve(source, chosen, store.storage, tracking_uri)
+    resolved = _resolve(source, chosen, store.storage, tracking_uri, schedule.command)
     schedule = schedule.model_copy(update={"config": _source(source), "sets": chosen, "resolved": resolved})
     store.put(schedule)
     return schedule

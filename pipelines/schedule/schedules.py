@@ -66,6 +66,7 @@ class Schedule(BaseModel):
     timezone: str = "UTC"
     address: str | None = Field(None, description="Ray dashboard address: fire as a Ray job there")
     when: Literal["always", "data-changed"] = "always"
+    command: Literal["run", "compare"] = Field("run", description="what a fired slot runs: genpipe run or compare")
     overlap: Literal["skip", "queue"] = "skip"
     retries: int = Field(2, ge=0, description="times a failed or interrupted run is resumed before its slot fails")
     retry_delay_s: float = Field(

@@ -136,8 +136,16 @@ def table_lines(rows: list[dict[str, Any]], metric: str) -> list[str]:
     ]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) for line in [header, *body]]
-    lines += [f"-  {row['family']}: {row['status']}" for row in rows if "rank" not in row]
-    return lines
+    return lines + [f"-  {families}: {status}" for families, status in unranked(rows)]
+
+
+def unranked(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(families, status) of the rows without a rank, families of the same status together."""
+    grouped: dict[str, list[str]] = {}
+    for row in rows:
+        if "rank" not in row:
+            grouped.setdefault(row["status"], []).append(row["family"])
+    return [(", ".join(families), status) for status, families in grouped.items()]
 
 
 def as_table(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:

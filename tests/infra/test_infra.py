@@ -149,6 +149,9 @@ def test_an_exported_schedule_is_a_valid_raycronjob_running_its_resolved_config(
     monkeypatch.setenv("GENPIPE_CONFIG", carried)  # as the job's runtime_env sets it
     _genpipe_command_is_valid(spec["jobTemplate"]["entrypoint"])
     assert "--when data-changed" in spec["jobTemplate"]["entrypoint"]  # the trigger runs inside the job
+    comparisons = raycronjob(_scheduled(command="compare"), "genpipe")["spec"]["jobTemplate"]["entrypoint"]
+    assert comparisons.startswith("genpipe compare env:GENPIPE_CONFIG")
+    _genpipe_command_is_valid(comparisons)
 
     local = dump_config(load_config("quickstart", storage=str(tmp_path), tracking_uri="http://mlflow:5000"))
     embedded = dump_config(load_config("quickstart", storage="s3://bucket/genpipe"))

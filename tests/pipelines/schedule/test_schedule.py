@@ -254,6 +254,26 @@ def test_a_schedule_fires_the_config_as_it_was_added_until_updated(tmp_path, mon
     assert cli.main(["schedule", "update", "nightly", "--storage", storage]) == 2  # nothing to resolve from
 
 
+def test_a_schedule_of_comparisons_fires_genpipe_compare_with_the_section_resolved(tmp_path):
+    """`--command compare`: each slot is `genpipe compare` of the resolved config, which carries a
+    `compare:` section (its defaults when the config has none)."""
+    import yaml
+
+    from pipelines import cli
+    from pipelines.config import CONFIG_VARIABLE, validate_config
+    from pipelines.schedule.launchers import run_arguments, run_environment
+
+    storage = str(tmp_path / "store")
+    add = ["schedule", "add", "weekly", "quickstart", "--cron", "0 4 * * 0", "--storage", storage]
+    assert cli.main([*add, "--command", "compare", "--set", "compare.families=vae,dcgan"]) == 0
+    schedule = ScheduleStore(storage).get("weekly")
+    assert schedule.command == "compare" and run_arguments(schedule, storage, "wf")[0] == "compare"
+    config = validate_config(yaml.safe_load(run_environment(schedule)[CONFIG_VARIABLE]))
+    assert config.compare is not None and config.compare.families == ["vae", "dcgan"]
+    assert config.register.gate.metric == config.compare.metric == "eval/classifier_fid"
+    assert cli.main([*add[:2], "daily", *add[3:], "--command", "compare", "--set", "compare.families=gpt"]) == 2
+
+
 def test_a_schedule_written_before_resolved_configs_still_fires_its_config_and_sets(tmp_path):
     from pipelines.schedule.launchers import run_arguments, run_environment
 
