@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.results_table import append_table  # noqa: E402
 
 SUITES = {
-    "images": ("quickstart", ["evaluate.num_samples=500", "evaluate.classifier_epochs=3"]),
+    "images": ("quickstart", ["evaluate.num_samples=200", "evaluate.classifier_epochs=3"]),
     "text": ("gpt-code-tiny", []),
     "series": ("ar-sunspots", []),
 }

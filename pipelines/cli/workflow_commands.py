@@ -124,7 +124,8 @@ def _summarise(workflow: Workflow, results: dict[str, StepResult]) -> None:
             "video": f"--input CLIP.gif --horizon {config.data.clip_frames - config.data.context_frames} "
             "--out prediction.gif",
         }.get(config.data.modality, "-n 16 --out samples.png")
-        if family_class(config.model.family).translates:
+        trained = sweep.family if isinstance(sweep, TuneResult | CompareResult) else config.model.family
+        if family_class(trained).translates:
             asked = "--input IMAGE.png --direction a2b --out translated.png"
         registry = workflow.meta()["tracking_uri"]
         where = f"--storage {workflow.storage}" if registry == api.registry_uri(storage=workflow.storage) else ""

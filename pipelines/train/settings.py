@@ -3,7 +3,9 @@ seeds, the group's strategy, and how many steps make an epoch and the run."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,20 +73,38 @@ def loop_settings(
     return LoopSettings(train, strategy, rank, world_size, device, steps_per_epoch, total)
 
 
-@contextmanager
-def one_process_group(on_gpu: bool) -> Iterator[None]:
-    """A torch.distributed group of one, which DeepSpeed's engines expect; rendezvous through a
-    private file, so concurrent trials on a node never race for a port."""
+def _join_group_of_one(on_gpu: bool, folder: str) -> None:
+    """Rendezvous through a private file, so concurrent trials on a node never race for a port."""
     import torch.distributed as dist
 
     for name in ("RANK", "LOCAL_RANK"):
         os.environ[name] = "0"  # DeepSpeed's engine asserts a launcher set them
     os.environ["WORLD_SIZE"] = "1"
+    dist.init_process_group(
+        "nccl" if on_gpu else "gloo", init_method=f"file://{folder}/rendezvous", rank=0, world_size=1
+    )
+
+
+@contextmanager
+def one_process_group(on_gpu: bool) -> Iterator[None]:
+    """A torch.distributed group of one, which DeepSpeed's engines expect, for one trial."""
+    import torch.distributed as dist
+
     with tempfile.TemporaryDirectory() as folder:
-        dist.init_process_group(
-            "nccl" if on_gpu else "gloo", init_method=f"file://{folder}/rendezvous", rank=0, world_size=1
-        )
+        _join_group_of_one(on_gpu, folder)
         try:
             yield
         finally:
             dist.destroy_process_group()
+
+
+def lasting_process_group(on_gpu: bool) -> None:
+    """A group of one that lasts as long as the process: a Tune actor that goes on to the next
+    trial keeps it, since DeepSpeed keeps its handles to the group it first saw (a group made
+    again is one it refuses: "not registered")."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        folder = tempfile.mkdtemp(prefix="genpipe-group-")
+        atexit.register(shutil.rmtree, folder, True)
+        _join_group_of_one(on_gpu, folder)

@@ -18,8 +18,9 @@ from pipelines.config.compare import CompareSection
 from pipelines.evaluate.scorers import EVALUATIONS
 from pipelines.registry import tracking
 from pipelines.train.checkpoints import MODEL_DIR
-from pipelines.tune.entrant import EntrantSetup, run_entrant
+from pipelines.tune.entrant import run_entrant
 from pipelines.tune.leaderboard import Trial, as_table, leaderboard, quality_cost_chart, seed_agreement, winner
+from pipelines.tune.trial import TrialSetup
 from storage import join, ray_storage, storage_uri
 from typed_errors import first_line
 
@@ -27,7 +28,7 @@ log = logging.getLogger("genpipe.compare")
 EXPERIMENT = "compare"
 
 
-def _tuner(config: PipelineConfig, setup: EntrantSetup, workflow_id: str, families: list[str]):
+def _tuner(config: PipelineConfig, setup: TrialSetup, workflow_id: str, families: list[str]):
     """A new Tuner over families x seeds, or the one a killed comparison left."""
     from ray import tune
 
@@ -47,6 +48,9 @@ def _tuner(config: PipelineConfig, setup: EntrantSetup, workflow_id: str, famili
     return tune.Tuner(
         trainable,
         param_space={"seed": tune.grid_search(seeds), "family": tune.grid_search(families)},
+        # A trial's actor goes on to the next trial: the imports of torch, DeepSpeed and MLflow
+        # (~5 s of a core) are paid once per slot, not once per family and seed.
+        tune_config=tune.TuneConfig(reuse_actors=True),
         run_config=tune.RunConfig(
             name=EXPERIMENT,
             storage_path=storage_path,
@@ -84,8 +88,9 @@ def run_comparison(
     shared = EVALUATIONS[manifest.modality].shared  # made once here, loaded by every trial
     if shared is not None:
         shared(manifest, config.evaluate)
-    setup = EntrantSetup(
-        config.model_dump(mode="json"), manifest.uri, tracking_uri, run_id, compare.gpus_per_trial > 0, report
+    base = config.model_dump(mode="json")
+    setup = TrialSetup(
+        base, manifest.uri, tracking_uri, run_id, compare.cpus_per_trial, compare.gpus_per_trial > 0, report
     )
     from pipelines.tune.progress import reporting
 

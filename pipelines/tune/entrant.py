@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,27 +31,16 @@ from pipelines.train.engines import build_engines
 from pipelines.train.feed import Feed, open_feed
 from pipelines.train.loop import Fit, LossWindow
 from pipelines.train.model_setup import built_model, model_config
-from pipelines.train.settings import data_lanes, loop_settings, one_process_group, set_up_process
+from pipelines.train.settings import data_lanes, lasting_process_group, loop_settings, set_up_process
 from pipelines.train.strategy import strategy_for, worker_memory
 from pipelines.train.worker import quiet_worker_logs
+from pipelines.tune.trial import TrialSetup
 
 PROBE_WARM_STEPS = 3  # not timed: the first steps import torch's compiler, allocate, fill caches
 PROBE_SHARE, PROBE_MAX_S, PROBE_MAX_STEPS = 0.1, 15.0, 200  # of the budget, at most, in steps
 SAMPLES_TIMED = 100  # the cost of sampling: the time to draw this many
 PROGRESS_EVERY_S = 5.0
 REPORT_FILE = "entrant.json"  # the trial's report, kept in its checkpoint for a restored trial to repeat
-
-
-@dataclass(frozen=True)
-class EntrantSetup:
-    """What every entrant shares (sent once through the object store by `tune.with_parameters`)."""
-
-    base_config: dict[str, Any]
-    manifest_uri: str
-    tracking_uri: str
-    parent_run_id: str
-    use_gpu: bool
-    report: Any = None  # progress lines for the console
 
 
 def entrant_config(base_config: dict[str, Any], family: str, seed: int) -> PipelineConfig:
@@ -66,7 +54,7 @@ def entrant_config(base_config: dict[str, Any], family: str, seed: int) -> Pipel
     return PipelineConfig.model_validate(raw)
 
 
-def run_entrant(params: dict[str, Any], setup: EntrantSetup) -> None:
+def run_entrant(params: dict[str, Any], setup: TrialSetup) -> None:
     """Train `params["family"]` with `params["seed"]` for the budget, score it, report once."""
     from ray import tune
 
@@ -82,7 +70,7 @@ def run_entrant(params: dict[str, Any], setup: EntrantSetup) -> None:
     family, seed = params["family"], params["seed"]
     config = entrant_config(setup.base_config, family, seed)
     device = torch.device("cuda" if setup.use_gpu and torch.cuda.is_available() else "cpu")
-    set_up_process(config.train, 0, compare.cpus_per_trial, device)
+    set_up_process(config.train, 0, setup.cpus, device)
     manifest = load_verified(setup.manifest_uri)
     feed = open_feed(manifest, "train", config.train, device, data_lanes(config.train, 1, None))
     score, _ = scorer_for(manifest, config.evaluate)
@@ -91,39 +79,46 @@ def run_entrant(params: dict[str, Any], setup: EntrantSetup) -> None:
         setup.tracking_uri, setup.parent_run_id, trial_id, {"family": family, "preset": compare.preset, "seed": seed}
     )
     tracking.set_tags(setup.tracking_uri, run_id, {"genpipe.family": family, "genpipe.compare.seed": str(seed)})
-    with one_process_group(device.type == "cuda"):
-        probe_started = time.perf_counter()
-        steps = _budget_steps(compare, config, manifest, feed, device)
-        probe_seconds = time.perf_counter() - probe_started
-        fit = _fit(config, manifest, feed, device, steps)
-        window = LossWindow(list(fit.engines))
-        started = last_shown = time.perf_counter()
-        for step in fit.steps(0, steps, window):
-            if setup.report is not None and time.perf_counter() - last_shown >= PROGRESS_EVERY_S:
-                last_shown = time.perf_counter()
-                setup.report("compare", text=f"{family} seed {seed}: step {step}/{steps}")
-        train_seconds = time.perf_counter() - started
-        losses = {f"train/{n}_loss": t / window.steps for n, t in zip(window.names, window.totals(), strict=True)}
-        fit.model.eval()
-        scored_at = time.perf_counter()
-        metrics = {**losses, **score(fit.model, None)}
-        metrics.update(
-            {
-                "cost/parameters": float(parameter_count(fit.model.parameters())),
-                "cost/train_steps": float(steps),
-                "cost/train_seconds": train_seconds,
-                "cost/probe_seconds": probe_seconds,
-                "cost/score_seconds": time.perf_counter() - scored_at,
-                **_sampling_cost(fit.model, config.evaluate.seed),
-            }
-        )
-        tracking.log_metrics(setup.tracking_uri, run_id, metrics)
-        tracking.client(setup.tracking_uri).set_terminated(run_id, "FINISHED")
-        reported = {**metrics, "run_id": run_id}
-        with tempfile.TemporaryDirectory() as folder:
-            write_checkpoint(folder, fit, steps, with_model=True)
-            (Path(folder) / REPORT_FILE).write_text(json.dumps(reported))
-            tune.report(reported, checkpoint=tune.Checkpoint.from_directory(folder))
+    fit, metrics = _train_for_budget(compare, config, manifest, feed, device, setup.report)
+    fit.model.eval()
+    scored_at = time.perf_counter()
+    metrics.update(score(fit.model, None))
+    metrics["cost/score_seconds"] = time.perf_counter() - scored_at
+    metrics.update(_sampling_cost(fit.model, config.evaluate.seed))
+    tracking.log_metrics(setup.tracking_uri, run_id, metrics)
+    tracking.client(setup.tracking_uri).set_terminated(run_id, "FINISHED")
+    reported = {**metrics, "run_id": run_id}
+    with tempfile.TemporaryDirectory() as folder:
+        write_checkpoint(folder, fit, fit.settings.total_steps, with_model=True)
+        (Path(folder) / REPORT_FILE).write_text(json.dumps(reported))
+        tune.report(reported, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def _train_for_budget(
+    compare: CompareSection, config: PipelineConfig, manifest: Manifest, feed: Feed, device: torch.device, report
+) -> tuple[Fit, dict[str, float]]:
+    """The family trained for its budget; its mean losses and what the training cost."""
+    lasting_process_group(device.type == "cuda")  # kept for the next trial of this actor
+    probe_started = time.perf_counter()
+    steps = _budget_steps(compare, config, manifest, feed, device)
+    probe_seconds = time.perf_counter() - probe_started
+    fit = _fit(config, manifest, feed, device, steps)
+    window = LossWindow(list(fit.engines))
+    started = last_shown = time.perf_counter()
+    for step in fit.steps(0, steps, window):
+        if report is not None and time.perf_counter() - last_shown >= PROGRESS_EVERY_S:
+            last_shown = time.perf_counter()
+            report("compare", text=f"{config.model.family} seed {config.train.seed}: step {step}/{steps}")
+    metrics = {f"train/{n}_loss": t / window.steps for n, t in zip(window.names, window.totals(), strict=True)}
+    metrics.update(
+        {
+            "cost/parameters": float(parameter_count(fit.model.parameters())),
+            "cost/train_steps": float(steps),
+            "cost/train_seconds": time.perf_counter() - started,
+            "cost/probe_seconds": probe_seconds,
+        }
+    )
+    return fit, metrics
 
 
 def _fit(config: PipelineConfig, manifest: Manifest, feed: Feed, device: torch.device, steps: int) -> Fit:

@@ -161,21 +161,13 @@ def check_resources(config: PipelineConfig, steps: tuple[str, ...]) -> None:
                 f"train.num_workers: {fewest} workers of {shown_need(need)} each ({train.placement_strategy}) "
                 f"do not fit the cluster ({capacity.shown()}); only {room} do"
             )
-    sweep = config.tune
-    if "tune" in steps and sweep is not None:
-        need = {"CPU": sweep.cpus_per_trial, "GPU": sweep.gpus_per_trial}
-        if capacity.slots_possible(need) == 0:
+    for section in ("tune", "compare"):  # trials of a sweep or of a comparison
+        trials = getattr(config, section)
+        need = {"CPU": trials.cpus_per_trial, "GPU": trials.gpus_per_trial} if trials is not None else {}
+        if section in steps and trials is not None and capacity.slots_possible(need) == 0:
             problems.append(
-                f"tune.cpus_per_trial: no node has {sweep.cpus_per_trial:g} CPU and {sweep.gpus_per_trial:g} GPU "
+                f"{section}.cpus_per_trial: no node has {need['CPU']:g} CPU and {need['GPU']:g} GPU "
                 f"for a trial ({capacity.shown()})"
-            )
-    compare = config.compare
-    if "compare" in steps and compare is not None:
-        need = {"CPU": compare.cpus_per_trial, "GPU": compare.gpus_per_trial}
-        if capacity.slots_possible(need) == 0:
-            problems.append(
-                f"compare.cpus_per_trial: no node has {compare.cpus_per_trial:g} CPU and "
-                f"{compare.gpus_per_trial:g} GPU for a trial ({capacity.shown()})"
             )
     evaluate = config.evaluate
     if "evaluate" in steps and capacity.slots_possible({"CPU": evaluate.num_cpus, "GPU": evaluate.num_gpus}) == 0:
