@@ -142,6 +142,15 @@ def _cpu_fp32(tensor: torch.Tensor) -> torch.Tensor:
     return (tensor.float() if tensor.is_floating_point() else tensor).clone()
 
 
+def stretch_schedules(model: GenerativeModel, engines: dict[str, Any], train: TrainConfig, total_steps: int) -> None:
+    """Give the engines' LR schedules a new length (`total_steps` optimizer steps), from the step
+    they are at: a run whose length is a time budget learns its rate as it goes."""
+    for name, engine in engines.items():
+        steps = total_steps * model.updates_per_step(name)
+        multiplier = lr_multiplier(steps, train.warmup_steps, shape=train.lr_schedule)
+        engine.lr_scheduler.lr_lambdas = [multiplier] * len(engine.lr_scheduler.lr_lambdas)
+
+
 def build_engines(
     model: GenerativeModel, train: TrainConfig, zero_stage: int, total_steps: int, on_gpu: bool, universal: bool = False
 ) -> dict[str, Any]:
