@@ -217,6 +217,10 @@ class PipelineConfig(Strict):
             if not shared:
                 raise FieldError("compare.metric", "the families report no metric in common: set one")
             compare.metric = shared[0]
+        if not any(compare.metric in c.metrics_on(modality) for c in learners):
+            first = learners[0]
+            reported = ", ".join(first.metrics_on(modality))
+            raise FieldError("compare.metric", f"no compared family reports it ({first.family} reports {reported})")
         if compare.mode is None:
             compare.mode = metric_mode(compare.metric)  # type: ignore[assignment]  # "min" or "max"
         if compare.budget_flops is not None:

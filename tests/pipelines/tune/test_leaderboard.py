@@ -83,6 +83,7 @@ def test_the_compare_section_picks_the_shared_metric_and_lists_what_does_not_fit
         (["compare.budget_flops=1e12"], "compare.budget_flops: ddpm, latent-ddpm, gan"),
         (["compare.families=cyclegan"], "compare.families: no family fits the data (cyclegan: cyclegan translates"),
         (["compare.seeds=0"], "compare.seeds: "),
+        (["compare.metric=eval/nope"], "compare.metric: no compared family reports it (ddpm reports eval/"),
     ],
 )
 def test_a_bad_compare_section_names_its_field(settings, named):
