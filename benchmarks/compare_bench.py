@@ -4,7 +4,8 @@ the ranking (Kendall's tau); and what the comparison costs beyond its trials.
 
 `python benchmarks/compare_bench.py [--suites images,text,series] [--budget 15] [--seeds 3] [--record]`
 
-Suites: images (the quickstart's digits, every image family), text (the Python standard library
+Suites: images (the quickstart's digits, every image family), colour (16x16 crops of
+scikit-learn's two sample photographs, every image family), text (the Python standard library
 as a code corpus: GPT, LSTM, GRU), series (sunspots: AR, LSTM forecaster). Each runs `prepare`
 and `compare` through the Python API (`genpipe compare --no-register`), two trials at a time on
 a 2-core machine (one CPU each).
@@ -30,8 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.results_table import append_table  # noqa: E402
 
+EVALUATION = ["evaluate.num_samples=200", "evaluate.classifier_epochs=3"]  # slow samplers (DDPM, EBM) set the pace
 SUITES = {
-    "images": ("quickstart", ["evaluate.num_samples=200", "evaluate.classifier_epochs=3"]),
+    "images": ("quickstart", EVALUATION),
+    # Colour: 16x16 crops of scikit-learn's two sample photographs (3 channels, 2 classes).
+    "colour": ("quickstart", ["data.source={kind: sample_image_crops, crop: 16, count: 2000}", *EVALUATION]),
     "text": ("gpt-code-tiny", []),
     "series": ("ar-sunspots", []),
 }
