@@ -58,7 +58,7 @@ def _tuner(config: PipelineConfig, setup: TrialSetup, workflow_id: str, families
             # One checkpoint a trial, and the experiment's state saved with each: a comparison
             # killed just after a trial ended knows it ended (Tune syncs every num_to_keep).
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[ComparisonProgress(compare.metric or "", compare.trials(len(families)), compare.budget_s)],
+            callbacks=[ComparisonProgress(compare.metric or "", len(families) * compare.seeds)],
             verbose=0,
         ),
     )

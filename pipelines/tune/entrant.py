@@ -48,12 +48,11 @@ RECHECKS = 20  # times the run's length is set again from its own rate (trials s
 REPORT_FILE = "entrant.json"  # the trial's report, kept in its checkpoint for a restored trial to repeat
 
 
-def entrant_config(base_config: dict[str, Any], family: str, seed: int) -> PipelineConfig:
+def entrant_config(base_config: dict[str, Any], family: str, preset: str, seed: int) -> PipelineConfig:
     """The config a family trains with in the comparison: the compared preset without params
     (they belong to the config's own family), the config's train section with this seed."""
-    compare = CompareSection.model_validate(base_config["compare"])
     raw = {**base_config, "tune": None, "compare": None}
-    raw["model"] = {"family": family, "preset": compare.preset, "params": {}}
+    raw["model"] = {"family": family, "preset": preset, "params": {}}
     raw["train"] = {**raw["train"], "seed": seed, "max_steps": None}
     raw["register"] = {**raw["register"], "gate": {}}
     return PipelineConfig.model_validate(raw)
@@ -73,7 +72,7 @@ def run_entrant(params: dict[str, Any], setup: TrialSetup) -> None:
         return
     compare = CompareSection.model_validate(setup.base_config["compare"])
     family, seed = params["family"], params["seed"]
-    config = entrant_config(setup.base_config, family, seed)
+    config = entrant_config(setup.base_config, family, compare.preset, seed)
     device = torch.device("cuda" if setup.use_gpu and torch.cuda.is_available() else "cpu")
     set_up_process(config.train, 0, setup.cpus, device)
     manifest = load_verified(setup.manifest_uri)

@@ -61,8 +61,8 @@ class ComparisonProgress(Callback):
     """A leaderboard line as each entrant ends (its family, seed, score and sampling rate), with
     the count of entrants done for the console's ETA."""
 
-    def __init__(self, metric: str, total: int, budget_s: float):
-        self.metric, self.total, self.budget_s = metric, total, budget_s
+    def __init__(self, metric: str, total: int):
+        self.metric, self.total = metric, total
         self.ended = 0
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
