@@ -14,6 +14,7 @@ value that came from a base names that base.
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -95,7 +96,6 @@ def _leaves(raw: dict[str, Any], prefix: str = "") -> list[str]:
 
 def compose(name: str, beside: Path | None = None, chain: tuple[str, ...] = ()) -> Composed:
     """`name` with its `defaults` merged under it, recursively."""
-    from omegaconf import OmegaConf
 
     from_builtin = bool(chain) and chain[-1].startswith("built-in ")
     text, origin, folder = _locate(name, beside, from_builtin)
@@ -109,15 +109,47 @@ def compose(name: str, beside: Path | None = None, chain: tuple[str, ...] = ()) 
         bases = [bases]
     if not isinstance(bases, list) or not all(isinstance(base, str) for base in bases):
         raise ConfigError([f"defaults: a list of config names (in {origin}), got {bases!r}"])
-    merged: Any = OmegaConf.create({})
+    merged: dict[str, Any] = {}
     origins: dict[str, str] = {}
     for base in bases:
         part = compose(base, folder, (*chain, origin))
-        merged = OmegaConf.merge(merged, OmegaConf.create(part.raw))
+        merged = _merge(merged, part.raw, origins)
         origins.update(part.origins)
-    merged = OmegaConf.merge(merged, OmegaConf.create(raw))
+    merged = _merge(merged, raw, origins)
     origins.update(dict.fromkeys(_leaves(raw), origin))
-    return Composed(OmegaConf.to_container(merged, resolve=False), origin, origins)  # type: ignore[arg-type]
+    return Composed(merged, origin, origins)
+
+
+def _merge(below: dict[str, Any], above: dict[str, Any], origins: dict[str, str]) -> dict[str, Any]:
+    """`above` over `below` as OmegaConf merges them, except that a mapping whose `kind` changes
+    (a `data.source` of text files over a base's code corpus) replaces the one below: another kind
+    is another object, and the fields of the one below (`include`) are not its fields."""
+    from omegaconf import OmegaConf
+
+    below = copy.deepcopy(below)
+    for path in _replaced_kinds(below, above):
+        *parents, last = path.split(".")
+        holder = below
+        for key in parents:
+            holder = holder[key]
+        del holder[last]
+        for key in [key for key in origins if key == path or key.startswith(f"{path}.")]:
+            del origins[key]
+    merged = OmegaConf.merge(OmegaConf.create(below), OmegaConf.create(above))
+    return OmegaConf.to_container(merged, resolve=False)  # type: ignore[return-value]
+
+
+def _replaced_kinds(below: dict[str, Any], above: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths of the mappings whose `kind` differs between `below` and `above`."""
+    paths = []
+    for key, value in above.items():
+        under = below.get(key)
+        if isinstance(value, dict) and isinstance(under, dict):
+            if "kind" in value and "kind" in under and value["kind"] != under["kind"]:
+                paths.append(f"{prefix}{key}")
+            else:
+                paths += _replaced_kinds(under, value, f"{prefix}{key}.")
+    return paths
 
 
 def resolved(raw: dict[str, Any], composed: Composed) -> dict[str, Any]:

@@ -35,6 +35,26 @@ def test_a_config_merges_its_bases_in_order_and_its_own_keys_win(tmp_path):
     assert "defaults" not in read_config_source(config)
 
 
+def test_a_source_of_another_kind_replaces_the_bases_source_instead_of_merging_into_it(tmp_path):
+    """A base's code corpus (`include`, ...) under a config's own text files: the fields of one
+    kind are not the other's, so the config's source stands alone; the same kind still merges."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("the river and the stone\n" * 20)
+    _write(
+        tmp_path / "mine.yaml",
+        {"defaults": ["gpt-code-tiny"], "data": {"source": {"kind": "text_files", "path": str(corpus / "*.txt")}}},
+    )
+    source = load_config(str(tmp_path / "mine.yaml")).data.source
+    assert source.kind == "text_files" and source.path == str(corpus / "*.txt")
+    _write(
+        tmp_path / "same.yaml",
+        {"defaults": ["convlstm-digits"], "data": {"source": {"kind": "moving_digits", "videos": 40}}},
+    )
+    kept, base = load_config(str(tmp_path / "same.yaml")).data.source, load_config("convlstm-digits").data.source
+    assert kept.videos == 40 and kept.model_dump(exclude={"videos"}) == base.model_dump(exclude={"videos"})
+
+
 def test_interpolations_read_the_environment_and_other_keys_after_the_sets(tmp_path, monkeypatch):
     config = _write(
         tmp_path / "c.yaml",
