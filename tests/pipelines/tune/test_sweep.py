@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 from helpers import REPO
@@ -45,6 +46,18 @@ def finished_children(uri: str, run_id: str) -> dict[str, int]:
         for run in tracking.child_runs(uri, run_id)
         if run.info.status == "FINISHED"
     }
+
+
+def terminated_trials(sweep_folder: Path) -> set[str]:
+    """The trials Tune's latest saved experiment state records as ended."""
+    states = sorted(sweep_folder.glob("*/experiment_state-*.json"))
+    if not states:
+        return set()
+    try:
+        trials = [json.loads(state) for state, _ in json.loads(states[-1].read_text())["trial_data"]]
+    except json.JSONDecodeError:  # caught mid-write
+        return set()
+    return {trial["trial_id"] for trial in trials if trial["status"] == "TERMINATED"}
 
 
 def sweep_options(*extra: str) -> list[str]:
@@ -125,16 +138,18 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(ray_session, mlf
     )
     workflow = Workflow(str(storage), "sweep")
     deadline = time.monotonic() + 400
-    while not workflow.exists() or not finished_children(mlflow_server, workflow.meta()["run_id"]):
+    # Finished as Tune's saved state knows it (saved every 10 s or so): a trial that ended after
+    # the last save is, for the resumed sweep, one to finish again from its last checkpoint.
+    while not (workflow.exists() and terminated_trials(storage / "tune" / "sweep")):
         assert sweep.poll() is None and time.monotonic() < deadline, (tmp_path / "tune.log").read_text()[-3000:]
         time.sleep(0.5)
-    time.sleep(1)  # (a trial killed before Tune saw it end resumes at its last epoch and ends at once)
     os.killpg(sweep.pid, signal.SIGKILL)  # the driver and every Ray process it started
     sweep.wait()
     log.close()
     run_id = workflow.meta()["run_id"]
-    before = finished_children(mlflow_server, run_id)
-    assert workflow.step_states()["tune"] == "interrupted"  # its driver died in it
+    terminated = terminated_trials(storage / "tune" / "sweep")
+    before = {trial: n for trial, n in finished_children(mlflow_server, run_id).items() if trial in terminated}
+    assert before and workflow.step_states()["tune"] == "interrupted"  # its driver died in it
 
     assert cli.main(["resume", "sweep", "--storage", str(storage)]) == 0
     trial_ids = [run.data.tags["genpipe.trial_id"] for run in tracking.child_runs(mlflow_server, run_id)]
