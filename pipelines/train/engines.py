@@ -21,14 +21,40 @@ def precision_mode(config: TrainConfig, on_gpu: bool, preferred: str = "bf16") -
     return config.precision
 
 
+def zero3_working_set(parameters: int) -> dict[str, int]:
+    """How much of a network ZeRO-3 keeps gathered and buffers at once, from its size.
+
+    DeepSpeed's defaults (up to 1e9 parameters live, 5e8-element reduce buckets) are made for
+    GPUs with room to spare: a 361M U-Net stayed whole on every rank while it computed, so
+    sharding saved nothing where it is needed (2 CPU ranks of the DDPM `large` preset at batch 1:
+    11.3 GiB peak each with the defaults, 8.5 GiB with an eighth of the model live and a
+    sixteenth per bucket; benchmarks/RESULTS.md, "ZeRO-3's working set"). Capped at DeepSpeed's
+    defaults, so a larger model is where it was; Hugging Face's "auto" sizes are smaller still."""
+    live = min(10**9, max(10**6, parameters // 8))
+    bucket = max(10**6, parameters // 16)
+    return {
+        "stage3_max_live_parameters": live,
+        "stage3_max_reuse_distance": live,
+        "stage3_prefetch_bucket_size": min(5 * 10**7, bucket),
+        "reduce_bucket_size": min(5 * 10**8, bucket),
+    }
+
+
 def deepspeed_config(
-    config: TrainConfig, zero_stage: int, on_gpu: bool, preferred_precision: str = "bf16", universal: bool = False
+    config: TrainConfig,
+    zero_stage: int,
+    on_gpu: bool,
+    preferred_precision: str = "bf16",
+    universal: bool = False,
+    parameters: int = 0,
 ) -> dict[str, Any]:
-    """`universal`: the engine will load a universal checkpoint (a regrouped resume)."""
+    """`universal`: the engine will load a universal checkpoint (a regrouped resume).
+    `parameters`: the network's size, which sizes ZeRO-3's working set."""
     precision = precision_mode(config, on_gpu, preferred_precision)
     zero: dict[str, Any] = {"stage": zero_stage}
     if zero_stage == 3:
         zero["stage3_gather_16bit_weights_on_model_save"] = True
+        zero.update(zero3_working_set(parameters))
     if config.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": on_gpu}
     if config.offload_params:
@@ -100,7 +126,9 @@ def build_engine(
         model=network,
         optimizer=optimizer,
         lr_scheduler=scheduler,
-        config=deepspeed_config(config, zero_stage, on_gpu, preferred_precision, universal),
+        config=deepspeed_config(
+            config, zero_stage, on_gpu, preferred_precision, universal, sum(p.numel() for p in trainable)
+        ),
     )
     _trim_per_step_work(engine)
     return engine

@@ -161,3 +161,21 @@ def test_deepspeed_settings_follow_the_train_section():
     assert ds["zero_optimization"]["stage"] == 3
     assert ds["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
     assert ds["zero_optimization"]["offload_param"]["device"] == "cpu"
+
+
+def test_zero3_keeps_a_share_of_the_model_gathered_not_deepspeeds_gpu_sized_defaults():
+    from pipelines.config import TrainConfig
+    from pipelines.train.engines import deepspeed_config
+
+    def zero(parameters: int, stage: int = 3) -> dict:
+        return deepspeed_config(TrainConfig(), stage, on_gpu=False, parameters=parameters)["zero_optimization"]
+
+    large_unet = zero(361_000_000)  # the DDPM `large` preset: whole on every rank under the defaults
+    assert large_unet["stage3_max_live_parameters"] == large_unet["stage3_max_reuse_distance"] == 45_125_000
+    assert large_unet["reduce_bucket_size"] == large_unet["stage3_prefetch_bucket_size"] == 22_562_500
+    huge = zero(20 * 10**9)  # DeepSpeed's own defaults are the ceiling
+    assert huge["stage3_max_live_parameters"] == 10**9 and huge["reduce_bucket_size"] == 5 * 10**8
+    assert huge["stage3_prefetch_bucket_size"] == 5 * 10**7
+    tiny = zero(400_000)
+    assert tiny["stage3_max_live_parameters"] == tiny["reduce_bucket_size"] == 10**6
+    assert "reduce_bucket_size" not in zero(361_000_000, stage=2)  # ZeRO-1/2 keep DeepSpeed's sizes
