@@ -32,6 +32,7 @@ tests/test_gpu_suite.py), so it never rots. `--parts gpt,kv` runs some of them.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -102,6 +103,13 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def _release(device: torch.device) -> None:
+    """The last measurement's model and engine (DeepSpeed's hold cycles) off the device."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def pipeline_loop(manifest, sizes: Sizes, device: torch.device, *extra: str, zero_stage: int | None = None) -> dict:
     """tokens/s of the pipeline's loop (feed, engines, `Fit`) on one rank, after `warm` steps."""
     from pipelines.train.engines import build_engines
@@ -111,6 +119,7 @@ def pipeline_loop(manifest, sizes: Sizes, device: torch.device, *extra: str, zer
     from pipelines.train.settings import data_lanes, loop_settings, set_up_process
     from pipelines.train.strategy import strategy_for, worker_memory
 
+    _release(device)
     config = gpt_config(sizes, f"train.max_steps={sizes.warm + sizes.steps}", *extra)
     set_up_process(config.train, 0, os.cpu_count() or 1, device)
     model = built_model(config.model.family, model_config(config, manifest)).to(device)
@@ -134,7 +143,8 @@ def pipeline_loop(manifest, sizes: Sizes, device: torch.device, *extra: str, zer
         "tokens_per_s": tokens / (time.perf_counter() - started),
         "flops_per_token": flops_per_token,
         "zero_stage": stage,
-        "batch": train.batch_size * train.grad_accum_steps,
+        "micro_batch": train.batch_size,
+        "grad_accum_steps": train.grad_accum_steps,
         "compile": train.compile,
     }
 
@@ -163,7 +173,9 @@ def peak_flops(device: torch.device) -> float | None:
 
 def part_gpt(manifest, sizes: Sizes, device: torch.device) -> list[dict]:
     pipeline = pipeline_loop(manifest, sizes, device)
-    bare = bare_loop(manifest, sizes, device, pipeline["batch"], pipeline["compile"])
+    # The same micro-batch (tokens/s is per token; one step of the whole accumulated batch would
+    # hold 64 x 1024 tokens of activations at once).
+    bare = bare_loop(manifest, sizes, device, pipeline["micro_batch"], pipeline["compile"])
     peak = peak_flops(device)
     mfu = pipeline["tokens_per_s"] * pipeline["flops_per_token"] / peak if peak else None
     return [
@@ -190,7 +202,7 @@ def part_engine(manifest, sizes: Sizes, device: torch.device) -> list[dict]:
         rows.append(
             {"what": f"engine, ZeRO-{stage}", **pipeline_loop(manifest, sizes, device, *eager, zero_stage=stage)}
         )
-    bare = bare_loop(manifest, sizes, device, rows[0]["batch"], compile_model=False)
+    bare = bare_loop(manifest, sizes, device, rows[0]["micro_batch"], compile_model=False)
     rows.append({"what": "engine: bare loop, eager", "tokens_per_s": bare})
     for row in rows[:4]:
         row["vs_bare"] = row["tokens_per_s"] / bare
@@ -300,8 +312,7 @@ def run_suite(data: Path, sizes: Sizes, parts: tuple[str, ...], device: torch.de
         report["parts"][part] = {"rows": rows, "seconds": time.monotonic() - started}
         for row in rows:
             print("  " + _line(row), flush=True)
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        _release(device)
     return report
 
 
