@@ -27,8 +27,8 @@ def zero3_working_set(parameters: int) -> dict[str, int]:
     DeepSpeed's defaults (up to 1e9 parameters live, 5e8-element reduce buckets) are made for
     GPUs with room to spare: a 361M U-Net stayed whole on every rank while it computed, so
     sharding saved nothing where it is needed (2 CPU ranks of the DDPM `large` preset at batch 1:
-    11.3 GiB peak each with the defaults, 8.5 GiB with an eighth of the model live and a
-    sixteenth per bucket; benchmarks/RESULTS.md, "ZeRO-3's working set"). Capped at DeepSpeed's
+    11.3 GiB peak each with the defaults, 8.1 GiB and 44 -> 30 s a step with an eighth of the
+    model live and a sixteenth per bucket; benchmarks/RESULTS.md, "ZeRO-3's working set"). Capped at DeepSpeed's
     defaults, so a larger model is where it was; Hugging Face's "auto" sizes are smaller still."""
     live = min(10**9, max(10**6, parameters // 8))
     bucket = max(10**6, parameters // 16)
