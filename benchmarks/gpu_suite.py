@@ -355,9 +355,14 @@ def main() -> None:
     warnings.simplefilter("ignore")  # libraries' deprecation notes: the suite's lines are its output
     sizes = DRY if args.dry_run else GPU
     if args.prepare:
+        import logging
+
         import ray
 
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
+        # A Ray of its own (never one a running `genpipe` left in /tmp/ray), quiet as a step's.
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
+        logging.disable(logging.INFO)  # Ray Data's executor lines: this command prints one line
+        ray.data.DataContext.get_current().enable_progress_bars = False
         print(f"prepared {prepare_data(args.prepare, sizes).uri}")
         return
     if args.data is None:

@@ -120,8 +120,10 @@ class WorkerMemory:
 
 def _peak_rss(pid: int) -> int:
     """The process's high-water mark of resident memory (VmHWM), in bytes."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024  # type: ignore[union-attr]
+    found = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    if found is None:
+        raise ValueError(f"process {pid} has ended")  # a zombie keeps its status, without memory
+    return int(found.group(1)) * 1024
 
 
 def folder_bytes(folder: Path) -> int:
