@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 CARRY=.gpu-carry
 
 if [ "${1:-}" = install ]; then
-    python -m pip install --quiet --no-index --no-deps "$CARRY"/wheels/*.whl
+    "${PYTHON:-python3}" -m pip install --quiet --no-index --no-deps "$CARRY"/wheels/*.whl
     exit 0
 fi
 

@@ -21,7 +21,7 @@ worker runs it); `benchmarks/gpu_carry.sh` downloads the rest as cp312 wheels (D
 pure-Python source, built here with no ops) into `.gpu-carry/` and prepares the GPT dataset
 there (prepare needs Ray, so it runs here): ~20 MB of wheels and the dataset. Then, on the device:
 
-    run(command="bash benchmarks/gpu_carry.sh install && PYTHONUNBUFFERED=1 python benchmarks/gpu_suite.py
+    run(command="bash benchmarks/gpu_carry.sh install && PYTHONUNBUFFERED=1 python3 benchmarks/gpu_suite.py
         --data .gpu-carry/data --json $OUT/gpu_suite.json --record 2>&1 | tee $OUT/log",
         carry=[".gpu-carry"], timeout_s=540)
 
