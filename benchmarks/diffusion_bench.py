@@ -79,6 +79,20 @@ def genpipe_arm(
     return Arm("genpipe", sum(p.numel() for p in model.unet.parameters()), step, sample)
 
 
+def engine_step(model, engine) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A step of the U-Net's DeepSpeed engine on a batch of images, the EMA after it, as the
+    pipeline's loop takes it."""
+
+    def step(images: torch.Tensor) -> torch.Tensor:
+        loss = model.loss("unet", {"image": images})
+        engine.backward(loss)
+        engine.step()
+        model.after_update("unet")
+        return loss
+
+    return step
+
+
 def genpipe_deepspeed_arm(
     preset: str,
     image_shape: tuple[int, int, int],
@@ -118,14 +132,7 @@ def genpipe_deepspeed_arm(
     if compile_model:
         engine.compile()
     model.use_network("unet", engine)
-
-    def step(images: torch.Tensor) -> torch.Tensor:
-        loss = model.loss("unet", {"image": images})
-        engine.backward(loss)
-        engine.step()
-        model.after_update("unet")
-        return loss
-
+    step = engine_step(model, engine)
     name = f"genpipe (DeepSpeed {precision_mode(train, True, model.gpu_precision)})"
     return Arm(
         name,

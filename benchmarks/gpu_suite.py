@@ -212,7 +212,7 @@ def part_engine(manifest, sizes: Sizes, device: torch.device) -> list[dict]:
 def _ddpm_engine_arm(sizes: Sizes, device: torch.device):
     """The U-Net step as `genpipe run` takes it on one worker: the engine `build_engines` makes
     (the model's precision on a GPU: fp32 weights under bf16 autocast), compiled on a GPU, EMA."""
-    from benchmarks.diffusion_bench import Arm
+    from benchmarks.diffusion_bench import Arm, engine_step
     from models import build_model, resolve_config
     from pipelines.config import TrainConfig
     from pipelines.train.engines import build_engines
@@ -222,15 +222,7 @@ def _ddpm_engine_arm(sizes: Sizes, device: torch.device):
     config = resolve_config("ddpm", sizes.ddpm_preset, {"dropout": 0.0}, {"image_shape": sizes.ddpm_shape})
     model = build_model("ddpm", config).to(device)
     train = TrainConfig(batch_size=sizes.ddpm_batch, learning_rate=2e-4, strategy="ddp", grad_clip=0.0, compile=on_gpu)
-    engine = build_engines(model, train, 0, 10_000, on_gpu)["unet"]
-
-    def step(images: torch.Tensor) -> torch.Tensor:
-        loss = model.loss("unet", {"image": images})
-        engine.backward(loss)
-        engine.step()
-        model.after_update("unet")
-        return loss
-
+    step = engine_step(model, build_engines(model, train, 0, 10_000, on_gpu)["unet"])
     parameters = sum(p.numel() for p in model.parameters())
     return Arm("pipeline engine", parameters, step, lambda n, generator: model.sample(n, generator), autocast=False)
 
