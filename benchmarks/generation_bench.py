@@ -29,9 +29,15 @@ SHAPES = {
 PROMPT, NEW_TOKENS, REPEATS = 16, 200, 3
 
 
-def timed(model, prompt: torch.Tensor, use_cache: bool) -> tuple[float, torch.Tensor]:
+def timed(model, prompt: torch.Tensor, use_cache: bool, new_tokens: int = NEW_TOKENS) -> tuple[float, torch.Tensor]:
+    """Seconds to sample `new_tokens` after `prompt` (seeded, on the prompt's device), and the text."""
+    generator = torch.Generator(device=prompt.device).manual_seed(0)
+    if prompt.is_cuda:
+        torch.cuda.synchronize()
     started = time.perf_counter()
-    out = model.generate(prompt, NEW_TOKENS, 1.0, None, torch.Generator().manual_seed(0), use_cache=use_cache)
+    out = model.generate(prompt, new_tokens, 1.0, None, generator, use_cache=use_cache)
+    if prompt.is_cuda:
+        torch.cuda.synchronize()
     return time.perf_counter() - started, out
 
 

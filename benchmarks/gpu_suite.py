@@ -95,7 +95,10 @@ def prepare_data(folder: Path, sizes: Sizes):
 def prepared(folder: Path):
     from data_prep.manifest import load_verified
 
-    return load_verified(str(next(folder.glob("datasets/*/manifest.json")).parent))
+    found = sorted(folder.glob("datasets/*/manifest.json"))
+    if not found:
+        raise SystemExit(f"--data {folder}: no prepared dataset in it (make one: bash benchmarks/gpu_carry.sh)")
+    return load_verified(str(found[-1].parent))
 
 
 def _synchronize(device: torch.device) -> None:
@@ -260,6 +263,7 @@ def part_ddpm(sizes: Sizes, device: torch.device) -> list[dict]:
 
 
 def part_kv(manifest, sizes: Sizes, device: torch.device) -> list[dict]:
+    from benchmarks.generation_bench import timed
     from pipelines.train.model_setup import built_model, model_config
 
     config = gpt_config(sizes)
@@ -270,15 +274,8 @@ def part_kv(manifest, sizes: Sizes, device: torch.device) -> list[dict]:
         prompt = torch.randint(0, manifest.text.vocab_size, (batch, 16), device=device)
         speeds = {}
         for use_cache in (True, False):
-            runs = []
-            for _ in range(3):
-                generator = torch.Generator(device=device).manual_seed(0)
-                _synchronize(device)
-                started = time.perf_counter()
-                with autocast, torch.no_grad():
-                    model.generate(prompt, sizes.kv_new_tokens, 1.0, None, generator, use_cache=use_cache)
-                _synchronize(device)
-                runs.append(time.perf_counter() - started)
+            with autocast, torch.no_grad():
+                runs = [timed(model, prompt, use_cache, sizes.kv_new_tokens)[0] for _ in range(3)]
             speeds[use_cache] = batch * sizes.kv_new_tokens / statistics.median(runs)
         rows.append({"what": f"KV cache, batch {batch}", "cached_tokens_per_s": speeds[True]})
         rows[-1]["uncached_tokens_per_s"], rows[-1]["ratio"] = speeds[False], speeds[True] / speeds[False]
@@ -322,17 +319,15 @@ def _line(row: dict) -> str:
 
 
 def record(report: dict[str, Any], command: str) -> None:
-    from benchmarks.results_table import RESULTS
+    from benchmarks.results_table import append_table
 
-    lines = [
-        f"\n### GPU suite (issue 35), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — {report['device']}, "
-        f"torch {report['torch']}\n",
-        f"`{command}`\n",
+    rows = [
+        f"| {part} | {_line(row)} | {result['seconds']:.0f} |"
+        for part, result in report["parts"].items()
+        for row in result["rows"]
     ]
-    for part, result in report["parts"].items():
-        lines.append(f"- **{part}** ({result['seconds']:.0f} s): " + "; ".join(_line(row) for row in result["rows"]))
-    with RESULTS.open("a") as results:
-        results.write("\n".join(lines) + "\n")
+    device = f", {report['device']}"
+    append_table("GPU suite (issue 35)", [f"`{command}`"], ["part", "measured", "part's s"], rows, extra=device)
 
 
 def main() -> None:
@@ -359,6 +354,9 @@ def main() -> None:
         return
     if args.data is None:
         parser.error("--data (or --prepare) is needed")
+    unknown = set(args.parts.split(",")) - set(PARTS)
+    if unknown:
+        parser.error(f"--parts: no part {', '.join(sorted(unknown))}; the parts: {', '.join(PARTS)}")
     device = torch.device("cuda" if torch.cuda.is_available() and not args.dry_run else "cpu")
     report = run_suite(args.data, sizes, tuple(args.parts.split(",")), device)
     if args.json:

@@ -118,12 +118,17 @@ class WorkerMemory:
                 self.peaks[process.pid] = max(self.peaks.get(process.pid, 0), peak)
 
 
-def _peak_rss(pid: int) -> int:
-    """The process's high-water mark of resident memory (VmHWM), in bytes."""
-    found = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
-    if found is None:
+def process_memory(pid: int | str = "self") -> tuple[int, int]:
+    """(resident, high-water mark) of a process in bytes: VmRSS and VmHWM of /proc/PID/status."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    found = [re.search(rf"{field}:\s+(\d+) kB", status) for field in ("VmRSS", "VmHWM")]
+    if found[0] is None or found[1] is None:
         raise ValueError(f"process {pid} has ended")  # a zombie keeps its status, without memory
-    return int(found.group(1)) * 1024
+    return int(found[0].group(1)) * 1024, int(found[1].group(1)) * 1024
+
+
+def _peak_rss(pid: int) -> int:
+    return process_memory(pid)[1]
 
 
 def folder_bytes(folder: Path) -> int:

@@ -27,9 +27,10 @@ import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.large_cpu_bench import process_memory  # noqa: E402
 from benchmarks.results_table import append_table  # noqa: E402
 
-GIB = 2**20  # /proc reports kB
+GIB = 2**30
 DEEPSPEED_DEFAULTS = {
     "stage3_max_live_parameters": 10**9,
     "stage3_max_reuse_distance": 10**9,
@@ -41,8 +42,8 @@ PHASES = ["model built", "engine built", "step 1 backward", "step 1 done", "last
 
 def memory() -> tuple[float, float]:
     """(resident, high-water mark) of this process, GiB."""
-    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / GIB, int(fields["VmHWM"].split()[0]) / GIB
+    resident, peak = process_memory()
+    return resident / GIB, peak / GIB
 
 
 def rank_main(rank: int, folder: str, defaults: bool, steps: int, batch: int, results) -> None:
